@@ -1,0 +1,64 @@
+# node-gyp build of the same sources as CMakeLists.txt: used by node-gyp-build at install
+# time (when no prebuilt binary fits) and by prebuildify. CUDA is compiled when
+# scripts/find-cuda.js finds nvcc on PATH; otherwise the CPU-only stub is linked.
+{
+  'variables': {
+    'nvcc%': '<!(node scripts/find-cuda.js nvcc)',
+    'cuda_lib%': '<!(node scripts/find-cuda.js lib)',
+  },
+  'targets': [
+    {
+      'target_name': 'fused_optim',
+      'sources': [
+        'native/addon/adamw_wrap.cpp',
+        'native/addon/module.cpp',
+        'native/addon/tensor_wrap.cpp',
+        'native/core/adamw_engine.cpp',
+        'native/core/storage.cpp',
+        'native/core/tensor.cpp',
+        'native/cpu/cpu_adamw.cpp',
+        'native/cpu/cpu_adamw_loops.cpp',
+        'native/cpu/thread_pool.cpp',
+      ],
+      'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,compute_90"'],
+      'cflags!': ['-fno-exceptions'],
+      'cflags_cc!': ['-fno-exceptions', '-fno-rtti', '-std=gnu++17', '-std=gnu++20'],
+      # Same float rules as CMake: no FMA contraction, no fast math (bit-exact backends).
+      'cflags_cc': ['-std=c++17', '-O3', '-fexceptions', '-ffp-contract=off', '-fno-math-errno', '-fvisibility=hidden'],
+      'libraries': ['-lpthread'],
+      'conditions': [
+        ['nvcc==""', {
+          'sources': ['native/cuda/cuda_stub.cpp'],
+        }],
+        ['nvcc!=""', {
+          'sources': ['native/cuda/cuda_device.cu', 'native/cuda/cuda_adamw.cu'],
+          'rules': [
+            {
+              'rule_name': 'nvcc',
+              'extension': 'cu',
+              'inputs': ['native/common/adamw_rule.h', 'native/common/half_convert.h', 'native/cuda/cuda_backend.h',
+                         'native/cuda/cuda_check.h', 'native/cuda/element_access.cuh'],
+              'outputs': ['<(INTERMEDIATE_DIR)/<(RULE_INPUT_ROOT).cu.o'],
+              'action': [
+                '<(nvcc)', '-std=c++17', '-O3', '-fmad=false', '--expt-relaxed-constexpr',
+                '-Xcompiler', '-fPIC', '-Xcompiler', '-fvisibility=hidden',
+                '-DFO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,compute_90"',
+                '-gencode', 'arch=compute_75,code=sm_75',
+                '-gencode', 'arch=compute_80,code=sm_80',
+                '-gencode', 'arch=compute_86,code=sm_86',
+                '-gencode', 'arch=compute_89,code=sm_89',
+                '-gencode', 'arch=compute_90,code=[sm_90,compute_90]',
+                '-c', '<(RULE_INPUT_PATH)', '-o', '<@(_outputs)',
+              ],
+              'message': 'nvcc <(RULE_INPUT_PATH)',
+              'process_outputs_as_sources': 1,
+            },
+          ],
+          # Static CUDA runtime: the binary needs only the NVIDIA driver, found at run time.
+          'libraries': ['-L<(cuda_lib)', '-lcudart_static', '-ldl', '-lrt'],
+        }],
+      ],
+    },
+  ],
+}

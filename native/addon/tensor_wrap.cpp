@@ -1,0 +1,166 @@
+#include "tensor_wrap.h"
+
+#include <cmath>
+#include <string>
+
+#include "js_errors.h"
+
+namespace fo::addon {
+
+Napi::FunctionReference* TensorWrap::constructor_ = nullptr;
+
+namespace {
+
+// A sentinel passed by create()/from_device_pointer() so `new TensorHandle()` from
+// JavaScript cannot build an empty handle.
+struct Construct {
+  std::shared_ptr<Tensor> tensor;
+};
+
+DType dtype_arg(const Napi::Value& v) {
+  DType t;
+  if (!v.IsNumber() || !dtype_from_int(v.As<Napi::Number>().Int32Value(), &t))
+    throw fo::TypeError("dtype must be one of float32, float16, bfloat16");
+  return t;
+}
+
+int64_t numel_arg(const Napi::Value& v) {
+  if (!v.IsNumber()) throw fo::TypeError("numel must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d < 0 || d != std::floor(d) || d > 9007199254740991.0)
+    throw fo::RangeError("numel must be a non-negative integer");
+  return int64_t(d);
+}
+
+}  // namespace
+
+Napi::Function TensorWrap::define(Napi::Env env) {
+  Napi::Function fn = DefineClass(
+      env, "TensorHandle",
+      {
+          StaticMethod("create", &TensorWrap::create),
+          StaticMethod("fromDevicePointer", &TensorWrap::from_device_pointer),
+          InstanceMethod("toFloat32", &TensorWrap::to_float32),
+          InstanceMethod("toBits16", &TensorWrap::to_bits16),
+          InstanceMethod("copyFromFloat32", &TensorWrap::copy_from_float32),
+          InstanceMethod("copyFromBits16", &TensorWrap::copy_from_bits16),
+          InstanceMethod("zero", &TensorWrap::zero),
+          InstanceMethod("dispose", &TensorWrap::dispose),
+          InstanceAccessor("disposed", &TensorWrap::disposed, nullptr),
+          InstanceAccessor("devicePointer", &TensorWrap::device_pointer, nullptr),
+      });
+  constructor_ = new Napi::FunctionReference(Napi::Persistent(fn));
+  return fn;
+}
+
+TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info), env_(info.Env()) {
+  if (info.Length() != 1 || !info[0].IsExternal())
+    throw Napi::TypeError::New(info.Env(), "TensorHandle cannot be constructed directly; use Tensor.from or Tensor.zeros");
+  auto* c = info[0].As<Napi::External<Construct>>().Data();
+  tensor_ = c->tensor;
+  if (tensor_->storage->owned()) {
+    reported_bytes_ = int64_t(tensor_->byte_size());
+    Napi::MemoryManagement::AdjustExternalMemory(env_, reported_bytes_);
+  }
+}
+
+TensorWrap::~TensorWrap() { release_accounting(); }
+
+void TensorWrap::release_accounting() {
+  if (reported_bytes_ != 0) {
+    Napi::MemoryManagement::AdjustExternalMemory(env_, -reported_bytes_);
+    reported_bytes_ = 0;
+  }
+}
+
+std::shared_ptr<Tensor> TensorWrap::unwrap(const Napi::Value& value, const char* what) {
+  if (!value.IsObject() || !constructor_ || !value.As<Napi::Object>().InstanceOf(constructor_->Value()))
+    throw fo::TypeError(std::string(what) + " must be a Tensor");
+  return Unwrap(value.As<Napi::Object>())->tensor_;
+}
+
+Napi::Value TensorWrap::create(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    DType dtype = dtype_arg(info[0]);
+    if (!info[1].IsNumber()) throw fo::TypeError("device must be 'cpu' or 'cuda'");
+    int d = info[1].As<Napi::Number>().Int32Value();
+    if (d != 0 && d != 1) throw fo::TypeError("device must be 'cpu' or 'cuda'");
+    Construct c{make_tensor(Device(d), dtype, numel_arg(info[2]))};
+    return constructor_->New({Napi::External<Construct>::New(env, &c)});
+  });
+}
+
+Napi::Value TensorWrap::from_device_pointer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (!info[0].IsBigInt()) throw fo::TypeError("fromDevicePointer: ptr must be a bigint");
+    bool lossless = false;
+    uint64_t address = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) throw fo::RangeError("fromDevicePointer: ptr does not fit in 64 bits");
+    Construct c{wrap_device_pointer(address, dtype_arg(info[1]), numel_arg(info[2]))};
+    return constructor_->New({Napi::External<Construct>::New(env, &c)});
+  });
+}
+
+Napi::Value TensorWrap::to_float32(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto out = Napi::Float32Array::New(info.Env(), size_t(tensor_->numel));
+    read_float32(*tensor_, out.Data());
+    return out;
+  });
+}
+
+Napi::Value TensorWrap::to_bits16(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto out = Napi::Uint16Array::New(info.Env(), size_t(tensor_->numel));
+    read_bits16(*tensor_, out.Data());
+    return out;
+  });
+}
+
+void TensorWrap::copy_from_float32(const Napi::CallbackInfo& info) {
+  guarded(info.Env(), [&] {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw fo::TypeError("copyFrom: values must be a Float32Array");
+    auto values = info[0].As<Napi::Float32Array>();
+    if (int64_t(values.ElementLength()) != tensor_->numel)
+      throw fo::RangeError("copyFrom: got " + std::to_string(values.ElementLength()) + " values for a tensor of " +
+                           std::to_string(tensor_->numel) + " elements");
+    write_float32(*tensor_, values.Data());
+  });
+}
+
+void TensorWrap::copy_from_bits16(const Napi::CallbackInfo& info) {
+  guarded(info.Env(), [&] {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array)
+      throw fo::TypeError("copyFrom: bits must be a Uint16Array");
+    auto bits = info[0].As<Napi::Uint16Array>();
+    if (int64_t(bits.ElementLength()) != tensor_->numel)
+      throw fo::RangeError("copyFrom: got " + std::to_string(bits.ElementLength()) + " values for a tensor of " +
+                           std::to_string(tensor_->numel) + " elements");
+    write_bits16(*tensor_, bits.Data());
+  });
+}
+
+void TensorWrap::zero(const Napi::CallbackInfo& info) {
+  guarded(info.Env(), [&] { zero_fill(*tensor_); });
+}
+
+void TensorWrap::dispose(const Napi::CallbackInfo&) {
+  tensor_->storage->dispose();
+  release_accounting();
+}
+
+Napi::Value TensorWrap::disposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), tensor_->storage->disposed());
+}
+
+Napi::Value TensorWrap::device_pointer(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (tensor_->device() != Device::CUDA) throw fo::TypeError("devicePointer: the tensor is not on cuda");
+    return Napi::BigInt::New(info.Env(), uint64_t(uintptr_t(tensor_->storage->data("tensor"))));
+  });
+}
+
+}  // namespace fo::addon

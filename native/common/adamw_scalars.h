@@ -1,0 +1,32 @@
+#pragma once
+// Host-side computation of the per-step AdamW scalars, in float64 as torch does in Python.
+#include <cmath>
+#include <cstdint>
+#include "adamw_rule.h"
+
+namespace fo {
+
+struct AdamWHyper {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool amsgrad, maximize;
+};
+
+// step is the count after this step's increment (1 on the first update).
+inline AdamWSlot make_adamw_slot(const AdamWHyper& h, int64_t step, double lr_ratio = 1.0) {
+  double lr = h.lr * lr_ratio;
+  double bias_correction1 = 1.0 - std::pow(h.beta1, double(step));
+  double bias_correction2 = 1.0 - std::pow(h.beta2, double(step));
+  AdamWSlot s;
+  s.decay_factor = float(1.0 - h.lr * h.weight_decay);
+  s.neg_step_size = float(-(lr / bias_correction1));
+  s.bias_correction2_sqrt = float(std::sqrt(bias_correction2));
+  s.eps = float(h.eps);
+  s.beta1 = float(h.beta1);
+  s.one_minus_beta1 = float(1.0 - h.beta1);
+  s.beta2 = float(h.beta2);
+  s.one_minus_beta2 = float(1.0 - h.beta2);
+  s.flags = (h.amsgrad ? kAdamWAmsgrad : 0u) | (h.maximize ? kAdamWMaximize : 0u);
+  return s;
+}
+
+}  // namespace fo

@@ -1,0 +1,65 @@
+#pragma once
+// The CUDA backend as seen from plain C++ (native/core): no CUDA or N-API types cross this
+// line. Implemented by cuda_device.cu + cuda_adamw.cu when nvcc is available, and by
+// cuda_stub.cpp (every call reports "not compiled") when it is not.
+// Errors are thrown as std::runtime_error with the CUDA error name and a message.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+#include "../common/adamw_plan.h"
+#include "../common/adamw_rule.h"
+#include "../common/dtype.h"
+
+namespace fo::cuda {
+
+struct Probe {
+  bool compiled = false;     // this binary contains the CUDA backend
+  bool usable = false;       // a device is present, the driver is new enough, our arch runs
+  std::string error;         // why not usable, e.g. "no NVIDIA driver (cudaErrorInsufficientDriver: ...)"
+  std::string device_name;   // e.g. "NVIDIA H100 80GB HBM3"
+  int device_count = 0;
+  int compute_major = 0, compute_minor = 0;
+  int runtime_version = 0;   // cudaRuntimeGetVersion
+  int driver_version = 0;    // cudaDriverGetVersion (0 without a driver)
+  std::string compiled_archs;  // e.g. "sm_75,sm_80,sm_86,sm_89,sm_90,compute_90"
+};
+
+// Probes once and caches the answer; never throws.
+const Probe& probe();
+
+void* device_alloc(size_t bytes);                                 // cudaMalloc
+void device_free(void* ptr) noexcept;                        // cudaFree, errors ignored
+void copy_host_to_device(void* dst, const void* src, size_t bytes);  // synchronous
+void copy_device_to_host(void* dst, const void* src, size_t bytes);  // synchronous
+void zero(void* ptr, size_t bytes);                          // synchronous
+// True when ptr is device (or managed) memory of the current device with at least
+// `bytes` bytes reachable from it, as far as the driver can tell.
+bool is_device_pointer(const void* ptr);
+// dst[i] = float(src[i]) for n elements of dtype src_dtype, on device, synchronous.
+void convert_to_float32(float* dst, const void* src, DType src_dtype, int64_t n);
+
+// One optimizer's launches: its own stream, a device-resident tensor table rebuilt only
+// when set_tensors is called, and one multi-tensor launch per (param dtype, grad dtype)
+// combination per step.
+class AdamWLauncher {
+ public:
+  AdamWLauncher();
+  ~AdamWLauncher();
+  AdamWLauncher(const AdamWLauncher&) = delete;
+  AdamWLauncher& operator=(const AdamWLauncher&) = delete;
+
+  // Uploads the tensor table (device pointers) and the block -> (tensor, chunk) map.
+  void set_tensors(const std::vector<AdamWTensor>& tensors);
+  // Enqueues the update of every tensor given to set_tensors on the launcher's stream;
+  // returns without waiting. slots[t.slot] holds each tensor's scalars.
+  void launch(const AdamWSlot* slots, int slot_count);
+  void synchronize();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fo::cuda

@@ -1,0 +1,23 @@
+#pragma once
+// Error handling shared by the CUDA backend's translation units (not part of its interface).
+#include <cuda_runtime.h>
+#include <stdexcept>
+#include <string>
+
+namespace fo::cuda {
+
+// "cudaErrorNoDevice: no CUDA-capable device is detected"
+inline std::string error_text(cudaError_t e) {
+  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+}
+
+// Throws "CUDA error <name>: <string> (in <what>)". The failed call's error is also the
+// thread's "last error"; clear it so a later, unrelated launch check does not report it
+// again. (Sticky errors, such as a faulting kernel, stay: every later call returns them.)
+inline void check(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return;
+  (void)cudaGetLastError();
+  throw std::runtime_error("CUDA error " + error_text(e) + " (in " + what + ")");
+}
+
+}  // namespace fo::cuda

@@ -1,0 +1,51 @@
+// The CUDA backend of a binary built without a CUDA compiler: compiled instead of
+// cuda_device.cu and cuda_adamw.cu. probe() says why CUDA is unavailable; everything else
+// throws, and native/core never reaches it because probe().usable is false.
+#include <stdexcept>
+#include <string>
+
+#include "cuda_backend.h"
+
+namespace fo::cuda {
+namespace {
+
+[[noreturn]] void not_compiled(const char* what) {
+  throw std::runtime_error(std::string(what) +
+                           ": CUDA support was not compiled into this binary "
+                           "(no nvcc found at build time)");
+}
+
+}  // namespace
+
+const Probe& probe() {
+  static const Probe cached = [] {
+    Probe p;
+    p.compiled = false;
+    p.usable = false;
+    p.error = "this binary was built without CUDA (no nvcc found at build time)";
+    return p;
+  }();
+  return cached;
+}
+
+void* device_alloc(size_t) { not_compiled("device_alloc"); }
+void device_free(void*) noexcept {}  // nothing can have been allocated
+void copy_host_to_device(void*, const void*, size_t) { not_compiled("copy_host_to_device"); }
+void copy_device_to_host(void*, const void*, size_t) { not_compiled("copy_device_to_host"); }
+void zero(void*, size_t) { not_compiled("zero"); }
+bool is_device_pointer(const void*) { not_compiled("is_device_pointer"); }
+void convert_to_float32(float*, const void*, DType, int64_t) {
+  not_compiled("convert_to_float32");
+}
+
+struct AdamWLauncher::Impl {};
+
+AdamWLauncher::AdamWLauncher() { not_compiled("AdamWLauncher"); }
+AdamWLauncher::~AdamWLauncher() = default;
+void AdamWLauncher::set_tensors(const std::vector<AdamWTensor>&) {
+  not_compiled("AdamWLauncher::set_tensors");
+}
+void AdamWLauncher::launch(const AdamWSlot*, int) { not_compiled("AdamWLauncher::launch"); }
+void AdamWLauncher::synchronize() { not_compiled("AdamWLauncher::synchronize"); }
+
+}  // namespace fo::cuda

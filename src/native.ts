@@ -1,0 +1,85 @@
+// Loads the compiled addon (prebuilt binary or local build) and describes its surface.
+// Everything native goes through this module; nothing else calls the addon directly.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import nodeGypBuild from 'node-gyp-build';
+
+export interface NativeTensorHandle {
+  toFloat32(): Float32Array;
+  toBits16(): Uint16Array;
+  copyFromFloat32(values: Float32Array): void;
+  copyFromBits16(bits: Uint16Array): void;
+  zero(): void;
+  dispose(): void;
+  readonly disposed: boolean;
+  readonly devicePointer: bigint;
+}
+
+export interface NativeAdamWState {
+  step: number;
+  exp_avg: Float32Array;
+  exp_avg_sq: Float32Array;
+  max_exp_avg_sq?: Float32Array;
+  master?: Float32Array;
+}
+
+export interface NativeAdamWHandle {
+  addParam(data: NativeTensorHandle, group: number, name: string): number;
+  setGrad(index: number, grad: NativeTensorHandle | null): void;
+  step(hyper: Float64Array): void;
+  stepAsync(hyper: Float64Array): Promise<void>;
+  synchronize(): void;
+  getState(index: number): NativeAdamWState | null;
+  setState(index: number, state: NativeAdamWState): void;
+}
+
+export interface NativeInfo {
+  cudaCompiled: boolean;
+  cudaUsable: boolean;
+  cudaError: string;
+  cudaDeviceName: string;
+  cudaDeviceCount: number;
+  cudaComputeCapability: string;
+  cudaRuntimeVersion: number;
+  cudaDriverVersion: number;
+  cudaArchs: string;
+  threads: number;
+}
+
+export interface NativeModule {
+  TensorHandle: {
+    create(dtype: number, device: number, numel: number): NativeTensorHandle;
+    fromDevicePointer(ptr: bigint, dtype: number, numel: number): NativeTensorHandle;
+  };
+  AdamWHandle: new (device: number) => NativeAdamWHandle;
+  nativeInfo(): NativeInfo;
+}
+
+// The package root holds build/ and prebuilds/; this file runs from src/ (tests) or
+// dist/cjs/ (the published package), so look upwards for our package.json.
+function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest) && JSON.parse(fs.readFileSync(manifest, 'utf8')).name === 'fused-optim') return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`fused-optim: cannot find the package root above ${__dirname}`);
+    dir = parent;
+  }
+}
+
+let loaded: NativeModule | undefined;
+
+export function native(): NativeModule {
+  if (!loaded) {
+    try {
+      loaded = nodeGypBuild(packageRoot()) as NativeModule;
+    } catch (e) {
+      throw new Error(
+        `fused-optim: the native addon could not be loaded (${(e as Error).message}). ` +
+          'Run `npm run build` in a source checkout, or reinstall the package.',
+      );
+    }
+  }
+  return loaded;
+}

@@ -1,0 +1,146 @@
+// Tensor: a typed block of host or GPU memory with a shape. Values go in and out as
+// Float32Array (converted with round-to-nearest-even for half types) or as raw 16-bit
+// patterns (Uint16Array) for float16/bfloat16.
+import { checkDeviceUsable, defaultDevice } from './backend';
+import { type DType, type DeviceName, deviceCode, dtypeCode } from './dtype';
+import { type NativeTensorHandle, native } from './native';
+
+export interface TensorOptions {
+  dtype?: DType;
+  shape?: readonly number[];
+  device?: DeviceName;
+}
+
+function checkShape(shape: unknown, what = 'shape'): number[] {
+  if (!Array.isArray(shape)) throw new TypeError(`${what} must be an array of non-negative integers`);
+  for (const d of shape) {
+    if (!Number.isSafeInteger(d) || d < 0) {
+      throw new RangeError(`${what} must hold non-negative integers, got [${shape.join(', ')}]`);
+    }
+  }
+  return [...shape];
+}
+
+function product(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+export class Tensor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly numel: number;
+  readonly device: DeviceName;
+  /** @internal the addon's handle; use the methods instead. */
+  readonly handle: NativeTensorHandle;
+
+  private constructor(handle: NativeTensorHandle, dtype: DType, shape: number[], device: DeviceName) {
+    this.handle = handle;
+    this.dtype = dtype;
+    this.shape = Object.freeze(shape);
+    this.numel = product(shape);
+    this.device = device;
+  }
+
+  /** A zero-filled tensor. */
+  static zeros(shape: readonly number[] | number, options: Omit<TensorOptions, 'shape'> = {}): Tensor {
+    const dims = checkShape(typeof shape === 'number' ? [shape] : shape);
+    const dtype = options.dtype ?? 'float32';
+    const dcode = dtypeCode(dtype);
+    const device = options.device ?? defaultDevice();
+    const devCode = deviceCode(device);
+    checkDeviceUsable(device);
+    return new Tensor(native().TensorHandle.create(dcode, devCode, product(dims)), dtype, dims, device);
+  }
+
+  /**
+   * A tensor holding `values`: numbers (converted to `dtype`), or for half dtypes a
+   * Uint16Array of raw bits. The shape defaults to [values.length].
+   */
+  static from(values: Float32Array | Uint16Array | ArrayLike<number>, options: TensorOptions = {}): Tensor {
+    if (values === null || typeof values !== 'object' || typeof values.length !== 'number') {
+      throw new TypeError('Tensor.from: values must be a Float32Array, Uint16Array or array of numbers');
+    }
+    const shape = checkShape(options.shape ?? [values.length], 'Tensor.from: shape');
+    if (product(shape) !== values.length) {
+      throw new RangeError(`Tensor.from: shape [${shape.join(', ')}] holds ${product(shape)} elements but ${values.length} values were given`);
+    }
+    const t = Tensor.zeros(shape, options);
+    try {
+      t.copyFrom(values instanceof Uint16Array || values instanceof Float32Array ? values : Float32Array.from(values));
+    } catch (e) {
+      t.dispose();
+      throw e;
+    }
+    return t;
+  }
+
+  /**
+   * Wraps CUDA memory owned by someone else (another addon, a CUDA library). The memory is
+   * never freed by fused-optim; keep it alive as long as this tensor is used.
+   */
+  static fromDevicePointer(ptr: bigint, options: { dtype?: DType; shape: readonly number[] }): Tensor {
+    if (typeof ptr !== 'bigint') throw new TypeError('Tensor.fromDevicePointer: ptr must be a bigint');
+    const dtype = options?.dtype ?? 'float32';
+    const shape = checkShape(options?.shape, 'Tensor.fromDevicePointer: shape');
+    const handle = native().TensorHandle.fromDevicePointer(ptr, dtypeCode(dtype), product(shape));
+    return new Tensor(handle, dtype, shape, 'cuda');
+  }
+
+  get disposed(): boolean {
+    return this.handle.disposed;
+  }
+
+  /** Frees the memory now instead of when the tensor is garbage collected. */
+  dispose(): void {
+    this.handle.dispose();
+  }
+
+  /** @internal throws if disposed, naming `what`. */
+  checkAlive(what = 'tensor'): void {
+    if (this.handle.disposed) throw new Error(`${what} has been disposed`);
+  }
+
+  /** The values as fp32 (a copy). */
+  toFloat32Array(): Float32Array {
+    this.checkAlive();
+    return this.handle.toFloat32();
+  }
+
+  /** The raw 16-bit patterns of a float16/bfloat16 tensor (a copy). */
+  toBits(): Uint16Array {
+    this.checkAlive();
+    if (this.dtype === 'float32') throw new TypeError('toBits: the tensor is float32; use toFloat32Array()');
+    return this.handle.toBits16();
+  }
+
+  /** Overwrites every element: from fp32 values, or from raw bits for half dtypes. */
+  copyFrom(values: Float32Array | Uint16Array): void {
+    this.checkAlive();
+    if (values instanceof Float32Array) {
+      if (values.length !== this.numel) throw new RangeError(`copyFrom: got ${values.length} values for a tensor of ${this.numel} elements`);
+      this.handle.copyFromFloat32(values);
+    } else if (values instanceof Uint16Array) {
+      if (this.dtype === 'float32') throw new TypeError('copyFrom: a Uint16Array holds raw half bits, but the tensor is float32');
+      if (values.length !== this.numel) throw new RangeError(`copyFrom: got ${values.length} values for a tensor of ${this.numel} elements`);
+      this.handle.copyFromBits16(values);
+    } else {
+      throw new TypeError('copyFrom: values must be a Float32Array or a Uint16Array of raw half bits');
+    }
+  }
+
+  /** Sets every element to zero, in place. */
+  zero(): void {
+    this.checkAlive();
+    this.handle.zero();
+  }
+
+  /** The CUDA address of the data (for interop with other CUDA code). */
+  get devicePointer(): bigint {
+    this.checkAlive();
+    return this.handle.devicePointer;
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}, [${this.shape.join(', ')}], ${this.device}${this.disposed ? ', disposed' : ''})`;
+  }
+}
