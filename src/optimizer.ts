@@ -132,7 +132,13 @@ export abstract class Optimizer<G extends ParamGroup> {
       this.params.push(p);
       this.bindParam(p, index, groupIndex);
       if (p.grad) this.bindGrad(index, p.grad);
-      p.onGradChange((grad) => this.bindGrad(index, grad));
+      // Weak, so a parameter outliving its optimizer does not keep it (and its state) alive.
+      const self = new WeakRef(this);
+      p.onGradChange((grad) => {
+        const opt = self.deref();
+        opt?.bindGrad(index, grad);
+        return opt !== undefined;
+      });
     }
   }
 }

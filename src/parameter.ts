@@ -3,7 +3,8 @@
 // in JavaScript to find its gradient.
 import { Tensor } from './tensor';
 
-type GradListener = (grad: Tensor | null) => void;
+/** Returns false once it no longer wants to hear (its optimizer was garbage collected). */
+type GradListener = (grad: Tensor | null) => boolean;
 
 export class Parameter {
   readonly data: Tensor;
@@ -39,7 +40,7 @@ export class Parameter {
       }
     }
     this.#grad = grad;
-    for (const listener of this.#listeners) listener(grad);
+    this.#listeners = this.#listeners.filter((listener) => listener(grad));
   }
 
   /** @internal called by optimizers that hold this parameter. */

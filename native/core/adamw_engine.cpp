@@ -53,7 +53,6 @@ void AdamWEngine::check_index(int index) const {
 }
 
 int AdamWEngine::add_param(std::shared_ptr<Tensor> param, int group, std::string name) {
-  if (busy_) throw std::runtime_error("cannot add a param while stepAsync() is running");
   if (!param) throw TypeError("param '" + name + "': data is missing");
   param->storage->data(("param '" + name + "' data").c_str());
   if (param->device() != device_)
@@ -73,7 +72,7 @@ int AdamWEngine::add_param(std::shared_ptr<Tensor> param, int group, std::string
 
 void AdamWEngine::set_grad(int index, std::shared_ptr<Tensor> grad) {
   check_index(index);
-  if (busy_) throw std::runtime_error("cannot change a grad while stepAsync() is running");
+  // Safe while a stepAsync() runs: the running step uses its own copy of the plan.
   params_[size_t(index)].grad = std::move(grad);  // checked at every step
 }
 
