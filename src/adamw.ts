@@ -13,6 +13,12 @@ export interface AdamWOptions {
   weightDecay?: number;
   amsgrad?: boolean;
   maximize?: boolean;
+  /**
+   * Keep fp32 master weights for float16/bfloat16 params (default true). Without them the
+   * update is computed in fp32 from the half value and rounded back every step, so updates
+   * smaller than half an ulp of the param are lost.
+   */
+  masterWeights?: boolean;
 }
 
 export interface AdamWParamGroup extends ParamGroup {
@@ -52,6 +58,7 @@ const FIELDS = 7; // must match native/addon/adamw_wrap.cpp: lr, beta1, beta2, e
 export class AdamW extends Optimizer<AdamWParamGroup> {
   #handle: NativeAdamWHandle | undefined;
   #hyper = new Float64Array(0);
+  readonly #masterWeights: boolean;
 
   constructor(params: ParamsInput<AdamWParamGroup>, options: AdamWOptions = {}) {
     const defaults = {
@@ -63,6 +70,7 @@ export class AdamW extends Optimizer<AdamWParamGroup> {
       maximize: options.maximize ?? false,
     };
     super(defaults);
+    this.#masterWeights = checkBoolean(options.masterWeights ?? true, 'AdamW options: masterWeights');
     this.checkGroup({ params: [], ...defaults }, 'AdamW options');
     this.initGroups(params);
   }
@@ -149,16 +157,19 @@ export class AdamW extends Optimizer<AdamWParamGroup> {
         if (!(v instanceof Float32Array)) throw new TypeError(`${where}: ${k} must be a Float32Array`);
         if (v.length !== p.data.numel) throw new RangeError(`${where}: ${k} has ${v.length} elements but the param has ${p.data.numel}`);
       }
-      if (s.master !== undefined && p.data.dtype === 'float32') throw new TypeError(`${where}: a float32 param has no master weights`);
+      if (s.master !== undefined && (p.data.dtype === 'float32' || !this.#masterWeights)) {
+        throw new TypeError(`${where}: the param keeps no master weights, but the dict has one`);
+      }
       updates.push([this.params.indexOf(p), s]);
     }
+    // State first: the native side refuses while a stepAsync() runs, before anything changed.
+    for (const [index, s] of updates) this.handle().setState(index, s);
     groups.forEach((g, i) => {
       const target = this.paramGroups[i];
       Object.assign(target, { lr: g.lr, betas: g.betas, eps: g.eps, weightDecay: g.weightDecay, amsgrad: g.amsgrad, maximize: g.maximize });
       if (g.initialLr === undefined) delete target.initialLr;
       else target.initialLr = g.initialLr;
     });
-    for (const [index, s] of updates) this.handle().setState(index, s);
   }
 
   protected checkGroup(g: AdamWParamGroup, where: string): AdamWParamGroup {
@@ -173,7 +184,7 @@ export class AdamW extends Optimizer<AdamWParamGroup> {
   }
 
   protected bindParam(p: Parameter, _index: number, groupIndex: number): void {
-    this.handle().addParam(p.data.handle, groupIndex, p.name);
+    this.handle().addParam(p.data.handle, groupIndex, p.name, this.#masterWeights);
   }
 
   protected bindGrad(index: number, grad: Parameter['grad']): void {

@@ -24,7 +24,7 @@ export interface NativeAdamWState {
 }
 
 export interface NativeAdamWHandle {
-  addParam(data: NativeTensorHandle, group: number, name: string): number;
+  addParam(data: NativeTensorHandle, group: number, name: string, masterWeights: boolean): number;
   setGrad(index: number, grad: NativeTensorHandle | null): void;
   step(hyper: Float64Array): void;
   stepAsync(hyper: Float64Array): Promise<void>;
@@ -70,8 +70,20 @@ function packageRoot(): string {
 
 let loaded: NativeModule | undefined;
 
+// The addon reads FUSED_OPTIM_THREADS once, when its pool starts; a bad value is an error
+// here rather than a silent fallback there.
+function checkThreadsVariable(): void {
+  const v = process.env.FUSED_OPTIM_THREADS;
+  if (v === undefined || v === '') return;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) {
+    throw new RangeError(`FUSED_OPTIM_THREADS must be an integer from 1 to 1024, got ${JSON.stringify(v)}`);
+  }
+}
+
 export function native(): NativeModule {
   if (!loaded) {
+    checkThreadsVariable();
     try {
       loaded = nodeGypBuild(packageRoot()) as NativeModule;
     } catch (e) {

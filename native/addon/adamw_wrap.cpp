@@ -116,7 +116,9 @@ Napi::Value AdamWWrap::add_param(const Napi::CallbackInfo& info) {
     auto tensor = TensorWrap::unwrap(info[0], "param data");
     int group = index_arg(info[1]);
     std::string name = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : std::string("?");
-    return Napi::Number::New(info.Env(), engine_->add_param(std::move(tensor), group, std::move(name)));
+    bool master_weights = info[3].IsBoolean() ? info[3].As<Napi::Boolean>().Value() : true;
+    return Napi::Number::New(info.Env(),
+                             engine_->add_param(std::move(tensor), group, std::move(name), master_weights));
   });
 }
 

@@ -52,7 +52,7 @@ void AdamWEngine::check_index(int index) const {
     throw RangeError("param index " + std::to_string(index) + " is out of range");
 }
 
-int AdamWEngine::add_param(std::shared_ptr<Tensor> param, int group, std::string name) {
+int AdamWEngine::add_param(std::shared_ptr<Tensor> param, int group, std::string name, bool master_weights) {
   if (!param) throw TypeError("param '" + name + "': data is missing");
   param->storage->data(("param '" + name + "' data").c_str());
   if (param->device() != device_)
@@ -66,6 +66,7 @@ int AdamWEngine::add_param(std::shared_ptr<Tensor> param, int group, std::string
   p.data = std::move(param);
   p.group = group;
   p.name = std::move(name);
+  p.master_weights = master_weights && p.data->dtype != DType::Float32;
   params_.push_back(std::move(p));
   return int(params_.size()) - 1;
 }
@@ -130,7 +131,7 @@ std::unique_ptr<AdamWEngine::PreparedStep> AdamWEngine::prepare(const std::vecto
       p.exp_avg_sq = new_state_buffer(n);
     }
     if (groups[size_t(p.group)].amsgrad && !p.max_exp_avg_sq) p.max_exp_avg_sq = new_state_buffer(n);
-    if (p.data->dtype != DType::Float32) {
+    if (p.master_weights) {
       if (!p.master) p.master = new_state_buffer(n);
       if (p.master_version != p.data->storage->version() || p.step == 0) sync_master_from_param(p);
     }
@@ -252,21 +253,24 @@ void AdamWEngine::set_state(int index, const ParamState& st) {
     throw RangeError(who + ": exp_avg and exp_avg_sq must have " + std::to_string(n) + " elements");
   if (!st.max_exp_avg_sq.empty() && st.max_exp_avg_sq.size() != n)
     throw RangeError(who + ": max_exp_avg_sq must have " + std::to_string(n) + " elements");
-  if (!st.master.empty() && (st.master.size() != n || p.data->dtype == DType::Float32))
-    throw RangeError(who + ": master must have " + std::to_string(n) + " elements and only half params have one");
+  if (!st.master.empty() && (st.master.size() != n || !p.master_weights))
+    throw RangeError(who + ": master must have " + std::to_string(n) +
+                     " elements, and only half params with master weights have one");
+  p.data->storage->data(("param '" + p.name + "' data").c_str());
   synchronize();
   if (!p.exp_avg) {
     p.exp_avg = new_state_buffer(int64_t(n));
     p.exp_avg_sq = new_state_buffer(int64_t(n));
   }
   if (!st.max_exp_avg_sq.empty() && !p.max_exp_avg_sq) p.max_exp_avg_sq = new_state_buffer(int64_t(n));
-  if (p.data->dtype != DType::Float32 && !p.master) p.master = new_state_buffer(int64_t(n));
+  if (p.master_weights && !p.master) p.master = new_state_buffer(int64_t(n));
   write_floats(p.exp_avg, st.exp_avg, device_);
   write_floats(p.exp_avg_sq, st.exp_avg_sq, device_);
   if (!st.max_exp_avg_sq.empty()) write_floats(p.max_exp_avg_sq, st.max_exp_avg_sq, device_);
   if (p.master) {
     if (!st.master.empty()) {
       write_floats(p.master, st.master, device_);
+      write_float32(*p.data, st.master.data());  // the param is the master, rounded
       p.master_version = p.data->storage->version();
     } else {
       sync_master_from_param(p);  // no saved master: start from the param's value

@@ -25,7 +25,8 @@ class AdamWEngine {
   Device device() const { return device_; }
   // Appends a param to group `group`; returns its index. The master copy (half params)
   // and moments are created at the param's first step, as torch creates state lazily.
-  int add_param(std::shared_ptr<Tensor> param, int group, std::string name);
+  // master_weights: keep an fp32 master for a float16/bfloat16 param (ignored for float32).
+  int add_param(std::shared_ptr<Tensor> param, int group, std::string name, bool master_weights = true);
   void set_grad(int index, std::shared_ptr<Tensor> grad);  // null: no grad
   int param_count() const { return int(params_.size()); }
 
@@ -51,7 +52,8 @@ class AdamWEngine {
   };
   ParamState get_state(int index);
   // Replaces a param's state; vectors must have the param's element count (or be empty
-  // for max_exp_avg_sq / master). Validated before anything is written.
+  // for max_exp_avg_sq / master). Validated before anything is written. A given master
+  // also rewrites the half param from it, so param and master agree.
   void set_state(int index, const ParamState& state);
 
  private:
@@ -60,6 +62,7 @@ class AdamWEngine {
     std::shared_ptr<Tensor> grad;
     int group;
     std::string name;
+    bool master_weights;
     int64_t step = 0;
     std::shared_ptr<Storage> master, exp_avg, exp_avg_sq, max_exp_avg_sq;
     uint64_t master_version = 0;  // data's version when the master was last synced

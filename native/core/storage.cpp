@@ -62,6 +62,11 @@ void Storage::unpin() {
   if (--pins_ == 0 && disposed_.load()) free_memory();
 }
 
+void Storage::check_not_in_use() {
+  std::lock_guard<std::mutex> lock(pin_mutex_);
+  if (pins_ > 0) throw std::runtime_error("the tensor is in use by a running stepAsync(); await it first");
+}
+
 void Storage::free_memory() {
   if (freed_) return;
   freed_ = true;

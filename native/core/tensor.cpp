@@ -78,6 +78,7 @@ std::shared_ptr<Tensor> wrap_device_pointer(uint64_t address, DType dtype, int64
 
 void read_float32(const Tensor& t, float* out) {
   const void* src = t.storage->data("tensor");
+  t.storage->check_not_in_use();
   if (t.device() == Device::CPU) {
     convert_to_float32_host(src, t.dtype, t.numel, out);
     return;
@@ -89,6 +90,7 @@ void read_float32(const Tensor& t, float* out) {
 
 void write_float32(Tensor& t, const float* values) {
   void* dst = t.storage->data("tensor");
+  t.storage->check_not_in_use();
   if (t.device() == Device::CPU) {
     convert_from_float32_host(values, t.dtype, t.numel, dst);
   } else {
@@ -102,6 +104,7 @@ void write_float32(Tensor& t, const float* values) {
 void read_bits16(const Tensor& t, uint16_t* out) {
   require_half(t, "toBits");
   const void* src = t.storage->data("tensor");
+  t.storage->check_not_in_use();
   if (t.device() == Device::CPU) std::memcpy(out, src, t.byte_size());
   else cuda::copy_device_to_host(out, src, t.byte_size());
 }
@@ -109,6 +112,7 @@ void read_bits16(const Tensor& t, uint16_t* out) {
 void write_bits16(Tensor& t, const uint16_t* bits) {
   require_half(t, "copyFrom(Uint16Array)");
   void* dst = t.storage->data("tensor");
+  t.storage->check_not_in_use();
   if (t.device() == Device::CPU) std::memcpy(dst, bits, t.byte_size());
   else cuda::copy_host_to_device(dst, bits, t.byte_size());
   t.storage->bump_version();
@@ -116,6 +120,7 @@ void write_bits16(Tensor& t, const uint16_t* bits) {
 
 void zero_fill(Tensor& t) {
   void* dst = t.storage->data("tensor");
+  t.storage->check_not_in_use();
   if (t.device() == Device::CPU) std::memset(dst, 0, t.byte_size());
   else cuda::zero(dst, t.byte_size());
   t.storage->bump_version();
