@@ -150,6 +150,7 @@ export class AdamW extends Optimizer<AdamWParamGroup> {
       if (!p) throw new RangeError(`loadStateDict: state ${key} does not belong to any param group`);
       const where = `loadStateDict: state ${key} (param '${p.name}')`;
       if (s === null || typeof s !== 'object') throw new TypeError(`${where} must be an object`);
+      p.data.checkAlive(`${where}: data`);
       if (!Number.isSafeInteger(s.step) || s.step < 0) throw new RangeError(`${where}: step must be a non-negative integer`);
       for (const k of ['exp_avg', 'exp_avg_sq', 'max_exp_avg_sq', 'master'] as const) {
         const v = s[k];

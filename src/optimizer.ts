@@ -107,11 +107,14 @@ export abstract class Optimizer<G extends ParamGroup> {
     const params = [...raw];
     if (params.length === 0) throw new RangeError(`${where}: params is empty`);
     let device = this.#device;
+    const seenData = new Set([...seen].map((p) => p.data));
     params.forEach((p, i) => {
       if (!(p instanceof Parameter)) throw new TypeError(`${where}: params[${i}] is not a Parameter`);
       const label = `${where}: param '${p.name || `#${i}`}'`;
       if (seen.has(p)) throw new Error(`${label} appears in more than one param group (or twice in one)`);
+      if (seenData.has(p.data)) throw new Error(`${label} uses the same data tensor as another param of the optimizer`);
       seen.add(p);
+      seenData.add(p.data);
       p.data.checkAlive(`${label} data`);
       device ??= p.data.device;
       if (p.data.device !== device) throw new TypeError(`${label} is on ${p.data.device} but the optimizer's params are on ${device}`);

@@ -27,8 +27,10 @@ DType dtype_arg(const Napi::Value& v) {
 int64_t numel_arg(const Napi::Value& v) {
   if (!v.IsNumber()) throw fo::TypeError("numel must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || d < 0 || d != std::floor(d) || d > 9007199254740991.0)
+  if (!std::isfinite(d) || d < 0 || d != std::floor(d))
     throw fo::RangeError("numel must be a non-negative integer");
+  if (d > 9007199254740991.0)
+    throw fo::RangeError("tensor element count " + std::to_string(d) + " is out of range");
   return int64_t(d);
 }
 
