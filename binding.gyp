@@ -10,14 +10,12 @@
     {
       'target_name': 'fused_optim',
       'sources': [
-        'native/addon/adamw_wrap.cpp',
         'native/addon/module.cpp',
         'native/addon/tensor_wrap.cpp',
-        'native/core/adamw_engine.cpp',
         'native/core/storage.cpp',
         'native/core/tensor.cpp',
-        'native/cpu/cpu_adamw.cpp',
         'native/cpu/cpu_adamw_loops.cpp',
+        'native/cpu/cpu_lion_loops.cpp',
         'native/cpu/thread_pool.cpp',
       ],
       'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
@@ -32,13 +30,15 @@
           'sources': ['native/cuda/cuda_stub.cpp'],
         }],
         ['nvcc!=""', {
-          'sources': ['native/cuda/cuda_device.cu', 'native/cuda/cuda_adamw.cu'],
+          'sources': ['native/cuda/cuda_device.cu', 'native/cuda/cuda_adamw.cu', 'native/cuda/cuda_lion.cu'],
           'rules': [
             {
               'rule_name': 'nvcc',
               'extension': 'cu',
-              'inputs': ['native/common/adamw_rule.h', 'native/common/half_convert.h', 'native/cuda/cuda_backend.h',
-                         'native/cuda/cuda_check.h', 'native/cuda/element_access.cuh'],
+              'inputs': ['native/common/adamw_rule.h', 'native/common/lion_rule.h', 'native/common/metrics.h',
+                         'native/common/adamw_plan.h', 'native/common/lion_plan.h', 'native/common/half_convert.h',
+                         'native/cuda/cuda_backend.h', 'native/cuda/cuda_check.h', 'native/cuda/element_access.cuh',
+                         'native/cuda/multi_tensor.cuh'],
               'outputs': ['<(INTERMEDIATE_DIR)/<(RULE_INPUT_ROOT).cu.o'],
               'action': [
                 '<(nvcc)', '-std=c++17', '-O3', '-fmad=false', '--expt-relaxed-constexpr',

@@ -3,7 +3,7 @@
 
 #include "../cpu/thread_pool.h"
 #include "../cuda/cuda_backend.h"
-#include "adamw_wrap.h"
+#include "optimizer_wrap.h"
 #include "tensor_wrap.h"
 
 namespace fo::addon {
@@ -37,7 +37,8 @@ Napi::Value native_info(const Napi::CallbackInfo& info) {
 static Napi::Object InitFusedOptim(Napi::Env env, Napi::Object exports) {
   using namespace fo::addon;
   exports.Set("TensorHandle", TensorWrap::define(env));
-  exports.Set("AdamWHandle", AdamWWrap::define(env));
+  exports.Set("AdamWHandle", OptimizerWrap<fo::AdamWAlgo>::define(env, "AdamWHandle"));
+  exports.Set("LionHandle", OptimizerWrap<fo::LionAlgo>::define(env, "LionHandle"));
   exports.Set("nativeInfo", Napi::Function::New(env, native_info));
   return exports;
 }

@@ -1,27 +1,19 @@
 #pragma once
-// The CPU backend of AdamW: every tensor cut into chunks of kChunkElements, the chunks
-// spread over the thread pool, one pass over memory per chunk.
-#include <cstdint>
-#include <vector>
-
+// The CPU backend of AdamW: loops over one chunk, picked per (param dtype, grad dtype).
 #include "../common/adamw_plan.h"
 #include "../common/adamw_rule.h"
+#include "../common/metrics.h"
+#include "chunk_runner.h"
 
 namespace fo::cpu {
 
-class AdamWRunner {
- public:
-  // Rebuilds the chunk list; called only when the set of tensors changes.
-  void set_tensors(const std::vector<AdamWTensor>& tensors);
-  void run(const AdamWSlot* slots, int slot_count) const;
-
- private:
-  struct Chunk {
-    int32_t tensor;
-    int64_t begin, end;
-  };
-  std::vector<AdamWTensor> tensors_;
-  std::vector<Chunk> chunks_;
+struct AdamWKernels {
+  using UpdateFn = void (*)(const AdamWTensor&, const AdamWSlot&, int64_t begin, int64_t end);
+  using MetricsFn = void (*)(const AdamWTensor&, const AdamWSlot&, int64_t begin, int64_t end, MetricSums*);
+  static UpdateFn update_fn(DType param, DType grad);
+  static MetricsFn metrics_fn(DType param, DType grad);
 };
+
+using AdamWRunner = ChunkRunner<AdamWTensor, AdamWSlot, AdamWKernels>;
 
 }  // namespace fo::cpu

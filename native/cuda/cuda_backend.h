@@ -1,6 +1,6 @@
 #pragma once
 // The CUDA backend as seen from plain C++ (native/core): no CUDA or N-API types cross this
-// line. Implemented by cuda_device.cu + cuda_adamw.cu when nvcc is available, and by
+// line. Implemented by cuda_device.cu, cuda_adamw.cu and cuda_lion.cu (over multi_tensor.cuh) when nvcc is available, and by
 // cuda_stub.cpp (every call reports "not compiled") when it is not.
 // Errors are thrown as std::runtime_error with the CUDA error name and a message.
 #include <cstddef>
@@ -11,6 +11,9 @@
 #include "../common/adamw_plan.h"
 #include "../common/adamw_rule.h"
 #include "../common/dtype.h"
+#include "../common/lion_plan.h"
+#include "../common/lion_rule.h"
+#include "../common/metrics.h"
 
 namespace fo::cuda {
 
@@ -56,6 +59,28 @@ class AdamWLauncher {
   // returns without waiting. slots[t.slot] holds each tensor's scalars.
   void launch(const AdamWSlot* slots, int slot_count);
   void synchronize();
+  // Metric sums of every tensor of the last set_tensors, out[i] for tensor i, where
+  // "update" is what launch(slots) would subtract from the param (nothing is written).
+  // Synchronous; the same inputs give the same bits (fixed reduction order).
+  void metrics(const AdamWSlot* slots, int slot_count, MetricSums* out);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Lion: the same contract as AdamWLauncher, with LionTensor / LionSlot and lion_update.
+class LionLauncher {
+ public:
+  LionLauncher();
+  ~LionLauncher();
+  LionLauncher(const LionLauncher&) = delete;
+  LionLauncher& operator=(const LionLauncher&) = delete;
+
+  void set_tensors(const std::vector<LionTensor>& tensors);
+  void launch(const LionSlot* slots, int slot_count);
+  void synchronize();
+  void metrics(const LionSlot* slots, int slot_count, MetricSums* out);
 
  private:
   struct Impl;

@@ -1,5 +1,5 @@
 // The CUDA backend of a binary built without a CUDA compiler: compiled instead of
-// cuda_device.cu and cuda_adamw.cu. probe() says why CUDA is unavailable; everything else
+// cuda_device.cu, cuda_adamw.cu and cuda_lion.cu. probe() says why CUDA is unavailable; everything else
 // throws, and native/core never reaches it because probe().usable is false.
 #include <stdexcept>
 #include <string>
@@ -47,5 +47,21 @@ void AdamWLauncher::set_tensors(const std::vector<AdamWTensor>&) {
 }
 void AdamWLauncher::launch(const AdamWSlot*, int) { not_compiled("AdamWLauncher::launch"); }
 void AdamWLauncher::synchronize() { not_compiled("AdamWLauncher::synchronize"); }
+void AdamWLauncher::metrics(const AdamWSlot*, int, MetricSums*) {
+  not_compiled("AdamWLauncher::metrics");
+}
+
+struct LionLauncher::Impl {};
+
+LionLauncher::LionLauncher() { not_compiled("LionLauncher"); }
+LionLauncher::~LionLauncher() = default;
+void LionLauncher::set_tensors(const std::vector<LionTensor>&) {
+  not_compiled("LionLauncher::set_tensors");
+}
+void LionLauncher::launch(const LionSlot*, int) { not_compiled("LionLauncher::launch"); }
+void LionLauncher::synchronize() { not_compiled("LionLauncher::synchronize"); }
+void LionLauncher::metrics(const LionSlot*, int, MetricSums*) {
+  not_compiled("LionLauncher::metrics");
+}
 
 }  // namespace fo::cuda

@@ -1,0 +1,216 @@
+#pragma once
+// The JavaScript objects behind the TypeScript optimizers (AdamWHandle, LionHandle): one
+// template over the algorithm. Argument checks and conversions only; the work is in
+// native/core/engine.h.
+#include <napi.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/engine.h"
+#include "js_errors.h"
+#include "tensor_wrap.h"
+
+namespace fo::addon {
+
+template <typename Algo>
+class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
+ public:
+  using EngineT = Engine<Algo>;
+  using Base = Napi::ObjectWrap<OptimizerWrap<Algo>>;
+
+  static Napi::Function define(Napi::Env env, const char* name) {
+    return Base::DefineClass(env, name,
+                             {
+                                 Base::InstanceMethod("addParam", &OptimizerWrap::add_param),
+                                 Base::InstanceMethod("setGrad", &OptimizerWrap::set_grad),
+                                 Base::InstanceMethod("step", &OptimizerWrap::step),
+                                 Base::InstanceMethod("stepAsync", &OptimizerWrap::step_async),
+                                 Base::InstanceMethod("synchronize", &OptimizerWrap::synchronize),
+                                 Base::InstanceMethod("metrics", &OptimizerWrap::metrics),
+                                 Base::InstanceMethod("getState", &OptimizerWrap::get_state),
+                                 Base::InstanceMethod("setState", &OptimizerWrap::set_state),
+                             });
+  }
+
+  explicit OptimizerWrap(const Napi::CallbackInfo& info) : Base(info) {
+    guarded(info.Env(), [&] {
+      if (!info[0].IsNumber()) throw fo::TypeError("optimizer handle: device must be a number");
+      int d = info[0].As<Napi::Number>().Int32Value();
+      if (d != 0 && d != 1) throw fo::TypeError("optimizer handle: device must be 0 (cpu) or 1 (cuda)");
+      engine_ = std::make_shared<EngineT>(Device(d));
+    });
+  }
+
+ private:
+  // Hyperparameters arrive as one Float64Array, Algo::kHyperFields numbers per group;
+  // TypeScript builds it in O(groups) per step.
+  static std::vector<typename Algo::Hyper> hyper_arg(const Napi::Value& v) {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+      throw fo::TypeError("hyperparameters must be a Float64Array");
+    auto a = v.As<Napi::Float64Array>();
+    if (a.ElementLength() % Algo::kHyperFields != 0) throw fo::RangeError("hyperparameter table has a partial group");
+    std::vector<typename Algo::Hyper> groups(a.ElementLength() / Algo::kHyperFields);
+    for (size_t g = 0; g < groups.size(); ++g) groups[g] = Algo::parse(a.Data() + g * Algo::kHyperFields);
+    return groups;
+  }
+
+  static int index_arg(const Napi::Value& v) {
+    if (!v.IsNumber()) throw fo::TypeError("param index must be a number");
+    return v.As<Napi::Number>().Int32Value();
+  }
+
+  static Napi::Float32Array to_js(Napi::Env env, const std::vector<float>& v) {
+    auto out = Napi::Float32Array::New(env, v.size());
+    if (!v.empty()) std::memcpy(out.Data(), v.data(), v.size() * 4);
+    return out;
+  }
+
+  static std::vector<float> from_js(const Napi::Object& o, const char* key, bool required) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) {
+      if (required) throw fo::TypeError(std::string("state.") + key + " is missing");
+      return {};
+    }
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw fo::TypeError(std::string("state.") + key + " must be a Float32Array");
+    auto a = v.As<Napi::Float32Array>();
+    return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
+  }
+
+  // addParam(tensor, group, name, { masterWeights?, lrRatio?, applyDecay? })
+  Napi::Value add_param(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      auto tensor = TensorWrap::unwrap(info[0], "param data");
+      int group = index_arg(info[1]);
+      std::string name = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : std::string("?");
+      typename EngineT::ParamOptions options;
+      if (info[3].IsObject()) {
+        Napi::Object o = info[3].As<Napi::Object>();
+        if (o.Get("masterWeights").IsBoolean()) options.master_weights = o.Get("masterWeights").As<Napi::Boolean>();
+        if (o.Get("applyDecay").IsBoolean()) options.apply_decay = o.Get("applyDecay").As<Napi::Boolean>();
+        if (o.Get("lrRatio").IsNumber()) options.lr_ratio = o.Get("lrRatio").As<Napi::Number>().DoubleValue();
+      }
+      return Napi::Number::New(info.Env(), engine_->add_param(std::move(tensor), group, std::move(name), options));
+    });
+  }
+
+  void set_grad(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] {
+      int index = index_arg(info[0]);
+      std::shared_ptr<Tensor> grad;
+      if (!info[1].IsNull() && !info[1].IsUndefined()) grad = TensorWrap::unwrap(info[1], "grad");
+      engine_->set_grad(index, std::move(grad));
+    });
+  }
+
+  void step(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] {
+      auto prepared = engine_->prepare(hyper_arg(info[0]), false);
+      engine_->execute(*prepared);
+    });
+  }
+
+  // Runs a prepared step off the JavaScript thread and resolves a promise when it is done.
+  class StepWorker : public Napi::AsyncWorker {
+   public:
+    StepWorker(Napi::Env env, std::shared_ptr<EngineT> engine, std::unique_ptr<typename EngineT::PreparedStep> step)
+        : Napi::AsyncWorker(env, "fused-optim:step"),
+          deferred_(Napi::Promise::Deferred::New(env)),
+          engine_(std::move(engine)),
+          step_(std::move(step)) {}
+    Napi::Promise promise() { return deferred_.Promise(); }
+    void Execute() override {
+      try {
+        engine_->execute(*step_);
+        engine_->synchronize();
+      } catch (const std::exception& e) {
+        Napi::AsyncWorker::SetError(e.what());
+      }
+    }
+    void OnOK() override {
+      engine_->finish(*step_);
+      deferred_.Resolve(Napi::AsyncWorker::Env().Undefined());
+    }
+    void OnError(const Napi::Error& e) override {
+      engine_->finish(*step_);
+      deferred_.Reject(e.Value());
+    }
+
+   private:
+    Napi::Promise::Deferred deferred_;
+    std::shared_ptr<EngineT> engine_;
+    std::unique_ptr<typename EngineT::PreparedStep> step_;
+  };
+
+  Napi::Value step_async(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      auto prepared = engine_->prepare(hyper_arg(info[0]), true);
+      auto* worker = new StepWorker(info.Env(), engine_, std::move(prepared));
+      Napi::Promise promise = worker->promise();
+      worker->Queue();
+      return promise;
+    });
+  }
+
+  void synchronize(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] { engine_->synchronize(); });
+  }
+
+  // metrics(hyper) -> Float64Array of 7 numbers per param with grad and state:
+  // index, moment_sq, param_sq, update_sq, grad_sq, update_dot_grad, moment_dot_grad.
+  Napi::Value metrics(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      auto sums = engine_->metrics(hyper_arg(info[0]));
+      auto out = Napi::Float64Array::New(info.Env(), sums.size() * 7);
+      double* d = out.Data();
+      for (const auto& [index, s] : sums) {
+        const double row[7] = {double(index), s.moment_sq, s.param_sq, s.update_sq,
+                               s.grad_sq,     s.update_dot_grad, s.moment_dot_grad};
+        std::memcpy(d, row, sizeof row);
+        d += 7;
+      }
+      return out;
+    });
+  }
+
+  Napi::Value get_state(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      auto st = engine_->get_state(index_arg(info[0]));
+      if (!st.has_state) return env.Null();
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("step", Napi::Number::New(env, double(st.step)));
+      for (int k = 0; k < Algo::kStates; ++k)
+        if (!st.states[k].empty()) o.Set(Algo::state_name(k), to_js(env, st.states[k]));
+      if (!st.master.empty()) o.Set("master", to_js(env, st.master));
+      return o;
+    });
+  }
+
+  void set_state(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] {
+      int index = index_arg(info[0]);
+      if (!info[1].IsObject()) throw fo::TypeError("state must be an object");
+      Napi::Object o = info[1].As<Napi::Object>();
+      typename EngineT::ParamState st;
+      Napi::Value step = o.Get("step");
+      if (!step.IsNumber()) throw fo::TypeError("state.step must be a number");
+      double s = step.As<Napi::Number>().DoubleValue();
+      if (!(s >= 0) || s > 9007199254740991.0 || s != std::floor(s))
+        throw fo::RangeError("state.step must be a non-negative integer");
+      st.step = int64_t(s);
+      st.has_state = true;
+      for (int k = 0; k < Algo::kStates; ++k) st.states[k] = from_js(o, Algo::state_name(k), Algo::state_required(k));
+      st.master = from_js(o, "master", false);
+      engine_->set_state(index, st);
+    });
+  }
+
+  std::shared_ptr<EngineT> engine_;
+};
+
+}  // namespace fo::addon

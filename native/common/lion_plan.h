@@ -1,0 +1,20 @@
+#pragma once
+// What a backend needs to update one tensor with Lion (see adamw_plan.h for conventions).
+#include <cstdint>
+
+#include "dtype.h"
+
+namespace fo {
+
+struct LionTensor {
+  void* param;
+  const void* grad;
+  float* master;  // fp32 master weights of a half param, or null
+  float* exp_avg;
+  int64_t numel;
+  int32_t slot;
+  DType param_dtype;
+  DType grad_dtype;
+};
+
+}  // namespace fo

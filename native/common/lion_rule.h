@@ -1,0 +1,37 @@
+#pragma once
+// The Lion update of one element, exactly llm-foundry's DecoupledLionW.lionw:
+//   if wd != 0: p *= 1 - (initial_lr ? lr / initial_lr : 1) * wd
+//   p -= lr * sign(lerp(m, g, 1 - beta1))        (sign(0) = 0)
+//   m  = lerp(m, g, 1 - beta2)
+// written once and called by both backends (no FMA contraction, IEEE order as torch).
+#include <cstdint>
+
+#include "fo_macros.h"
+
+namespace fo {
+
+struct LionSlot {
+  float decay_factor;   // 1 - (lr / initial_lr) * wd, or 1 when wd == 0
+  float neg_lr;         // -lr
+  float update_weight;  // 1 - beta1
+  float moment_weight;  // 1 - beta2
+};
+
+// torch's lerp (ATen/native/Lerp.h): two forms that keep the result exact at both ends.
+FO_HD float torch_lerp(float start, float end, float weight) {
+  return (weight < 0.5f && weight > -0.5f) ? start + weight * (end - start)
+                                           : end - (end - start) * (1.0f - weight);
+}
+
+FO_HD float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
+
+// Returns the new parameter value; updates exp_avg in place.
+FO_HD float lion_update(float param, float grad, float& exp_avg, const LionSlot& s) {
+  param = param * s.decay_factor;
+  const float direction = sign_of(torch_lerp(exp_avg, grad, s.update_weight));
+  param = param + s.neg_lr * direction;
+  exp_avg = torch_lerp(exp_avg, grad, s.moment_weight);
+  return param;
+}
+
+}  // namespace fo

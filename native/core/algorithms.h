@@ -1,0 +1,105 @@
+#pragma once
+// What the generic Engine needs to know about each algorithm: its hyperparameters and
+// their checks, its per-step scalars, its state buffers and its backends.
+#include <cmath>
+#include <string>
+
+#include "../common/adamw_plan.h"
+#include "../common/adamw_scalars.h"
+#include "../common/lion_plan.h"
+#include "../common/lion_scalars.h"
+#include "../cpu/cpu_adamw.h"
+#include "../cpu/cpu_lion.h"
+#include "../cuda/cuda_backend.h"
+#include "errors.h"
+
+namespace fo {
+
+// The pointers every plan entry has, whatever the algorithm.
+struct PlanBase {
+  void* param;
+  const void* grad;
+  float* master;
+  int64_t numel;
+  int32_t slot;
+  DType param_dtype, grad_dtype;
+};
+
+namespace detail {
+inline void require(bool ok, const std::string& where, const std::string& what, double got) {
+  if (!ok) throw RangeError(where + ": " + what + ", got " + std::to_string(got));
+}
+}  // namespace detail
+
+struct AdamWAlgo {
+  using Hyper = AdamWHyper;
+  using Slot = AdamWSlot;
+  using Plan = AdamWTensor;
+  using CpuRunner = cpu::AdamWRunner;
+  using CudaLauncher = cuda::AdamWLauncher;
+  static constexpr int kStates = 3;
+  static constexpr size_t kHyperFields = 7;  // lr, beta1, beta2, eps, weight_decay, amsgrad, maximize
+
+  static const char* state_name(int k) {
+    static const char* names[kStates] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+    return names[k];
+  }
+  // Buffers a step of group hyperparameters h needs.
+  static bool state_needed(int k, const Hyper& h) { return k < 2 || h.amsgrad; }
+  // Buffers a state dict must contain (the others are optional).
+  static bool state_required(int k) { return k < 2; }
+  static bool has_step_count() { return true; }
+
+  static Hyper parse(const double* f) { return Hyper{f[0], f[1], f[2], f[3], f[4], f[5] != 0, f[6] != 0}; }
+  static void check(const Hyper& h, const std::string& where) {
+    using detail::require;
+    require(std::isfinite(h.lr) && h.lr >= 0, where, "lr must be a finite number >= 0", h.lr);
+    require(std::isfinite(h.beta1) && h.beta1 >= 0 && h.beta1 < 1, where, "betas[0] must be in [0, 1)", h.beta1);
+    require(std::isfinite(h.beta2) && h.beta2 >= 0 && h.beta2 < 1, where, "betas[1] must be in [0, 1)", h.beta2);
+    require(std::isfinite(h.eps) && h.eps > 0, where, "eps must be a finite number > 0", h.eps);
+    require(std::isfinite(h.weight_decay) && h.weight_decay >= 0, where, "weight_decay must be a finite number >= 0",
+            h.weight_decay);
+  }
+  static Slot make_slot(const Hyper& h, int64_t step, double lr_ratio, bool apply_decay) {
+    return make_adamw_slot(h, step, lr_ratio, apply_decay);
+  }
+  static Plan make_plan(const PlanBase& b, float* const* states, const Hyper& h) {
+    return Plan{b.param, b.grad, b.master, states[0], states[1], h.amsgrad ? states[2] : nullptr,
+                b.numel, b.slot,  b.param_dtype, b.grad_dtype};
+  }
+};
+
+struct LionAlgo {
+  using Hyper = LionHyper;
+  using Slot = LionSlot;
+  using Plan = LionTensor;
+  using CpuRunner = cpu::LionRunner;
+  using CudaLauncher = cuda::LionLauncher;
+  static constexpr int kStates = 1;
+  static constexpr size_t kHyperFields = 5;  // lr, beta1, beta2, weight_decay, initial_lr
+
+  static const char* state_name(int) { return "exp_avg"; }
+  static bool state_needed(int, const Hyper&) { return true; }
+  static bool state_required(int) { return true; }
+  static bool has_step_count() { return false; }
+
+  static Hyper parse(const double* f) { return Hyper{f[0], f[1], f[2], f[3], f[4]}; }
+  static void check(const Hyper& h, const std::string& where) {
+    using detail::require;
+    require(std::isfinite(h.lr) && h.lr > 0, where, "lr must be a finite number > 0", h.lr);
+    require(std::isfinite(h.beta1) && h.beta1 >= 0 && h.beta1 <= 1, where, "betas[0] must be in [0, 1]", h.beta1);
+    require(std::isfinite(h.beta2) && h.beta2 >= 0 && h.beta2 <= 1, where, "betas[1] must be in [0, 1]", h.beta2);
+    require(std::isfinite(h.weight_decay) && h.weight_decay >= 0, where, "weight_decay must be a finite number >= 0",
+            h.weight_decay);
+    require(std::isfinite(h.initial_lr) && h.initial_lr >= 0, where, "initial_lr must be a finite number >= 0",
+            h.initial_lr);
+  }
+  static Slot make_slot(const Hyper& h, int64_t, double lr_ratio, bool apply_decay) {
+    return make_lion_slot(h, lr_ratio, apply_decay);
+  }
+  static Plan make_plan(const PlanBase& b, float* const* states, const Hyper&) {
+    return Plan{b.param, b.grad, b.master, states[0], b.numel, b.slot, b.param_dtype, b.grad_dtype};
+  }
+};
+
+}  // namespace fo

@@ -1,0 +1,391 @@
+#pragma once
+// The device-independent half of every fused optimizer: the param list, per-param state
+// (fp32 state buffers, fp32 masters, step counts), validation, and the launch plan handed
+// to a backend. Algo (algorithms.h) supplies the math-specific parts. Everything a step
+// needs is checked before anything is written, so a rejected step changes nothing.
+#include <cstdint>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../common/half_convert.h"
+#include "../common/metrics.h"
+#include "algorithms.h"
+#include "errors.h"
+#include "tensor.h"
+
+namespace fo {
+
+template <typename Algo>
+class Engine {
+ public:
+  using Hyper = typename Algo::Hyper;
+  using Slot = typename Algo::Slot;
+  using Plan = typename Algo::Plan;
+  static constexpr int kStates = Algo::kStates;
+
+  struct ParamOptions {
+    bool master_weights = true;  // fp32 master for float16/bfloat16 params
+    double lr_ratio = 1.0;       // scales the step (AdamWDL), not the decoupled decay
+    bool apply_decay = true;     // decoupled weight decay for this param
+  };
+
+  struct PreparedStep {
+    std::vector<Slot> slots;
+    std::vector<std::shared_ptr<Storage>> pinned;
+  };
+
+  struct ParamState {
+    int64_t step = 0;
+    bool has_state = false;
+    std::vector<float> states[kStates];
+    std::vector<float> master;
+  };
+
+  explicit Engine(Device device) : device_(device) {
+    if (device == Device::CUDA) cuda_ = std::make_unique<typename Algo::CudaLauncher>();
+  }
+
+  Device device() const { return device_; }
+  int param_count() const { return int(params_.size()); }
+  bool busy() const { return busy_; }
+
+  int add_param(std::shared_ptr<Tensor> data, int group, std::string name, ParamOptions options) {
+    if (!data) throw TypeError("param '" + name + "': data is missing");
+    data->storage->data(("param '" + name + "' data").c_str());
+    if (data->device() != device_)
+      throw TypeError("param '" + name + "' is on " + device_name(data->device()) + " but the optimizer runs on " +
+                      device_name(device_));
+    if (group < 0) throw RangeError("param '" + name + "': group index must be >= 0");
+    if (!std::isfinite(options.lr_ratio) || options.lr_ratio < 0)
+      throw RangeError("param '" + name + "': lr ratio must be a finite number >= 0, got " +
+                       std::to_string(options.lr_ratio));
+    for (const Param& p : params_)
+      if (p.data->storage == data->storage) throw TypeError("param '" + name + "' appears twice in the optimizer");
+    Param p;
+    p.data = std::move(data);
+    p.group = group;
+    p.name = std::move(name);
+    p.options = options;
+    p.options.master_weights = options.master_weights && p.data->dtype != DType::Float32;
+    params_.push_back(std::move(p));
+    return int(params_.size()) - 1;
+  }
+
+  // Safe while a stepAsync() runs: the running step uses its own copy of the plan.
+  void set_grad(int index, std::shared_ptr<Tensor> grad) {
+    check_index(index);
+    params_[size_t(index)].grad = std::move(grad);  // checked at every step
+  }
+
+  // Validates hyperparameters (one entry per group) and every bound tensor, creates
+  // missing state, uploads the plan if it changed, and commits the new step counts.
+  // for_async pins every tensor the step touches and marks the engine busy until finish().
+  std::unique_ptr<PreparedStep> prepare(const std::vector<Hyper>& groups, bool for_async) {
+    if (busy_) throw std::runtime_error("a stepAsync() is still running: await it before stepping again");
+    validate(groups);
+    create_state(groups);
+    auto prepared = std::make_unique<PreparedStep>();
+    std::vector<Plan> plan = build_plan(groups, 1, prepared->slots);
+    if (plan_key_ != key_of(plan) || !plan_uploaded_) upload(plan);
+    for (Param& p : params_) {
+      if (!p.grad) continue;
+      ++p.step;
+      if (p.master) p.master_version = p.data->storage->version();
+      if (!for_async) continue;
+      std::shared_ptr<Storage> used[] = {p.data->storage, p.grad->storage, p.master};
+      for (const auto& s : used) pin(s, *prepared);
+      for (const auto& s : p.states) pin(s, *prepared);
+    }
+    if (for_async) busy_ = true;
+    return prepared;
+  }
+
+  // Runs the update (CPU: on the thread pool, returns when done; CUDA: enqueues).
+  void execute(PreparedStep& step) {
+    if (cuda_) cuda_->launch(step.slots.data(), int(step.slots.size()));
+    else cpu_.run(step.slots.data());
+  }
+
+  // Ends an asynchronous step: releases its pins and the busy mark.
+  void finish(PreparedStep& step) {
+    for (auto& s : step.pinned) s->unpin();
+    step.pinned.clear();
+    busy_ = false;
+  }
+
+  void synchronize() {
+    if (cuda_) cuda_->synchronize();
+  }
+
+  // Metric sums of every param that has a grad and state, from the current state and grad;
+  // "update" is what the next step would subtract. {index, sums} pairs, in param order.
+  std::vector<std::pair<int, MetricSums>> metrics(const std::vector<Hyper>& groups) {
+    if (busy_) throw std::runtime_error("cannot compute metrics while stepAsync() is running");
+    validate(groups);
+    std::vector<Slot> slots;
+    std::vector<int> indices;
+    std::vector<Plan> plan = build_plan(groups, 1, slots, &indices, /*only_with_state=*/true);
+    if (plan_key_ != key_of(plan) || !plan_uploaded_) upload(plan);
+    std::vector<MetricSums> sums(plan.size());
+    if (!plan.empty()) {
+      if (cuda_) cuda_->metrics(slots.data(), int(slots.size()), sums.data());
+      else cpu_.metrics(slots.data(), sums.data());
+    }
+    std::vector<std::pair<int, MetricSums>> out;
+    for (size_t i = 0; i < plan.size(); ++i) out.emplace_back(indices[i], sums[i]);
+    return out;
+  }
+
+  ParamState get_state(int index) {
+    check_index(index);
+    if (busy_) throw std::runtime_error("cannot read optimizer state while stepAsync() is running");
+    synchronize();
+    Param& p = params_[size_t(index)];
+    ParamState st;
+    st.step = p.step;
+    st.has_state = p.step > 0 && p.states[0];
+    if (!st.has_state) return st;
+    const int64_t n = p.data->numel;
+    for (int k = 0; k < kStates; ++k) st.states[k] = read_floats(p.states[k], n);
+    st.master = read_floats(p.master, n);
+    return st;
+  }
+
+  // Replaces a param's state; vectors must have the param's element count (optional ones
+  // may be empty). Validated before anything is written. A given master also rewrites the
+  // half param from it, so param and master agree.
+  void set_state(int index, const ParamState& st) {
+    check_index(index);
+    if (busy_) throw std::runtime_error("cannot load optimizer state while stepAsync() is running");
+    Param& p = params_[size_t(index)];
+    check_state(p, st);
+    synchronize();
+    const int64_t n = p.data->numel;
+    for (int k = 0; k < kStates; ++k) {
+      if (st.states[k].empty()) continue;
+      if (!p.states[k]) p.states[k] = new_state_buffer(n);
+      write_floats(p.states[k], st.states[k]);
+    }
+    if (p.options.master_weights) {
+      if (!p.master) p.master = new_state_buffer(n);
+      if (!st.master.empty()) {
+        write_floats(p.master, st.master);
+        write_float32(*p.data, st.master.data());  // the param is the master, rounded
+        p.master_version = p.data->storage->version();
+      } else {
+        sync_master_from_param(p);  // no saved master: start from the param's value
+      }
+    }
+    p.step = st.step;
+  }
+
+  // Checks a state without applying it (for validating a whole dict first).
+  void check_state(int index, const ParamState& st) {
+    check_index(index);
+    check_state(params_[size_t(index)], st);
+  }
+
+ private:
+  struct Param {
+    std::shared_ptr<Tensor> data;
+    std::shared_ptr<Tensor> grad;
+    int group = 0;
+    std::string name;
+    ParamOptions options;
+    int64_t step = 0;
+    std::shared_ptr<Storage> master;
+    std::shared_ptr<Storage> states[kStates];
+    uint64_t master_version = 0;  // data's version when the master was last synced
+  };
+
+  void check_index(int index) const {
+    if (index < 0 || size_t(index) >= params_.size())
+      throw RangeError("param index " + std::to_string(index) + " is out of range");
+  }
+
+  void validate(const std::vector<Hyper>& groups) const {
+    for (size_t g = 0; g < groups.size(); ++g) Algo::check(groups[g], "param group " + std::to_string(g));
+    for (const Param& p : params_) {
+      if (size_t(p.group) >= groups.size())
+        throw RangeError("param '" + p.name + "' belongs to param group " + std::to_string(p.group) + " but only " +
+                         std::to_string(groups.size()) + " groups were given");
+      if (p.data->storage->disposed()) throw std::runtime_error("param '" + p.name + "' data has been disposed");
+      if (!p.grad) continue;
+      const Tensor& g = *p.grad;
+      if (g.storage->disposed()) throw std::runtime_error("param '" + p.name + "' grad has been disposed");
+      if (g.numel != p.data->numel)
+        throw RangeError("param '" + p.name + "': grad has " + std::to_string(g.numel) +
+                         " elements but the param has " + std::to_string(p.data->numel));
+      if (g.dtype != DType::Float32 && g.dtype != p.data->dtype)
+        throw TypeError("param '" + p.name + "': grad dtype " + dtype_name(g.dtype) +
+                        " must be float32 or the param's dtype " + dtype_name(p.data->dtype));
+      if (g.device() != device_)
+        throw TypeError("param '" + p.name + "': grad is on " + device_name(g.device()) + " but the param is on " +
+                        device_name(device_));
+    }
+  }
+
+  // Allocation may throw; no step count has moved yet.
+  void create_state(const std::vector<Hyper>& groups) {
+    for (Param& p : params_) {
+      if (!p.grad) continue;
+      const int64_t n = p.data->numel;
+      for (int k = 0; k < kStates; ++k)
+        if (!p.states[k] && Algo::state_needed(k, groups[size_t(p.group)])) p.states[k] = new_state_buffer(n);
+      if (p.options.master_weights) {
+        if (!p.master) p.master = new_state_buffer(n);
+        if (p.master_version != p.data->storage->version() || p.step == 0) sync_master_from_param(p);
+      }
+    }
+  }
+
+  // One slot per distinct (group, step count, lr ratio, decay switch) among the params
+  // that step; step_increment 1: the counts this step will have.
+  std::vector<Plan> build_plan(const std::vector<Hyper>& groups, int64_t step_increment, std::vector<Slot>& slots,
+                               std::vector<int>* indices = nullptr, bool only_with_state = false) {
+    struct Key {
+      int group;
+      int64_t step;
+      double ratio;
+      bool decay;
+    };
+    std::vector<Key> keys;
+    std::vector<Plan> plan;
+    plan.reserve(params_.size());
+    for (size_t i = 0; i < params_.size(); ++i) {
+      Param& p = params_[i];
+      if (!p.grad || (only_with_state && !p.states[0])) continue;
+      const Hyper& h = groups[size_t(p.group)];
+      if (only_with_state)  // metrics: state buffers a step would create must exist too
+        for (int k = 0; k < kStates; ++k)
+          if (!p.states[k] && Algo::state_needed(k, h)) p.states[k] = new_state_buffer(p.data->numel);
+      const int64_t step = p.step + step_increment;
+      int slot = -1;
+      for (size_t k = 0; k < keys.size(); ++k)
+        if (keys[k].group == p.group && keys[k].step == step && keys[k].ratio == p.options.lr_ratio &&
+            keys[k].decay == p.options.apply_decay)
+          slot = int(k);
+      if (slot < 0) {
+        slot = int(keys.size());
+        keys.push_back({p.group, step, p.options.lr_ratio, p.options.apply_decay});
+        slots.push_back(Algo::make_slot(h, step, p.options.lr_ratio, p.options.apply_decay));
+      }
+      PlanBase base{p.data->storage->data_unchecked(),
+                    p.grad->storage->data_unchecked(),
+                    p.master ? static_cast<float*>(p.master->data_unchecked()) : nullptr,
+                    p.data->numel,
+                    slot,
+                    p.data->dtype,
+                    p.grad->dtype};
+      float* states[kStates];
+      for (int k = 0; k < kStates; ++k)
+        states[k] = p.states[k] ? static_cast<float*>(p.states[k]->data_unchecked()) : nullptr;
+      plan.push_back(Algo::make_plan(base, states, h));
+      if (indices) indices->push_back(int(i));
+    }
+    return plan;
+  }
+
+  // Plans are compared field by field through a flat key (struct padding is not data).
+  static std::vector<uint64_t> key_of(const std::vector<Plan>& plan) {
+    std::vector<uint64_t> key;
+    key.reserve(plan.size() * (sizeof(Plan) / 8 + 1));
+    for (const Plan& t : plan) {
+      key.push_back(reinterpret_cast<uintptr_t>(t.param));
+      key.push_back(reinterpret_cast<uintptr_t>(t.grad));
+      key.push_back(reinterpret_cast<uintptr_t>(t.master));
+      key.push_back(uint64_t(t.numel));
+      key.push_back(uint64_t(uint32_t(t.slot)) | uint64_t(t.param_dtype) << 32 | uint64_t(t.grad_dtype) << 40);
+      append_state_pointers(t, key);
+    }
+    return key;
+  }
+  static void append_state_pointers(const AdamWTensor& t, std::vector<uint64_t>& key) {
+    key.push_back(reinterpret_cast<uintptr_t>(t.exp_avg));
+    key.push_back(reinterpret_cast<uintptr_t>(t.exp_avg_sq));
+    key.push_back(reinterpret_cast<uintptr_t>(t.max_exp_avg_sq));
+  }
+  static void append_state_pointers(const LionTensor& t, std::vector<uint64_t>& key) {
+    key.push_back(reinterpret_cast<uintptr_t>(t.exp_avg));
+  }
+
+  void upload(const std::vector<Plan>& plan) {
+    if (cuda_) cuda_->set_tensors(plan);
+    else cpu_.set_tensors(plan);
+    plan_key_ = key_of(plan);
+    plan_uploaded_ = true;
+  }
+
+  static void pin(const std::shared_ptr<Storage>& s, PreparedStep& step) {
+    if (!s) return;
+    s->pin();
+    step.pinned.push_back(s);
+  }
+
+  void check_state(const Param& p, const ParamState& st) const {
+    const size_t n = size_t(p.data->numel);
+    const std::string who = "state of param '" + p.name + "'";
+    if (st.step < 0) throw RangeError(who + ": step must be >= 0");
+    for (int k = 0; k < kStates; ++k) {
+      const size_t len = st.states[k].size();
+      if (len == 0 && !Algo::state_required(k)) continue;
+      if (len != n)
+        throw RangeError(who + ": " + Algo::state_name(k) + " has " + std::to_string(len) + " elements; the param has " +
+                         std::to_string(n) + " elements");
+    }
+    if (!st.master.empty() && (st.master.size() != n || !p.options.master_weights))
+      throw RangeError(who + ": master must have " + std::to_string(n) +
+                       " elements, and only half params with master weights have one");
+    p.data->storage->data(("param '" + p.name + "' data").c_str());
+  }
+
+  std::shared_ptr<Storage> new_state_buffer(int64_t numel) {
+    return Storage::allocate(device_, size_t(numel) * sizeof(float));
+  }
+
+  void sync_master_from_param(Param& p) {
+    const Tensor& d = *p.data;
+    float* master = static_cast<float*>(p.master->data_unchecked());
+    const void* src = d.storage->data_unchecked();
+    if (cuda_) {
+      cuda::convert_to_float32(master, src, d.dtype, d.numel);
+    } else {
+      const uint16_t* bits = static_cast<const uint16_t*>(src);
+      if (d.dtype == DType::Float16)
+        for (int64_t i = 0; i < d.numel; ++i) master[i] = half_bits_to_float(bits[i]);
+      else
+        for (int64_t i = 0; i < d.numel; ++i) master[i] = bf16_bits_to_float(bits[i]);
+    }
+    p.master_version = d.storage->version();
+  }
+
+  std::vector<float> read_floats(const std::shared_ptr<Storage>& s, int64_t n) {
+    if (!s) return {};
+    std::vector<float> out(static_cast<size_t>(n));
+    if (device_ == Device::CPU) std::memcpy(out.data(), s->data_unchecked(), size_t(n) * 4);
+    else cuda::copy_device_to_host(out.data(), s->data_unchecked(), size_t(n) * 4);
+    return out;
+  }
+
+  void write_floats(const std::shared_ptr<Storage>& s, const std::vector<float>& v) {
+    if (device_ == Device::CPU) std::memcpy(s->data_unchecked(), v.data(), v.size() * 4);
+    else cuda::copy_host_to_device(s->data_unchecked(), v.data(), v.size() * 4);
+  }
+
+  Device device_;
+  std::vector<Param> params_;
+  std::vector<uint64_t> plan_key_;
+  bool plan_uploaded_ = false;
+  bool busy_ = false;  // an asynchronous step is running on another thread
+  typename Algo::CpuRunner cpu_;
+  std::unique_ptr<typename Algo::CudaLauncher> cuda_;
+};
+
+using AdamWEngine = Engine<AdamWAlgo>;
+using LionEngine = Engine<LionAlgo>;
+
+}  // namespace fo

@@ -1,0 +1,69 @@
+// Lion loops of the CPU backend: the shared rule (native/common/lion_rule.h) over one
+// chunk. Each entry point is compiled for several x86-64 levels (FO_SIMD_CLONES).
+#include "cpu_lion.h"
+#include "element_io.h"
+
+namespace fo::cpu {
+
+namespace {
+
+// For half params the fp32 master (when kept) is updated and the param rewritten from it
+// in the same pass; without a master the half value itself is the starting point.
+template <typename Param, typename Grad, bool Master>
+FO_INLINE void update_loop(const LionTensor& t, const LionSlot& s, int64_t begin, int64_t end) {
+  float* __restrict master = t.master;
+  float* __restrict m = t.exp_avg;
+  for (int64_t i = begin; i < end; ++i) {
+    const float w = Master ? master[i] : Param::load(t.param, i);
+    const float updated = lion_update(w, Grad::load(t.grad, i), m[i], s);
+    if (Master) master[i] = updated;
+    Param::store(t.param, i, updated);
+  }
+}
+
+template <typename Param, typename Grad>
+FO_INLINE void update_chunk(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e) {
+  if (t.master) update_loop<Param, Grad, true>(t, s, b, e);
+  else update_loop<Param, Grad, false>(t, s, b, e);
+}
+
+template <typename Param, typename Grad>
+FO_INLINE void metrics_chunk(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e, MetricSums* out) {
+  MetricSums acc;
+  for (int64_t i = b; i < e; ++i) {
+    const float w = t.master ? t.master[i] : Param::load(t.param, i);
+    lion_metrics(w, Grad::load(t.grad, i), t.exp_avg[i], s, acc);
+  }
+  *out = acc;
+}
+
+}  // namespace
+
+#define FO_LION_ENTRY_POINTS(NAME, PARAM, GRAD)                                                              \
+  FO_SIMD_CLONES void lion_update_##NAME(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e) {      \
+    update_chunk<PARAM, GRAD>(t, s, b, e);                                                                    \
+  }                                                                                                           \
+  FO_SIMD_CLONES void lion_metrics_##NAME(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e,       \
+                                          MetricSums* out) {                                                  \
+    metrics_chunk<PARAM, GRAD>(t, s, b, e, out);                                                              \
+  }
+
+FO_LION_ENTRY_POINTS(f32_f32, F32, F32)
+FO_LION_ENTRY_POINTS(f16_f16, F16, F16)
+FO_LION_ENTRY_POINTS(f16_f32, F16, F32)
+FO_LION_ENTRY_POINTS(bf16_bf16, BF16, BF16)
+FO_LION_ENTRY_POINTS(bf16_f32, BF16, F32)
+
+LionKernels::UpdateFn LionKernels::update_fn(DType param, DType grad) {
+  if (param == DType::Float32) return lion_update_f32_f32;
+  if (param == DType::Float16) return grad == DType::Float32 ? lion_update_f16_f32 : lion_update_f16_f16;
+  return grad == DType::Float32 ? lion_update_bf16_f32 : lion_update_bf16_bf16;
+}
+
+LionKernels::MetricsFn LionKernels::metrics_fn(DType param, DType grad) {
+  if (param == DType::Float32) return lion_metrics_f32_f32;
+  if (param == DType::Float16) return grad == DType::Float32 ? lion_metrics_f16_f32 : lion_metrics_f16_f16;
+  return grad == DType::Float32 ? lion_metrics_bf16_f32 : lion_metrics_bf16_bf16;
+}
+
+}  // namespace fo::cpu

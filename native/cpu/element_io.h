@@ -1,0 +1,43 @@
+#pragma once
+// Loads and stores of fp32 / fp16 / bf16 elements as fp32 on the CPU, for the loops of
+// every optimizer.
+#include <cstdint>
+
+#include "../common/half_convert.h"
+
+namespace fo::cpu {
+
+struct F32 {
+  static float load(const void* p, int64_t i) { return static_cast<const float*>(p)[i]; }
+  static void store(void* p, int64_t i, float v) { static_cast<float*>(p)[i] = v; }
+};
+// fp16 goes through the compiler's _Float16 where it has one: in the x86-64-v3/v4 clones
+// that is F16C's vcvtph2ps/vcvtps2ph (round to nearest even, the same bits as
+// half_convert.h); the bit-twiddling fallback serves other compilers.
+#if defined(__FLT16_MAX__)
+struct F16 {
+  static float load(const void* p, int64_t i) { return float(static_cast<const _Float16*>(p)[i]); }
+  static void store(void* p, int64_t i, float v) { static_cast<_Float16*>(p)[i] = _Float16(v); }
+};
+#else
+struct F16 {
+  static float load(const void* p, int64_t i) { return half_bits_to_float(static_cast<const uint16_t*>(p)[i]); }
+  static void store(void* p, int64_t i, float v) { static_cast<uint16_t*>(p)[i] = float_to_half_bits(v); }
+};
+#endif
+// bfloat16 is the top half of an fp32: shifts, which vectorize everywhere.
+struct BF16 {
+  static float load(const void* p, int64_t i) { return bf16_bits_to_float(static_cast<const uint16_t*>(p)[i]); }
+  static void store(void* p, int64_t i, float v) { static_cast<uint16_t*>(p)[i] = float_to_bf16_bits(v); }
+};
+
+// Runtime dispatch on x86-64 (AVX-512 / AVX2+F16C / baseline): one binary for every CPU.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define FO_SIMD_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define FO_SIMD_CLONES
+#endif
+
+#define FO_INLINE inline __attribute__((always_inline))
+
+}  // namespace fo::cpu
