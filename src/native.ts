@@ -15,22 +15,31 @@ export interface NativeTensorHandle {
   readonly devicePointer: bigint;
 }
 
-export interface NativeAdamWState {
+/** A param's state as the addon moves it: step count plus named fp32 buffers. */
+export interface NativeParamState {
   step: number;
-  exp_avg: Float32Array;
-  exp_avg_sq: Float32Array;
-  max_exp_avg_sq?: Float32Array;
   master?: Float32Array;
+  [buffer: string]: Float32Array | number | undefined;
 }
 
-export interface NativeAdamWHandle {
-  addParam(data: NativeTensorHandle, group: number, name: string, masterWeights: boolean): number;
+export interface NativeParamOptions {
+  masterWeights: boolean;
+  /** Scales the param's step, not its decoupled decay (AdamWDL's layer-wise ratio). */
+  lrRatio?: number;
+  applyDecay?: boolean;
+}
+
+/** AdamWHandle and LionHandle: one native optimizer engine. */
+export interface NativeOptimizerHandle {
+  addParam(data: NativeTensorHandle, group: number, name: string, options: NativeParamOptions): number;
   setGrad(index: number, grad: NativeTensorHandle | null): void;
   step(hyper: Float64Array): void;
   stepAsync(hyper: Float64Array): Promise<void>;
   synchronize(): void;
-  getState(index: number): NativeAdamWState | null;
-  setState(index: number, state: NativeAdamWState): void;
+  /** 7 numbers per param with grad and state: index and the six metric sums. */
+  metrics(hyper: Float64Array): Float64Array;
+  getState(index: number): NativeParamState | null;
+  setState(index: number, state: NativeParamState): void;
 }
 
 export interface NativeInfo {
@@ -51,7 +60,8 @@ export interface NativeModule {
     create(dtype: number, device: number, numel: number): NativeTensorHandle;
     fromDevicePointer(ptr: bigint, dtype: number, numel: number): NativeTensorHandle;
   };
-  AdamWHandle: new (device: number) => NativeAdamWHandle;
+  AdamWHandle: new (device: number) => NativeOptimizerHandle;
+  LionHandle: new (device: number) => NativeOptimizerHandle;
   nativeInfo(): NativeInfo;
 }
 

@@ -912,7 +912,7 @@ describe('the addon re-checks what TypeScript checks (defence in depth, through 
   function engine(): { h: ReturnType<typeof makeHandle>; data: Tensor } {
     const data = Tensor.from(randn(8, rng(4)), { device: 'cpu' });
     const h = makeHandle();
-    h.addParam(data.handle, 0, 'raw', true);
+    h.addParam(data.handle, 0, 'raw', { masterWeights: true });
     return { h, data };
   }
   function makeHandle() {
@@ -931,7 +931,7 @@ describe('the addon re-checks what TypeScript checks (defence in depth, through 
   it('a grad of the wrong dtype bound natively: TypeError at step', () => {
     const half = Tensor.from(randn(8, rng(5)), { dtype: 'bfloat16', device: 'cpu' });
     const h = makeHandle();
-    h.addParam(half.handle, 0, 'rawb', true);
+    h.addParam(half.handle, 0, 'rawb', { masterWeights: true });
     h.setGrad(0, Tensor.zeros([8], { dtype: 'float16', device: 'cpu' }).handle);
     const before = tensorBits(half);
     expectThrows(() => h.step(hyper()), TypeError, [/param 'rawb'/, /float16/, /bfloat16/]);
@@ -967,7 +967,7 @@ describe('the addon re-checks what TypeScript checks (defence in depth, through 
     expectThrows(() => h.setState(5, good), RangeError, [/index 5/]);
     const after = h.getState(0)!;
     expect(after.step).toBe(before.step);
-    expect(Array.from(bitsOf(after.exp_avg))).toEqual(Array.from(bitsOf(before.exp_avg)));
+    expect(Array.from(bitsOf(after.exp_avg as Float32Array))).toEqual(Array.from(bitsOf(before.exp_avg as Float32Array)));
   });
 
   it('tensor handles re-check lengths and types', () => {

@@ -1,0 +1,89 @@
+// AdamWDL: AdamW with layer-wise learning-rate decay, as PaddleNLP's AdamWDL. Its order of
+// operations: the decoupled weight decay uses the group's BASE lr (p *= 1 - lr * wd), then
+// the Adam step uses lr * ratio, where ratio depends on the param's layer. The more common
+// convention (BEiT, timm) scales the decay too; layerwiseParamGroups() builds ordinary
+// AdamW groups that way. The ratios are computed once per param and travel to the kernel
+// as per-tensor multipliers: still one launch per step.
+import { AdamW, type AdamWOptions, type AdamWParamGroup } from './adamw';
+import { defaultLayerwiseRatio } from './layerwise';
+import type { NativeParamOptions } from './native';
+import { type ParamsInput, checkFiniteNumber } from './optimizer';
+import type { Parameter } from './parameter';
+
+export type SetParamLrFun = (decayRate: number, name: string, nLayers: number) => number;
+
+export interface AdamWDLOptions extends AdamWOptions {
+  /** Decay rate per layer (default 1: no decay). */
+  layerwiseDecay?: number;
+  /** Number of encoder layers (default 12). */
+  nLayers?: number;
+  /** The ratio of a param's lr to the group's lr (default: the encoder.layers.N / embedding rule). */
+  setParamLrFun?: SetParamLrFun;
+  /** The name the rules read, per param (default p.name). */
+  nameDict?: Map<Parameter, string> | Record<string, string>;
+  /** Which params get weight decay, by name (default: all). */
+  applyDecayParamFun?: (name: string) => boolean;
+}
+
+export class AdamWDL extends AdamW {
+  readonly layerwiseDecay: number;
+  readonly nLayers: number;
+  readonly #setParamLrFun: SetParamLrFun;
+  readonly #nameDict: AdamWDLOptions['nameDict'];
+  readonly #applyDecayParamFun: ((name: string) => boolean) | undefined;
+
+  constructor(params: ParamsInput<AdamWParamGroup>, options: AdamWDLOptions = {}) {
+    const layerwiseDecay = checkFiniteNumber(options.layerwiseDecay ?? 1, 'AdamWDL options: layerwiseDecay', { min: 0 });
+    const nLayers = options.nLayers ?? 12;
+    if (!Number.isSafeInteger(nLayers) || nLayers < 0) throw new RangeError(`AdamWDL options: nLayers must be a non-negative integer, got ${nLayers}`);
+    for (const key of ['setParamLrFun', 'applyDecayParamFun'] as const) {
+      if (options[key] !== undefined && typeof options[key] !== 'function') throw new TypeError(`AdamWDL options: ${key} must be a function`);
+    }
+    // Params are registered (and their ratios computed) inside super(): the options must be
+    // readable by then, so they go through a static slot rather than instance fields.
+    AdamWDL.#pending = { layerwiseDecay, nLayers, setParamLrFun: options.setParamLrFun ?? defaultLayerwiseRatio, nameDict: options.nameDict, applyDecayParamFun: options.applyDecayParamFun };
+    try {
+      super(params, options);
+    } finally {
+      AdamWDL.#pending = undefined;
+    }
+    this.layerwiseDecay = layerwiseDecay;
+    this.nLayers = nLayers;
+    this.#setParamLrFun = options.setParamLrFun ?? defaultLayerwiseRatio;
+    this.#nameDict = options.nameDict;
+    this.#applyDecayParamFun = options.applyDecayParamFun;
+  }
+
+  static #pending:
+    | { layerwiseDecay: number; nLayers: number; setParamLrFun: SetParamLrFun; nameDict: AdamWDLOptions['nameDict']; applyDecayParamFun?: (name: string) => boolean }
+    | undefined;
+
+  /** The lr multiplier and decay switch of each param, by param name (for inspection). */
+  get ratios(): Map<string, { ratio: number; applyDecay: boolean }> {
+    return new Map(this.params.map((p) => [p.name, this.rule(p)]));
+  }
+
+  protected override paramOptions(p: Parameter, groupIndex: number): NativeParamOptions {
+    const { ratio, applyDecay } = this.rule(p);
+    return { ...super.paramOptions(p, groupIndex), lrRatio: ratio, applyDecay };
+  }
+
+  private rule(p: Parameter): { ratio: number; applyDecay: boolean } {
+    const o = AdamWDL.#pending ?? {
+      layerwiseDecay: this.layerwiseDecay,
+      nLayers: this.nLayers,
+      setParamLrFun: this.#setParamLrFun,
+      nameDict: this.#nameDict,
+      applyDecayParamFun: this.#applyDecayParamFun,
+    };
+    const dict = o.nameDict;
+    const name = (dict instanceof Map ? dict.get(p) : dict?.[p.name]) ?? p.name;
+    const ratio = o.setParamLrFun(o.layerwiseDecay, name, o.nLayers);
+    if (typeof ratio !== 'number' || !Number.isFinite(ratio) || ratio < 0) {
+      throw new RangeError(`AdamWDL: setParamLrFun returned ${String(ratio)} for param '${name}'; the lr ratio must be a finite number >= 0`);
+    }
+    const applyDecay = o.applyDecayParamFun ? o.applyDecayParamFun(name) : true;
+    if (typeof applyDecay !== 'boolean') throw new TypeError(`AdamWDL: applyDecayParamFun must return a boolean for param '${name}'`);
+    return { ratio, applyDecay };
+  }
+}

@@ -1,0 +1,104 @@
+// Fused Lion, as MosaicML llm-foundry's DecoupledLionW: sign of an interpolated momentum,
+// decoupled weight decay scaled by lr / initial_lr, state `exp_avg` only.
+import { FusedOptimizer, type StateDict } from './fused_optimizer';
+import { type NativeOptimizerHandle, native } from './native';
+import { type ParamGroup, type ParamsInput, checkBetas, checkBoolean, checkFiniteNumber } from './optimizer';
+import type { Parameter } from './parameter';
+
+export interface LionOptions {
+  lr?: number;
+  betas?: [number, number];
+  weightDecay?: number;
+  /** Keep fp32 master weights for float16/bfloat16 params (default true). */
+  masterWeights?: boolean;
+}
+
+export interface LionParamGroup extends ParamGroup {
+  lr: number;
+  betas: [number, number];
+  weightDecay: number;
+}
+
+export interface LionParamState {
+  exp_avg: Float32Array;
+  master?: Float32Array;
+}
+
+export interface LionGroupDict {
+  lr: number;
+  betas: [number, number];
+  weight_decay: number;
+  initial_lr?: number;
+}
+
+export type LionStateDict = StateDict<LionParamState, LionGroupDict>;
+
+export class Lion extends FusedOptimizer<LionParamGroup, LionParamState, LionGroupDict> {
+  protected readonly hyperFields = 5; // native/core/algorithms.h LionAlgo::kHyperFields
+  protected readonly stateBuffers = { required: ['exp_avg'], optional: [] } as const;
+  protected readonly hasStepCount = false;
+
+  constructor(params: ParamsInput<LionParamGroup>, options: LionOptions = {}) {
+    const defaults = {
+      lr: options.lr ?? 1e-4,
+      betas: options.betas ?? ([0.9, 0.99] as [number, number]),
+      weightDecay: options.weightDecay ?? 0,
+    };
+    super(defaults, checkBoolean(options.masterWeights ?? true, 'Lion options: masterWeights'));
+    this.checkGroup({ params: [], ...defaults }, 'Lion options');
+    this.initGroups(params);
+    this.paramGroups.forEach((g) => this.warnIfLargeDecay(g));
+  }
+
+  override addParamGroup(group: Partial<LionParamGroup> & { params: Iterable<Parameter> }): void {
+    super.addParamGroup(group);
+    this.warnIfLargeDecay(this.paramGroups[this.paramGroups.length - 1]);
+  }
+
+  // As DecoupledLionW's constructor: decoupled decay this large is usually a mistake.
+  #warned = false;
+  private warnIfLargeDecay(g: LionParamGroup): void {
+    if (g.weightDecay < 1e-3 || this.#warned) return;
+    this.#warned = true;
+    process.emitWarning(
+      `Lion: weightDecay ${g.weightDecay} is large for DecoupledLionW: the weights will be multiplied by ` +
+        `${1 - g.weightDecay} on every step (scaled by lr / initial_lr).`,
+      { code: 'FUSED_OPTIM_LION_WEIGHT_DECAY' },
+    );
+  }
+
+  protected checkGroup(g: LionParamGroup, where: string): LionParamGroup {
+    checkFiniteNumber(g.lr, `${where}: lr`, { min: 0, minExclusive: true });
+    g.betas = checkBetas(g.betas, `${where}: betas`, true);
+    checkFiniteNumber(g.weightDecay, `${where}: weightDecay`, { min: 0 });
+    // DecoupledLionW records initial_lr per group at construction and in add_param_group.
+    g.initialLr ??= g.lr;
+    checkFiniteNumber(g.initialLr, `${where}: initialLr`, { min: 0 });
+    return g;
+  }
+
+  protected writeHyper(g: LionParamGroup, out: Float64Array, o: number): void {
+    out[o] = g.lr;
+    out[o + 1] = g.betas[0];
+    out[o + 2] = g.betas[1];
+    out[o + 3] = g.weightDecay;
+    out[o + 4] = g.initialLr ?? 0;
+  }
+
+  protected createHandle(device: number): NativeOptimizerHandle {
+    return new (native().LionHandle)(device);
+  }
+
+  protected groupToDict(g: LionParamGroup): LionGroupDict {
+    return {
+      lr: g.lr,
+      betas: [g.betas[0], g.betas[1]],
+      weight_decay: g.weightDecay,
+      ...(g.initialLr !== undefined ? { initial_lr: g.initialLr } : {}),
+    };
+  }
+
+  protected groupFromDict(saved: LionGroupDict, current: LionParamGroup): LionParamGroup {
+    return { ...current, lr: saved.lr, betas: saved.betas, weightDecay: saved.weight_decay, initialLr: saved.initial_lr };
+  }
+}
