@@ -10,3 +10,8 @@ export { TransformerLR, type TransformerLROptions, type TransformerLRStateDict }
 export { LinearLR, type LinearLROptions, type LinearLRStateDict, CosineAnnealingLR, type CosineAnnealingLROptions, type CosineAnnealingLRStateDict } from './schedulers/torch_schedulers';
 export { SequentialLR, type SequentialLROptions, type SequentialLRStateDict } from './schedulers/sequential_lr';
 export { linearWarmup, cosineWithWarmup, constantWithWarmup, inverseSqrtWithWarmup, type LinearWarmupOptions, type CosineWithWarmupOptions, type ConstantWithWarmupOptions, type InverseSqrtWithWarmupOptions } from './schedulers/warmup';
+export { AdamWDL, type AdamWDLOptions, type SetParamLrFun } from './adamwdl';
+export { Lion, type LionOptions, type LionParamGroup, type LionParamState, type LionStateDict } from './lion';
+export { type MetricsDict, preReduceMetrics, reduceMetrics } from './metrics';
+export { noDecayParamGroups, layerwiseParamGroups, type NoDecayOptions, type LayerwiseOptions } from './param_groups';
+export { FusedOptimizer, type StateDict } from './fused_optimizer';

@@ -63,10 +63,11 @@ export class LambdaLR extends LRScheduler {
 // the subclass's private members exist. A bad factor is the lambda's fault, so say so.
 function checkedFactor(lambdas: readonly LrLambda[], i: number, step: number, name: string): number {
   const f = lambdas[i](step);
-  const who = `${name}: lrLambda${lambdas.length > 1 ? `[${i}]` : ''}`;
+  if (typeof f === 'number' && Number.isFinite(f) && f >= 0) return f;
+  // One lambda shared by every group is named without an index.
+  const who = `${name}: lrLambda${lambdas.every((l) => l === lambdas[0]) ? '' : `[${i}]`}`;
   if (typeof f !== 'number') throw new TypeError(`${who} returned ${describe(f)} at step ${step}; it must return a number`);
-  if (!Number.isFinite(f) || f < 0) throw new RangeError(`${who} returned ${f} at step ${step}; the factor must be a finite number >= 0`);
-  return f;
+  throw new RangeError(`${who} returned ${f} at step ${step}; the factor must be a finite number >= 0`);
 }
 
 function normalizeLambdas(lrLambda: unknown, groups: number, name: string): LrLambda[] {
