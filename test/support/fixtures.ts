@@ -4,10 +4,22 @@ import { join } from 'node:path';
 
 export interface TorchCase {
   name: string;
+  metrics?: { grads: string[]; values: Array<Record<string, number>> };
   dtype: 'float32' | 'float16' | 'bfloat16';
   grad_dtype: 'float32' | 'float16' | 'bfloat16';
-  groups: Array<{ lr: number; betas: [number, number]; eps: number; weight_decay: number; amsgrad: boolean; maximize: boolean; params: number[] }>;
-  params: Array<{ numel: number; init: string }>;
+  groups: Array<{
+    lr: number;
+    betas: [number, number];
+    eps: number;
+    weight_decay: number;
+    amsgrad: boolean;
+    maximize: boolean;
+    initial_lr?: number;
+    layerwise_decay?: number;
+    n_layers?: number;
+    params: number[];
+  }>;
+  params: Array<{ numel: number; init: string; name?: string; ratio?: number; apply_decay?: boolean }>;
   steps: Array<{
     lr: number[];
     grads: Array<string | null>;
