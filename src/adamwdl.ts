@@ -39,6 +39,10 @@ export class AdamWDL extends AdamW {
     for (const key of ['setParamLrFun', 'applyDecayParamFun'] as const) {
       if (options[key] !== undefined && typeof options[key] !== 'function') throw new TypeError(`AdamWDL options: ${key} must be a function`);
     }
+    const nd = options.nameDict;
+    if (nd !== undefined && !(nd instanceof Map) && (nd === null || typeof nd !== 'object' || Object.getPrototypeOf(nd) !== Object.prototype)) {
+      throw new TypeError('AdamWDL options: nameDict must be a Map<Parameter, string> or a plain object');
+    }
     // Params are registered (and their ratios computed) inside super(): the options must be
     // readable by then, so they go through a static slot rather than instance fields.
     AdamWDL.#pending = { layerwiseDecay, nLayers, setParamLrFun: options.setParamLrFun ?? defaultLayerwiseRatio, nameDict: options.nameDict, applyDecayParamFun: options.applyDecayParamFun };
@@ -63,6 +67,10 @@ export class AdamWDL extends AdamW {
     return new Map(this.params.map((p) => [p.name, this.rule(p)]));
   }
 
+  protected override checkParams(params: Parameter[]): void {
+    for (const p of params) this.rule(p);
+  }
+
   protected override paramOptions(p: Parameter, groupIndex: number): NativeParamOptions {
     const { ratio, applyDecay } = this.rule(p);
     return { ...super.paramOptions(p, groupIndex), lrRatio: ratio, applyDecay };
@@ -78,6 +86,7 @@ export class AdamWDL extends AdamW {
     };
     const dict = o.nameDict;
     const name = (dict instanceof Map ? dict.get(p) : dict?.[p.name]) ?? p.name;
+    if (typeof name !== 'string') throw new TypeError(`AdamWDL: nameDict maps param '${p.name}' to ${String(name)}; names must be strings`);
     const ratio = o.setParamLrFun(o.layerwiseDecay, name, o.nLayers);
     if (typeof ratio !== 'number' || !Number.isFinite(ratio) || ratio < 0) {
       throw new RangeError(`AdamWDL: setParamLrFun returned ${String(ratio)} for param '${name}'; the lr ratio must be a finite number >= 0`);

@@ -114,7 +114,7 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
       const where = `loadStateDict: state ${key} (param '${p.name}')`;
       if (s === null || typeof s !== 'object') throw new TypeError(`${where} must be an object`);
       p.data.checkAlive(`${where}: data`);
-      const step = this.hasStepCount ? s.step : (s.step ?? 0);
+      const step = this.hasStepCount ? s.step : (s.step ?? 1);
       if (!Number.isSafeInteger(step) || (step as number) < 0) throw new RangeError(`${where}: step must be a non-negative integer`);
       const { required, optional } = this.stateBuffers;
       for (const k of [...required, ...optional, 'master']) {

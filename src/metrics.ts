@@ -66,7 +66,10 @@ export function reduceMetrics(preReduced: readonly MetricsDict[]): MetricsDict {
       out[key] = Math.sqrt(value);
     } else {
       const [a, b] = metric.slice('cosine/'.length).split('_');
-      out[key] = cosine(value, sum[`l2_norm/${a}/${layer}`] ?? 0, sum[`l2_norm/${b}/${layer}`] ?? 0);
+      const aSq = sum[`l2_norm/${a}/${layer}`];
+      const bSq = sum[`l2_norm/${b}/${layer}`];
+      if (aSq === undefined || bSq === undefined) throw new RangeError(`reduceMetrics: ${key} needs l2_norm/${a}/${layer} and l2_norm/${b}/${layer}`);
+      out[key] = cosine(value, aSq, bSq);
     }
   }
   return out;

@@ -77,6 +77,8 @@ export abstract class Optimizer<G extends ParamGroup> {
     }
   }
 
+  /** Checks a new group's params beyond the common checks (AdamWDL: its per-param rules). */
+  protected checkParams(_params: Parameter[], _where: string): void {}
   /** Checks one group's hyperparameters; `where` names it in errors. Returns the group. */
   protected abstract checkGroup(group: G, where: string): G;
   /** Hands a newly registered param to the native side. */
@@ -119,6 +121,7 @@ export abstract class Optimizer<G extends ParamGroup> {
       device ??= p.data.device;
       if (p.data.device !== device) throw new TypeError(`${label} is on ${p.data.device} but the optimizer's params are on ${device}`);
     });
+    this.checkParams(params, where);
     const group = { ...this.defaults, ...input, params } as G;
     for (const key of Object.keys(group)) if ((group as Record<string, unknown>)[key] === undefined) {
       (group as Record<string, unknown>)[key] = (this.defaults as Record<string, unknown>)[key];

@@ -36,6 +36,7 @@ export function noDecayParamGroups(params: Iterable<Parameter>, options: NoDecay
   const list = checkParams(params, 'noDecayParamGroups');
   const weightDecay = checkFiniteNumber(options?.weightDecay, 'noDecayParamGroups: weightDecay', { min: 0 });
   const fragments = options.noDecay ?? ['bias', 'LayerNorm.weight', 'norm'];
+  if (!Array.isArray(fragments) || fragments.some((f) => typeof f !== 'string')) throw new TypeError('noDecayParamGroups: noDecay must be an array of strings');
   const oneDim = options.oneDimNoDecay ?? false;
   const decay = list.filter((p) => !isNoDecay(p, fragments, oneDim));
   const noDecay = list.filter((p) => isNoDecay(p, fragments, oneDim));

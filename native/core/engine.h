@@ -126,9 +126,13 @@ class Engine {
   std::vector<std::pair<int, MetricSums>> metrics(const std::vector<Hyper>& groups) {
     if (busy_) throw std::runtime_error("cannot compute metrics while stepAsync() is running");
     validate(groups);
+    // The next step re-syncs a master whose half param was written since: so do the metrics.
+    for (Param& p : params_)
+      if (p.grad && p.states[0] && p.master && p.master_version != p.data->storage->version()) sync_master_from_param(p);
     std::vector<Slot> slots;
     std::vector<int> indices;
-    std::vector<Plan> plan = build_plan(groups, 1, slots, &indices, /*only_with_state=*/true);
+    std::vector<std::shared_ptr<Storage>> scratch;
+    std::vector<Plan> plan = build_plan(groups, 1, slots, &indices, /*only_with_state=*/true, &scratch);
     if (plan_key_ != key_of(plan) || !plan_uploaded_) upload(plan);
     std::vector<MetricSums> sums(plan.size());
     if (!plan.empty()) {
@@ -246,7 +250,8 @@ class Engine {
   // One slot per distinct (group, step count, lr ratio, decay switch) among the params
   // that step; step_increment 1: the counts this step will have.
   std::vector<Plan> build_plan(const std::vector<Hyper>& groups, int64_t step_increment, std::vector<Slot>& slots,
-                               std::vector<int>* indices = nullptr, bool only_with_state = false) {
+                               std::vector<int>* indices = nullptr, bool only_with_state = false,
+                               std::vector<std::shared_ptr<Storage>>* scratch = nullptr) {
     struct Key {
       int group;
       int64_t step;
@@ -260,9 +265,6 @@ class Engine {
       Param& p = params_[i];
       if (!p.grad || (only_with_state && !p.states[0])) continue;
       const Hyper& h = groups[size_t(p.group)];
-      if (only_with_state)  // metrics: state buffers a step would create must exist too
-        for (int k = 0; k < kStates; ++k)
-          if (!p.states[k] && Algo::state_needed(k, h)) p.states[k] = new_state_buffer(p.data->numel);
       const int64_t step = p.step + step_increment;
       int slot = -1;
       for (size_t k = 0; k < keys.size(); ++k)
@@ -284,6 +286,12 @@ class Engine {
       float* states[kStates];
       for (int k = 0; k < kStates; ++k)
         states[k] = p.states[k] ? static_cast<float*>(p.states[k]->data_unchecked()) : nullptr;
+      if (scratch)  // metrics: zero buffers a step would create, not kept in the state
+        for (int k = 0; k < kStates; ++k)
+          if (!states[k] && Algo::state_needed(k, h)) {
+            scratch->push_back(new_state_buffer(p.data->numel));
+            states[k] = static_cast<float*>(scratch->back()->data_unchecked());
+          }
       plan.push_back(Algo::make_plan(base, states, h));
       if (indices) indices->push_back(int(i));
     }

@@ -1,5 +1,7 @@
 #include "storage.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -13,6 +15,24 @@ namespace fo {
 namespace {
 // 64-byte alignment: a cache line, and enough for any SIMD load the CPU backend issues.
 constexpr size_t kHostAlignment = 64;
+// Large host blocks come straight from the kernel: zero-filled for free, page aligned, and
+// returned to the system by dispose() (malloc may keep freed blocks in its heap).
+constexpr size_t kMapThreshold = size_t(1) << 20;
+
+void* host_alloc(size_t bytes) {
+  if (bytes >= kMapThreshold) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+  }
+  void* p = std::aligned_alloc(kHostAlignment, bytes);
+  if (p) std::memset(p, 0, bytes);
+  return p;
+}
+
+void host_free(void* p, size_t bytes) {
+  if (bytes >= kMapThreshold) munmap(p, bytes);
+  else std::free(p);
+}
 }  // namespace
 
 std::shared_ptr<Storage> Storage::allocate(Device device, size_t bytes) {
@@ -20,9 +40,8 @@ std::shared_ptr<Storage> Storage::allocate(Device device, size_t bytes) {
   if (rounded == 0) rounded = kHostAlignment;
   void* ptr = nullptr;
   if (device == Device::CPU) {
-    ptr = std::aligned_alloc(kHostAlignment, rounded);
+    ptr = host_alloc(rounded);
     if (!ptr) throw RangeError("out of host memory allocating " + std::to_string(bytes) + " bytes");
-    std::memset(ptr, 0, rounded);
   } else {
     ptr = cuda::device_alloc(rounded);
     try {
@@ -32,11 +51,11 @@ std::shared_ptr<Storage> Storage::allocate(Device device, size_t bytes) {
       throw;
     }
   }
-  return std::shared_ptr<Storage>(new Storage(device, ptr, bytes, true));
+  return std::shared_ptr<Storage>(new Storage(device, ptr, bytes, rounded, true));
 }
 
 std::shared_ptr<Storage> Storage::wrap_foreign(void* ptr, size_t bytes) {
-  return std::shared_ptr<Storage>(new Storage(Device::CUDA, ptr, bytes, false));
+  return std::shared_ptr<Storage>(new Storage(Device::CUDA, ptr, bytes, bytes, false));
 }
 
 Storage::~Storage() { free_memory(); }
@@ -71,7 +90,7 @@ void Storage::free_memory() {
   if (freed_) return;
   freed_ = true;
   if (!owned_ || !ptr_) return;
-  if (device_ == Device::CPU) std::free(ptr_);
+  if (device_ == Device::CPU) host_free(ptr_, capacity_);
   else cuda::device_free(ptr_);
   ptr_ = nullptr;
 }

@@ -46,13 +46,14 @@ class Storage {
   void bump_version() { version_.fetch_add(1); }
 
  private:
-  Storage(Device device, void* ptr, size_t bytes, bool owned)
-      : device_(device), ptr_(ptr), bytes_(bytes), owned_(owned) {}
+  Storage(Device device, void* ptr, size_t bytes, size_t capacity, bool owned)
+      : device_(device), ptr_(ptr), bytes_(bytes), capacity_(capacity), owned_(owned) {}
   void free_memory();
 
   Device device_;
   void* ptr_;
   size_t bytes_;
+  size_t capacity_;  // bytes actually allocated (bytes_ rounded up)
   bool owned_;
   std::atomic<bool> disposed_{false};
   std::atomic<uint64_t> version_{0};
