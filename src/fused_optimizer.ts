@@ -53,6 +53,11 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     }
   }
 
+  /** @internal times the native launch plan was rebuilt (params, grads or state changed). */
+  get planUploads(): number {
+    return this.handle().planUploads;
+  }
+
   /** Waits for the queued GPU work of this optimizer (a no-op on the CPU). */
   synchronize(): void {
     this.handle().synchronize();

@@ -40,6 +40,8 @@ export interface NativeOptimizerHandle {
   metrics(hyper: Float64Array): Float64Array;
   getState(index: number): NativeParamState | null;
   setState(index: number, state: NativeParamState): void;
+  /** Times the launch plan was rebuilt (a new lr must not cause one). */
+  readonly planUploads: number;
 }
 
 export interface NativeInfo {

@@ -33,6 +33,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
                                  Base::InstanceMethod("metrics", &OptimizerWrap::metrics),
                                  Base::InstanceMethod("getState", &OptimizerWrap::get_state),
                                  Base::InstanceMethod("setState", &OptimizerWrap::set_state),
+                                 Base::InstanceAccessor("planUploads", &OptimizerWrap::plan_uploads, nullptr),
                              });
   }
 
@@ -208,6 +209,10 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       st.master = from_js(o, "master", false);
       engine_->set_state(index, st);
     });
+  }
+
+  Napi::Value plan_uploads(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(engine_->plan_uploads()));
   }
 
   std::shared_ptr<EngineT> engine_;

@@ -52,6 +52,9 @@ class Engine {
   Device device() const { return device_; }
   int param_count() const { return int(params_.size()); }
   bool busy() const { return busy_; }
+  // How many times the launch plan was rebuilt and handed to the backend (for tests and
+  // benchmarks: hyperparameter changes must not cause one).
+  int64_t plan_uploads() const { return plan_uploads_; }
 
   int add_param(std::shared_ptr<Tensor> data, int group, std::string name, ParamOptions options) {
     if (!data) throw TypeError("param '" + name + "': data is missing");
@@ -326,6 +329,7 @@ class Engine {
     else cpu_.set_tensors(plan);
     plan_key_ = key_of(plan);
     plan_uploaded_ = true;
+    ++plan_uploads_;
   }
 
   static void pin(const std::shared_ptr<Storage>& s, PreparedStep& step) {
@@ -388,6 +392,7 @@ class Engine {
   std::vector<Param> params_;
   std::vector<uint64_t> plan_key_;
   bool plan_uploaded_ = false;
+  int64_t plan_uploads_ = 0;
   bool busy_ = false;  // an asynchronous step is running on another thread
   typename Algo::CpuRunner cpu_;
   std::unique_ptr<typename Algo::CudaLauncher> cuda_;
