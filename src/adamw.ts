@@ -1,23 +1,17 @@
 // Fused AdamW with torch.optim.AdamW semantics (decoupled weight decay, amsgrad, maximize).
 // One native call per step: the hyperparameters of every group travel as one small
 // Float64Array; bias corrections are computed natively per (group, step count).
-import { FusedOptimizer, type StateDict } from './fused_optimizer';
+import { type FusedOptions, FusedOptimizer, type StateDict } from './fused_optimizer';
 import { type NativeOptimizerHandle, native } from './native';
 import { type ParamGroup, type ParamsInput, checkBetas, checkBoolean, checkFiniteNumber } from './optimizer';
 
-export interface AdamWOptions {
+export interface AdamWOptions extends FusedOptions {
   lr?: number;
   betas?: [number, number];
   eps?: number;
   weightDecay?: number;
   amsgrad?: boolean;
   maximize?: boolean;
-  /**
-   * Keep fp32 master weights for float16/bfloat16 params (default true). Without them the
-   * update is computed in fp32 from the half value and rounded back every step, so updates
-   * smaller than half an ulp of the param are lost.
-   */
-  masterWeights?: boolean;
 }
 
 export interface AdamWParamGroup extends ParamGroup {
@@ -64,7 +58,7 @@ export class AdamW extends FusedOptimizer<AdamWParamGroup, AdamWParamState, Adam
       amsgrad: options.amsgrad ?? false,
       maximize: options.maximize ?? false,
     };
-    super(defaults, checkBoolean(options.masterWeights ?? true, 'AdamW options: masterWeights'));
+    super(defaults, options, new.target.name);
     this.checkGroup({ params: [], ...defaults }, `${this.constructor.name} options`);
     this.initGroups(params);
   }

@@ -3,23 +3,94 @@
 // fused metrics. Subclasses describe their hyperparameters and state buffers.
 import { deviceCode } from './dtype';
 import { type MetricsDict, metricsFromSums } from './metrics';
-import { type NativeOptimizerHandle, type NativeParamOptions, type NativeParamState } from './native';
-import { Optimizer, type ParamGroup } from './optimizer';
-import type { Parameter } from './parameter';
+import { type NativeOptimizerHandle, type NativeParamOptions, type NativeParamState, type NativeStepControl } from './native';
+import { Optimizer, type ParamGroup, checkBoolean, checkFiniteNumber } from './optimizer';
+import type { GradBinding, Parameter } from './parameter';
+import { Tensor } from './tensor';
+
+/**
+ * Gradient clipping inside step(), with Paddle's semantics (no epsilon): by the global L2
+ * norm of all grads, by each tensor's own L2 norm, or by value. With a GradScaler the grads
+ * are unscaled first. The norms come from one fused pass over the grads before the update.
+ */
+export type GradClip =
+  | { type: 'globalNorm'; maxNorm: number }
+  | { type: 'norm'; maxNorm: number }
+  | { type: 'value'; max: number; min?: number };
+
+/** Options every fused optimizer takes. */
+export interface FusedOptions {
+  /** Keep fp32 master weights for float16/bfloat16 params (default true). */
+  masterWeights?: boolean;
+  gradClip?: GradClip | null;
+  /**
+   * Accept row-sparse grads (`p.sparseGrad`) and update only the rows they hold, as
+   * Paddle's lazy_mode (default false: a row-sparse grad is an error).
+   */
+  lazyMode?: boolean;
+  /** Round bfloat16 params from their fp32 values stochastically (default false). */
+  stochasticRounding?: boolean;
+  /** Seed of the stochastic rounding stream (an integer below 2^53; default 0). */
+  seed?: number;
+}
 
 export interface StateDict<S, GD> {
   state: Record<number, S>;
   param_groups: Array<GD & { params: number[] }>;
+  /** Stochastic rounding's stream, present when it is on: restoring it makes a resume exact. */
+  rng?: { seed: number; counter: number };
+}
+
+function checkGradClip(clip: unknown, where: string): NativeStepControl {
+  if (clip === undefined || clip === null) return {};
+  if (typeof clip !== 'object') throw new TypeError(`${where} must be an object like { type: 'globalNorm', maxNorm: 1 }`);
+  const c = clip as Record<string, unknown>;
+  if (c.type === 'globalNorm' || c.type === 'norm') {
+    const maxNorm = checkFiniteNumber(c.maxNorm, `${where}.maxNorm`, { min: 0, minExclusive: true });
+    return { clip: c.type === 'globalNorm' ? 1 : 2, maxNorm };
+  }
+  if (c.type === 'value') {
+    const max = checkFiniteNumber(c.max, `${where}.max`);
+    const min = c.min === undefined ? -max : checkFiniteNumber(c.min, `${where}.min`);
+    if (min > max) throw new RangeError(`${where}: min (${min}) must be <= max (${max})`);
+    return { clipMin: min, clipMax: max };
+  }
+  throw new TypeError(`${where}.type must be 'globalNorm', 'norm' or 'value', got ${JSON.stringify(c.type)}`);
+}
+
+function checkSeed(seed: unknown, what: string): number {
+  if (!Number.isSafeInteger(seed) || (seed as number) < 0) throw new RangeError(`${what} must be an integer from 0 to 2^53 - 1, got ${String(seed)}`);
+  return seed as number;
 }
 
 export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD extends object> extends Optimizer<G> {
   #handle: NativeOptimizerHandle | undefined;
   #hyper = new Float64Array(0);
+  #gradClip: GradClip | null = null;
+  #control: NativeStepControl = {};
+  readonly #seed: number;
   protected readonly masterWeights: boolean;
+  readonly stochasticRounding: boolean;
+  readonly lazyMode: boolean;
 
-  protected constructor(defaults: Omit<G, 'params'>, masterWeights: boolean) {
+  protected constructor(defaults: Omit<G, 'params'>, options: FusedOptions, name: string) {
     super(defaults);
-    this.masterWeights = masterWeights;
+    this.masterWeights = checkBoolean(options.masterWeights ?? true, `${name} options: masterWeights`);
+    this.stochasticRounding = checkBoolean(options.stochasticRounding ?? false, `${name} options: stochasticRounding`);
+    this.#seed = checkSeed(options.seed ?? 0, `${name} options: seed`);
+    this.lazyMode = checkBoolean(options.lazyMode ?? false, `${name} options: lazyMode`);
+    this.gradClip = options.gradClip ?? null;
+  }
+
+  /** Clipping applied inside every step(); null for none. Validated when set. */
+  get gradClip(): GradClip | null {
+    return this.#gradClip;
+  }
+
+  set gradClip(clip: GradClip | null) {
+    const control = checkGradClip(clip, 'gradClip');
+    this.#gradClip = clip === null ? null : { ...clip };
+    this.#control = { ...control, stochasticRounding: this.stochasticRounding };
   }
 
   /** Numbers per group in the hyperparameter table (the native Algo's kHyperFields). */
@@ -41,16 +112,43 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
 
   /** Updates every param that has a grad. On CUDA this enqueues the kernels and returns. */
   step(): void {
-    this.handle().step(this.hyperTable());
+    this.handle().step(this.hyperTable(), this.#control);
   }
 
   /** Like step(), off the JavaScript thread; resolves when the update is complete. */
   stepAsync(): Promise<void> {
     try {
-      return this.handle().stepAsync(this.hyperTable());
+      return this.handle()
+        .stepAsync(this.hyperTable(), this.#control)
+        .then(() => undefined);
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /**
+   * @internal GradScaler's step: grads are multiplied by invScale inside the kernels, and
+   * with checkFinite an inf/NaN grad skips the whole step (returns true, nothing changed).
+   */
+  stepScaled(invScale: number, checkFinite: boolean): boolean {
+    return this.handle().step(this.hyperTable(), { ...this.#control, invScale, checkFinite });
+  }
+
+  /** @internal the asynchronous form of stepScaled. */
+  stepScaledAsync(invScale: number, checkFinite: boolean): Promise<boolean> {
+    try {
+      return this.handle().stepAsync(this.hyperTable(), { ...this.#control, invScale, checkFinite });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** @internal the params' grads that are set (values of row-sparse ones), for GradScaler.unscale. */
+  gradsForScaling(): Tensor[] {
+    return this.params.flatMap((p) => {
+      const g = p.grad ?? p.sparseGrad?.values;
+      return g ? [g] : [];
+    });
   }
 
   /** @internal times the native launch plan was rebuilt (params, grads or state changed). */
@@ -88,7 +186,9 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     });
     let index = 0;
     const param_groups = this.paramGroups.map((g) => ({ ...this.groupToDict(g), params: g.params.map(() => index++) }));
-    return { state, param_groups };
+    const dict: StateDict<S, GD> = { state, param_groups };
+    if (this.stochasticRounding) dict.rng = this.handle().getRng();
+    return dict;
   }
 
   /** Restores hyperparameters and state; checks the whole dict before changing anything. */
@@ -122,19 +222,42 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
       const step = this.hasStepCount ? s.step : (s.step ?? 1);
       if (!Number.isSafeInteger(step) || (step as number) < 0) throw new RangeError(`${where}: step must be a non-negative integer`);
       const { required, optional } = this.stateBuffers;
+      const buffers: Record<string, Float32Array> = {};
       for (const k of [...required, ...optional, 'master']) {
         const v = s[k];
         if (v === undefined && !required.includes(k)) continue;
-        if (!(v instanceof Float32Array)) throw new TypeError(`${where}: ${k} must be a Float32Array`);
-        if (v.length !== p.data.numel) throw new RangeError(`${where}: ${k} has ${v.length} elements but the param has ${p.data.numel}`);
+        // The param's state dtype is fp32: other float/integer arrays and number[] are converted.
+        const isNumbers = Array.isArray(v) ? v.every((x) => typeof x === 'number') : ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array);
+        if (!isNumbers) throw new TypeError(`${where}: ${k} must be a Float32Array (or another typed array or array of numbers)`);
+        const values = v as ArrayLike<number>;
+        if (values.length !== p.data.numel) throw new RangeError(`${where}: ${k} has ${values.length} elements but the param has ${p.data.numel}`);
+        buffers[k] = values instanceof Float32Array ? values : Float32Array.from(values);
       }
       if (s.master !== undefined && (p.data.dtype === 'float32' || !this.masterWeights)) {
         throw new TypeError(`${where}: the param keeps no master weights, but the dict has one`);
       }
-      updates.push([index, { ...(s as object), step: step as number } as NativeParamState]);
+      updates.push([index, { ...(s as object), ...buffers, step: step as number } as NativeParamState]);
+    }
+    // torch replaces the whole state: params the dict has no state for start afresh (step 0,
+    // zero buffers; a half param's master is re-seeded from its value at its next step).
+    const loaded = new Set(updates.map(([index]) => index));
+    const resets: Array<[number, NativeParamState]> = [];
+    this.params.forEach((p, index) => {
+      if (loaded.has(index)) return;
+      const current = this.handle().getState(index);
+      if (!current) return;
+      const zeros: NativeParamState = { step: 0 };
+      for (const [k, v] of Object.entries(current)) if (v instanceof Float32Array && k !== 'master') zeros[k] = new Float32Array(p.data.numel);
+      resets.push([index, zeros]);
+    });
+    let rng: { seed: number; counter: number } | undefined;
+    if (sd.rng !== undefined) {
+      if (sd.rng === null || typeof sd.rng !== 'object') throw new TypeError('loadStateDict: rng must be { seed, counter }');
+      rng = { seed: checkSeed(sd.rng.seed, 'loadStateDict: rng.seed'), counter: checkSeed(sd.rng.counter, 'loadStateDict: rng.counter') };
     }
     // State first: the native side refuses while a stepAsync() runs, before anything changed.
-    for (const [index, s] of updates) this.handle().setState(index, s);
+    for (const [index, s] of [...updates, ...resets]) this.handle().setState(index, s);
+    if (rng) this.handle().setRng(rng.seed, rng.counter);
     groups.forEach((g, i) => {
       const target = this.paramGroups[i];
       for (const key of Object.keys(target)) if (key !== 'params' && !(key in g)) delete target[key];
@@ -147,12 +270,17 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     this.handle().addParam(p.data.handle, groupIndex, p.name, this.paramOptions(p, groupIndex));
   }
 
-  protected bindGrad(index: number, grad: Parameter['grad']): void {
-    this.handle().setGrad(index, grad ? grad.handle : null);
+  protected bindGrad(index: number, grad: GradBinding): void {
+    if (grad === null || grad instanceof Tensor) this.handle().setGrad(index, grad ? grad.handle : null);
+    else this.handle().setSparseGrad(index, grad.values.handle, grad.rows, grad.rowWidth);
   }
 
   private handle(): NativeOptimizerHandle {
-    this.#handle ??= this.createHandle(deviceCode(this.device));
+    if (!this.#handle) {
+      this.#handle = this.createHandle(deviceCode(this.device));
+      this.#handle.setRng(this.#seed, 0);
+      this.#handle.setLazyMode(this.lazyMode);
+    }
     return this.#handle;
   }
 

@@ -1,16 +1,14 @@
 // Fused Lion, as MosaicML llm-foundry's DecoupledLionW: sign of an interpolated momentum,
 // decoupled weight decay scaled by lr / initial_lr, state `exp_avg` only.
-import { FusedOptimizer, type StateDict } from './fused_optimizer';
+import { type FusedOptions, FusedOptimizer, type StateDict } from './fused_optimizer';
 import { type NativeOptimizerHandle, native } from './native';
-import { type ParamGroup, type ParamsInput, checkBetas, checkBoolean, checkFiniteNumber } from './optimizer';
+import { type ParamGroup, type ParamsInput, checkBetas, checkFiniteNumber } from './optimizer';
 import type { Parameter } from './parameter';
 
-export interface LionOptions {
+export interface LionOptions extends FusedOptions {
   lr?: number;
   betas?: [number, number];
   weightDecay?: number;
-  /** Keep fp32 master weights for float16/bfloat16 params (default true). */
-  masterWeights?: boolean;
 }
 
 export interface LionParamGroup extends ParamGroup {
@@ -44,7 +42,7 @@ export class Lion extends FusedOptimizer<LionParamGroup, LionParamState, LionGro
       betas: options.betas ?? ([0.9, 0.99] as [number, number]),
       weightDecay: options.weightDecay ?? 0,
     };
-    super(defaults, checkBoolean(options.masterWeights ?? true, 'Lion options: masterWeights'));
+    super(defaults, options, 'Lion');
     this.checkGroup({ params: [], ...defaults }, 'Lion options');
     this.initGroups(params);
     this.paramGroups.forEach((g) => this.warnIfLargeDecay(g));

@@ -29,12 +29,29 @@ export interface NativeParamOptions {
   applyDecay?: boolean;
 }
 
+/** What a step does to the grads first; see native/addon/optimizer_wrap.h. */
+export interface NativeStepControl {
+  invScale?: number;
+  checkFinite?: boolean;
+  /** 0 none, 1 global norm, 2 per-tensor norm. */
+  clip?: number;
+  maxNorm?: number;
+  clipMin?: number;
+  clipMax?: number;
+  stochasticRounding?: boolean;
+}
+
 /** AdamWHandle and LionHandle: one native optimizer engine. */
 export interface NativeOptimizerHandle {
   addParam(data: NativeTensorHandle, group: number, name: string, options: NativeParamOptions): number;
   setGrad(index: number, grad: NativeTensorHandle | null): void;
-  step(hyper: Float64Array): void;
-  stepAsync(hyper: Float64Array): Promise<void>;
+  setSparseGrad(index: number, values: NativeTensorHandle, rows: Int32Array, rowWidth: number): void;
+  setLazyMode(on: boolean): void;
+  /** Returns true when the step was skipped (an inf/NaN grad under checkFinite). */
+  step(hyper: Float64Array, control?: NativeStepControl): boolean;
+  stepAsync(hyper: Float64Array, control?: NativeStepControl): Promise<boolean>;
+  getRng(): { seed: number; counter: number };
+  setRng(seed: number, counter: number): void;
   synchronize(): void;
   /** 7 numbers per param with grad and state: index and the six metric sums. */
   metrics(hyper: Float64Array): Float64Array;
@@ -65,6 +82,9 @@ export interface NativeModule {
   AdamWHandle: new (device: number) => NativeOptimizerHandle;
   LionHandle: new (device: number) => NativeOptimizerHandle;
   nativeInfo(): NativeInfo;
+  gradNormSums(grads: NativeTensorHandle[], normType: number): Float64Array;
+  scaleGrads(grads: NativeTensorHandle[], coef: number): void;
+  clampGrads(grads: NativeTensorHandle[], min: number, max: number): void;
 }
 
 // The package root holds build/ and prebuilds/; this file runs from src/ (tests) or

@@ -2,7 +2,7 @@
 // (torch's state-dict numbering), grad bookkeeping and zeroGrad. Subclasses own the
 // hyperparameters, the native handle and the state layout.
 import type { DeviceName } from './dtype';
-import { Parameter } from './parameter';
+import { type GradBinding, Parameter } from './parameter';
 
 export interface ParamGroup {
   params: Parameter[];
@@ -73,7 +73,7 @@ export abstract class Optimizer<G extends ParamGroup> {
   zeroGrad({ setToNone = true }: { setToNone?: boolean } = {}): void {
     for (const p of this.params) {
       if (setToNone) p.grad = null;
-      else p.grad?.zero();
+      else (p.grad ?? p.sparseGrad?.values)?.zero();
     }
   }
 
@@ -84,7 +84,7 @@ export abstract class Optimizer<G extends ParamGroup> {
   /** Hands a newly registered param to the native side. */
   protected abstract bindParam(param: Parameter, index: number, groupIndex: number): void;
   /** Tells the native side the grad of param `index` changed. */
-  protected abstract bindGrad(index: number, grad: Parameter['grad']): void;
+  protected abstract bindGrad(index: number, grad: GradBinding): void;
 
   private normalizeInput(params: ParamsInput<G>): Array<Partial<G> & { params: Iterable<Parameter> }> {
     if (params === null || typeof params !== 'object' || typeof (params as Iterable<unknown>)[Symbol.iterator] !== 'function') {
@@ -138,6 +138,7 @@ export abstract class Optimizer<G extends ParamGroup> {
       this.params.push(p);
       this.bindParam(p, index, groupIndex);
       if (p.grad) this.bindGrad(index, p.grad);
+      else if (p.sparseGrad) this.bindGrad(index, { ...p.sparseGrad, rowWidth: p.data.numel / Math.max(1, p.data.shape[0]) });
       // Weak, so a parameter outliving its optimizer does not keep it (and its state) alive.
       const self = new WeakRef(this);
       p.onGradChange((grad) => {

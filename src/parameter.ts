@@ -3,13 +3,27 @@
 // in JavaScript to find its gradient.
 import { Tensor } from './tensor';
 
+/**
+ * A row-sparse gradient (lazy mode), e.g. of an embedding table [V, D] where a batch
+ * touched a few rows: values is [rows.length, D] and row r of it is the grad of row
+ * rows[r]. Rows must be distinct and in range.
+ */
+export interface RowSparseGrad {
+  rows: Int32Array;
+  values: Tensor;
+}
+
+/** What an optimizer is told: a dense grad, a row-sparse one (with its row width), or none. */
+export type GradBinding = Tensor | (RowSparseGrad & { rowWidth: number }) | null;
+
 /** Returns false once it no longer wants to hear (its optimizer was garbage collected). */
-type GradListener = (grad: Tensor | null) => boolean;
+type GradListener = (grad: GradBinding) => boolean;
 
 export class Parameter {
   readonly data: Tensor;
   name: string;
   #grad: Tensor | null = null;
+  #sparseGrad: (RowSparseGrad & { rowWidth: number }) | null = null;
   #listeners: GradListener[] = [];
 
   constructor(data: Tensor, options: { name?: string } = {}) {
@@ -40,7 +54,52 @@ export class Parameter {
       }
     }
     this.#grad = grad;
+    this.#sparseGrad = null;
     this.#listeners = this.#listeners.filter((listener) => listener(grad));
+  }
+
+  /** The row-sparse grad, when one is set (then `grad` is null). */
+  get sparseGrad(): RowSparseGrad | null {
+    return this.#sparseGrad;
+  }
+
+  /**
+   * Sets a row-sparse grad (clearing `grad`). Only optimizers constructed with
+   * `lazyMode: true` accept it: they update the rows present and leave the other rows'
+   * values and moments untouched.
+   */
+  set sparseGrad(sparse: RowSparseGrad | null) {
+    if (sparse === null) {
+      this.grad = null;
+      return;
+    }
+    const who = `row-sparse grad of param '${this.name}'`;
+    if (typeof sparse !== 'object' || !(sparse.rows instanceof Int32Array) || !(sparse.values instanceof Tensor)) {
+      throw new TypeError(`${who} must be { rows: Int32Array, values: Tensor }`);
+    }
+    const { rows, values } = sparse;
+    values.checkAlive(`${who}: values`);
+    const shape = this.data.shape;
+    if (shape.length < 1) throw new TypeError(`${who}: the param has no rows (shape [])`);
+    const rowShape = shape.slice(1);
+    const expected = [rows.length, ...rowShape];
+    if (values.shape.length !== expected.length || values.shape.some((d, i) => d !== expected[i])) {
+      throw new RangeError(`${who}: values has shape [${values.shape.join(', ')}], expected [${expected.join(', ')}] (${rows.length} rows)`);
+    }
+    if (values.dtype !== 'float32' && values.dtype !== this.data.dtype) {
+      throw new TypeError(`${who}: values dtype ${values.dtype} must be float32 or the param's dtype ${this.data.dtype}`);
+    }
+    if (values.device !== this.data.device) throw new TypeError(`${who}: values are on ${values.device} but the param is on ${this.data.device}`);
+    const seen = new Uint8Array(shape[0]);
+    rows.forEach((row, r) => {
+      if (row < 0 || row >= shape[0]) throw new RangeError(`${who}: rows[${r}] = ${row} is outside [0, ${shape[0]})`);
+      if (seen[row]) throw new RangeError(`${who}: row ${row} appears twice`);
+      seen[row] = 1;
+    });
+    const binding = { rows: Int32Array.from(rows), values, rowWidth: rowShape.reduce((a, b) => a * b, 1) };
+    this.#grad = null;
+    this.#sparseGrad = binding;
+    this.#listeners = this.#listeners.filter((listener) => listener(binding));
   }
 
   /** @internal called by optimizers that hold this parameter. */

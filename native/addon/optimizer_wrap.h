@@ -27,6 +27,8 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
                              {
                                  Base::InstanceMethod("addParam", &OptimizerWrap::add_param),
                                  Base::InstanceMethod("setGrad", &OptimizerWrap::set_grad),
+                                 Base::InstanceMethod("setSparseGrad", &OptimizerWrap::set_sparse_grad),
+                                 Base::InstanceMethod("setLazyMode", &OptimizerWrap::set_lazy_mode),
                                  Base::InstanceMethod("step", &OptimizerWrap::step),
                                  Base::InstanceMethod("stepAsync", &OptimizerWrap::step_async),
                                  Base::InstanceMethod("synchronize", &OptimizerWrap::synchronize),
@@ -34,6 +36,8 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
                                  Base::InstanceMethod("getState", &OptimizerWrap::get_state),
                                  Base::InstanceMethod("setState", &OptimizerWrap::set_state),
                                  Base::InstanceAccessor("planUploads", &OptimizerWrap::plan_uploads, nullptr),
+                                 Base::InstanceMethod("getRng", &OptimizerWrap::get_rng),
+                                 Base::InstanceMethod("setRng", &OptimizerWrap::set_rng),
                              });
   }
 
@@ -108,10 +112,56 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
     });
   }
 
-  void step(const Napi::CallbackInfo& info) {
+  // setSparseGrad(index, values, rows: Int32Array, rowWidth)
+  void set_sparse_grad(const Napi::CallbackInfo& info) {
     guarded(info.Env(), [&] {
-      auto prepared = engine_->prepare(hyper_arg(info[0]), false);
+      int index = index_arg(info[0]);
+      auto values = TensorWrap::unwrap(info[1], "row-sparse grad values");
+      if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+        throw fo::TypeError("row-sparse grad rows must be an Int32Array");
+      auto rows = info[2].As<Napi::Int32Array>();
+      if (!info[3].IsNumber()) throw fo::TypeError("row width must be a number");
+      const double width = info[3].As<Napi::Number>().DoubleValue();
+      if (!(width >= 1) || width != std::floor(width) || width > 9007199254740991.0)
+        throw fo::RangeError("row width must be a positive integer");
+      std::vector<int32_t> list(rows.Data(), rows.Data() + rows.ElementLength());
+      engine_->set_sparse_grad(index, std::move(values), list, int64_t(width));
+    });
+  }
+
+  void set_lazy_mode(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] { engine_->set_lazy_mode(info[0].ToBoolean()); });
+  }
+
+  // The optional second argument of step/stepAsync: { invScale, checkFinite, clip (0 none,
+  // 1 global norm, 2 per-tensor norm), maxNorm, clipMin, clipMax, stochasticRounding }.
+  static typename EngineT::StepControl control_arg(const Napi::Value& v) {
+    typename EngineT::StepControl c;
+    if (v.IsUndefined() || v.IsNull()) return c;
+    if (!v.IsObject()) throw fo::TypeError("step control must be an object");
+    Napi::Object o = v.As<Napi::Object>();
+    auto number = [&](const char* key, double fallback) {
+      Napi::Value x = o.Get(key);
+      if (x.IsUndefined()) return fallback;
+      if (!x.IsNumber()) throw fo::TypeError(std::string("step control: ") + key + " must be a number");
+      return x.As<Napi::Number>().DoubleValue();
+    };
+    c.prepass.inv_scale = float(number("invScale", 1.0));
+    c.prepass.check_finite = o.Get("checkFinite").ToBoolean();
+    c.prepass.clip = ClipMode(int32_t(number("clip", 0)));
+    c.prepass.max_norm = number("maxNorm", 0);
+    c.clip_lo = float(number("clipMin", -INFINITY));
+    c.clip_hi = float(number("clipMax", INFINITY));
+    c.stochastic_rounding = o.Get("stochasticRounding").ToBoolean();
+    return c;
+  }
+
+  // Returns whether the step was skipped (an inf/NaN grad under checkFinite).
+  Napi::Value step(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      auto prepared = engine_->prepare(hyper_arg(info[0]), false, control_arg(info[1]));
       engine_->execute(*prepared);
+      return Napi::Boolean::New(info.Env(), prepared->skipped);
     });
   }
 
@@ -134,7 +184,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
     }
     void OnOK() override {
       engine_->finish(*step_);
-      deferred_.Resolve(Napi::AsyncWorker::Env().Undefined());
+      deferred_.Resolve(Napi::Boolean::New(Napi::AsyncWorker::Env(), step_->skipped));
     }
     void OnError(const Napi::Error& e) override {
       engine_->finish(*step_);
@@ -149,7 +199,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
 
   Napi::Value step_async(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      auto prepared = engine_->prepare(hyper_arg(info[0]), true);
+      auto prepared = engine_->prepare(hyper_arg(info[0]), true, control_arg(info[1]));
       auto* worker = new StepWorker(info.Env(), engine_, std::move(prepared));
       Napi::Promise promise = worker->promise();
       worker->Queue();
@@ -208,6 +258,27 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       for (int k = 0; k < Algo::kStates; ++k) st.states[k] = from_js(o, Algo::state_name(k), Algo::state_required(k));
       st.master = from_js(o, "master", false);
       engine_->set_state(index, st);
+    });
+  }
+
+  // { seed, counter } of stochastic rounding, as numbers (integers below 2^53).
+  Napi::Value get_rng(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("seed", Napi::Number::New(info.Env(), double(engine_->rng_seed())));
+    o.Set("counter", Napi::Number::New(info.Env(), double(engine_->rng_counter())));
+    return o;
+  }
+
+  void set_rng(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] {
+      auto integer = [](const Napi::Value& v, const char* what) {
+        if (!v.IsNumber()) throw fo::TypeError(std::string(what) + " must be a number");
+        const double d = v.As<Napi::Number>().DoubleValue();
+        if (!(d >= 0) || d > 9007199254740991.0 || d != std::floor(d))
+          throw fo::RangeError(std::string(what) + " must be an integer from 0 to 2^53 - 1");
+        return uint64_t(d);
+      };
+      engine_->set_rng(integer(info[0], "seed"), integer(info[1], "counter"));
     });
   }
 

@@ -3,7 +3,9 @@
 // backend), sizes and the slot of per-step scalars it reads. Built by native/core, which
 // has validated every pointer and size; backends trust it.
 #include <cstdint>
+
 #include "dtype.h"
+#include "fo_macros.h"
 
 namespace fo {
 
@@ -18,7 +20,18 @@ struct AdamWTensor {
   int32_t slot;            // index into the step's AdamWSlot table
   DType param_dtype;
   DType grad_dtype;
+  uint32_t rng_stream;     // stochastic rounding stream: the param's index in the optimizer
+  // Row-sparse grads (lazy mode): grad element i updates param/state element
+  // rows[i / row_width] * row_width + i % row_width; numel counts grad elements. Null for
+  // dense grads, where grad, param and state share the index.
+  const int32_t* rows;
+  int64_t row_width;
 };
+
+// The param/state index of grad element i (see AdamWTensor::rows).
+FO_HD int64_t sparse_state_index(const int32_t* rows, int64_t row_width, int64_t i) {
+  return int64_t(rows[i / row_width]) * row_width + i % row_width;
+}
 
 // Elements per work item: a CUDA block's chunk and a CPU thread's chunk (64K, as
 // PyTorch's multi_tensor_apply; 256 KiB of fp32 per stream keeps a CPU chunk in L2).

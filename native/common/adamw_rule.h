@@ -6,10 +6,11 @@
 #include <math.h>
 #include <cstdint>
 #include "fo_macros.h"
+#include "grad_transform.h"
 
 namespace fo {
 
-enum AdamWFlags : uint32_t { kAdamWAmsgrad = 1u, kAdamWMaximize = 2u };
+enum AdamWFlags : uint32_t { kAdamWAmsgrad = 1u, kAdamWMaximize = 2u, kStochasticRounding = 4u };
 
 // Per-step scalars shared by every tensor of one (param group, step count) class.
 // Computed on the host in float64 (adamw_scalars.h) and rounded to fp32 once, as torch
@@ -24,6 +25,8 @@ struct AdamWSlot {
   float beta2;
   float one_minus_beta2;
   uint32_t flags;           // AdamWFlags
+  GradTransform grad;       // applied to every grad first (transform_grad)
+  uint32_t rng_key0, rng_key1;  // stochastic rounding: (seed, step counter) of this step
 };
 
 // Returns the new parameter value; updates the moments in place.

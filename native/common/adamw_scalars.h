@@ -29,6 +29,8 @@ inline AdamWSlot make_adamw_slot(const AdamWHyper& h, int64_t step, double lr_ra
   s.beta2 = float(h.beta2);
   s.one_minus_beta2 = float(1.0 - h.beta2);
   s.flags = (h.amsgrad ? kAdamWAmsgrad : 0u) | (h.maximize ? kAdamWMaximize : 0u);
+  s.grad = GradTransform{1.0f, -INFINITY, INFINITY};
+  s.rng_key0 = s.rng_key1 = 0;
   return s;
 }
 

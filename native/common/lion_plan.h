@@ -15,6 +15,9 @@ struct LionTensor {
   int32_t slot;
   DType param_dtype;
   DType grad_dtype;
+  uint32_t rng_stream;  // stochastic rounding stream: the param's index in the optimizer
+  const int32_t* rows;  // row-sparse grads: see AdamWTensor::rows
+  int64_t row_width;
 };
 
 }  // namespace fo

@@ -6,7 +6,9 @@
 // written once and called by both backends (no FMA contraction, IEEE order as torch).
 #include <cstdint>
 
+#include "adamw_rule.h"  // kStochasticRounding
 #include "fo_macros.h"
+#include "grad_transform.h"
 
 namespace fo {
 
@@ -15,6 +17,9 @@ struct LionSlot {
   float neg_lr;         // -lr
   float update_weight;  // 1 - beta1
   float moment_weight;  // 1 - beta2
+  uint32_t flags;       // kStochasticRounding or 0
+  GradTransform grad;   // applied to every grad first (transform_grad)
+  uint32_t rng_key0, rng_key1;
 };
 
 // torch's lerp (ATen/native/Lerp.h): two forms that keep the result exact at both ends.

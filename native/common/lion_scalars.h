@@ -1,5 +1,7 @@
 #pragma once
 // Host-side computation of the per-step Lion scalars, in float64 as the Python original.
+#include <math.h>
+
 #include "lion_rule.h"
 
 namespace fo {
@@ -17,6 +19,9 @@ inline LionSlot make_lion_slot(const LionHyper& h, double lr_ratio = 1.0, bool a
   s.neg_lr = float(-lr);
   s.update_weight = float(1.0 - h.beta1);
   s.moment_weight = float(1.0 - h.beta2);
+  s.flags = 0;
+  s.grad = GradTransform{1.0f, -INFINITY, INFINITY};
+  s.rng_key0 = s.rng_key1 = 0;
   return s;
 }
 

@@ -23,6 +23,9 @@ struct PlanBase {
   int64_t numel;
   int32_t slot;
   DType param_dtype, grad_dtype;
+  uint32_t rng_stream;
+  const int32_t* rows;  // row-sparse grads (lazy mode); null for dense
+  int64_t row_width;
 };
 
 namespace detail {
@@ -64,8 +67,8 @@ struct AdamWAlgo {
     return make_adamw_slot(h, step, lr_ratio, apply_decay);
   }
   static Plan make_plan(const PlanBase& b, float* const* states, const Hyper& h) {
-    return Plan{b.param, b.grad, b.master, states[0], states[1], h.amsgrad ? states[2] : nullptr,
-                b.numel, b.slot,  b.param_dtype, b.grad_dtype};
+    return Plan{b.param,      b.grad,      b.master,     states[0],   states[1], h.amsgrad ? states[2] : nullptr,
+                b.numel,      b.slot,      b.param_dtype, b.grad_dtype, b.rng_stream, b.rows, b.row_width};
   }
 };
 
@@ -98,7 +101,8 @@ struct LionAlgo {
     return make_lion_slot(h, lr_ratio, apply_decay);
   }
   static Plan make_plan(const PlanBase& b, float* const* states, const Hyper&) {
-    return Plan{b.param, b.grad, b.master, states[0], b.numel, b.slot, b.param_dtype, b.grad_dtype};
+    return Plan{b.param, b.grad,        b.master,     states[0], b.numel, b.slot, b.param_dtype,
+                b.grad_dtype, b.rng_stream, b.rows, b.row_width};
   }
 };
 

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "../common/half_convert.h"
+#include "../common/grad_transform.h"
 #include "../common/metrics.h"
+#include "../common/stochastic_rounding.h"
 #include "algorithms.h"
 #include "errors.h"
 #include "tensor.h"
@@ -33,9 +35,20 @@ class Engine {
     bool apply_decay = true;     // decoupled weight decay for this param
   };
 
+  // What a step does to the grads first, and how half params are rounded.
+  struct StepControl {
+    GradPrepass prepass;           // GradScaler unscale + inf check, clipping by norm
+    float clip_lo = -INFINITY;     // clipping by value
+    float clip_hi = INFINITY;
+    bool stochastic_rounding = false;  // bfloat16 params from fp32 values
+    bool needs_prepass() const { return prepass.check_finite || prepass.clip != ClipMode::None; }
+  };
+
   struct PreparedStep {
     std::vector<Slot> slots;
     std::vector<std::shared_ptr<Storage>> pinned;
+    bool skipped = false;  // the prepass found an inf/NaN grad: nothing changes
+    bool use_prepass = false;
   };
 
   struct ParamState {
@@ -81,25 +94,81 @@ class Engine {
   // Safe while a stepAsync() runs: the running step uses its own copy of the plan.
   void set_grad(int index, std::shared_ptr<Tensor> grad) {
     check_index(index);
-    params_[size_t(index)].grad = std::move(grad);  // checked at every step
+    Param& p = params_[size_t(index)];
+    p.grad = std::move(grad);  // checked at every step
+    p.rows.reset();
+    p.row_count = p.row_width = 0;
   }
+
+  // A row-sparse grad (lazy mode): values holds rows.size() rows of row_width elements, and
+  // row r of it updates row rows[r] of the param; other rows keep their values and state.
+  // Rows must be in range and distinct (two updates of one row would race).
+  void set_sparse_grad(int index, std::shared_ptr<Tensor> values, const std::vector<int32_t>& rows, int64_t row_width) {
+    check_index(index);
+    Param& p = params_[size_t(index)];
+    const std::string who = "param '" + p.name + "': row-sparse grad";
+    if (!values) throw TypeError(who + " has no values");
+    if (row_width <= 0 || p.data->numel % row_width != 0)
+      throw RangeError(who + ": a row of " + std::to_string(row_width) + " elements does not divide the param's " +
+                       std::to_string(p.data->numel));
+    if (values->numel != int64_t(rows.size()) * row_width)
+      throw RangeError(who + ": values has " + std::to_string(values->numel) + " elements, expected " +
+                       std::to_string(rows.size()) + " rows of " + std::to_string(row_width));
+    const int64_t param_rows = p.data->numel / row_width;
+    std::vector<bool> seen(size_t(param_rows), false);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const int32_t row = rows[r];
+      if (row < 0 || row >= param_rows)
+        throw RangeError(who + ": rows[" + std::to_string(r) + "] = " + std::to_string(row) + " is outside [0, " +
+                         std::to_string(param_rows) + ")");
+      if (seen[size_t(row)]) throw RangeError(who + ": row " + std::to_string(row) + " appears twice");
+      seen[size_t(row)] = true;
+    }
+    auto storage = Storage::allocate(device_, rows.size() * sizeof(int32_t));
+    if (!rows.empty()) {
+      if (device_ == Device::CPU) std::memcpy(storage->data_unchecked(), rows.data(), rows.size() * sizeof(int32_t));
+      else cuda::copy_host_to_device(storage->data_unchecked(), rows.data(), rows.size() * sizeof(int32_t));
+    }
+    p.grad = std::move(values);
+    p.rows = std::move(storage);
+    p.row_count = int64_t(rows.size());
+    p.row_width = row_width;
+  }
+
+  void set_lazy_mode(bool on) { lazy_mode_ = on; }
 
   // Validates hyperparameters (one entry per group) and every bound tensor, creates
   // missing state, uploads the plan if it changed, and commits the new step counts.
   // for_async pins every tensor the step touches and marks the engine busy until finish().
-  std::unique_ptr<PreparedStep> prepare(const std::vector<Hyper>& groups, bool for_async) {
+  // A step whose grads hold an inf/NaN under check_finite comes back skipped: no step count,
+  // param, master or moment changes (the check runs before any update, on the host for the
+  // CPU and with one synchronisation on CUDA).
+  std::unique_ptr<PreparedStep> prepare(const std::vector<Hyper>& groups, bool for_async,
+                                        const StepControl& control = StepControl{}) {
     if (busy_) throw std::runtime_error("a stepAsync() is still running: await it before stepping again");
+    check_control(control);
     validate(groups);
     create_state(groups);
     auto prepared = std::make_unique<PreparedStep>();
     std::vector<Plan> plan = build_plan(groups, 1, prepared->slots);
+    for (Slot& s : prepared->slots) apply_control(s, control);
     if (plan_key_ != key_of(plan) || !plan_uploaded_) upload(plan);
+    if (control.needs_prepass()) {
+      prepared->use_prepass = true;
+      if (cuda_) cuda_->prepare_grads(control.prepass);
+      else cpu_.prepare_grads(control.prepass);
+      if (control.prepass.check_finite && (cuda_ ? cuda_->read_found_inf() : cpu_.read_found_inf())) {
+        prepared->skipped = true;
+        return prepared;
+      }
+    }
+    if (control.stochastic_rounding) ++rng_counter_;
     for (Param& p : params_) {
       if (!p.grad) continue;
       ++p.step;
       if (p.master) p.master_version = p.data->storage->version();
       if (!for_async) continue;
-      std::shared_ptr<Storage> used[] = {p.data->storage, p.grad->storage, p.master};
+      std::shared_ptr<Storage> used[] = {p.data->storage, p.grad->storage, p.master, p.rows};
       for (const auto& s : used) pin(s, *prepared);
       for (const auto& s : p.states) pin(s, *prepared);
     }
@@ -109,8 +178,19 @@ class Engine {
 
   // Runs the update (CPU: on the thread pool, returns when done; CUDA: enqueues).
   void execute(PreparedStep& step) {
-    if (cuda_) cuda_->launch(step.slots.data(), int(step.slots.size()));
-    else cpu_.run(step.slots.data());
+    if (step.skipped) return;
+    if (cuda_) cuda_->launch(step.slots.data(), int(step.slots.size()), step.use_prepass);
+    else cpu_.run(step.slots.data(), step.use_prepass);
+  }
+
+  // Stochastic rounding's random stream: a seed and a counter of rounded steps, saved in
+  // state dicts so a resumed run draws the same bits.
+  uint64_t rng_seed() const { return rng_seed_; }
+  uint64_t rng_counter() const { return rng_counter_; }
+  void set_rng(uint64_t seed, uint64_t counter) {
+    if (busy_) throw std::runtime_error("cannot change the rounding seed while stepAsync() is running");
+    rng_seed_ = seed;
+    rng_counter_ = counter;
   }
 
   // Ends an asynchronous step: releases its pins and the busy mark.
@@ -207,11 +287,35 @@ class Engine {
     std::shared_ptr<Storage> master;
     std::shared_ptr<Storage> states[kStates];
     uint64_t master_version = 0;  // data's version when the master was last synced
+    std::shared_ptr<Storage> rows;  // row-sparse grad: the rows it updates (on the device)
+    int64_t row_count = 0, row_width = 0;
   };
 
   void check_index(int index) const {
     if (index < 0 || size_t(index) >= params_.size())
       throw RangeError("param index " + std::to_string(index) + " is out of range");
+  }
+
+  static void check_control(const StepControl& c) {
+    const GradPrepass& p = c.prepass;
+    if (!std::isfinite(p.inv_scale) || p.inv_scale <= 0)
+      throw RangeError("grad scale must be a finite number > 0, got 1/" + std::to_string(p.inv_scale));
+    if (p.clip != ClipMode::None && p.clip != ClipMode::GlobalNorm && p.clip != ClipMode::TensorNorm)
+      throw RangeError("unknown clip mode " + std::to_string(int(p.clip)));
+    if (p.clip != ClipMode::None && !(std::isfinite(p.max_norm) && p.max_norm > 0))
+      throw RangeError("clip max norm must be a finite number > 0, got " + std::to_string(p.max_norm));
+    if (std::isnan(c.clip_lo) || std::isnan(c.clip_hi) || c.clip_lo > c.clip_hi)
+      throw RangeError("clip value bounds must satisfy min <= max");
+  }
+
+  void apply_control(Slot& s, const StepControl& c) const {
+    s.grad = GradTransform{c.prepass.inv_scale, c.clip_lo, c.clip_hi};
+    if (c.stochastic_rounding) {
+      s.flags |= kStochasticRounding;
+      // The step's key: the seed mixed with the counter of the step being taken.
+      s.rng_key0 = uint32_t(rng_seed_) ^ mix32(uint32_t(rng_seed_ >> 32));
+      s.rng_key1 = uint32_t(rng_counter_ + 1) ^ mix32(uint32_t((rng_counter_ + 1) >> 32) + 0x68e31da4u);
+    }
   }
 
   void validate(const std::vector<Hyper>& groups) const {
@@ -224,7 +328,12 @@ class Engine {
       if (!p.grad) continue;
       const Tensor& g = *p.grad;
       if (g.storage->disposed()) throw std::runtime_error("param '" + p.name + "' grad has been disposed");
-      if (g.numel != p.data->numel)
+      if (p.rows && !lazy_mode_)
+        throw TypeError("param '" + p.name + "' has a row-sparse grad: construct the optimizer with lazyMode: true");
+      if (p.rows && g.numel != p.row_count * p.row_width)
+        throw RangeError("param '" + p.name + "': row-sparse grad values have " + std::to_string(g.numel) +
+                         " elements, expected " + std::to_string(p.row_count * p.row_width));
+      if (!p.rows && g.numel != p.data->numel)
         throw RangeError("param '" + p.name + "': grad has " + std::to_string(g.numel) +
                          " elements but the param has " + std::to_string(p.data->numel));
       if (g.dtype != DType::Float32 && g.dtype != p.data->dtype)
@@ -266,7 +375,7 @@ class Engine {
     plan.reserve(params_.size());
     for (size_t i = 0; i < params_.size(); ++i) {
       Param& p = params_[i];
-      if (!p.grad || (only_with_state && !p.states[0])) continue;
+      if (!p.grad || (only_with_state && (!p.states[0] || p.rows))) continue;  // metrics: dense only
       const Hyper& h = groups[size_t(p.group)];
       const int64_t step = p.step + step_increment;
       int slot = -1;
@@ -282,10 +391,13 @@ class Engine {
       PlanBase base{p.data->storage->data_unchecked(),
                     p.grad->storage->data_unchecked(),
                     p.master ? static_cast<float*>(p.master->data_unchecked()) : nullptr,
-                    p.data->numel,
+                    p.rows ? p.grad->numel : p.data->numel,
                     slot,
                     p.data->dtype,
-                    p.grad->dtype};
+                    p.grad->dtype,
+                    uint32_t(i),
+                    p.rows ? static_cast<const int32_t*>(p.rows->data_unchecked()) : nullptr,
+                    p.row_width};
       float* states[kStates];
       for (int k = 0; k < kStates; ++k)
         states[k] = p.states[k] ? static_cast<float*>(p.states[k]->data_unchecked()) : nullptr;
@@ -311,6 +423,8 @@ class Engine {
       key.push_back(reinterpret_cast<uintptr_t>(t.master));
       key.push_back(uint64_t(t.numel));
       key.push_back(uint64_t(uint32_t(t.slot)) | uint64_t(t.param_dtype) << 32 | uint64_t(t.grad_dtype) << 40);
+      key.push_back(reinterpret_cast<uintptr_t>(t.rows));
+      key.push_back(uint64_t(t.row_width));
       append_state_pointers(t, key);
     }
     return key;
@@ -393,7 +507,10 @@ class Engine {
   std::vector<uint64_t> plan_key_;
   bool plan_uploaded_ = false;
   int64_t plan_uploads_ = 0;
+  uint64_t rng_seed_ = 0;
+  uint64_t rng_counter_ = 0;
   bool busy_ = false;  // an asynchronous step is running on another thread
+  bool lazy_mode_ = false;
   typename Algo::CpuRunner cpu_;
   std::unique_ptr<typename Algo::CudaLauncher> cuda_;
 };

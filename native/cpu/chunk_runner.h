@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "../common/adamw_plan.h"
+#include "../common/grad_transform.h"
 #include "../common/metrics.h"
+#include "grad_ops.h"
 #include "thread_pool.h"
 
 namespace fo::cpu {
@@ -39,15 +41,40 @@ class ChunkRunner {
     items_.push_back(chunks_.size());  // end of the last item
   }
 
-  void run(const Slot* slots) const {
+  // With use_prepass, the coefficients of the last prepare_grads scale each tensor's grads
+  // (the engine does not run a step whose prepass found an inf).
+  void run(const Slot* slots, bool use_prepass = false) const {
     for_each_item([&](size_t first, size_t last) {
       for (size_t c = first; c < last; ++c) {
         const Chunk& chunk = chunks_[c];
         const Plan& t = tensors_[size_t(chunk.tensor)];
-        Kernels::update_fn(t.param_dtype, t.grad_dtype)(t, slots[t.slot], chunk.begin, chunk.end);
+        const float coef = use_prepass ? coefs_[size_t(chunk.tensor)] : 1.0f;
+        Kernels::update_fn(t.param_dtype, t.grad_dtype)(t, slots[t.slot], chunk.begin, chunk.end, coef);
       }
     });
   }
+
+  // The pre-step pass over the grads: inf check and clip-by-norm coefficients.
+  void prepare_grads(const GradPrepass& pass) {
+    std::vector<GradPartial> partial(chunks_.size());
+    for_each_item([&](size_t first, size_t last) {
+      for (size_t c = first; c < last; ++c) {
+        const Chunk& chunk = chunks_[c];
+        const Plan& t = tensors_[size_t(chunk.tensor)];
+        grad_partial(t.grad, t.grad_dtype, chunk.begin, chunk.end, pass.inv_scale, &partial[c]);
+      }
+    });
+    std::vector<GradPartial> per_tensor(tensors_.size());
+    for (size_t c = 0; c < chunks_.size(); ++c) per_tensor[size_t(chunks_[c].tensor)].add(partial[c]);
+    GradPartial total;
+    for (const GradPartial& t : per_tensor) total.add(t);
+    found_inf_ = pass.check_finite && total.nonfinite > 0;
+    coefs_.resize(tensors_.size());
+    for (size_t i = 0; i < tensors_.size(); ++i)
+      coefs_[i] = clip_coefficient(pass.clip, per_tensor[i].sum_sq, total.sum_sq, pass.max_norm);
+  }
+
+  bool read_found_inf() const { return found_inf_; }
 
   // out[i]: the metric sums of tensor i.
   void metrics(const Slot* slots, MetricSums* out) const {
@@ -79,6 +106,8 @@ class ChunkRunner {
   std::vector<Plan> tensors_;
   std::vector<Chunk> chunks_;
   std::vector<size_t> items_;  // item i is chunks_[items_[i], items_[i + 1])
+  std::vector<float> coefs_;   // per tensor, from the last prepare_grads
+  bool found_inf_ = false;
 };
 
 }  // namespace fo::cpu

@@ -8,7 +8,8 @@
 namespace fo::cpu {
 
 struct LionKernels {
-  using UpdateFn = void (*)(const LionTensor&, const LionSlot&, int64_t begin, int64_t end);
+  // coef: the tensor's clip-by-norm coefficient (1 without a pre-step pass).
+  using UpdateFn = void (*)(const LionTensor&, const LionSlot&, int64_t begin, int64_t end, float coef);
   using MetricsFn = void (*)(const LionTensor&, const LionSlot&, int64_t begin, int64_t end, MetricSums*);
   static UpdateFn update_fn(DType param, DType grad);
   static MetricsFn metrics_fn(DType param, DType grad);

@@ -1,5 +1,7 @@
 // Lion loops of the CPU backend: the shared rule (native/common/lion_rule.h) over one
 // chunk. Each entry point is compiled for several x86-64 levels (FO_SIMD_CLONES).
+#include <type_traits>
+
 #include "cpu_lion.h"
 #include "element_io.h"
 
@@ -9,22 +11,42 @@ namespace {
 
 // For half params the fp32 master (when kept) is updated and the param rewritten from it
 // in the same pass; without a master the half value itself is the starting point.
-template <typename Param, typename Grad, bool Master>
-FO_INLINE void update_loop(const LionTensor& t, const LionSlot& s, int64_t begin, int64_t end) {
+// i walks the grad; j is the param/state element it updates (the same for dense grads).
+template <typename Param, typename Grad, bool Master, bool Stochastic, bool Sparse>
+FO_INLINE void update_loop(const LionTensor& t, const LionSlot& s, int64_t begin, int64_t end, float coef) {
   float* __restrict master = t.master;
   float* __restrict m = t.exp_avg;
+  const uint32_t key = Stochastic ? rounding_stream_key(s.rng_key0, s.rng_key1, t.rng_stream) : 0;
   for (int64_t i = begin; i < end; ++i) {
-    const float w = Master ? master[i] : Param::load(t.param, i);
-    const float updated = lion_update(w, Grad::load(t.grad, i), m[i], s);
-    if (Master) master[i] = updated;
-    Param::store(t.param, i, updated);
+    const int64_t j = Sparse ? sparse_state_index(t.rows, t.row_width, i) : i;
+    const float w = Master ? master[j] : Param::load(t.param, j);
+    const float g = transform_grad(Grad::load(t.grad, i), coef, s.grad);
+    const float updated = lion_update(w, g, m[j], s);
+    if (Master) master[j] = updated;
+    store_param<Param, Stochastic>(t.param, j, updated, key);
   }
 }
 
+template <typename Param, typename Grad, bool Master, bool Stochastic>
+FO_INLINE void update_sparse(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e, float coef) {
+  if (t.rows) update_loop<Param, Grad, Master, Stochastic, true>(t, s, b, e, coef);
+  else update_loop<Param, Grad, Master, Stochastic, false>(t, s, b, e, coef);
+}
+
 template <typename Param, typename Grad>
-FO_INLINE void update_chunk(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e) {
-  if (t.master) update_loop<Param, Grad, true>(t, s, b, e);
-  else update_loop<Param, Grad, false>(t, s, b, e);
+FO_INLINE void update_chunk(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e, float coef) {
+  if constexpr (std::is_same_v<Param, F32>) {
+    update_sparse<Param, Grad, false, false>(t, s, b, e, coef);
+  } else {
+    const bool stochastic = std::is_same_v<Param, BF16> && (s.flags & kStochasticRounding);
+    if (t.master) {
+      if (stochastic) update_sparse<Param, Grad, true, true>(t, s, b, e, coef);
+      else update_sparse<Param, Grad, true, false>(t, s, b, e, coef);
+    } else {
+      if (stochastic) update_sparse<Param, Grad, false, true>(t, s, b, e, coef);
+      else update_sparse<Param, Grad, false, false>(t, s, b, e, coef);
+    }
+  }
 }
 
 template <typename Param, typename Grad>
@@ -40,8 +62,9 @@ FO_INLINE void metrics_chunk(const LionTensor& t, const LionSlot& s, int64_t b, 
 }  // namespace
 
 #define FO_LION_ENTRY_POINTS(NAME, PARAM, GRAD)                                                              \
-  FO_SIMD_CLONES void lion_update_##NAME(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e) {      \
-    update_chunk<PARAM, GRAD>(t, s, b, e);                                                                    \
+  FO_SIMD_CLONES void lion_update_##NAME(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e,        \
+                                         float coef) {                                                        \
+    update_chunk<PARAM, GRAD>(t, s, b, e, coef);                                                              \
   }                                                                                                           \
   FO_SIMD_CLONES void lion_metrics_##NAME(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e,       \
                                           MetricSums* out) {                                                  \

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "../common/half_convert.h"
+#include "../common/stochastic_rounding.h"
 
 namespace fo::cpu {
 
@@ -30,6 +31,18 @@ struct BF16 {
   static float load(const void* p, int64_t i) { return bf16_bits_to_float(static_cast<const uint16_t*>(p)[i]); }
   static void store(void* p, int64_t i, float v) { static_cast<uint16_t*>(p)[i] = float_to_bf16_bits(v); }
 };
+
+// Writes param element i from its fp32 value: round to nearest even, or for bfloat16 with
+// stochastic rounding on (stream_key != 0 marks it), with the element's random bits.
+template <typename Param, bool Stochastic>
+inline __attribute__((always_inline)) void store_param(void* p, int64_t i, float v, uint32_t stream_key) {
+  if constexpr (Stochastic) {
+    static_cast<uint16_t*>(p)[i] = float_to_bf16_stochastic(v, rounding_bits(stream_key, i));
+  } else {
+    (void)stream_key;
+    Param::store(p, i, v);
+  }
+}
 
 // Runtime dispatch on x86-64 (AVX-512 / AVX2+F16C / baseline): one binary for every CPU.
 #if defined(__x86_64__) && defined(__GNUC__)

@@ -27,7 +27,9 @@ struct AdamWOp {
     return t.param && t.grad && t.exp_avg && t.exp_avg_sq;
   }
 
-  // The arrays of one chunk, already offset to the chunk's first element.
+  // The arrays of one chunk: the grad offset to the chunk's first element, param and state
+  // to state_begin (the same for dense grads; 0 for row-sparse ones, indexed by the absolute
+  // state index).
   template <DType P, DType G>
   struct Chunk {
     mt::ParamRef<P> param;
@@ -36,52 +38,61 @@ struct AdamWOp {
     float* exp_avg_sq;
     float* max_exp_avg_sq;  // null unless this step's slot asks for amsgrad
 
-    __device__ Chunk(const AdamWTensor& t, const AdamWSlot& s, int64_t begin)
-        : param(t.param, t.master, begin),
-          grad(static_cast<const storage_t<G>*>(t.grad) + begin),
-          exp_avg(t.exp_avg + begin),
-          exp_avg_sq(t.exp_avg_sq + begin),
+    __device__ Chunk(const AdamWTensor& t, const AdamWSlot& s, int64_t grad_begin,
+                     int64_t state_begin)
+        : param(t, s, state_begin),
+          grad(static_cast<const storage_t<G>*>(t.grad) + grad_begin),
+          exp_avg(t.exp_avg + state_begin),
+          exp_avg_sq(t.exp_avg_sq + state_begin),
           // max_exp_avg_sq may be left over from an earlier amsgrad setting: only the slot
           // decides.
-          max_exp_avg_sq((s.flags & kAdamWAmsgrad) ? t.max_exp_avg_sq + begin : nullptr) {}
+          max_exp_avg_sq((s.flags & kAdamWAmsgrad) ? t.max_exp_avg_sq + state_begin
+                                                   : nullptr) {}
 
     __device__ bool aligned() const {
       return param.aligned() && mt::vec_aligned(grad) && mt::vec_aligned(exp_avg) &&
              mt::vec_aligned(exp_avg_sq) && mt::vec_aligned(max_exp_avg_sq);
     }
 
-    // Elements [i, i + N) into w, g, m, v, vmax (0 without amsgrad). Every load is issued
-    // before the math, so the N-wide path keeps 4-6 vector loads in flight per thread: the
-    // kernels are bound by memory latency, not arithmetic.
-    template <int N>
-    __device__ __forceinline__ void load_all(int i, float (&w)[N], float (&g)[N],
+    // Grad elements [i, i + N) into g, state elements [j, j + N) into w, m, v, vmax (0
+    // without amsgrad). Every load is issued before the math, so the N-wide path keeps 4-6
+    // vector loads in flight per thread: the kernels are bound by memory latency, not
+    // arithmetic.
+    template <int N, typename J>
+    __device__ __forceinline__ void load_all(int i, J j, float (&w)[N], float (&g)[N],
                                              float (&m)[N], float (&v)[N],
                                              float (&vmax)[N]) const {
-      param.template load<N>(i, w);
+      param.template load<N>(j, w);
       load<G, N>(grad + i, g);
-      load<DType::Float32, N>(exp_avg + i, m);
-      load<DType::Float32, N>(exp_avg_sq + i, v);
-      if (max_exp_avg_sq) load<DType::Float32, N>(max_exp_avg_sq + i, vmax);
+      load<DType::Float32, N>(exp_avg + j, m);
+      load<DType::Float32, N>(exp_avg_sq + j, v);
+      if (max_exp_avg_sq) load<DType::Float32, N>(max_exp_avg_sq + j, vmax);
     }
 
-    // Updates elements [i, i + N) of the chunk.
-    template <int N>
-    __device__ __forceinline__ void update(int i, const AdamWSlot& s) const {
+    // Updates state elements [j, j + N) from grad elements [i, i + N) of the chunk (j == i
+    // for dense grads); every grad goes through the slot's GradTransform (unscale, clip
+    // coefficient `coef`, clip by value) first.
+    template <int N, typename J>
+    __device__ __forceinline__ void update(int i, J j, const AdamWSlot& s, float coef) const {
       float w[N], g[N], m[N], v[N], vmax[N] = {};
-      load_all<N>(i, w, g, m, v, vmax);
+      load_all<N>(i, j, w, g, m, v, vmax);
 #pragma unroll
-      for (int k = 0; k < N; ++k) w[k] = adamw_update(w[k], g[k], m[k], v[k], vmax[k], s);
-      param.template store<N>(i, w);
-      store<DType::Float32, N>(exp_avg + i, m);
-      store<DType::Float32, N>(exp_avg_sq + i, v);
-      if (max_exp_avg_sq) store<DType::Float32, N>(max_exp_avg_sq + i, vmax);
+      for (int k = 0; k < N; ++k) {
+        const float grad = transform_grad(g[k], coef, s.grad);
+        w[k] = adamw_update(w[k], grad, m[k], v[k], vmax[k], s);
+      }
+      param.template store<N>(j, w);
+      store<DType::Float32, N>(exp_avg + j, m);
+      store<DType::Float32, N>(exp_avg_sq + j, v);
+      if (max_exp_avg_sq) store<DType::Float32, N>(max_exp_avg_sq + j, vmax);
     }
 
-    // Adds the metrics of elements [i, i + N), in index order, to acc; writes nothing.
+    // Adds the metrics of elements [i, i + N), in index order, to acc; writes nothing. The
+    // raw grad: a metrics slot carries the identity transform and no coefficient applies.
     template <int N>
     __device__ __forceinline__ void metrics(int i, const AdamWSlot& s, MetricSums& acc) const {
       float w[N], g[N], m[N], v[N], vmax[N] = {};
-      load_all<N>(i, w, g, m, v, vmax);
+      load_all<N>(i, i, w, g, m, v, vmax);
 #pragma unroll
       for (int k = 0; k < N; ++k) adamw_metrics(w[k], g[k], m[k], v[k], vmax[k], s, acc);
     }
@@ -124,10 +135,14 @@ void AdamWLauncher::set_tensors(const std::vector<AdamWTensor>& tensors) {
   impl_->slot_lacks_max = std::move(slot_lacks_max);
 }
 
-void AdamWLauncher::launch(const AdamWSlot* slots, int slot_count) {
+void AdamWLauncher::launch(const AdamWSlot* slots, int slot_count, bool use_prepass) {
   impl_->check_slots(slots, slot_count, "AdamWLauncher::launch");
-  impl_->core.launch(slots, slot_count);
+  impl_->core.launch(slots, slot_count, use_prepass);
 }
+
+void AdamWLauncher::prepare_grads(const GradPrepass& pass) { impl_->core.prepare_grads(pass); }
+
+bool AdamWLauncher::read_found_inf() { return impl_->core.read_found_inf(); }
 
 void AdamWLauncher::synchronize() { impl_->core.synchronize(); }
 

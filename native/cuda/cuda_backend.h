@@ -11,6 +11,7 @@
 #include "../common/adamw_plan.h"
 #include "../common/adamw_rule.h"
 #include "../common/dtype.h"
+#include "../common/grad_transform.h"
 #include "../common/lion_plan.h"
 #include "../common/lion_rule.h"
 #include "../common/metrics.h"
@@ -43,6 +44,25 @@ bool is_device_pointer(const void* ptr);
 // dst[i] = float(src[i]) for n elements of dtype src_dtype, on device, synchronous.
 void convert_to_float32(float* dst, const void* src, DType src_dtype, int64_t n);
 
+// The optional pass over an optimizer's grads before its step (GradScaler, gradient
+// clipping), on the launcher's stream. Its results stay on the device for the next
+// launch(..., use_prepass = true): found_inf makes that launch change nothing, and each
+// tensor's clip coefficient (clip_coefficient() of grad_transform.h, from float64 sums of
+// (g * inv_scale)^2 reduced per block in a fixed order, then per tensor in block order)
+// scales its grads. No host round trip unless read_found_inf() is called.
+using GradPrepass = fo::GradPrepass;
+
+// Standalone grad operations (clipGradNorm / clipGradValue on any list of grads), on the
+// legacy default stream, synchronous.
+using GradRef = fo::GradRef;
+// Per tensor, in float64 with a fixed reduction order: sum |g|^p, or max |g| when p is
+// infinite; out[i] for grads[i]. Non-finite elements propagate (inf / NaN results).
+void grad_norm_sums(const std::vector<GradRef>& grads, double norm_type, double* out);
+// g = g * coef (rounded to the grad's dtype), in place.
+void scale_grads(const std::vector<GradRef>& grads, float coef);
+// g = min(max(g, lo), hi), in place; NaN stays NaN.
+void clamp_grads(const std::vector<GradRef>& grads, float lo, float hi);
+
 // One optimizer's launches: its own stream, a device-resident tensor table rebuilt only
 // when set_tensors is called, and one multi-tensor launch per (param dtype, grad dtype)
 // combination per step.
@@ -56,8 +76,12 @@ class AdamWLauncher {
   // Uploads the tensor table (device pointers) and the block -> (tensor, chunk) map.
   void set_tensors(const std::vector<AdamWTensor>& tensors);
   // Enqueues the update of every tensor given to set_tensors on the launcher's stream;
-  // returns without waiting. slots[t.slot] holds each tensor's scalars.
-  void launch(const AdamWSlot* slots, int slot_count);
+  // returns without waiting. slots[t.slot] holds each tensor's scalars. With use_prepass the
+  // kernels read the results of the last prepare_grads (skip flag, clip coefficients).
+  void launch(const AdamWSlot* slots, int slot_count, bool use_prepass = false);
+  void prepare_grads(const GradPrepass& pass);
+  // Waits for the stream and returns whether the last prepare_grads found an inf/NaN grad.
+  bool read_found_inf();
   void synchronize();
   // Metric sums of every tensor of the last set_tensors, out[i] for tensor i, where
   // "update" is what launch(slots) would subtract from the param (nothing is written).
@@ -78,7 +102,9 @@ class LionLauncher {
   LionLauncher& operator=(const LionLauncher&) = delete;
 
   void set_tensors(const std::vector<LionTensor>& tensors);
-  void launch(const LionSlot* slots, int slot_count);
+  void launch(const LionSlot* slots, int slot_count, bool use_prepass = false);
+  void prepare_grads(const GradPrepass& pass);
+  bool read_found_inf();
   void synchronize();
   void metrics(const LionSlot* slots, int slot_count, MetricSums* out);
 

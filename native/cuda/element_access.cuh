@@ -5,6 +5,7 @@
 #include <cstdint>
 #include "../common/dtype.h"
 #include "../common/half_convert.h"
+#include "../common/stochastic_rounding.h"
 
 namespace fo::cuda {
 
@@ -55,6 +56,28 @@ __device__ __forceinline__ void store(storage_t<D>* p, const float (&in)[N]) {
     uint2 v;
     v.x = uint32_t(from_float<D>(in[0])) | (uint32_t(from_float<D>(in[1])) << 16);
     v.y = uint32_t(from_float<D>(in[2])) | (uint32_t(from_float<D>(in[3])) << 16);
+    *reinterpret_cast<uint2*>(p) = v;
+  }
+}
+
+// Stores in[0..N) as bf16 with stochastic rounding: element k gets the random bits of index
+// `index + k` of its tensor's stream (rounding_bits), so the result depends on the element's
+// position in the tensor only, never on the vector width. Same alignment rule as store.
+template <int N>
+__device__ __forceinline__ void store_bf16_stochastic(uint16_t* p, const float (&in)[N],
+                                                      uint32_t stream_key, int64_t index) {
+  static_assert(N == 1 || N == 4, "vector width");
+  uint16_t h[N];
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    h[k] = float_to_bf16_stochastic(in[k], rounding_bits(stream_key, index + k));
+  }
+  if constexpr (N == 1) {
+    p[0] = h[0];
+  } else {
+    uint2 v;
+    v.x = uint32_t(h[0]) | (uint32_t(h[1]) << 16);
+    v.y = uint32_t(h[2]) | (uint32_t(h[3]) << 16);
     *reinterpret_cast<uint2*>(p) = v;
   }
 }

@@ -6,22 +6,39 @@
 //
 //   struct Op {
 //     using Tensor = ...;                       // AdamWTensor, LionTensor: has param, grad,
-//     using Slot = ...;                         //   master, numel, slot, param/grad dtypes
+//     using Slot = ...;                         //   master, numel, slot, param/grad dtypes,
+//                                               //   rng_stream, rows, row_width; the slot
+//                                               //   has flags, grad (GradTransform),
+//                                               //   rng_key0/1
 //     static constexpr const char* kLauncher;   // "AdamWLauncher", for error messages
 //     static constexpr const char* kArrays;     // "param, grad or moment"
 //     static bool has_arrays(const Tensor&);    // the arrays a non-empty tensor needs
 //     template <DType P, DType G> struct Chunk {    // device side, one chunk of one tensor
-//       __device__ Chunk(const Tensor&, const Slot&, int64_t begin);
+//       // The grad is offset by grad_begin (the chunk's first grad element), the param,
+//       // master and state arrays by state_begin: the same for a dense tensor, 0 for a
+//       // row-sparse one (whose state index j is then absolute in the tensor).
+//       __device__ Chunk(const Tensor&, const Slot&, int64_t grad_begin, int64_t state_begin);
 //       __device__ bool aligned() const;            // every array it touches fits kVec
-//       template <int N> __device__ void update(int i, const Slot&) const;
+//       // Grad elements [i, i + N) of the chunk update state elements [j, j + N) (j == i for
+//       // dense tensors). coef: the tensor's clip-by-norm coefficient; update passes every
+//       // grad through transform_grad(g, coef, slot.grad) before the rule (metrics use the
+//       // raw grad; dense tensors only, so one index).
+//       template <int N, typename J>
+//       __device__ void update(int i, J j, const Slot&, float coef) const;
 //       template <int N> __device__ void metrics(int i, const Slot&, MetricSums&) const;
 //     };
 //   };
 //
+// Row-sparse tensors (Tensor::rows non-null, lazy mode) get their own instance of the step
+// kernel (step_kernel<..., true>) and their own launches, so the dense kernels are exactly
+// what they were without sparse support.
+//
 // and gets from here: the generic step and metrics kernels, the device-resident tensor table
 // and block -> (tensor, chunk) map, one launch per (param dtype, grad dtype) combination,
-// the step's slots passed inline or through a device buffer, and the deterministic
-// reduction of per-block metric partials.
+// the step's slots passed inline or through a device buffer, the deterministic reduction of
+// per-block metric partials, the pre-step grad pass (prepare_grads: found_inf and clip
+// coefficients, left on the device for the next launch) and ParamRef, which stores bf16
+// params with stochastic rounding when the slot asks for it.
 //
 // Unlike PyTorch, the table of tensors lives in device memory and is uploaded only when the
 // optimizer's tensors change, so a step costs one launch per dtype combination plus, for
@@ -39,8 +56,11 @@
 #include <vector>
 
 #include "../common/adamw_plan.h"  // kChunkElements
+#include "../common/adamw_rule.h"  // kStochasticRounding
 #include "../common/dtype.h"
+#include "../common/grad_transform.h"
 #include "../common/metrics.h"
+#include "../common/stochastic_rounding.h"
 #include "cuda_backend.h"
 #include "cuda_check.h"
 #include "element_access.cuh"
@@ -96,23 +116,38 @@ __device__ __forceinline__ bool vec_aligned(const T* p) {
 
 // The parameter of one chunk as the update rules see it: fp32 values read from, and
 // written back to, the fp32 master when a half param has one, else the param itself.
+// Indexed by the state index j: relative to the chunk's first element for dense tensors
+// (begin = the chunk's begin), absolute for row-sparse ones (begin = 0).
 template <DType P>
 struct ParamRef {
   storage_t<P>* param;
   float* master;  // the fp32 value of a half param; null for fp32 params (and half without one)
+  // Stochastic rounding of a bf16 param (the slot's kStochasticRounding; ignored for fp16 and
+  // fp32 params): the random bits of element e of the tensor are
+  // rounding_bits(stream_key, e), e = begin + j, so they depend neither on how the tensor is
+  // cut into chunks nor on the vector width (nor, for a row-sparse grad, on which grad
+  // element updates e).
+  bool stochastic;
+  uint32_t stream_key;  // rounding_stream_key(slot keys, tensor's rng_stream), once per block
+  int64_t begin;        // index in the tensor of element 0 of param / master
 
-  __device__ ParamRef(void* p, float* m, int64_t begin)
-      : param(static_cast<storage_t<P>*>(p) + begin),
+  // Tensor: AdamWTensor / LionTensor; Slot: AdamWSlot / LionSlot.
+  template <class Tensor, class Slot>
+  __device__ ParamRef(const Tensor& t, const Slot& s, int64_t chunk_begin)
+      : param(static_cast<storage_t<P>*>(t.param) + chunk_begin),
         // An fp32 param is its own master: whatever the table says, it is not used.
-        master(P != DType::Float32 && m ? m + begin : nullptr) {}
+        master(P != DType::Float32 && t.master ? t.master + chunk_begin : nullptr),
+        stochastic(P == DType::BFloat16 && (s.flags & kStochasticRounding) != 0),
+        stream_key(stochastic ? rounding_stream_key(s.rng_key0, s.rng_key1, t.rng_stream) : 0u),
+        begin(chunk_begin) {}
 
   __device__ bool aligned() const { return vec_aligned(param) && vec_aligned(master); }
 
   // Elements [i, i + N) as fp32: the master when there is one, so the rule never sees a
   // value rounded to 16 bits; else the param (a half param without a master is updated in
   // its own precision, rounded after every step).
-  template <int N>
-  __device__ __forceinline__ void load(int i, float (&w)[N]) const {
+  template <int N, typename Index>
+  __device__ __forceinline__ void load(Index i, float (&w)[N]) const {
     if constexpr (P != DType::Float32) {
       if (master) {
         fo::cuda::load<DType::Float32, N>(master + i, w);
@@ -122,11 +157,19 @@ struct ParamRef {
     fo::cuda::load<P, N>(param + i, w);
   }
 
-  // A half param is refreshed from its master in the same pass, so p.data never lags.
-  template <int N>
-  __device__ __forceinline__ void store(int i, const float (&w)[N]) const {
+  // A half param is refreshed from its master in the same pass, so p.data never lags. A bf16
+  // param is rounded stochastically from the fp32 value when the slot asks for it, master or
+  // not (the master itself keeps the exact value).
+  template <int N, typename Index>
+  __device__ __forceinline__ void store(Index i, const float (&w)[N]) const {
     if constexpr (P != DType::Float32) {
       if (master) fo::cuda::store<DType::Float32, N>(master + i, w);
+    }
+    if constexpr (P == DType::BFloat16) {
+      if (stochastic) {
+        store_bf16_stochastic<N>(param + i, w, stream_key, begin + i);
+        return;
+      }
     }
     fo::cuda::store<P, N>(param + i, w);
   }
@@ -137,8 +180,9 @@ template <class Op>
 struct BlockItem {
   typename Op::Tensor t;
   typename Op::Slot s;
-  int64_t begin;  // first element of the chunk in the tensor
-  int n;          // elements in the chunk (kChunkElements but for a tensor's last chunk)
+  int64_t begin;   // first element of the chunk in the tensor
+  int n;           // elements in the chunk (kChunkElements but for a tensor's last chunk)
+  int32_t tensor;  // the tensor's index in the table (its entry in the coefficient table)
 };
 
 template <class Op>
@@ -148,6 +192,7 @@ __device__ __forceinline__ BlockItem<Op> block_item(
     const typename Op::Slot* __restrict__ slot_buffer) {
   BlockItem<Op> b;
   const BlockWork item = work[blockIdx.x];
+  b.tensor = item.tensor;
   b.t = tensors[item.tensor];
   b.s = slot_buffer ? slot_buffer[b.t.slot] : inline_slots.s[b.t.slot];
   b.begin = int64_t(item.chunk) * kChunkElements;
@@ -156,27 +201,100 @@ __device__ __forceinline__ BlockItem<Op> block_item(
   return b;
 }
 
-// One optimizer step: one block per chunk of one tensor; all tensors of this dtype pair in
-// a single launch.
-template <class Op, DType P, DType G>
+// Walks the grad elements e, e + stride, e + 2 * stride, ... of a row-sparse tensor and
+// gives each one's state index, rows[e / width] * width + e % width (sparse_state_index),
+// without a 64-bit division per element: one division when it starts, then (row, col)
+// advance by the quotient and remainder of stride / width with a carry.
+struct RowCursor {
+  int64_t row, col;  // of the current grad element e
+  int64_t width, row_step, col_step;
+
+  __host__ __device__ __forceinline__ RowCursor(int64_t e, int64_t stride, int64_t row_width)
+      : row(e / row_width),
+        col(e % row_width),
+        width(row_width),
+        row_step(stride / row_width),
+        col_step(stride % row_width) {}
+
+  __host__ __device__ __forceinline__ void advance() {
+    row += row_step;
+    col += col_step;
+    if (col >= width) {
+      col -= width;
+      ++row;
+    }
+  }
+
+  // Read only by this kernel: through the read-only cache on the device.
+  __host__ __device__ __forceinline__ int64_t state_index(const int32_t* rows) const {
+#if defined(__CUDA_ARCH__)
+    return int64_t(__ldg(rows + row)) * width + col;
+#else
+    return int64_t(rows[row]) * width + col;
+#endif
+  }
+};
+
+// One optimizer step: one block per chunk of one tensor; all tensors of this dtype pair (and
+// sparsity) in a single launch. With the pre-step pass (found_inf and coefs non-null, from
+// prepare_grads): a set found_inf makes every block return before touching anything, and
+// coefs[tensor] is the tensor's clip coefficient; without it the coefficient is 1.
+// Sparse: every tensor of the launch has row-sparse grads (Tensor::rows non-null); grad
+// element i of the chunk updates state element sparse_state_index(rows, row_width, begin + i)
+// of the tensor. Distinct rows (the caller's check) mean no two threads write one element.
+template <class Op, DType P, DType G, bool Sparse>
 __global__ void __launch_bounds__(kThreads)
     step_kernel(const typename Op::Tensor* __restrict__ tensors,
                 const BlockWork* __restrict__ work, SlotTable<typename Op::Slot> inline_slots,
-                const typename Op::Slot* __restrict__ slot_buffer) {
+                const typename Op::Slot* __restrict__ slot_buffer,
+                const int32_t* __restrict__ found_inf, const float* __restrict__ coefs) {
+  // Uniform across the block (and the grid): the step changes nothing.
+  if (found_inf && *found_inf != 0) return;
   const BlockItem<Op> b = block_item<Op>(tensors, work, inline_slots, slot_buffer);
-  const typename Op::template Chunk<P, G> c(b.t, b.s, b.begin);
+  const float coef = coefs ? coefs[b.tensor] : 1.0f;
 
-  // Uniform across the block, so the branch costs no divergence.
-  int tail_begin = 0;
-  if (c.aligned()) {
-    tail_begin = b.n - b.n % kVec;
-    for (int i = threadIdx.x * kVec; i < tail_begin; i += kThreads * kVec) {
-      c.template update<kVec>(i, b.s);
+  if constexpr (!Sparse) {
+    const typename Op::template Chunk<P, G> c(b.t, b.s, b.begin, b.begin);
+
+    // Uniform across the block, so the branch costs no divergence.
+    int tail_begin = 0;
+    if (c.aligned()) {
+      tail_begin = b.n - b.n % kVec;
+      for (int i = threadIdx.x * kVec; i < tail_begin; i += kThreads * kVec) {
+        c.template update<kVec>(i, i, b.s, coef);
+      }
+    }
+    // Misaligned tensors, and the last n % kVec elements of an aligned one. Elements are
+    // independent, so the scalar path may visit them in the most coalesced order.
+    for (int i = tail_begin + threadIdx.x; i < b.n; i += kThreads) {
+      c.template update<1>(i, i, b.s, coef);
+    }
+  } else {
+    // The grad from the chunk's first element, as for dense tensors; param, master and state
+    // from the tensor's first, indexed by the absolute state index j.
+    const typename Op::template Chunk<P, G> c(b.t, b.s, b.begin, 0);
+    const int32_t* rows = b.t.rows;
+    const int64_t width = b.t.row_width;
+
+    // Uniform across the block. With rows a multiple of kVec wide, a group of kVec grad
+    // elements starting at a multiple of kVec (begin is one) lies in one row, so it updates
+    // kVec consecutive state elements from a j that is itself a multiple of kVec: vector
+    // accesses stay aligned when every array's start is.
+    int tail_begin = 0;
+    if (width % kVec == 0 && c.aligned()) {
+      tail_begin = b.n - b.n % kVec;  // b.n is a multiple of kVec here: no tail
+      RowCursor r(b.begin + threadIdx.x * kVec, kThreads * kVec, width);
+      for (int i = threadIdx.x * kVec; i < tail_begin; i += kThreads * kVec) {
+        c.template update<kVec>(i, r.state_index(rows), b.s, coef);
+        r.advance();
+      }
+    }
+    RowCursor r(b.begin + tail_begin + threadIdx.x, kThreads, width);
+    for (int i = tail_begin + threadIdx.x; i < b.n; i += kThreads) {
+      c.template update<1>(i, r.state_index(rows), b.s, coef);
+      r.advance();
     }
   }
-  // Misaligned tensors, and the last n % kVec elements of an aligned one. Elements are
-  // independent, so the scalar path may visit them in the most coalesced order.
-  for (int i = tail_begin + threadIdx.x; i < b.n; i += kThreads) c.template update<1>(i, b.s);
 }
 
 // The six sums as an array, for the shared-memory tree (a __shared__ array of MetricSums
@@ -240,7 +358,8 @@ __global__ void __launch_bounds__(kThreads)
                    const typename Op::Slot* __restrict__ slot_buffer,
                    MetricSums* __restrict__ partials) {
   const BlockItem<Op> b = block_item<Op>(tensors, work, inline_slots, slot_buffer);
-  const typename Op::template Chunk<P, G> c(b.t, b.s, b.begin);
+  // Dense tensors only (the engine asks no metrics of row-sparse ones): one index.
+  const typename Op::template Chunk<P, G> c(b.t, b.s, b.begin, b.begin);
 
   // Thread t owns the groups of kVec elements starting at kVec * (t + k * kThreads) and adds
   // their elements in index order, by vector loads when the chunk is aligned and one by one
@@ -257,6 +376,113 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   store_block_sum(acc, partials + blockIdx.x);
+}
+
+// The pre-step grad pass (prepare_grads), kernel 1: the GradPartial of one chunk per block
+// into partials[blockIdx.x], over the unscaled grads g * inv_scale (the fp32 product, as
+// transform_grad's first step computes it). Each thread adds the same elements in the same
+// order whether the grads are aligned or not, as metrics_kernel does; the block's partials
+// are then added by a fixed shared-memory tree, so the bits never depend on scheduling.
+template <class Op, DType G>
+__global__ void __launch_bounds__(kThreads)
+    grad_partials_kernel(const typename Op::Tensor* __restrict__ tensors,
+                         const BlockWork* __restrict__ work, float inv_scale,
+                         GradPartial* __restrict__ partials) {
+  const BlockWork item = work[blockIdx.x];
+  const typename Op::Tensor& t = tensors[item.tensor];
+  const int64_t begin = int64_t(item.chunk) * kChunkElements;
+  const int64_t left = t.numel - begin;
+  const int n = int(left < kChunkElements ? left : kChunkElements);
+  const storage_t<G>* grad = static_cast<const storage_t<G>*>(t.grad) + begin;
+
+  const bool aligned = vec_aligned(grad);
+  const int full_end = n - n % kVec;
+  GradPartial acc;
+  for (int i = threadIdx.x * kVec; i < n; i += kThreads * kVec) {
+    if (aligned && i < full_end) {
+      float g[kVec];
+      load<G, kVec>(grad + i, g);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) acc.add(g[k] * inv_scale);
+    } else {
+      for (int k = i; k < i + kVec && k < n; ++k) {
+        float g[1];
+        load<G, 1>(grad + k, g);
+        acc.add(g[0] * inv_scale);
+      }
+    }
+  }
+
+  // The same tree as store_block_sum.
+  __shared__ double sum_sq[kThreads];
+  __shared__ int32_t nonfinite[kThreads];
+  const int tid = threadIdx.x;
+  sum_sq[tid] = acc.sum_sq;
+  nonfinite[tid] = acc.nonfinite;
+  __syncthreads();
+#pragma unroll
+  for (int stride = kThreads / 2; stride > 0; stride >>= 1) {
+    if (tid < stride) {
+      sum_sq[tid] += sum_sq[tid + stride];
+      nonfinite[tid] += nonfinite[tid + stride];  // at most kChunkElements: no overflow
+    }
+    __syncthreads();
+  }
+  if (tid == 0) {
+    GradPartial out;
+    out.sum_sq = sum_sq[0];
+    out.nonfinite = nonfinite[0];
+    partials[blockIdx.x] = out;
+  }
+}
+
+// The blocks of one tensor in the block map: [first, first + count), chunk 0 first.
+struct TensorBlocks {
+  int32_t first;
+  int32_t count;
+};
+
+// The pre-step grad pass, kernel 2, one block: thread t sums the block partials of tensors
+// t, t + kThreads, ... in block (chunk) order; then thread 0 adds the tensor sums in tensor
+// order for the global one and writes found_inf; then every tensor's clip coefficient goes
+// to coefs. Without partials (nothing to measure) every sum is 0 and nothing is non-finite.
+// The order is fixed, so the same grads give the same bits. A template, as every kernel of
+// this header, so that the translation units that include it do not define it twice.
+template <class Op>
+__global__ void __launch_bounds__(kThreads)
+    grad_finalize_kernel(const TensorBlocks* __restrict__ ranges, int32_t tensor_count,
+                         const GradPartial* __restrict__ partials, GradPrepass pass,
+                         double* __restrict__ tensor_sums, float* __restrict__ coefs,
+                         int32_t* __restrict__ found_inf) {
+  __shared__ double global_sum;
+  int bad = 0;
+  for (int32_t t = threadIdx.x; t < tensor_count; t += kThreads) {
+    double sum = 0;
+    if (partials) {
+      const TensorBlocks r = ranges[t];
+      for (int32_t b = r.first; b < r.first + r.count; ++b) {
+        const GradPartial p = partials[b];
+        sum += p.sum_sq;
+        bad |= p.nonfinite != 0;
+      }
+    }
+    tensor_sums[t] = sum;
+  }
+  // A barrier like __syncthreads (tensor_sums visible to the whole block) that also ORs `bad`.
+  const int any_bad = __syncthreads_or(bad);
+  if (threadIdx.x == 0) {
+    double sum = 0;
+    for (int32_t t = 0; t < tensor_count; ++t) sum += tensor_sums[t];
+    global_sum = sum;
+    *found_inf = (pass.check_finite && any_bad) ? 1 : 0;
+  }
+  __syncthreads();
+  const double global = global_sum;
+  for (int32_t t = threadIdx.x; t < tensor_count; t += kThreads) {
+    coefs[t] = pass.clip == ClipMode::None
+                   ? 1.0f
+                   : clip_coefficient(pass.clip, tensor_sums[t], global, pass.max_norm);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -289,9 +515,11 @@ class DeviceBuffer {
   size_t capacity_ = 0;
 };
 
-// The blocks of one launch: work[first_block, first_block + blocks).
+// The blocks of one launch: work[first_block, first_block + blocks). sparse: the tensors
+// have row-sparse grads (only the step kernel differs).
 struct Launch {
   int combo;
+  bool sparse;
   int32_t first_block;
   int32_t blocks;
 };
@@ -299,18 +527,27 @@ struct Launch {
 // One kernel per dtype combination, in kCombos order.
 template <class Op>
 using StepFn = void (*)(const typename Op::Tensor*, const BlockWork*,
-                        SlotTable<typename Op::Slot>, const typename Op::Slot*);
+                        SlotTable<typename Op::Slot>, const typename Op::Slot*,
+                        const int32_t*, const float*);
 template <class Op>
 using MetricsFn = void (*)(const typename Op::Tensor*, const BlockWork*,
                            SlotTable<typename Op::Slot>, const typename Op::Slot*, MetricSums*);
 
-template <class Op, size_t... I>
+template <class Op, bool Sparse, size_t... I>
 constexpr std::array<StepFn<Op>, kComboCount> step_kernels(std::index_sequence<I...>) {
-  return {{step_kernel<Op, kCombos[I].param, kCombos[I].grad>...}};
+  return {{step_kernel<Op, kCombos[I].param, kCombos[I].grad, Sparse>...}};
 }
 template <class Op, size_t... I>
 constexpr std::array<MetricsFn<Op>, kComboCount> metrics_kernels(std::index_sequence<I...>) {
   return {{metrics_kernel<Op, kCombos[I].param, kCombos[I].grad>...}};
+}
+template <class Op>
+using GradPartialsFn = void (*)(const typename Op::Tensor*, const BlockWork*, float,
+                                GradPartial*);
+template <class Op, size_t... I>
+constexpr std::array<GradPartialsFn<Op>, kComboCount> grad_partials_kernels(
+    std::index_sequence<I...>) {
+  return {{grad_partials_kernel<Op, kCombos[I].grad>...}};
 }
 
 // One optimizer's launches: its own stream, the device-resident table of the last
@@ -322,7 +559,7 @@ class Launcher {
   using Slot = typename Op::Slot;
 
   // Kernel parameters are limited to 4 KiB on every driver we support.
-  static_assert(sizeof(SlotTable<Slot>) + 4 * sizeof(void*) <= 4096,
+  static_assert(sizeof(SlotTable<Slot>) + 6 * sizeof(void*) <= 4096,
                 "kernel parameters too large");
 
   Launcher() {
@@ -374,40 +611,62 @@ class Launcher {
       if ((t.numel - 1) / kChunkElements >= std::numeric_limits<int32_t>::max()) {
         throw std::runtime_error(where + ": too many elements");
       }
+      // The kernels divide by row_width: the one check of the sparse plan that guards the
+      // device (the engine checks the rows themselves).
+      if (t.rows && (t.row_width <= 0 || t.numel % t.row_width != 0)) {
+        throw std::runtime_error(where + ": row-sparse grad with invalid row width");
+      }
       max_slot = std::max(max_slot, t.slot);
     }
 
-    // Blocks grouped by dtype pair, each group one launch; within a group tensor order, so
-    // neighbouring blocks stream neighbouring memory. This order is also the order in which
-    // metrics() adds a tensor's chunk partials: chunk 0, 1, 2, ...
+    // Blocks grouped by dtype pair and then by dense / row-sparse grads, each group one
+    // launch; within a group tensor order, so neighbouring blocks stream neighbouring
+    // memory. This order is also the order in which metrics() adds a tensor's chunk
+    // partials: chunk 0, 1, 2, ...
     std::vector<BlockWork> work;
     std::vector<Launch> launches;
     for (int combo = 0; combo < kComboCount; ++combo) {
-      const size_t first = work.size();
-      for (size_t i = 0; i < tensors.size(); ++i) {
-        if (combo_of[i] != combo) continue;
-        const int64_t chunks = (tensors[i].numel + kChunkElements - 1) / kChunkElements;
-        for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-          work.push_back({int32_t(i), int32_t(chunk)});
+      for (const bool sparse : {false, true}) {
+        const size_t first = work.size();
+        for (size_t i = 0; i < tensors.size(); ++i) {
+          if (combo_of[i] != combo || (tensors[i].rows != nullptr) != sparse) continue;
+          const int64_t chunks = (tensors[i].numel + kChunkElements - 1) / kChunkElements;
+          for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+            work.push_back({int32_t(i), int32_t(chunk)});
+          }
+        }
+        if (work.size() > size_t(std::numeric_limits<int32_t>::max())) {
+          throw std::runtime_error(fn + ": too many elements in all");
+        }
+        if (work.size() > first) {
+          launches.push_back({combo, sparse, int32_t(first), int32_t(work.size() - first)});
         }
       }
-      if (work.size() > size_t(std::numeric_limits<int32_t>::max())) {
-        throw std::runtime_error(fn + ": too many elements in all");
-      }
-      if (work.size() > first) {
-        launches.push_back({combo, int32_t(first), int32_t(work.size() - first)});
-      }
+    }
+    // Each tensor's blocks lie together in the map, chunk 0 first (the order in which
+    // prepare_grads adds their partials).
+    std::vector<TensorBlocks> ranges(tensors.size(), TensorBlocks{0, 0});
+    for (size_t b = 0; b < work.size(); ++b) {
+      TensorBlocks& r = ranges[size_t(work[b].tensor)];
+      if (r.count == 0) r.first = int32_t(b);
+      ++r.count;
     }
 
     // Queued steps still read the old table, and its uploads may still read the staging
     // vectors: wait for them. Tensors change rarely, so this wait is off the step's path.
     ready_ = false;
+    prepass_ready_ = false;  // its coefficients belong to the old table
     check(cudaStreamSynchronize(stream_), (fn + " (cudaStreamSynchronize)").c_str());
     launches_.clear();
     tensor_staging_ = tensors;
     work_staging_ = std::move(work);
+    ranges_staging_ = std::move(ranges);
     const size_t tensor_bytes = tensor_staging_.size() * sizeof(Tensor);
     const size_t work_bytes = work_staging_.size() * sizeof(BlockWork);
+    const size_t ranges_bytes = ranges_staging_.size() * sizeof(TensorBlocks);
+    // An optimizer that uses the pre-step pass gets its buffers grown here, where nothing
+    // queued can still read them, so that prepare_grads never has to wait for the stream.
+    if (found_inf_.get()) reserve_prepass();
     if (tensor_bytes > 0) {
       tensors_.reserve(tensor_bytes, what("cudaMalloc", "tensor table"));
       check(cudaMemcpyAsync(tensors_.get(), tensor_staging_.data(), tensor_bytes,
@@ -419,6 +678,12 @@ class Launcher {
       check(cudaMemcpyAsync(work_.get(), work_staging_.data(), work_bytes,
                             cudaMemcpyHostToDevice, stream_),
             what("cudaMemcpyAsync", "block table").c_str());
+    }
+    if (ranges_bytes > 0) {
+      ranges_.reserve(ranges_bytes, what("cudaMalloc", "tensor block ranges"));
+      check(cudaMemcpyAsync(ranges_.get(), ranges_staging_.data(), ranges_bytes,
+                            cudaMemcpyHostToDevice, stream_),
+            what("cudaMemcpyAsync", "tensor block ranges").c_str());
     }
     launches_ = std::move(launches);
     max_slot_ = max_slot;
@@ -440,19 +705,87 @@ class Launcher {
 
   size_t tensor_count() const { return tensor_staging_.size(); }
 
-  // Enqueues one step of every tensor; returns without waiting. Slots already checked.
-  void launch(const Slot* slots, int slot_count) {
+  // Enqueues one step of every tensor; returns without waiting. Slots already checked. With
+  // use_prepass the kernels read the found_inf flag and clip coefficients that the last
+  // prepare_grads (since set_tensors) leaves on the device.
+  void launch(const Slot* slots, int slot_count, bool use_prepass) {
+    if (use_prepass && !prepass_ready_) {
+      throw std::runtime_error(std::string(Op::kLauncher) +
+                               "::launch: use_prepass without a prepare_grads since the last "
+                               "set_tensors");
+    }
     if (launches_.empty()) return;
     const SlotArgs args = pass_slots(slots, slot_count);
-    static constexpr auto kKernels = step_kernels<Op>(std::make_index_sequence<kComboCount>());
+    static constexpr auto kDense =
+        step_kernels<Op, false>(std::make_index_sequence<kComboCount>());
+    static constexpr auto kSparse =
+        step_kernels<Op, true>(std::make_index_sequence<kComboCount>());
     const auto* table = static_cast<const Tensor*>(tensors_.get());
     const auto* work = static_cast<const BlockWork*>(work_.get());
+    const auto* found_inf = use_prepass ? static_cast<const int32_t*>(found_inf_.get()) : nullptr;
+    const auto* coefs = use_prepass ? static_cast<const float*>(coefs_.get()) : nullptr;
     (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
     for (const Launch& l : launches_) {
-      kKernels[l.combo]<<<unsigned(l.blocks), kThreads, 0, stream_>>>(
-          table, work + l.first_block, args.inline_slots, args.buffer);
+      const StepFn<Op> kernel = l.sparse ? kSparse[l.combo] : kDense[l.combo];
+      kernel<<<unsigned(l.blocks), kThreads, 0, stream_>>>(
+          table, work + l.first_block, args.inline_slots, args.buffer, found_inf, coefs);
       check(cudaGetLastError(), what("kernel launch", "step").c_str());
     }
+  }
+
+  // Enqueues the pre-step pass over the grads of the last set_tensors on our stream: kernel 1
+  // (one block per chunk, one launch per dtype pair) reduces each chunk's grads into a
+  // GradPartial; kernel 2 (one block) adds them per tensor in chunk order and over tensors
+  // in tensor order, and leaves found_inf and every tensor's clip coefficient on the device.
+  // Kernel 1 is skipped when there is nothing to measure (no finiteness check, no clipping).
+  // Returns without waiting.
+  void prepare_grads(const GradPrepass& pass) {
+    const std::string fn = std::string(Op::kLauncher) + "::prepare_grads";
+    if (!ready_) throw std::runtime_error(fn + ": the last set_tensors failed");
+    if (pass.clip != ClipMode::None && pass.clip != ClipMode::GlobalNorm &&
+        pass.clip != ClipMode::TensorNorm) {
+      throw std::runtime_error(fn + ": unknown clip mode " +
+                               std::to_string(static_cast<int32_t>(pass.clip)));
+    }
+    prepass_ready_ = false;
+    reserve_prepass();
+
+    const bool measure = pass.check_finite || pass.clip != ClipMode::None;
+    const auto* table = static_cast<const Tensor*>(tensors_.get());
+    const auto* work = static_cast<const BlockWork*>(work_.get());
+    auto* partials = static_cast<GradPartial*>(grad_partials_.get());
+    static constexpr auto kPartials =
+        grad_partials_kernels<Op>(std::make_index_sequence<kComboCount>());
+    (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
+    if (measure) {
+      for (const Launch& l : launches_) {
+        // Block b of the whole map writes partials[b], whichever launch runs it.
+        kPartials[l.combo]<<<unsigned(l.blocks), kThreads, 0, stream_>>>(
+            table, work + l.first_block, pass.inv_scale, partials + l.first_block);
+        check(cudaGetLastError(), what("kernel launch", "grad partials").c_str());
+      }
+    }
+    grad_finalize_kernel<Op><<<1, kThreads, 0, stream_>>>(
+        static_cast<const TensorBlocks*>(ranges_.get()), int32_t(tensor_staging_.size()),
+        measure && !launches_.empty() ? partials : nullptr, pass,
+        static_cast<double*>(tensor_sums_.get()), static_cast<float*>(coefs_.get()),
+        static_cast<int32_t*>(found_inf_.get()));
+    check(cudaGetLastError(), what("kernel launch", "grad finalize").c_str());
+    prepass_ready_ = true;
+  }
+
+  // The found_inf flag of the last prepare_grads, after waiting for the stream.
+  bool read_found_inf() {
+    if (!found_inf_.get()) {
+      throw std::runtime_error(std::string(Op::kLauncher) +
+                               "::read_found_inf: prepare_grads was never called");
+    }
+    int32_t flag = 0;
+    check(cudaMemcpyAsync(&flag, found_inf_.get(), sizeof(flag), cudaMemcpyDeviceToHost,
+                          stream_),
+          what("cudaMemcpyAsync", "found_inf").c_str());
+    check(cudaStreamSynchronize(stream_), what("cudaStreamSynchronize", "found_inf").c_str());
+    return flag != 0;
   }
 
   void synchronize() {
@@ -545,6 +878,25 @@ class Launcher {
     return args;
   }
 
+  // Makes the pre-step pass's buffers fit the current table. Growing frees a buffer that
+  // queued work may still use, so it waits for the stream first; set_tensors grows them
+  // while the stream is idle anyway, so in practice only the first prepare_grads allocates,
+  // and it has nothing to wait for.
+  void reserve_prepass() {
+    const size_t partial_bytes = work_staging_.size() * sizeof(GradPartial);
+    const size_t sum_bytes = tensor_staging_.size() * sizeof(double);
+    const size_t coef_bytes = tensor_staging_.size() * sizeof(float);
+    const bool grow = partial_bytes > grad_partials_.capacity() ||
+                      sum_bytes > tensor_sums_.capacity() || coef_bytes > coefs_.capacity();
+    if (grow && found_inf_.get()) {
+      check(cudaStreamSynchronize(stream_), what("cudaStreamSynchronize", "prepass").c_str());
+    }
+    found_inf_.reserve(sizeof(int32_t), what("cudaMalloc", "found_inf"));
+    if (partial_bytes > 0) grad_partials_.reserve(partial_bytes, what("cudaMalloc", "grad partials"));
+    if (sum_bytes > 0) tensor_sums_.reserve(sum_bytes, what("cudaMalloc", "tensor grad sums"));
+    if (coef_bytes > 0) coefs_.reserve(coef_bytes, what("cudaMalloc", "clip coefficients"));
+  }
+
   // "cudaMalloc (AdamWLauncher tensor table)"
   static std::string what(const char* call, const char* object) {
     return std::string(call) + " (" + Op::kLauncher + " " + object + ")";
@@ -561,6 +913,9 @@ class Launcher {
   std::vector<Launch> launches_;
   int32_t max_slot_ = -1;  // the highest slot a non-empty tensor uses
   bool ready_ = true;      // false after a set_tensors that failed half way
+  // Each tensor's blocks in the map, for the pre-step pass.
+  DeviceBuffer ranges_;
+  std::vector<TensorBlocks> ranges_staging_;
 
   // More than kInlineSlots slots: copied to the device per launch. slots_copied_ marks the
   // end of the last copy out of slot_staging_.
@@ -572,6 +927,12 @@ class Launcher {
   // One MetricSums per block of the map, on the device and on the host.
   DeviceBuffer partials_;
   std::vector<MetricSums> partials_host_;
+
+  // The pre-step pass: a GradPartial per block, a float64 sum per tensor (scratch), and
+  // what launch(use_prepass) reads: a clip coefficient per tensor and the found_inf flag
+  // (allocated by the first prepare_grads; non-null means the pass has been used).
+  DeviceBuffer grad_partials_, tensor_sums_, coefs_, found_inf_;
+  bool prepass_ready_ = false;  // prepare_grads ran since the last set_tensors
 };
 
 }  // namespace fo::cuda::mt
