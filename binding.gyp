@@ -10,12 +10,16 @@
     {
       'target_name': 'fused_optim',
       'sources': [
+        'native/addon/grad_ops_wrap.cpp',
         'native/addon/module.cpp',
         'native/addon/tensor_wrap.cpp',
+        'native/core/grad_ops.cpp',
         'native/core/storage.cpp',
         'native/core/tensor.cpp',
+        'native/cpu/copy_bandwidth.cpp',
         'native/cpu/cpu_adamw_loops.cpp',
         'native/cpu/cpu_lion_loops.cpp',
+        'native/cpu/grad_ops.cpp',
         'native/cpu/thread_pool.cpp',
       ],
       'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
@@ -27,10 +31,11 @@
       'libraries': ['-lpthread'],
       'conditions': [
         ['nvcc==""', {
-          'sources': ['native/cuda/cuda_stub.cpp'],
+          'sources': ['native/cuda/cuda_stub.cpp', 'native/cuda/cuda_bandwidth_stub.cpp'],
         }],
         ['nvcc!=""', {
-          'sources': ['native/cuda/cuda_device.cu', 'native/cuda/cuda_adamw.cu', 'native/cuda/cuda_lion.cu'],
+          'sources': ['native/cuda/cuda_device.cu', 'native/cuda/cuda_adamw.cu', 'native/cuda/cuda_lion.cu',
+                      'native/cuda/cuda_grad_ops.cu', 'native/cuda/cuda_bandwidth.cu'],
           'rules': [
             {
               'rule_name': 'nvcc',
@@ -38,7 +43,8 @@
               'inputs': ['native/common/adamw_rule.h', 'native/common/lion_rule.h', 'native/common/metrics.h',
                          'native/common/adamw_plan.h', 'native/common/lion_plan.h', 'native/common/half_convert.h',
                          'native/cuda/cuda_backend.h', 'native/cuda/cuda_check.h', 'native/cuda/element_access.cuh',
-                         'native/cuda/multi_tensor.cuh'],
+                         'native/cuda/multi_tensor.cuh', 'native/common/grad_transform.h',
+                         'native/common/stochastic_rounding.h', 'native/common/fo_macros.h', 'native/common/dtype.h'],
               'outputs': ['<(INTERMEDIATE_DIR)/<(RULE_INPUT_ROOT).cu.o'],
               'action': [
                 '<(nvcc)', '-std=c++17', '-O3', '-fmad=false', '--expt-relaxed-constexpr',
