@@ -1,0 +1,126 @@
+// Generic encoding of state dicts (optimizer, scheduler, scaler) and `extra` into a checkpoint:
+// typed arrays become tensors of the file, everything else JSON. Plain JSON values are
+// written as they are; the few values JSON cannot hold are written as one-key objects whose
+// key starts with "$":
+//   {"$tensor": "<tensor name>"}     a typed array (F32 for Float32Array, F64, I32, U16, ...)
+//   {"$number": "NaN" | "Infinity" | "-Infinity" | "-0"}
+//   {"$bigint": "<decimal>"}
+// and an object key that itself starts with "$" is written with one more "$" in front.
+import { type SafetensorsDType, type TensorData, dtypeOfData } from './safetensors';
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export interface EncodedTensor {
+  name: string;
+  dtype: SafetensorsDType;
+  data: TensorData;
+}
+
+/** Collects the tensors of the values it encodes, under unique names. */
+export class StateEncoder {
+  readonly tensors: EncodedTensor[] = [];
+  readonly #names: Set<string>;
+
+  /** `taken`: tensor names already used in the file. */
+  constructor(taken: Iterable<string> = []) {
+    this.#names = new Set(taken);
+  }
+
+  /** Encodes `value`; `name` is the tensor-name prefix and `where` names it in errors. */
+  encode(value: unknown, name: string, where: string): Json {
+    return this.#encode(value, name, where, new Set()) ?? null;
+  }
+
+  #encode(value: unknown, name: string, where: string, stack: Set<object>): Json | undefined {
+    if (value === null || typeof value === 'boolean' || typeof value === 'string') return value;
+    if (typeof value === 'number') {
+      if (Number.isNaN(value)) return { $number: 'NaN' };
+      if (value === Infinity) return { $number: 'Infinity' };
+      if (value === -Infinity) return { $number: '-Infinity' };
+      if (Object.is(value, -0)) return { $number: '-0' };
+      return value;
+    }
+    if (typeof value === 'bigint') return { $bigint: value.toString() };
+    if (value === undefined) return undefined;
+    if (typeof value !== 'object') throw new TypeError(`${where} is a ${typeof value}, which a checkpoint cannot hold`);
+    if (ArrayBuffer.isView(value)) {
+      const dtype = dtypeOfData(value);
+      if (dtype === undefined || value instanceof Uint8ClampedArray) {
+        throw new TypeError(`${where} is a ${value.constructor.name}, which a checkpoint cannot hold (use a typed array such as Float32Array)`);
+      }
+      const tensorName = this.#unique(name);
+      this.tensors.push({ name: tensorName, dtype, data: value as TensorData });
+      return { $tensor: tensorName };
+    }
+    if (stack.has(value)) throw new TypeError(`${where} refers to itself (a cycle), which a checkpoint cannot hold`);
+    stack.add(value);
+    try {
+      if (Array.isArray(value)) {
+        return value.map((v, i) => this.#encode(v, `${name}.${i}`, `${where}[${i}]`, stack) ?? null);
+      }
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) {
+        throw new TypeError(
+          `${where} is a ${value.constructor?.name ?? 'non-plain object'}; a checkpoint holds plain objects, arrays, strings, numbers, booleans, null, bigints and typed arrays`,
+        );
+      }
+      const out: { [key: string]: Json } = {};
+      for (const [k, v] of Object.entries(value)) {
+        const encoded = this.#encode(v, `${name}.${k}`, `${where}.${k}`, stack);
+        if (encoded !== undefined) define(out, k.startsWith('$') ? `$${k}` : k, encoded);
+      }
+      return out;
+    } finally {
+      stack.delete(value);
+    }
+  }
+
+  #unique(name: string): string {
+    let candidate = name;
+    for (let i = 2; this.#names.has(candidate); i++) candidate = `${name}#${i}`;
+    this.#names.add(candidate);
+    return candidate;
+  }
+}
+
+/** Defines an own property (safe for keys such as "__proto__"). */
+function define(o: object, key: string, value: unknown): void {
+  Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/**
+ * Decodes what StateEncoder wrote; `resolve` turns a tensor name into its value (or checks
+ * it, when only validating). Throws Error naming `where` on anything malformed.
+ */
+export function decodeState(json: unknown, where: string, resolve: (tensorName: string, where: string) => unknown): unknown {
+  if (json === null || typeof json === 'boolean' || typeof json === 'string' || typeof json === 'number') return json;
+  if (Array.isArray(json)) return json.map((v, i) => decodeState(v, `${where}[${i}]`, resolve));
+  if (typeof json !== 'object') throw new Error(`${where} is not JSON`);
+  const keys = Object.keys(json);
+  const o = json as Record<string, unknown>;
+  if (keys.length === 1 && keys[0].startsWith('$') && !keys[0].startsWith('$$')) {
+    const [marker] = keys;
+    const v = o[marker];
+    if (marker === '$tensor') {
+      if (typeof v !== 'string') throw new Error(`${where}: $tensor must name a tensor`);
+      return resolve(v, where);
+    }
+    if (marker === '$number') {
+      const n = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity, '-0': -0 }[v as string];
+      if (typeof v !== 'string' || n === undefined) throw new Error(`${where}: bad $number ${JSON.stringify(v)}`);
+      return n;
+    }
+    if (marker === '$bigint') {
+      if (typeof v !== 'string' || !/^-?\d+$/.test(v)) throw new Error(`${where}: bad $bigint ${JSON.stringify(v)}`);
+      return BigInt(v);
+    }
+    throw new Error(`${where}: unknown marker ${JSON.stringify(marker)}`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of keys) {
+    if (k.startsWith('$') && !k.startsWith('$$')) throw new Error(`${where}: unexpected key ${JSON.stringify(k)}`);
+    const key = k.startsWith('$$') ? k.slice(1) : k;
+    define(out, key, decodeState(o[k], `${where}.${key}`, resolve));
+  }
+  return out;
+}

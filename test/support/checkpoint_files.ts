@@ -1,0 +1,40 @@
+// Helpers for the checkpoint and safetensors suites: temporary folders, raw header edits.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A fresh temporary folder and a function that removes it. */
+export function tempDir(prefix = 'fused-optim-ckpt-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A file split into its 8-byte length, header text and data. */
+export function splitFile(bytes: Uint8Array): { headerText: string; data: Uint8Array } {
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  return { headerText: Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8'), data: bytes.subarray(8 + n) };
+}
+
+/** Reassembles a file from header text (padded with spaces to 8 bytes) and data. */
+export function joinFile(headerText: string, data: Uint8Array, { pad = true } = {}): Uint8Array {
+  let header = Buffer.from(headerText, 'utf8');
+  if (pad && header.length % 8) header = Buffer.concat([header, Buffer.alloc(8 - (header.length % 8), 0x20)]);
+  const out = new Uint8Array(8 + header.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true);
+  out.set(header, 8);
+  out.set(data, 8 + header.length);
+  return out;
+}
+
+/** Rewrites a file's header JSON with `edit` (which changes the parsed object in place). */
+export function editHeader(file: string, edit: (header: Record<string, any>) => void, out = file): void {
+  const { headerText, data } = splitFile(readFileSync(file));
+  const header = JSON.parse(headerText);
+  edit(header);
+  writeFileSync(out, joinFile(JSON.stringify(header), data));
+}
+
+/** The raw little-endian bytes of a typed array. */
+export function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
