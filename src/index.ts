@@ -1,7 +1,7 @@
 export { backendInfo, type BackendInfo } from './backend';
 export type { DType, DeviceName } from './dtype';
 export { Tensor, type TensorOptions } from './tensor';
-export { Parameter } from './parameter';
+export { Parameter, type RowSparseGrad } from './parameter';
 export { Optimizer, type ParamGroup, type ParamsInput } from './optimizer';
 export { AdamW, type AdamWOptions, type AdamWParamGroup, type AdamWParamState, type AdamWStateDict } from './adamw';
 export { LRScheduler, type LRSchedulerStateDict, type SchedulableGroup, type SchedulableOptimizer, type SchedulerOptions, type SchedulerStateDict } from './schedulers/lr_scheduler';
@@ -15,3 +15,9 @@ export { Lion, type LionOptions, type LionParamGroup, type LionParamState, type 
 export { type MetricsDict, preReduceMetrics, reduceMetrics } from './metrics';
 export { noDecayParamGroups, layerwiseParamGroups, type NoDecayOptions, type LayerwiseOptions } from './param_groups';
 export { FusedOptimizer, type StateDict } from './fused_optimizer';
+export { GradScaler, type GradScalerOptions, type GradScalerStateDict } from './grad_scaler';
+export { clipGradNorm, clipGradValue, type ClipGradNormOptions } from './clip';
+export type { GradClip, FusedOptions } from './fused_optimizer';
+export { copyBandwidth, type CopyBandwidthOptions, type CopyBandwidthResult, type CopyBandwidthMethod } from './bandwidth';
+export { saveCheckpoint, loadCheckpoint, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type SaveCheckpointOptions, type LoadCheckpointOptions, type CheckpointOptimizer, type Stateful } from './checkpoint/checkpoint';
+export { SafetensorsFile, SafetensorsError, readSafetensors, writeSafetensors, MAX_HEADER_BYTES, type SafetensorsDType, type SafetensorsTensor, type SafetensorsTensorInfo, type SafetensorsTensorInput, type TensorData } from './checkpoint/safetensors';
