@@ -15,6 +15,13 @@ try {
   }
   throw e;
 }
+// `fused-optim ... | head` closes the pipe early: that ends the output, it is not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e) => {
+    if (e && e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
 cli.main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
