@@ -20,6 +20,7 @@
         'native/cpu/cpu_adamw_loops.cpp',
         'native/cpu/cpu_lion_loops.cpp',
         'native/cpu/grad_ops.cpp',
+        'native/cpu/half_blocks.cpp',
         'native/cpu/thread_pool.cpp',
       ],
       'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],

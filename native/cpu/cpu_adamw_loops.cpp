@@ -4,6 +4,7 @@
 
 #include "cpu_adamw.h"
 #include "element_io.h"
+#include "half_blocks.h"
 
 namespace fo::cpu {
 
@@ -14,7 +15,11 @@ namespace {
 // pass; without a master the half value itself is the starting point.
 // i walks the grad; j is the param/state element it updates (the same for dense grads).
 template <typename Param, typename Grad, bool Amsgrad, bool Master, bool Stochastic, bool Sparse>
-FO_INLINE void update_loop(const AdamWTensor& t, const AdamWSlot& s, int64_t begin, int64_t end, float coef) {
+FO_INLINE void update_loop(const AdamWTensor& t, const AdamWSlot& slot, int64_t begin, int64_t end, float coef) {
+  AdamWSlot s = slot;
+  s.flags = Amsgrad ? (s.flags | kAdamWAmsgrad) : (s.flags & ~uint32_t(kAdamWAmsgrad));
+  void* __restrict param = t.param;
+  const void* __restrict grad = t.grad;
   float* __restrict master = t.master;
   float* __restrict m = t.exp_avg;
   float* __restrict v = t.exp_avg_sq;
@@ -24,11 +29,38 @@ FO_INLINE void update_loop(const AdamWTensor& t, const AdamWSlot& s, int64_t beg
   for (int64_t i = begin; i < end; ++i) {
     const int64_t j = Sparse ? sparse_state_index(t.rows, t.row_width, i) : i;
     float& vm = Amsgrad ? vmax[j] : unused;
-    const float w = Master ? master[j] : Param::load(t.param, j);
-    const float g = transform_grad(Grad::load(t.grad, i), coef, s.grad);
+    const float w = Master ? master[j] : Param::load(param, j);
+    const float g = transform_grad(Grad::load(grad, i), coef, s.grad);
     const float updated = adamw_update(w, g, m[j], v[j], vm, s);
     if (Master) master[j] = updated;
-    store_param<Param, Stochastic>(t.param, j, updated, key);
+    store_param<Param, Stochastic>(param, j, updated, key);
+  }
+}
+
+// Dense fp16 params: blocks converted with F16C around a loop on floats (see half_blocks.h).
+template <bool GradHalf, bool Amsgrad, bool Master>
+FO_INLINE void f16_block_loop(const AdamWTensor& t, const AdamWSlot& slot, int64_t begin, int64_t end, float coef) {
+  AdamWSlot s = slot;
+  s.flags = Amsgrad ? (s.flags | kAdamWAmsgrad) : (s.flags & ~uint32_t(kAdamWAmsgrad));
+  constexpr int64_t kBlock = 512;
+  alignas(64) float wbuf[kBlock];
+  alignas(64) float gbuf[kBlock];
+  uint16_t* param = static_cast<uint16_t*>(t.param);
+  float unused = 0.0f;
+  for (int64_t b = begin; b < end; b += kBlock) {
+    const int64_t n = end - b < kBlock ? end - b : kBlock;
+    float* __restrict w = Master ? t.master + b : wbuf;
+    if (!Master) half_block_to_float(param + b, wbuf, n);
+    const float* __restrict g = GradHalf ? gbuf : static_cast<const float*>(t.grad) + b;
+    if (GradHalf) half_block_to_float(static_cast<const uint16_t*>(t.grad) + b, gbuf, n);
+    float* __restrict m = t.exp_avg + b;
+    float* __restrict v = t.exp_avg_sq + b;
+    float* __restrict vmax = Amsgrad ? t.max_exp_avg_sq + b : nullptr;
+    for (int64_t j = 0; j < n; ++j) {
+      float& vm = Amsgrad ? vmax[j] : unused;
+      w[j] = adamw_update(w[j], transform_grad(g[j], coef, s.grad), m[j], v[j], vm, s);
+    }
+    float_block_to_half(w, param + b, n);
   }
 }
 
@@ -36,6 +68,14 @@ FO_INLINE void update_loop(const AdamWTensor& t, const AdamWSlot& s, int64_t beg
 template <typename Param, typename Grad, bool Master, bool Stochastic>
 FO_INLINE void update_amsgrad(const AdamWTensor& t, const AdamWSlot& s, int64_t b, int64_t e, float coef) {
   const bool amsgrad = s.flags & kAdamWAmsgrad;
+  if constexpr (std::is_same_v<Param, F16>) {
+    if (!t.rows) {
+      constexpr bool grad_half = std::is_same_v<Grad, F16>;
+      if (amsgrad) f16_block_loop<grad_half, true, Master>(t, s, b, e, coef);
+      else f16_block_loop<grad_half, false, Master>(t, s, b, e, coef);
+      return;
+    }
+  }
   if (t.rows) {
     if (amsgrad) update_loop<Param, Grad, true, Master, Stochastic, true>(t, s, b, e, coef);
     else update_loop<Param, Grad, false, Master, Stochastic, true>(t, s, b, e, coef);

@@ -4,6 +4,7 @@
 
 #include "cpu_lion.h"
 #include "element_io.h"
+#include "half_blocks.h"
 
 namespace fo::cpu {
 
@@ -13,22 +14,49 @@ namespace {
 // in the same pass; without a master the half value itself is the starting point.
 // i walks the grad; j is the param/state element it updates (the same for dense grads).
 template <typename Param, typename Grad, bool Master, bool Stochastic, bool Sparse>
-FO_INLINE void update_loop(const LionTensor& t, const LionSlot& s, int64_t begin, int64_t end, float coef) {
+FO_INLINE void update_loop(const LionTensor& t, const LionSlot& slot, int64_t begin, int64_t end, float coef) {
+  // A local copy of the slot and restrict pointers: no alias checks the vectorizer gives up on.
+  const LionSlot s = slot;
+  void* __restrict param = t.param;
+  const void* __restrict grad = t.grad;
   float* __restrict master = t.master;
   float* __restrict m = t.exp_avg;
   const uint32_t key = Stochastic ? rounding_stream_key(s.rng_key0, s.rng_key1, t.rng_stream) : 0;
   for (int64_t i = begin; i < end; ++i) {
     const int64_t j = Sparse ? sparse_state_index(t.rows, t.row_width, i) : i;
-    const float w = Master ? master[j] : Param::load(t.param, j);
-    const float g = transform_grad(Grad::load(t.grad, i), coef, s.grad);
+    const float w = Master ? master[j] : Param::load(param, j);
+    const float g = transform_grad(Grad::load(grad, i), coef, s.grad);
     const float updated = lion_update(w, g, m[j], s);
     if (Master) master[j] = updated;
-    store_param<Param, Stochastic>(t.param, j, updated, key);
+    store_param<Param, Stochastic>(param, j, updated, key);
+  }
+}
+
+// Dense fp16 params: blocks converted with F16C around a loop on floats (see half_blocks.h).
+template <bool GradHalf, bool Master>
+FO_INLINE void f16_block_loop(const LionTensor& t, const LionSlot& slot, int64_t begin, int64_t end, float coef) {
+  const LionSlot s = slot;
+  constexpr int64_t kBlock = 512;
+  alignas(64) float wbuf[kBlock];
+  alignas(64) float gbuf[kBlock];
+  uint16_t* param = static_cast<uint16_t*>(t.param);
+  for (int64_t b = begin; b < end; b += kBlock) {
+    const int64_t n = end - b < kBlock ? end - b : kBlock;
+    float* __restrict w = Master ? t.master + b : wbuf;
+    if (!Master) half_block_to_float(param + b, wbuf, n);
+    const float* __restrict g = GradHalf ? gbuf : static_cast<const float*>(t.grad) + b;
+    if (GradHalf) half_block_to_float(static_cast<const uint16_t*>(t.grad) + b, gbuf, n);
+    float* __restrict m = t.exp_avg + b;
+    for (int64_t j = 0; j < n; ++j) w[j] = lion_update(w[j], transform_grad(g[j], coef, s.grad), m[j], s);
+    float_block_to_half(w, param + b, n);
   }
 }
 
 template <typename Param, typename Grad, bool Master, bool Stochastic>
 FO_INLINE void update_sparse(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e, float coef) {
+  if constexpr (std::is_same_v<Param, F16>) {
+    if (!t.rows) return f16_block_loop<std::is_same_v<Grad, F16>, Master>(t, s, b, e, coef);
+  }
   if (t.rows) update_loop<Param, Grad, Master, Stochastic, true>(t, s, b, e, coef);
   else update_loop<Param, Grad, Master, Stochastic, false>(t, s, b, e, coef);
 }
