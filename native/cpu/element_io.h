@@ -12,9 +12,9 @@ struct F32 {
   static float load(const void* p, int64_t i) { return static_cast<const float*>(p)[i]; }
   static void store(void* p, int64_t i, float v) { static_cast<float*>(p)[i] = v; }
 };
-// fp16 goes through the compiler's _Float16 where it has one: in the x86-64-v3/v4 clones
-// that is F16C's vcvtph2ps/vcvtps2ph (round to nearest even, the same bits as
-// half_convert.h); the bit-twiddling fallback serves other compilers.
+// Element-wise fp16 through the compiler's _Float16 (F16C in the x86-64-v3/v4 clones, round
+// to nearest even: the bits of half_convert.h). GCC 12 does not vectorize loops over it, so
+// dense fp16 tensors go through half_blocks.h instead; this serves the row-sparse path.
 #if defined(__FLT16_MAX__)
 struct F16 {
   static float load(const void* p, int64_t i) { return float(static_cast<const _Float16*>(p)[i]); }
