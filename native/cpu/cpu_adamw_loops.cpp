@@ -60,8 +60,11 @@ FO_INLINE void f16_block_loop(const AdamWTensor& t, const AdamWSlot& slot, int64
       float& vm = Amsgrad ? vmax[j] : unused;
       w[j] = adamw_update(w[j], transform_grad(g[j], coef, s.grad), m[j], v[j], vm, s);
     }
-    float_block_to_half(w, param + b, n);
+    // With a master the half param is write-only here: stream it past the cache.
+    if (Master) float_block_to_half_streaming(w, param + b, n);
+    else float_block_to_half(w, param + b, n);
   }
+  if (Master) finish_streaming_stores();
 }
 
 // Flags become template arguments here, once per chunk.

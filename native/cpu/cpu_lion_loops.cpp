@@ -48,8 +48,11 @@ FO_INLINE void f16_block_loop(const LionTensor& t, const LionSlot& slot, int64_t
     if (GradHalf) half_block_to_float(static_cast<const uint16_t*>(t.grad) + b, gbuf, n);
     float* __restrict m = t.exp_avg + b;
     for (int64_t j = 0; j < n; ++j) w[j] = lion_update(w[j], transform_grad(g[j], coef, s.grad), m[j], s);
-    float_block_to_half(w, param + b, n);
+    // With a master the half param is write-only here: stream it past the cache.
+    if (Master) float_block_to_half_streaming(w, param + b, n);
+    else float_block_to_half(w, param + b, n);
   }
+  if (Master) finish_streaming_stores();
 }
 
 template <typename Param, typename Grad, bool Master, bool Stochastic>

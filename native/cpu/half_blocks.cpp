@@ -27,6 +27,17 @@ __attribute__((target("avx,f16c"))) void to_half_f16c(const float* __restrict f,
   for (; j < n; ++j) h[j] = float_to_half_bits(f[j]);
 }
 
+__attribute__((target("avx,f16c"))) void to_half_f16c_stream(const float* __restrict f, uint16_t* __restrict h,
+                                                               int64_t n) {
+  int64_t j = 0;
+  // Scalar until the output is 16-byte aligned, then whole vectors with streaming stores.
+  for (; j < n && (reinterpret_cast<uintptr_t>(h + j) & 15) != 0; ++j) h[j] = float_to_half_bits(f[j]);
+  for (; j + 8 <= n; j += 8)
+    _mm_stream_si128(reinterpret_cast<__m128i*>(h + j),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(f + j), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; j < n; ++j) h[j] = float_to_half_bits(f[j]);
+}
+
 const bool kHasF16C = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
 #else
 constexpr bool kHasF16C = false;
@@ -46,6 +57,19 @@ void float_block_to_half(const float* values, uint16_t* out, int64_t n) {
   if (kHasF16C) return to_half_f16c(values, out, n);
 #endif
   for (int64_t j = 0; j < n; ++j) out[j] = float_to_half_bits(values[j]);
+}
+
+void float_block_to_half_streaming(const float* values, uint16_t* out, int64_t n) {
+#if FO_HAVE_F16C_PATH
+  if (kHasF16C) return to_half_f16c_stream(values, out, n);
+#endif
+  float_block_to_half(values, out, n);
+}
+
+void finish_streaming_stores() {
+#if FO_HAVE_F16C_PATH
+  _mm_sfence();
+#endif
 }
 
 }  // namespace fo::cpu
