@@ -60,11 +60,6 @@ struct Mapping {
   unsigned char* data() const { return static_cast<unsigned char*>(ptr); }
 };
 
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
 
 #ifdef FO_HAVE_STREAM_COPY
 // dst and src 16-byte aligned. Whole groups of four pages go through the streaming loop;
@@ -94,12 +89,7 @@ void stream_copy(unsigned char* dst, const unsigned char* src, size_t n) {
 }  // namespace
 
 BandwidthResult copy_bandwidth(size_t bytes, int iterations) {
-  if (bytes < kMinBandwidthBytes || bytes > kMaxBandwidthBytes)
-    throw RangeError("copyBandwidth: bytes must be from " + std::to_string(kMinBandwidthBytes) + " to " +
-                     std::to_string(kMaxBandwidthBytes) + ", got " + std::to_string(bytes));
-  if (iterations < 1 || iterations > kMaxBandwidthIterations)
-    throw RangeError("copyBandwidth: iterations must be from 1 to " + std::to_string(kMaxBandwidthIterations) +
-                     ", got " + std::to_string(iterations));
+  check_bandwidth_args(bytes, iterations);
 
   const size_t mapped = (bytes + kPageBytes - 1) / kPageBytes * kPageBytes;
   Mapping src(mapped), dst(mapped);

@@ -13,10 +13,13 @@
 // implemented by native/cuda/cuda_bandwidth.cu, or by cuda_bandwidth_stub.cpp (which throws)
 // in a binary built without CUDA. Both are declared here, in plain C++, so native/addon can
 // call either without CUDA headers.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "../core/errors.h"
 
 namespace fo {
 
@@ -44,6 +47,22 @@ struct BandwidthResult {
 constexpr size_t kMinBandwidthBytes = size_t(1) << 12;
 constexpr size_t kMaxBandwidthBytes = size_t(1) << 40;
 constexpr int kMaxBandwidthIterations = 10000;
+
+// The argument checks both backends share.
+inline void check_bandwidth_args(size_t bytes, int iterations) {
+  if (bytes < kMinBandwidthBytes || bytes > kMaxBandwidthBytes)
+    throw RangeError("copyBandwidth: bytes must be from " + std::to_string(kMinBandwidthBytes) + " to " +
+                     std::to_string(kMaxBandwidthBytes) + ", got " + std::to_string(bytes));
+  if (iterations < 1 || iterations > kMaxBandwidthIterations)
+    throw RangeError("copyBandwidth: iterations must be from 1 to " + std::to_string(kMaxBandwidthIterations) +
+                     ", got " + std::to_string(iterations));
+}
+
+inline double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
 
 namespace cpu {
 // Throws fo::RangeError for out-of-range arguments, or when the buffers cannot be allocated.

@@ -135,15 +135,15 @@ FO_ADAMW_ENTRY_POINTS(bf16_bf16, BF16, BF16)
 FO_ADAMW_ENTRY_POINTS(bf16_f32, BF16, F32)
 
 AdamWKernels::UpdateFn AdamWKernels::update_fn(DType param, DType grad) {
-  if (param == DType::Float32) return adamw_update_f32_f32;
-  if (param == DType::Float16) return grad == DType::Float32 ? adamw_update_f16_f32 : adamw_update_f16_f16;
-  return grad == DType::Float32 ? adamw_update_bf16_f32 : adamw_update_bf16_bf16;
+  static const UpdateFn fns[] = {adamw_update_f32_f32, adamw_update_f16_f16, adamw_update_f16_f32, adamw_update_bf16_bf16,
+                             adamw_update_bf16_f32};
+  return fns[layout_index(param, grad)];
 }
 
 AdamWKernels::MetricsFn AdamWKernels::metrics_fn(DType param, DType grad) {
-  if (param == DType::Float32) return adamw_metrics_f32_f32;
-  if (param == DType::Float16) return grad == DType::Float32 ? adamw_metrics_f16_f32 : adamw_metrics_f16_f16;
-  return grad == DType::Float32 ? adamw_metrics_bf16_f32 : adamw_metrics_bf16_bf16;
+  static const MetricsFn fns[] = {adamw_metrics_f32_f32, adamw_metrics_f16_f16, adamw_metrics_f16_f32, adamw_metrics_bf16_bf16,
+                             adamw_metrics_bf16_f32};
+  return fns[layout_index(param, grad)];
 }
 
 }  // namespace fo::cpu

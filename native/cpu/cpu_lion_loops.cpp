@@ -109,15 +109,15 @@ FO_LION_ENTRY_POINTS(bf16_bf16, BF16, BF16)
 FO_LION_ENTRY_POINTS(bf16_f32, BF16, F32)
 
 LionKernels::UpdateFn LionKernels::update_fn(DType param, DType grad) {
-  if (param == DType::Float32) return lion_update_f32_f32;
-  if (param == DType::Float16) return grad == DType::Float32 ? lion_update_f16_f32 : lion_update_f16_f16;
-  return grad == DType::Float32 ? lion_update_bf16_f32 : lion_update_bf16_bf16;
+  static const UpdateFn fns[] = {lion_update_f32_f32, lion_update_f16_f16, lion_update_f16_f32, lion_update_bf16_bf16,
+                             lion_update_bf16_f32};
+  return fns[layout_index(param, grad)];
 }
 
 LionKernels::MetricsFn LionKernels::metrics_fn(DType param, DType grad) {
-  if (param == DType::Float32) return lion_metrics_f32_f32;
-  if (param == DType::Float16) return grad == DType::Float32 ? lion_metrics_f16_f32 : lion_metrics_f16_f16;
-  return grad == DType::Float32 ? lion_metrics_bf16_f32 : lion_metrics_bf16_bf16;
+  static const MetricsFn fns[] = {lion_metrics_f32_f32, lion_metrics_f16_f16, lion_metrics_f16_f32, lion_metrics_bf16_bf16,
+                             lion_metrics_bf16_f32};
+  return fns[layout_index(param, grad)];
 }
 
 }  // namespace fo::cpu

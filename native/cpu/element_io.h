@@ -3,6 +3,7 @@
 // every optimizer.
 #include <cstdint>
 
+#include "../common/dtype.h"
 #include "../common/half_convert.h"
 #include "../common/stochastic_rounding.h"
 
@@ -31,6 +32,15 @@ struct BF16 {
   static float load(const void* p, int64_t i) { return bf16_bits_to_float(static_cast<const uint16_t*>(p)[i]); }
   static void store(void* p, int64_t i, float v) { static_cast<uint16_t*>(p)[i] = float_to_bf16_bits(v); }
 };
+
+// The five (param dtype, grad dtype) layouts, numbered in the order the loop files list
+// their entry points: f32/f32, f16/f16, f16/f32, bf16/bf16, bf16/f32. Grads are fp32 or the
+// param's own half type (checked by the engine).
+inline int layout_index(DType param, DType grad) {
+  if (param == DType::Float32) return 0;
+  if (param == DType::Float16) return grad == DType::Float32 ? 2 : 1;
+  return grad == DType::Float32 ? 4 : 3;
+}
 
 // Writes param element i from its fp32 value: round to nearest even, or for bfloat16 with
 // stochastic rounding on (stream_key != 0 marks it), with the element's random bits.

@@ -31,21 +31,11 @@ struct Resources {
   }
 };
 
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
 
 }  // namespace
 
 BandwidthResult copy_bandwidth(size_t bytes, int iterations) {
-  if (bytes < kMinBandwidthBytes || bytes > kMaxBandwidthBytes)
-    throw RangeError("copyBandwidth: bytes must be from " + std::to_string(kMinBandwidthBytes) + " to " +
-                     std::to_string(kMaxBandwidthBytes) + ", got " + std::to_string(bytes));
-  if (iterations < 1 || iterations > kMaxBandwidthIterations)
-    throw RangeError("copyBandwidth: iterations must be from 1 to " + std::to_string(kMaxBandwidthIterations) +
-                     ", got " + std::to_string(iterations));
+  check_bandwidth_args(bytes, iterations);
 
   Resources r;
   cudaError_t e = cudaMalloc(&r.src, bytes);
