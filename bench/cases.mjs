@@ -20,7 +20,8 @@ export function transformerShapes({ layers, hidden: h, ffn: f, vocab, positions,
   ];
   for (let l = 0; l < layers; l++) {
     const p = `encoder.layers.${l}`;
-    for (const m of ['query', 'key', 'value']) out.push([`${p}.attention.self.${m}.weight`, [h, h]], [`${p}.attention.self.${m}.bias`, [h]]);
+    for (const m of ['query', 'key', 'value'])
+      out.push([`${p}.attention.self.${m}.weight`, [h, h]], [`${p}.attention.self.${m}.bias`, [h]]);
     out.push(
       [`${p}.attention.output.dense.weight`, [h, h]],
       [`${p}.attention.output.dense.bias`, [h]],
@@ -42,7 +43,8 @@ export function transformerShapes({ layers, hidden: h, ffn: f, vocab, positions,
 export function caseTensors(c) {
   if (c.transformer) return transformerShapes(c.transformer);
   const out = [];
-  for (const g of c.tensors) for (let i = 0; i < g.count; i++) out.push({ name: `${c.id}.t${out.length}`, shape: [g.numel], numel: g.numel });
+  for (const g of c.tensors)
+    for (let i = 0; i < g.count; i++) out.push({ name: `${c.id}.t${out.length}`, shape: [g.numel], numel: g.numel });
   return out;
 }
 
@@ -50,7 +52,13 @@ export function caseTensors(c) {
 export function loadCases(mode) {
   return spec[mode].map((c) => {
     const tensors = caseTensors(c);
-    return { id: c.id, title: c.title, tensors, count: tensors.length, params: tensors.reduce((s, t) => s + t.numel, 0) };
+    return {
+      id: c.id,
+      title: c.title,
+      tensors,
+      count: tensors.length,
+      params: tensors.reduce((s, t) => s + t.numel, 0),
+    };
   });
 }
 

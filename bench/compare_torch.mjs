@@ -40,10 +40,22 @@ for (const t of torch.results) {
     `${(100 * t.fractionOfCopy).toFixed(0)}%`,
   ]);
 }
-console.log(`fused-optim ${fused.backend?.device ?? '?'} (${fused.commit ?? '?'}) vs ${torch.tool} ${torch.torch} on ${torch.device}`);
-console.log(`copy bandwidth: fused-optim run ${fused.copyBandwidth.referenceGBps.toFixed(0)} GB/s, torch run ${torch.copyBandwidth.gbps.toFixed(0)} GB/s`);
-console.log(formatTable(['case', 'dtype', 'fused ms', 'torch ms', 'torch / fused', 'target', 'fused of copy', 'torch of copy'], rows, { markdown, right: [2, 3, 4, 6, 7] }));
+console.log(
+  `fused-optim ${fused.backend?.device ?? '?'} (${fused.commit ?? '?'}) vs ${torch.tool} ${torch.torch} on ${torch.device}`,
+);
+console.log(
+  `copy bandwidth: fused-optim run ${fused.copyBandwidth.referenceGBps.toFixed(0)} GB/s, torch run ${torch.copyBandwidth.gbps.toFixed(0)} GB/s`,
+);
+console.log(
+  formatTable(
+    ['case', 'dtype', 'fused ms', 'torch ms', 'torch / fused', 'target', 'fused of copy', 'torch of copy'],
+    rows,
+    { markdown, right: [2, 3, 4, 6, 7] },
+  ),
+);
 const big = fused.results.filter((r) => r.params >= 100e6 && r.algo === 'adamw');
 for (const r of big) {
-  console.log(`${r.id}: ${(100 * r.fractionOfCopy).toFixed(0)}% of copy bandwidth (target 85%: ${r.fractionOfCopy >= 0.85 ? 'met' : 'MISSED'})`);
+  console.log(
+    `${r.id}: ${(100 * r.fractionOfCopy).toFixed(0)}% of copy bandwidth (target 85%: ${r.fractionOfCopy >= 0.85 ? 'met' : 'MISSED'})`,
+  );
 }

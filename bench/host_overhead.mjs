@@ -14,7 +14,9 @@ import { linearFit, median, nowMs } from './stats.mjs';
 function makeOptimizer(fo, algo, n, device) {
   const params = [];
   for (let i = 0; i < n; i++) {
-    const p = new fo.Parameter(fo.Tensor.from(new Float32Array([0.01 * (i % 7) - 0.03]), { device }), { name: `encoder.layers.${i % 12}.w${i}` });
+    const p = new fo.Parameter(fo.Tensor.from(new Float32Array([0.01 * (i % 7) - 0.03]), { device }), {
+      name: `encoder.layers.${i % 12}.w${i}`,
+    });
     p.grad = fo.Tensor.from(new Float32Array([0.001 * ((i % 5) - 2) + 0.0005]), { device });
     params.push(p);
   }
@@ -46,7 +48,10 @@ function usPerCall(opt, { calls, samples, warmup }) {
  * { counts, fits: [{ algo, points: [{ tensors, usPerCall }], a, b, r2 }], stepCount }.
  * onProgress(label) is called before each optimizer's measurement, onDone() after.
  */
-export function measureHostOverhead(fo, { algos, device, counts, calls, samples, warmup, stepCountSteps, window, progress }) {
+export function measureHostOverhead(
+  fo,
+  { algos, device, counts, calls, samples, warmup, stepCountSteps, window, progress },
+) {
   const fits = [];
   for (const algo of algos) {
     progress?.start(`host overhead ${algo.name}`);
@@ -64,7 +69,15 @@ export function measureHostOverhead(fo, { algos, device, counts, calls, samples,
     );
     // The issue's target, point by point: under 5 us + 0.2 us per tensor at every count.
     for (const p of points) p.withinTarget = p.usPerCall < 5 + 0.2 * p.tensors;
-    fits.push({ algo: algo.id, algoName: algo.name, points, a, b, r2, withinTarget: points.every((p) => p.withinTarget) });
+    fits.push({
+      algo: algo.id,
+      algoName: algo.name,
+      points,
+      a,
+      b,
+      r2,
+      withinTarget: points.every((p) => p.withinTarget),
+    });
     progress?.done(`a ${a.toFixed(2)} us, b ${b.toFixed(3)} us/tensor`);
   }
 

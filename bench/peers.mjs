@@ -74,7 +74,8 @@ export function createJsPeer(algo, tensors) {
       }
       const bc1 = 1 - BETAS[0] ** step;
       const bc2Sqrt = Math.sqrt(1 - BETAS[1] ** step);
-      for (let i = 0; i < p.length; i++) adamwTensor(p[i], g[i], m[i], v[i], 1 - LR * WD, (LR * ratios[i]) / bc1, bc2Sqrt);
+      for (let i = 0; i < p.length; i++)
+        adamwTensor(p[i], g[i], m[i], v[i], 1 - LR * WD, (LR * ratios[i]) / bc1, bc2Sqrt);
     },
     dispose() {},
   };

@@ -20,7 +20,11 @@ export function formatTable(headers, rows, { markdown = false, right = [] } = {}
     return [line(headers), line(alignRight.map((r) => (r ? '---:' : '---'))), ...rows.map(line)].join('\n');
   }
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const pad = (cells) => cells.map((c, i) => (alignRight[i] ? String(c).padStart(widths[i]) : String(c).padEnd(widths[i]))).join('  ').trimEnd();
+  const pad = (cells) =>
+    cells
+      .map((c, i) => (alignRight[i] ? String(c).padStart(widths[i]) : String(c).padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [pad(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(pad)].join('\n');
 }
 
@@ -77,14 +81,29 @@ export function renderReport(r, { markdown = false } = {}) {
   });
   out.push(
     formatTable(
-      ['case', 'optimizer', 'param/grad', 'tensors', 'params', 'ms/step', 'Mparams/s', 'B/param', 'GB/s', 'of copy', 'model ms', 'target', 'vs JS', 'vs tfjs'],
+      [
+        'case',
+        'optimizer',
+        'param/grad',
+        'tensors',
+        'params',
+        'ms/step',
+        'Mparams/s',
+        'B/param',
+        'GB/s',
+        'of copy',
+        'model ms',
+        'target',
+        'vs JS',
+        'vs tfjs',
+      ],
       rows,
       { markdown, right: [3, 4, 5, 6, 7, 8, 9, 10, 12, 13] },
     ),
   );
   out.push(
     '',
-    'model ms: bytes per param x params / copy bandwidth (the floor). vs JS / vs tfjs: fused Mparams/s over the peer\'s, ' +
+    "model ms: bytes per param x params / copy bandwidth (the floor). vs JS / vs tfjs: fused Mparams/s over the peer's, " +
       'fp32 rows only (tfjs: its Adam against the fused AdamW).',
   );
 
@@ -121,9 +140,17 @@ export function renderReport(r, { markdown = false } = {}) {
           fix(f.a, 2),
           fix(f.b, 3),
           fix(f.r2, 3),
-          f.withinTarget ? 'met at every N' : `MISSED at N = ${f.points.filter((p) => !p.withinTarget).map((p) => p.tensors).join(', ')}`,
+          f.withinTarget
+            ? 'met at every N'
+            : `MISSED at N = ${f.points
+                .filter((p) => !p.withinTarget)
+                .map((p) => p.tensors)
+                .join(', ')}`,
         ]),
-        { markdown, right: [...ho.counts.map((_, i) => i + 1), ho.counts.length + 1, ho.counts.length + 2, ho.counts.length + 3] },
+        {
+          markdown,
+          right: [...ho.counts.map((_, i) => i + 1), ho.counts.length + 1, ho.counts.length + 2, ho.counts.length + 3],
+        },
       ),
     );
     const sc = ho.stepCount;

@@ -39,7 +39,18 @@ const USAGE = `usage: node bench/run.mjs [options]
   --from FILE        run nothing: print the results saved by --out FILE (as a table, --markdown or --json)`;
 
 function parseArgs(argv) {
-  const o = { quick: false, format: 'table', out: null, from: null, filter: null, threads: null, device: null, peers: true, overhead: true, progress: true };
+  const o = {
+    quick: false,
+    format: 'table',
+    out: null,
+    from: null,
+    filter: null,
+    threads: null,
+    device: null,
+    peers: true,
+    overhead: true,
+    progress: true,
+  };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split(/=(.*)/s, 2);
     const value = () => {
@@ -48,11 +59,21 @@ function parseArgs(argv) {
       return v;
     };
     switch (flag) {
-      case '--quick': o.quick = true; break;
-      case '--json': o.format = 'json'; break;
-      case '--markdown': o.format = 'markdown'; break;
-      case '--out': o.out = value(); break;
-      case '--from': o.from = value(); break;
+      case '--quick':
+        o.quick = true;
+        break;
+      case '--json':
+        o.format = 'json';
+        break;
+      case '--markdown':
+        o.format = 'markdown';
+        break;
+      case '--out':
+        o.out = value();
+        break;
+      case '--from':
+        o.from = value();
+        break;
       case '--filter': {
         const v = value();
         try {
@@ -64,7 +85,8 @@ function parseArgs(argv) {
       }
       case '--threads': {
         const v = value();
-        if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 1024) fail(`--threads must be an integer from 1 to 1024, got ${JSON.stringify(v)}`);
+        if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 1024)
+          fail(`--threads must be an integer from 1 to 1024, got ${JSON.stringify(v)}`);
         o.threads = Number(v);
         break;
       }
@@ -74,11 +96,22 @@ function parseArgs(argv) {
         o.device = v;
         break;
       }
-      case '--no-peers': o.peers = false; break;
-      case '--no-overhead': o.overhead = false; break;
-      case '--no-progress': o.progress = false; break;
-      case '--help': case '-h': console.log(USAGE); process.exit(0); break;
-      default: fail(`unknown option ${JSON.stringify(argv[i])}`);
+      case '--no-peers':
+        o.peers = false;
+        break;
+      case '--no-overhead':
+        o.overhead = false;
+        break;
+      case '--no-progress':
+        o.progress = false;
+        break;
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        process.exit(0);
+        break;
+      default:
+        fail(`unknown option ${JSON.stringify(argv[i])}`);
     }
   }
   return o;
@@ -113,7 +146,9 @@ try {
   process.exit(1);
 }
 if (typeof fo.copyBandwidth !== 'function') {
-  console.error('bench: this build of fused-optim has no copyBandwidth(); run `npm run build:ts` and rebuild the addon');
+  console.error(
+    'bench: this build of fused-optim has no copyBandwidth(); run `npm run build:ts` and rebuild the addon',
+  );
   process.exit(1);
 }
 
@@ -131,7 +166,14 @@ const S = opts.quick
       fused: { warmup: 3, minReps: 10, maxReps: 200, targetMs: 1500 },
       js: { budget: Infinity, warmup: 1, minReps: 3, maxReps: 20, targetMs: 2000 },
       tfjs: { budget: 4 * 2 ** 20, warmup: 1, minReps: 3, maxReps: 5, targetMs: 3000 },
-      host: { counts: [1, 4, 16, 64, 256, 1024, 4096], calls: 2000, samples: 7, warmup: 500, stepCountSteps: 20000, window: 2000 },
+      host: {
+        counts: [1, 4, 16, 64, 256, 1024, 4096],
+        calls: 2000,
+        samples: 7,
+        warmup: 500,
+        stepCountSteps: 20000,
+        window: 2000,
+      },
     };
 
 // Garbage collection on demand, so each run's optimizer state (freed when the optimizer
@@ -187,7 +229,9 @@ const cases = loadCases(opts.quick ? 'quick' : 'full');
 results.cases = cases.map((c) => ({ id: c.id, title: c.title, tensors: c.count, params: c.params }));
 const selected = (id) => !opts.filter || opts.filter.test(id);
 const runs = [];
-for (const c of cases) for (const algo of ALGOS) for (const dtype of DTYPES) if (selected(`${c.id}/${algo.id}/${dtype.id}`)) runs.push({ c, algo, dtype });
+for (const c of cases)
+  for (const algo of ALGOS)
+    for (const dtype of DTYPES) if (selected(`${c.id}/${algo.id}/${dtype.id}`)) runs.push({ c, algo, dtype });
 const peerRuns = [];
 if (opts.peers) {
   for (const c of cases) {
@@ -210,7 +254,12 @@ function cpuTimes() {
   try {
     const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
     const [user, nice, system, idle, iowait, irq, softirq, steal] = f;
-    return { busy: user + nice + system + irq + softirq, total: f.slice(0, 8).reduce((a, b) => a + (b || 0), 0), steal: steal || 0, idle: idle + iowait };
+    return {
+      busy: user + nice + system + irq + softirq,
+      total: f.slice(0, 8).reduce((a, b) => a + (b || 0), 0),
+      steal: steal || 0,
+      idle: idle + iowait,
+    };
   } catch {
     return null;
   }
@@ -245,7 +294,8 @@ const offsetOf = (index, numel) => (index * 104729) % (pattern.length - numel - 
 
 function makeOptimizer(algo, params) {
   if (algo.id === 'lion') return new fo.Lion(params, { lr: 1e-4, weightDecay: 1e-5 });
-  if (algo.id === 'adamwdl') return new fo.AdamWDL(params, { lr: 1e-3, weightDecay: 0.01, layerwiseDecay: 0.9, nLayers: 12 });
+  if (algo.id === 'adamwdl')
+    return new fo.AdamWDL(params, { lr: 1e-3, weightDecay: 0.01, layerwiseDecay: 0.9, nLayers: 12 });
   return new fo.AdamW(params, { lr: 1e-3, weightDecay: 0.01 });
 }
 
@@ -254,8 +304,15 @@ function runFused({ c, algo, dtype }) {
   progress.start(id);
   const params = c.tensors.map((t, i) => {
     const o = offsetOf(i, t.numel);
-    const p = new fo.Parameter(fo.Tensor.from(pattern.subarray(o, o + t.numel), { dtype: dtype.param, shape: t.shape, device }), { name: t.name });
-    p.grad = fo.Tensor.from(pattern.subarray(o + GRAD_OFFSET, o + GRAD_OFFSET + t.numel), { dtype: dtype.grad, shape: t.shape, device });
+    const p = new fo.Parameter(
+      fo.Tensor.from(pattern.subarray(o, o + t.numel), { dtype: dtype.param, shape: t.shape, device }),
+      { name: t.name },
+    );
+    p.grad = fo.Tensor.from(pattern.subarray(o + GRAD_OFFSET, o + GRAD_OFFSET + t.numel), {
+      dtype: dtype.grad,
+      shape: t.shape,
+      device,
+    });
     return p;
   });
   let opt = makeOptimizer(algo, params);
@@ -336,7 +393,10 @@ for (const pr of peerRuns) {
   results.peers.push({
     peer,
     peerName: label,
-    note: peer === 'tfjs' ? "tf.train.adam (Adam: no decoupled weight decay), tfjs's CPU backend, production mode" : 'plain JavaScript, Float32Array, one thread',
+    note:
+      peer === 'tfjs'
+        ? "tf.train.adam (Adam: no decoupled weight decay), tfjs's CPU backend, production mode"
+        : 'plain JavaScript, Float32Array, one thread',
     comparedWith: `${c.id}/${algo.id}/fp32`,
     case: c.id,
     algo: algo.id,
@@ -357,7 +417,15 @@ if (hostAlgos.length) {
 // --- copy bandwidth at the end, and the derived figures ---------------------------------------
 const copyEnd = measureCopy('end');
 progress.finish();
-const pick = (r) => ({ gbps: r.gbps, medianGbps: r.medianGbps, method: r.method, methods: r.methods, bytes: r.bytes, iterations: r.iterations, threads: r.threads });
+const pick = (r) => ({
+  gbps: r.gbps,
+  medianGbps: r.medianGbps,
+  method: r.method,
+  methods: r.methods,
+  bytes: r.bytes,
+  iterations: r.iterations,
+  threads: r.threads,
+});
 const reference = Math.max(copyStart.gbps, copyEnd.gbps);
 results.copyBandwidth = {
   device,

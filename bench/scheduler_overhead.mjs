@@ -17,7 +17,9 @@ function parseArgs(argv) {
     const [flag, inline] = argv[i].split(/=(.*)/s, 2);
     const key = { '--steps': 'steps', '--window': 'window' }[flag];
     if (!key) {
-      console.error(`scheduler_overhead: unknown option ${JSON.stringify(argv[i])}\nusage: node bench/scheduler_overhead.mjs [--steps N] [--window N]`);
+      console.error(
+        `scheduler_overhead: unknown option ${JSON.stringify(argv[i])}\nusage: node bench/scheduler_overhead.mjs [--steps N] [--window N]`,
+      );
       process.exit(2);
     }
     const value = inline ?? argv[++i];
@@ -61,7 +63,8 @@ function modelShapes() {
   ];
   for (let l = 0; l < LAYERS; l++) {
     const p = `encoder.layers.${l}`;
-    for (const m of ['q', 'k', 'v', 'o']) shapes.push([`${p}.attn.${m}.weight`, D_MODEL * D_MODEL], [`${p}.attn.${m}.bias`, D_MODEL]);
+    for (const m of ['q', 'k', 'v', 'o'])
+      shapes.push([`${p}.attn.${m}.weight`, D_MODEL * D_MODEL], [`${p}.attn.${m}.bias`, D_MODEL]);
     for (const n of ['ln1', 'ln2']) shapes.push([`${p}.${n}.weight`, D_MODEL], [`${p}.${n}.bias`, D_MODEL]);
     shapes.push(
       [`${p}.ffn.fc1.weight`, 4 * D_MODEL * D_MODEL],
@@ -70,7 +73,12 @@ function modelShapes() {
       [`${p}.ffn.fc2.bias`, D_MODEL],
     );
   }
-  shapes.push(['final_ln.weight', D_MODEL], ['final_ln.bias', D_MODEL], ['pooler.weight', D_MODEL * D_MODEL], ['pooler.bias', D_MODEL]);
+  shapes.push(
+    ['final_ln.weight', D_MODEL],
+    ['final_ln.bias', D_MODEL],
+    ['pooler.weight', D_MODEL * D_MODEL],
+    ['pooler.bias', D_MODEL],
+  );
   shapes.push(['head.weight', 2 * D_MODEL], ['head.bias', 2]);
   return shapes;
 }
@@ -102,7 +110,10 @@ function timeInterleaved(steps, a, b, chunk = 50) {
   const ua = new Float64Array(steps);
   const ub = new Float64Array(steps);
   for (let start = 0; start < steps; start += chunk) {
-    for (const [body, out] of [[a, ua], [b, ub]]) {
+    for (const [body, out] of [
+      [a, ua],
+      [b, ub],
+    ]) {
       for (let i = start; i < Math.min(start + chunk, steps); i++) {
         const t0 = process.hrtime.bigint();
         body();
@@ -188,14 +199,20 @@ const lo = Math.min(...medians);
 const hi = Math.max(...medians);
 console.log(`\nfirst ${opts.window} steps: median ${first.toFixed(1)} us, mean ${mean(ws[0]).toFixed(1)} us`);
 console.log(`last ${opts.window} steps:  median ${last.toFixed(1)} us, mean ${mean(ws[ws.length - 1]).toFixed(1)} us`);
-console.log(`window medians: ${lo.toFixed(1)} to ${hi.toFixed(1)} us (max/min ${(hi / lo).toFixed(2)}), last/first ${(last / first).toFixed(2)}`);
+console.log(
+  `window medians: ${lo.toFixed(1)} to ${hi.toFixed(1)} us (max/min ${(hi / lo).toFixed(2)}), last/first ${(last / first).toFixed(2)}`,
+);
 console.log(
   `all ${opts.steps} steps: median ${median(scheduled).toFixed(1)} us scheduled vs ${median(baseline).toFixed(1)} us at a constant lr; ` +
     `sched.step() alone: median ${median(schedOnly).toFixed(2)} us`,
 );
-console.log(`lr after ${opts.steps} steps: ${finalLr.toExponential(4)} (peak, at step 4000: ${((D_MODEL * 4000) ** -0.5).toExponential(4)})`);
+console.log(
+  `lr after ${opts.steps} steps: ${finalLr.toExponential(4)} (peak, at step 4000: ${((D_MODEL * 4000) ** -0.5).toExponential(4)})`,
+);
 // Flat: the last window is within 25% of the first, and no window's median is more than 25%
 // above the constant-lr loop's (a plan rebuild on every lr change would show as a gap there;
 // machine noise hits both loops alike).
 const flat = Math.abs(last / first - 1) <= 0.25 && Math.max(...ratios) <= 1.25;
-console.log(`flat: ${flat ? 'yes' : 'no'} (last/first window within 25%; every window within 25% of the constant-lr loop)`);
+console.log(
+  `flat: ${flat ? 'yes' : 'no'} (last/first window within 25%; every window within 25% of the constant-lr loop)`,
+);

@@ -10,7 +10,9 @@ try {
   cli = require(entry);
 } catch (e) {
   if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes(entry)) {
-    console.error(`fused-optim: the compiled command is missing (${entry}).\nRun \`npm run build:ts\` (or \`npm install\`) in the package root.`);
+    console.error(
+      `fused-optim: the compiled command is missing (${entry}).\nRun \`npm run build:ts\` (or \`npm install\`) in the package root.`,
+    );
     process.exit(1);
   }
   throw e;

@@ -32,7 +32,11 @@ export function listFatbins(buffer) {
       const payload = Number(buffer.readBigUInt64LE(e + 8));
       const arch = buffer.readUInt32LE(e + 28);
       if (entryHeader < 32 || (kind !== 1 && kind !== 2)) break;
-      entries.push({ kind: kind === 1 ? 'ptx' : 'cubin', arch: `${kind === 1 ? 'compute' : 'sm'}_${arch}`, size: payload });
+      entries.push({
+        kind: kind === 1 ? 'ptx' : 'cubin',
+        arch: `${kind === 1 ? 'compute' : 'sm'}_${arch}`,
+        size: payload,
+      });
       e += entryHeader + payload;
     }
     if (entries.length) containers.push(entries);
@@ -49,5 +53,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   }
   const containers = listFatbins(readFileSync(file));
   if (!containers.length) console.log(`${file}: no CUDA fat binary (CPU-only build)`);
-  containers.forEach((entries, i) => console.log(`fatbin ${i}: ${entries.map((x) => `${x.arch} (${x.kind}, ${x.size} B)`).join(', ')}`));
+  containers.forEach((entries, i) =>
+    console.log(`fatbin ${i}: ${entries.map((x) => `${x.arch} (${x.kind}, ${x.size} B)`).join(', ')}`),
+  );
 }

@@ -24,7 +24,12 @@ function findNvcc() {
 }
 
 function findLibDir(nvcc) {
-  const roots = [process.env.CUDA_PATH, process.env.CUDA_HOME, path.dirname(path.dirname(fs.realpathSync(nvcc))), '/usr/local/cuda'];
+  const roots = [
+    process.env.CUDA_PATH,
+    process.env.CUDA_HOME,
+    path.dirname(path.dirname(fs.realpathSync(nvcc))),
+    '/usr/local/cuda',
+  ];
   for (const root of roots) {
     if (!root) continue;
     for (const lib of ['lib64', 'lib', 'targets/x86_64-linux/lib']) {

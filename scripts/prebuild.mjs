@@ -23,7 +23,17 @@
 // device code is listed (scripts/fatbin.mjs: sm_75..sm_90 and compute_90 PTX), and its shared-library needs are only
 // the C/C++ runtime (ldd).
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,7 +59,8 @@ function npmScriptRequested() {
       return undefined;
     }
     const run = cmd.findIndex((a) => ['run', 'run-script', 'rum', 'urn'].includes(a));
-    if (run >= 0 && cmd.some((a) => /(^|\/)npm(-cli\.js)?$/.test(a))) return cmd.slice(run + 1).find((a) => !a.startsWith('-'));
+    if (run >= 0 && cmd.some((a) => /(^|\/)npm(-cli\.js)?$/.test(a)))
+      return cmd.slice(run + 1).find((a) => !a.startsWith('-'));
     pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
   }
   return undefined;
@@ -57,7 +68,9 @@ function npmScriptRequested() {
 if (process.env.npm_lifecycle_event === 'prebuild') {
   const requested = npmScriptRequested();
   if (requested !== undefined && requested !== 'prebuild') {
-    console.log(`prebuild: skipped (npm runs "prebuild" before "${requested}"; \`npm run prebuild\` makes the prebuilt binary)`);
+    console.log(
+      `prebuild: skipped (npm runs "prebuild" before "${requested}"; \`npm run prebuild\` makes the prebuilt binary)`,
+    );
     process.exit(0);
   }
 }
@@ -68,8 +81,13 @@ const jobsAt = args.indexOf('--jobs');
 const jobs = jobsAt >= 0 ? args[jobsAt + 1] : String(availableParallelism());
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--quiet') continue;
-  if (args[i] === '--jobs' && /^\d+$/.test(args[i + 1] ?? '')) { i++; continue; }
-  console.error(`prebuild: unknown option ${JSON.stringify(args[i])}\nusage: npm run prebuild [-- --quiet] [-- --jobs N]`);
+  if (args[i] === '--jobs' && /^\d+$/.test(args[i + 1] ?? '')) {
+    i++;
+    continue;
+  }
+  console.error(
+    `prebuild: unknown option ${JSON.stringify(args[i])}\nusage: npm run prebuild [-- --quiet] [-- --jobs N]`,
+  );
   process.exit(2);
 }
 
@@ -82,18 +100,26 @@ function fail(message) {
 let nodedir = process.env.npm_config_nodedir;
 if (!nodedir) {
   const prefix = resolve(dirname(process.execPath), '..');
-  if (existsSync(join(prefix, 'include', 'node', 'node_api.h')) && existsSync(join(prefix, 'include', 'node', 'common.gypi'))) nodedir = prefix;
+  if (
+    existsSync(join(prefix, 'include', 'node', 'node_api.h')) &&
+    existsSync(join(prefix, 'include', 'node', 'common.gypi'))
+  )
+    nodedir = prefix;
 }
 if (!nodedir) {
-  console.warn('prebuild: no local Node headers found (set npm\'s nodedir); node-gyp will try to download them');
+  console.warn("prebuild: no local Node headers found (set npm's nodedir); node-gyp will try to download them");
 }
 
 // --- CUDA: found or not -------------------------------------------------------------------
-const nvcc = spawnSync(process.execPath, [join(root, 'scripts', 'find-cuda.js'), 'nvcc'], { encoding: 'utf8' }).stdout.trim();
+const nvcc = spawnSync(process.execPath, [join(root, 'scripts', 'find-cuda.js'), 'nvcc'], {
+  encoding: 'utf8',
+}).stdout.trim();
 if (/^on$/i.test(process.env.FUSED_OPTIM_CUDA ?? '') && !nvcc) {
   fail('FUSED_OPTIM_CUDA=ON but no usable nvcc (with libcudart_static.a) was found on PATH or in CUDACXX');
 }
-console.log(`prebuild: node ${process.version}, headers from ${nodedir ?? '(download)'}, CUDA: ${nvcc || 'not found, CPU-only binary'}`);
+console.log(
+  `prebuild: node ${process.version}, headers from ${nodedir ?? '(download)'}, CUDA: ${nvcc || 'not found, CPU-only binary'}`,
+);
 
 // --- Staging copy -------------------------------------------------------------------------
 const stage = mkdtempSync(join(tmpdir(), 'fused-optim-prebuild-'));
@@ -110,7 +136,16 @@ try {
   const started = Date.now();
   const r = spawnSync(
     process.execPath,
-    [prebuildify, '--napi', '--strip', '--target', process.versions.node, '--cwd', stage, ...(quiet ? ['--quiet'] : [])],
+    [
+      prebuildify,
+      '--napi',
+      '--strip',
+      '--target',
+      process.versions.node,
+      '--cwd',
+      stage,
+      ...(quiet ? ['--quiet'] : []),
+    ],
     { cwd: stage, env, stdio: 'inherit' },
   );
   if (r.status !== 0) fail(`prebuildify failed (exit ${r.status ?? r.signal})`);
@@ -138,13 +173,19 @@ console.log(`prebuild: prebuilds/${tuple}/${files[0]} (${(statSync(binary).size 
 // Load exactly this file (not build/Release, which node-gyp-build would prefer).
 const probe = spawnSync(
   process.execPath,
-  ['-e', `const m = { exports: {} }; process.dlopen(m, ${JSON.stringify(binary)}); console.log(JSON.stringify(m.exports.nativeInfo()))`],
+  [
+    '-e',
+    `const m = { exports: {} }; process.dlopen(m, ${JSON.stringify(binary)}); console.log(JSON.stringify(m.exports.nativeInfo()))`,
+  ],
   { encoding: 'utf8', env: { ...process.env, FUSED_OPTIM_THREADS: '1' } },
 );
 if (probe.status !== 0) fail(`the prebuilt binary does not load:\n${probe.stderr}`);
 const info = JSON.parse(probe.stdout);
-console.log(`prebuild: loads; cudaCompiled ${info.cudaCompiled}${info.cudaCompiled ? ` (${info.cudaArchs})` : ''}; usable GPU: ${info.cudaUsable ? info.cudaDeviceName : `no (${info.cudaError})`}`);
-if (Boolean(nvcc) !== info.cudaCompiled) fail(`nvcc was ${nvcc ? '' : 'not '}found but the binary reports cudaCompiled ${info.cudaCompiled}`);
+console.log(
+  `prebuild: loads; cudaCompiled ${info.cudaCompiled}${info.cudaCompiled ? ` (${info.cudaArchs})` : ''}; usable GPU: ${info.cudaUsable ? info.cudaDeviceName : `no (${info.cudaError})`}`,
+);
+if (Boolean(nvcc) !== info.cudaCompiled)
+  fail(`nvcc was ${nvcc ? '' : 'not '}found but the binary reports cudaCompiled ${info.cudaCompiled}`);
 
 if (info.cudaCompiled) {
   // The device code itself (what cuobjdump --list-elf/--list-ptx shows), read from the file.
@@ -152,14 +193,19 @@ if (info.cudaCompiled) {
   const archs = [...new Set(containers.flat().map((e) => e.arch))].sort();
   console.log(`prebuild: CUDA code: ${containers.length} fat binaries with ${archs.join(', ')}`);
   for (const want of ['sm_75', 'sm_80', 'sm_86', 'sm_89', 'sm_90', 'compute_90']) {
-    if (!containers.length || !containers.every((entries) => entries.some((e) => e.arch === want))) fail(`the binary lacks ${want} code`);
+    if (!containers.length || !containers.every((entries) => entries.some((e) => e.arch === want)))
+      fail(`the binary lacks ${want} code`);
   }
 }
 
 const ldd = spawnSync('ldd', [binary], { encoding: 'utf8' });
 if (ldd.status === 0) {
-  const libs = ldd.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0]).filter(Boolean);
-  const allowed = /^(linux-vdso\.so|\/lib64\/ld-linux|ld-linux|libc\.so|libm\.so|libstdc\+\+\.so|libgcc_s\.so|libpthread\.so|libdl\.so|librt\.so)/;
+  const libs = ldd.stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[0])
+    .filter(Boolean);
+  const allowed =
+    /^(linux-vdso\.so|\/lib64\/ld-linux|ld-linux|libc\.so|libm\.so|libstdc\+\+\.so|libgcc_s\.so|libpthread\.so|libdl\.so|librt\.so)/;
   const other = libs.filter((l) => !allowed.test(l));
   console.log(`prebuild: shared libraries: ${libs.join(' ')}`);
   if (other.length) fail(`the binary needs libraries beyond the C/C++ runtime: ${other.join(', ')}`);

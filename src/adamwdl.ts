@@ -33,19 +33,33 @@ export class AdamWDL extends AdamW {
   readonly #applyDecayParamFun: ((name: string) => boolean) | undefined;
 
   constructor(params: ParamsInput<AdamWParamGroup>, options: AdamWDLOptions = {}) {
-    const layerwiseDecay = checkFiniteNumber(options.layerwiseDecay ?? 1, 'AdamWDL options: layerwiseDecay', { min: 0 });
+    const layerwiseDecay = checkFiniteNumber(options.layerwiseDecay ?? 1, 'AdamWDL options: layerwiseDecay', {
+      min: 0,
+    });
     const nLayers = options.nLayers ?? 12;
-    if (!Number.isSafeInteger(nLayers) || nLayers < 0) throw new RangeError(`AdamWDL options: nLayers must be a non-negative integer, got ${nLayers}`);
+    if (!Number.isSafeInteger(nLayers) || nLayers < 0)
+      throw new RangeError(`AdamWDL options: nLayers must be a non-negative integer, got ${nLayers}`);
     for (const key of ['setParamLrFun', 'applyDecayParamFun'] as const) {
-      if (options[key] !== undefined && typeof options[key] !== 'function') throw new TypeError(`AdamWDL options: ${key} must be a function`);
+      if (options[key] !== undefined && typeof options[key] !== 'function')
+        throw new TypeError(`AdamWDL options: ${key} must be a function`);
     }
     const nd = options.nameDict;
-    if (nd !== undefined && !(nd instanceof Map) && (nd === null || typeof nd !== 'object' || Object.getPrototypeOf(nd) !== Object.prototype)) {
+    if (
+      nd !== undefined &&
+      !(nd instanceof Map) &&
+      (nd === null || typeof nd !== 'object' || Object.getPrototypeOf(nd) !== Object.prototype)
+    ) {
       throw new TypeError('AdamWDL options: nameDict must be a Map<Parameter, string> or a plain object');
     }
     // Params are registered (and their ratios computed) inside super(): the options must be
     // readable by then, so they go through a static slot rather than instance fields.
-    AdamWDL.#pending = { layerwiseDecay, nLayers, setParamLrFun: options.setParamLrFun ?? defaultLayerwiseRatio, nameDict: options.nameDict, applyDecayParamFun: options.applyDecayParamFun };
+    AdamWDL.#pending = {
+      layerwiseDecay,
+      nLayers,
+      setParamLrFun: options.setParamLrFun ?? defaultLayerwiseRatio,
+      nameDict: options.nameDict,
+      applyDecayParamFun: options.applyDecayParamFun,
+    };
     try {
       super(params, options);
     } finally {
@@ -59,7 +73,13 @@ export class AdamWDL extends AdamW {
   }
 
   static #pending:
-    | { layerwiseDecay: number; nLayers: number; setParamLrFun: SetParamLrFun; nameDict: AdamWDLOptions['nameDict']; applyDecayParamFun?: (name: string) => boolean }
+    | {
+        layerwiseDecay: number;
+        nLayers: number;
+        setParamLrFun: SetParamLrFun;
+        nameDict: AdamWDLOptions['nameDict'];
+        applyDecayParamFun?: (name: string) => boolean;
+      }
     | undefined;
 
   /** The lr multiplier and decay switch of each param, by param name (for inspection). */
@@ -86,13 +106,17 @@ export class AdamWDL extends AdamW {
     };
     const dict = o.nameDict;
     const name = (dict instanceof Map ? dict.get(p) : dict?.[p.name]) ?? p.name;
-    if (typeof name !== 'string') throw new TypeError(`AdamWDL: nameDict maps param '${p.name}' to ${String(name)}; names must be strings`);
+    if (typeof name !== 'string')
+      throw new TypeError(`AdamWDL: nameDict maps param '${p.name}' to ${String(name)}; names must be strings`);
     const ratio = o.setParamLrFun(o.layerwiseDecay, name, o.nLayers);
     if (typeof ratio !== 'number' || !Number.isFinite(ratio) || ratio < 0) {
-      throw new RangeError(`AdamWDL: setParamLrFun returned ${String(ratio)} for param '${name}'; the lr ratio must be a finite number >= 0`);
+      throw new RangeError(
+        `AdamWDL: setParamLrFun returned ${String(ratio)} for param '${name}'; the lr ratio must be a finite number >= 0`,
+      );
     }
     const applyDecay = o.applyDecayParamFun ? o.applyDecayParamFun(name) : true;
-    if (typeof applyDecay !== 'boolean') throw new TypeError(`AdamWDL: applyDecayParamFun must return a boolean for param '${name}'`);
+    if (typeof applyDecay !== 'boolean')
+      throw new TypeError(`AdamWDL: applyDecayParamFun must return a boolean for param '${name}'`);
     return { ratio, applyDecay };
   }
 }

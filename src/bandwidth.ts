@@ -64,8 +64,10 @@ const MAX_BYTES = 2 ** 40;
 const MAX_ITERATIONS = 10_000;
 
 function checkInteger(value: unknown, what: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new TypeError(`copyBandwidth: ${what} must be an integer, got ${String(value)}`);
-  if (value < min || value > max) throw new RangeError(`copyBandwidth: ${what} must be from ${min} to ${max}, got ${value}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value))
+    throw new TypeError(`copyBandwidth: ${what} must be an integer, got ${String(value)}`);
+  if (value < min || value > max)
+    throw new RangeError(`copyBandwidth: ${what} must be from ${min} to ${max}, got ${value}`);
   return value;
 }
 
@@ -82,9 +84,13 @@ export function copyBandwidth(options: CopyBandwidthOptions = {}): CopyBandwidth
   const device = options.device ?? defaultDevice();
   const code = deviceCode(device, 'copyBandwidth: device');
   checkDeviceUsable(device);
-  const addon = native() as ReturnType<typeof native> & { copyBandwidth?: (bytes: number, iterations: number, device: number) => NativeBandwidth };
+  const addon = native() as ReturnType<typeof native> & {
+    copyBandwidth?: (bytes: number, iterations: number, device: number) => NativeBandwidth;
+  };
   if (typeof addon.copyBandwidth !== 'function') {
-    throw new Error('copyBandwidth: the loaded native addon predates copyBandwidth; rebuild it (npm run build:gyp or npm run build)');
+    throw new Error(
+      'copyBandwidth: the loaded native addon predates copyBandwidth; rebuild it (npm run build:gyp or npm run build)',
+    );
   }
   const r = addon.copyBandwidth(bytes, iterations, code);
   return {

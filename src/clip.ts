@@ -6,7 +6,11 @@ import { checkFiniteNumber } from './optimizer';
 import { Parameter } from './parameter';
 
 function gradsOf(params: Iterable<Parameter>, where: string) {
-  if (params === null || typeof params !== 'object' || typeof (params as Iterable<unknown>)[Symbol.iterator] !== 'function') {
+  if (
+    params === null ||
+    typeof params !== 'object' ||
+    typeof (params as Iterable<unknown>)[Symbol.iterator] !== 'function'
+  ) {
     throw new TypeError(`${where}: params must be an array of Parameters`);
   }
   const list = [...params];
@@ -61,5 +65,10 @@ export function clipGradNorm(params: Iterable<Parameter>, maxNorm: number, optio
 export function clipGradValue(params: Iterable<Parameter>, value: number): void {
   const grads = gradsOf(params, 'clipGradValue');
   checkFiniteNumber(value, 'clipGradValue: value', { min: 0 });
-  if (grads.length) native().clampGrads(grads.map((g) => g.handle), -value, value);
+  if (grads.length)
+    native().clampGrads(
+      grads.map((g) => g.handle),
+      -value,
+      value,
+    );
 }

@@ -3,7 +3,12 @@
 // fused metrics. Subclasses describe their hyperparameters and state buffers.
 import { deviceCode } from './dtype';
 import { type MetricsDict, metricsFromSums } from './metrics';
-import { type NativeOptimizerHandle, type NativeParamOptions, type NativeParamState, type NativeStepControl } from './native';
+import {
+  type NativeOptimizerHandle,
+  type NativeParamOptions,
+  type NativeParamState,
+  type NativeStepControl,
+} from './native';
 import { Optimizer, type ParamGroup, checkBoolean, checkFiniteNumber } from './optimizer';
 import type { GradBinding, Parameter } from './parameter';
 import { Tensor } from './tensor';
@@ -43,7 +48,8 @@ export interface StateDict<S, GD> {
 
 function checkGradClip(clip: unknown, where: string): NativeStepControl {
   if (clip === undefined || clip === null) return {};
-  if (typeof clip !== 'object') throw new TypeError(`${where} must be an object like { type: 'globalNorm', maxNorm: 1 }`);
+  if (typeof clip !== 'object')
+    throw new TypeError(`${where} must be an object like { type: 'globalNorm', maxNorm: 1 }`);
   const c = clip as Record<string, unknown>;
   if (c.type === 'globalNorm' || c.type === 'norm') {
     const maxNorm = checkFiniteNumber(c.maxNorm, `${where}.maxNorm`, { min: 0, minExclusive: true });
@@ -59,7 +65,8 @@ function checkGradClip(clip: unknown, where: string): NativeStepControl {
 }
 
 function checkSeed(seed: unknown, what: string): number {
-  if (!Number.isSafeInteger(seed) || (seed as number) < 0) throw new RangeError(`${what} must be an integer from 0 to 2^53 - 1, got ${String(seed)}`);
+  if (!Number.isSafeInteger(seed) || (seed as number) < 0)
+    throw new RangeError(`${what} must be an integer from 0 to 2^53 - 1, got ${String(seed)}`);
   return seed as number;
 }
 
@@ -193,17 +200,27 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
 
   /** Restores hyperparameters and state; checks the whole dict before changing anything. */
   loadStateDict(sd: StateDict<S, GD>): void {
-    if (sd === null || typeof sd !== 'object' || !Array.isArray(sd.param_groups) || typeof sd.state !== 'object' || sd.state === null) {
+    if (
+      sd === null ||
+      typeof sd !== 'object' ||
+      !Array.isArray(sd.param_groups) ||
+      typeof sd.state !== 'object' ||
+      sd.state === null
+    ) {
       throw new TypeError('loadStateDict: expected { state, param_groups }');
     }
     if (sd.param_groups.length !== this.paramGroups.length) {
-      throw new RangeError(`loadStateDict: the dict has ${sd.param_groups.length} param groups but the optimizer has ${this.paramGroups.length}`);
+      throw new RangeError(
+        `loadStateDict: the dict has ${sd.param_groups.length} param groups but the optimizer has ${this.paramGroups.length}`,
+      );
     }
     const groups = sd.param_groups.map((saved, i) => {
       const where = `loadStateDict: param_groups[${i}]`;
       if (saved === null || typeof saved !== 'object') throw new TypeError(`${where} must be an object`);
       if (!Array.isArray(saved.params) || saved.params.length !== this.paramGroups[i].params.length) {
-        throw new RangeError(`${where} has ${saved.params?.length} params but the optimizer's group has ${this.paramGroups[i].params.length}`);
+        throw new RangeError(
+          `${where} has ${saved.params?.length} params but the optimizer's group has ${this.paramGroups[i].params.length}`,
+        );
       }
       return this.checkGroup(this.groupFromDict(saved, { ...this.paramGroups[i] }), where);
     });
@@ -220,17 +237,25 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
       if (s === null || typeof s !== 'object') throw new TypeError(`${where} must be an object`);
       p.data.checkAlive(`${where}: data`);
       const step = this.hasStepCount ? s.step : (s.step ?? 1);
-      if (!Number.isSafeInteger(step) || (step as number) < 0) throw new RangeError(`${where}: step must be a non-negative integer`);
+      if (!Number.isSafeInteger(step) || (step as number) < 0)
+        throw new RangeError(`${where}: step must be a non-negative integer`);
       const { required, optional } = this.stateBuffers;
       const buffers: Record<string, Float32Array> = {};
       for (const k of [...required, ...optional, 'master']) {
         const v = s[k];
         if (v === undefined && !required.includes(k)) continue;
         // The param's state dtype is fp32: other float/integer arrays and number[] are converted.
-        const isNumbers = Array.isArray(v) ? v.every((x) => typeof x === 'number') : ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array);
-        if (!isNumbers) throw new TypeError(`${where}: ${k} must be a Float32Array (or another typed array or array of numbers)`);
+        const isNumbers = Array.isArray(v)
+          ? v.every((x) => typeof x === 'number')
+          : ArrayBuffer.isView(v) &&
+            !(v instanceof DataView) &&
+            !(v instanceof BigInt64Array) &&
+            !(v instanceof BigUint64Array);
+        if (!isNumbers)
+          throw new TypeError(`${where}: ${k} must be a Float32Array (or another typed array or array of numbers)`);
         const values = v as ArrayLike<number>;
-        if (values.length !== p.data.numel) throw new RangeError(`${where}: ${k} has ${values.length} elements but the param has ${p.data.numel}`);
+        if (values.length !== p.data.numel)
+          throw new RangeError(`${where}: ${k} has ${values.length} elements but the param has ${p.data.numel}`);
         buffers[k] = values instanceof Float32Array ? values : Float32Array.from(values);
       }
       if (s.master !== undefined && (p.data.dtype === 'float32' || !this.masterWeights)) {
@@ -247,13 +272,18 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
       const current = this.handle().getState(index);
       if (!current) return;
       const zeros: NativeParamState = { step: 0 };
-      for (const [k, v] of Object.entries(current)) if (v instanceof Float32Array && k !== 'master') zeros[k] = new Float32Array(p.data.numel);
+      for (const [k, v] of Object.entries(current))
+        if (v instanceof Float32Array && k !== 'master') zeros[k] = new Float32Array(p.data.numel);
       resets.push([index, zeros]);
     });
     let rng: { seed: number; counter: number } | undefined;
     if (sd.rng !== undefined) {
-      if (sd.rng === null || typeof sd.rng !== 'object') throw new TypeError('loadStateDict: rng must be { seed, counter }');
-      rng = { seed: checkSeed(sd.rng.seed, 'loadStateDict: rng.seed'), counter: checkSeed(sd.rng.counter, 'loadStateDict: rng.counter') };
+      if (sd.rng === null || typeof sd.rng !== 'object')
+        throw new TypeError('loadStateDict: rng must be { seed, counter }');
+      rng = {
+        seed: checkSeed(sd.rng.seed, 'loadStateDict: rng.seed'),
+        counter: checkSeed(sd.rng.counter, 'loadStateDict: rng.counter'),
+      };
     }
     // State first: the native side refuses while a stepAsync() runs, before anything changed.
     for (const [index, s] of [...updates, ...resets]) this.handle().setState(index, s);
@@ -289,7 +319,8 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     const n = this.paramGroups.length;
     const fields = this.hyperFields;
     if (this.#hyper.length !== n * fields) this.#hyper = new Float64Array(n * fields);
-    for (let i = 0; i < n; i++) this.writeHyper(this.checkGroup(this.paramGroups[i], `paramGroups[${i}]`), this.#hyper, i * fields);
+    for (let i = 0; i < n; i++)
+      this.writeHyper(this.checkGroup(this.paramGroups[i], `paramGroups[${i}]`), this.#hyper, i * fields);
     return this.#hyper;
   }
 }

@@ -24,7 +24,10 @@ export interface GradScalerStateDict {
 }
 
 // Anything a GradScaler can step: the fused optimizers.
-type ScalableOptimizer = Pick<FusedOptimizer<never, object, object>, 'stepScaled' | 'stepScaledAsync' | 'gradsForScaling'>;
+type ScalableOptimizer = Pick<
+  FusedOptimizer<never, object, object>,
+  'stepScaled' | 'stepScaledAsync' | 'gradsForScaling'
+>;
 
 interface OptimizerRecord {
   stage: 'unscaled' | 'stepped';
@@ -44,12 +47,22 @@ export class GradScaler {
 
   constructor(options: GradScalerOptions = {}) {
     this.enabled = checkBoolean(options.enabled ?? true, 'GradScaler options: enabled');
-    this.#scale = f32(checkFiniteNumber(options.initScale ?? 2 ** 16, 'GradScaler options: initScale', { min: 0, minExclusive: true }));
-    this.#growthFactor = checkFiniteNumber(options.growthFactor ?? 2, 'GradScaler options: growthFactor', { min: 1, minExclusive: true });
-    this.#backoffFactor = checkFiniteNumber(options.backoffFactor ?? 0.5, 'GradScaler options: backoffFactor', { min: 0, minExclusive: true });
-    if (this.#backoffFactor >= 1) throw new RangeError(`GradScaler options: backoffFactor must be < 1, got ${this.#backoffFactor}`);
+    this.#scale = f32(
+      checkFiniteNumber(options.initScale ?? 2 ** 16, 'GradScaler options: initScale', { min: 0, minExclusive: true }),
+    );
+    this.#growthFactor = checkFiniteNumber(options.growthFactor ?? 2, 'GradScaler options: growthFactor', {
+      min: 1,
+      minExclusive: true,
+    });
+    this.#backoffFactor = checkFiniteNumber(options.backoffFactor ?? 0.5, 'GradScaler options: backoffFactor', {
+      min: 0,
+      minExclusive: true,
+    });
+    if (this.#backoffFactor >= 1)
+      throw new RangeError(`GradScaler options: backoffFactor must be < 1, got ${this.#backoffFactor}`);
     const interval = options.growthInterval ?? 2000;
-    if (!Number.isSafeInteger(interval) || interval < 1) throw new RangeError(`GradScaler options: growthInterval must be a positive integer, got ${interval}`);
+    if (!Number.isSafeInteger(interval) || interval < 1)
+      throw new RangeError(`GradScaler options: growthInterval must be a positive integer, got ${interval}`);
     this.#growthInterval = interval;
   }
 
@@ -71,7 +84,8 @@ export class GradScaler {
   unscale(optimizer: ScalableOptimizer): void {
     if (!this.enabled) return;
     const record = this.#records.get(optimizer);
-    if (record?.stage === 'unscaled') throw new Error('GradScaler.unscale: already called on this optimizer since the last update()');
+    if (record?.stage === 'unscaled')
+      throw new Error('GradScaler.unscale: already called on this optimizer since the last update()');
     if (record?.stage === 'stepped') throw new Error('GradScaler.unscale: called after step() and before update()');
     const grads = optimizer.gradsForScaling();
     const handles = grads.map((g) => g.handle);
@@ -87,7 +101,9 @@ export class GradScaler {
   step(optimizer: ScalableOptimizer): { skipped: boolean } {
     if (!this.enabled) return { skipped: optimizer.stepScaled(1, false) };
     const record = this.#beginStep(optimizer);
-    const skipped = record ? record.foundInf || optimizer.stepScaled(1, false) : optimizer.stepScaled(this.#invScale(), true);
+    const skipped = record
+      ? record.foundInf || optimizer.stepScaled(1, false)
+      : optimizer.stepScaled(this.#invScale(), true);
     this.#finishStep(optimizer, skipped);
     return { skipped };
   }
@@ -113,7 +129,8 @@ export class GradScaler {
     if (newScale !== undefined) {
       this.#scale = f32(checkFiniteNumber(newScale, 'GradScaler.update: newScale', { min: 0, minExclusive: true }));
     } else {
-      if (this.#records.size === 0) throw new Error('GradScaler.update: no optimizer was stepped (or unscaled) since the last update()');
+      if (this.#records.size === 0)
+        throw new Error('GradScaler.update: no optimizer was stepped (or unscaled) since the last update()');
       const foundInf = [...this.#records.values()].some((r) => r.foundInf);
       if (foundInf) {
         this.#scale = f32(this.#scale * this.#backoffFactor);
@@ -148,8 +165,14 @@ export class GradScaler {
       backoffFactor: sd.backoff_factor,
       growthInterval: sd.growth_interval,
     });
-    if (!Number.isSafeInteger(sd._growth_tracker) || sd._growth_tracker < 0 || sd._growth_tracker >= sd.growth_interval) {
-      throw new RangeError('GradScaler.loadStateDict: _growth_tracker must be an integer from 0 to growth_interval - 1');
+    if (
+      !Number.isSafeInteger(sd._growth_tracker) ||
+      sd._growth_tracker < 0 ||
+      sd._growth_tracker >= sd.growth_interval
+    ) {
+      throw new RangeError(
+        'GradScaler.loadStateDict: _growth_tracker must be an integer from 0 to growth_interval - 1',
+      );
     }
     this.#scale = probe.#scale;
     this.#growthFactor = probe.#growthFactor;
@@ -165,9 +188,11 @@ export class GradScaler {
   }
 
   #beginStep(optimizer: ScalableOptimizer): OptimizerRecord | undefined {
-    if (!optimizer || typeof optimizer.stepScaled !== 'function') throw new TypeError('GradScaler.step: optimizer must be a fused-optim optimizer');
+    if (!optimizer || typeof optimizer.stepScaled !== 'function')
+      throw new TypeError('GradScaler.step: optimizer must be a fused-optim optimizer');
     const record = this.#records.get(optimizer);
-    if (record?.stage === 'stepped') throw new Error('GradScaler.step: step() was already called on this optimizer since the last update()');
+    if (record?.stage === 'stepped')
+      throw new Error('GradScaler.step: step() was already called on this optimizer since the last update()');
     return record;
   }
 

@@ -4,12 +4,35 @@ export { Tensor, type TensorOptions } from './tensor';
 export { Parameter, type RowSparseGrad } from './parameter';
 export { Optimizer, type ParamGroup, type ParamsInput } from './optimizer';
 export { AdamW, type AdamWOptions, type AdamWParamGroup, type AdamWParamState, type AdamWStateDict } from './adamw';
-export { LRScheduler, type LRSchedulerStateDict, type SchedulableGroup, type SchedulableOptimizer, type SchedulerOptions, type SchedulerStateDict } from './schedulers/lr_scheduler';
+export {
+  LRScheduler,
+  type LRSchedulerStateDict,
+  type SchedulableGroup,
+  type SchedulableOptimizer,
+  type SchedulerOptions,
+  type SchedulerStateDict,
+} from './schedulers/lr_scheduler';
 export { LambdaLR, type LambdaLRStateDict, type LrLambda } from './schedulers/lambda_lr';
 export { TransformerLR, type TransformerLROptions, type TransformerLRStateDict } from './schedulers/transformer_lr';
-export { LinearLR, type LinearLROptions, type LinearLRStateDict, CosineAnnealingLR, type CosineAnnealingLROptions, type CosineAnnealingLRStateDict } from './schedulers/torch_schedulers';
+export {
+  LinearLR,
+  type LinearLROptions,
+  type LinearLRStateDict,
+  CosineAnnealingLR,
+  type CosineAnnealingLROptions,
+  type CosineAnnealingLRStateDict,
+} from './schedulers/torch_schedulers';
 export { SequentialLR, type SequentialLROptions, type SequentialLRStateDict } from './schedulers/sequential_lr';
-export { linearWarmup, cosineWithWarmup, constantWithWarmup, inverseSqrtWithWarmup, type LinearWarmupOptions, type CosineWithWarmupOptions, type ConstantWithWarmupOptions, type InverseSqrtWithWarmupOptions } from './schedulers/warmup';
+export {
+  linearWarmup,
+  cosineWithWarmup,
+  constantWithWarmup,
+  inverseSqrtWithWarmup,
+  type LinearWarmupOptions,
+  type CosineWithWarmupOptions,
+  type ConstantWithWarmupOptions,
+  type InverseSqrtWithWarmupOptions,
+} from './schedulers/warmup';
 export { AdamWDL, type AdamWDLOptions, type SetParamLrFun } from './adamwdl';
 export { Lion, type LionOptions, type LionParamGroup, type LionParamState, type LionStateDict } from './lion';
 export { type MetricsDict, preReduceMetrics, reduceMetrics } from './metrics';
@@ -18,6 +41,32 @@ export { FusedOptimizer, type StateDict } from './fused_optimizer';
 export { GradScaler, type GradScalerOptions, type GradScalerStateDict } from './grad_scaler';
 export { clipGradNorm, clipGradValue, type ClipGradNormOptions } from './clip';
 export type { GradClip, FusedOptions } from './fused_optimizer';
-export { copyBandwidth, type CopyBandwidthOptions, type CopyBandwidthResult, type CopyBandwidthMethod } from './bandwidth';
-export { saveCheckpoint, loadCheckpoint, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type SaveCheckpointOptions, type LoadCheckpointOptions, type CheckpointOptimizer, type Stateful } from './checkpoint/checkpoint';
-export { SafetensorsFile, SafetensorsError, readSafetensors, writeSafetensors, MAX_HEADER_BYTES, type SafetensorsDType, type SafetensorsTensor, type SafetensorsTensorInfo, type SafetensorsTensorInput, type TensorData } from './checkpoint/safetensors';
+export {
+  copyBandwidth,
+  type CopyBandwidthOptions,
+  type CopyBandwidthResult,
+  type CopyBandwidthMethod,
+} from './bandwidth';
+export {
+  saveCheckpoint,
+  loadCheckpoint,
+  CheckpointError,
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_VERSION,
+  type SaveCheckpointOptions,
+  type LoadCheckpointOptions,
+  type CheckpointOptimizer,
+  type Stateful,
+} from './checkpoint/checkpoint';
+export {
+  SafetensorsFile,
+  SafetensorsError,
+  readSafetensors,
+  writeSafetensors,
+  MAX_HEADER_BYTES,
+  type SafetensorsDType,
+  type SafetensorsTensor,
+  type SafetensorsTensorInfo,
+  type SafetensorsTensorInput,
+  type TensorData,
+} from './checkpoint/safetensors';

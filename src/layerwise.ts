@@ -11,7 +11,9 @@ export function encoderLayerIndex(name: string): number | undefined {
   if (at < 0) return undefined;
   const token = name.slice(at + LAYER_PATTERN.length).split('.')[0];
   if (!/^\d+$/.test(token)) {
-    throw new RangeError(`cannot read the layer index in param name '${name}': expected encoder.layers.<N>, got '${token}'`);
+    throw new RangeError(
+      `cannot read the layer index in param name '${name}': expected encoder.layers.<N>, got '${token}'`,
+    );
   }
   return Number(token);
 }

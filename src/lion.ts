@@ -97,6 +97,12 @@ export class Lion extends FusedOptimizer<LionParamGroup, LionParamState, LionGro
   }
 
   protected groupFromDict(saved: LionGroupDict, current: LionParamGroup): LionParamGroup {
-    return { ...current, lr: saved.lr, betas: saved.betas, weightDecay: saved.weight_decay, initialLr: saved.initial_lr };
+    return {
+      ...current,
+      lr: saved.lr,
+      betas: saved.betas,
+      weightDecay: saved.weight_decay,
+      initialLr: saved.initial_lr,
+    };
   }
 }

@@ -28,7 +28,9 @@ export function metricsFromSums(name: string, sums: ArrayLike<number>): MetricsD
 function splitKey(key: string): { metric: string; layer: string } {
   const parts = key.split('/');
   if (parts.length < 3 || (parts[0] !== 'l2_norm' && parts[0] !== 'cosine')) {
-    throw new RangeError(`metric key ${JSON.stringify(key)} is not of the form 'l2_norm/<what>/<name>' or 'cosine/<a>_<b>/<name>'`);
+    throw new RangeError(
+      `metric key ${JSON.stringify(key)} is not of the form 'l2_norm/<what>/<name>' or 'cosine/<a>_<b>/<name>'`,
+    );
   }
   return { metric: `${parts[0]}/${parts[1]}`, layer: parts.slice(2).join('/') };
 }
@@ -48,7 +50,8 @@ export function preReduceMetrics(metrics: MetricsDict): MetricsDict {
       const [a, b] = metric.slice('cosine/'.length).split('_');
       const normA = metrics[`l2_norm/${a}/${layer}`];
       const normB = metrics[`l2_norm/${b}/${layer}`];
-      if (normA === undefined || normB === undefined) throw new RangeError(`preReduceMetrics: ${key} needs l2_norm/${a}/${layer} and l2_norm/${b}/${layer}`);
+      if (normA === undefined || normB === undefined)
+        throw new RangeError(`preReduceMetrics: ${key} needs l2_norm/${a}/${layer} and l2_norm/${b}/${layer}`);
       out[key] = value * normA * normB;
     }
   }
@@ -68,7 +71,8 @@ export function reduceMetrics(preReduced: readonly MetricsDict[]): MetricsDict {
       const [a, b] = metric.slice('cosine/'.length).split('_');
       const aSq = sum[`l2_norm/${a}/${layer}`];
       const bSq = sum[`l2_norm/${b}/${layer}`];
-      if (aSq === undefined || bSq === undefined) throw new RangeError(`reduceMetrics: ${key} needs l2_norm/${a}/${layer} and l2_norm/${b}/${layer}`);
+      if (aSq === undefined || bSq === undefined)
+        throw new RangeError(`reduceMetrics: ${key} needs l2_norm/${a}/${layer} and l2_norm/${b}/${layer}`);
       out[key] = cosine(value, aSq, bSq);
     }
   }

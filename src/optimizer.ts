@@ -13,7 +13,11 @@ export interface ParamGroup {
 
 export type ParamsInput<G> = Iterable<Parameter> | Iterable<Partial<G> & { params: Iterable<Parameter> }>;
 
-export function checkFiniteNumber(value: unknown, what: string, { min = -Infinity, minExclusive = false } = {}): number {
+export function checkFiniteNumber(
+  value: unknown,
+  what: string,
+  { min = -Infinity, minExclusive = false } = {},
+): number {
   if (typeof value !== 'number' || !Number.isFinite(value)) {
     throw new RangeError(`${what} must be a finite number, got ${String(value)}`);
   }
@@ -87,15 +91,22 @@ export abstract class Optimizer<G extends ParamGroup> {
   protected abstract bindGrad(index: number, grad: GradBinding): void;
 
   private normalizeInput(params: ParamsInput<G>): Array<Partial<G> & { params: Iterable<Parameter> }> {
-    if (params === null || typeof params !== 'object' || typeof (params as Iterable<unknown>)[Symbol.iterator] !== 'function') {
+    if (
+      params === null ||
+      typeof params !== 'object' ||
+      typeof (params as Iterable<unknown>)[Symbol.iterator] !== 'function'
+    ) {
       throw new TypeError('params must be an array of Parameters or of param groups');
     }
     const list = [...(params as Iterable<unknown>)];
     if (list.length === 0) throw new RangeError('optimizer got an empty parameter list');
-    if (list.every((p) => p instanceof Parameter)) return [{ params: list as Parameter[] } as Partial<G> & { params: Parameter[] }];
+    if (list.every((p) => p instanceof Parameter))
+      return [{ params: list as Parameter[] } as Partial<G> & { params: Parameter[] }];
     return list.map((g, i) => {
       if (g === null || typeof g !== 'object' || g instanceof Parameter || !('params' in g)) {
-        throw new TypeError(`param group ${i} must be an object with a params array (params cannot mix Parameters and groups)`);
+        throw new TypeError(
+          `param group ${i} must be an object with a params array (params cannot mix Parameters and groups)`,
+        );
       }
       return g as Partial<G> & { params: Iterable<Parameter> };
     });
@@ -119,13 +130,15 @@ export abstract class Optimizer<G extends ParamGroup> {
       seenData.add(p.data);
       p.data.checkAlive(`${label} data`);
       device ??= p.data.device;
-      if (p.data.device !== device) throw new TypeError(`${label} is on ${p.data.device} but the optimizer's params are on ${device}`);
+      if (p.data.device !== device)
+        throw new TypeError(`${label} is on ${p.data.device} but the optimizer's params are on ${device}`);
     });
     this.checkParams(params, where);
     const group = { ...this.defaults, ...input, params } as G;
-    for (const key of Object.keys(group)) if ((group as Record<string, unknown>)[key] === undefined) {
-      (group as Record<string, unknown>)[key] = (this.defaults as Record<string, unknown>)[key];
-    }
+    for (const key of Object.keys(group))
+      if ((group as Record<string, unknown>)[key] === undefined) {
+        (group as Record<string, unknown>)[key] = (this.defaults as Record<string, unknown>)[key];
+      }
     return this.checkGroup(group, where);
   }
 
@@ -138,7 +151,8 @@ export abstract class Optimizer<G extends ParamGroup> {
       this.params.push(p);
       this.bindParam(p, index, groupIndex);
       if (p.grad) this.bindGrad(index, p.grad);
-      else if (p.sparseGrad) this.bindGrad(index, { ...p.sparseGrad, rowWidth: p.data.numel / Math.max(1, p.data.shape[0]) });
+      else if (p.sparseGrad)
+        this.bindGrad(index, { ...p.sparseGrad, rowWidth: p.data.numel / Math.max(1, p.data.shape[0]) });
       // Weak, so a parameter outliving its optimizer does not keep it (and its state) alive.
       const self = new WeakRef(this);
       p.onGradChange((grad) => {

@@ -36,7 +36,8 @@ export function noDecayParamGroups(params: Iterable<Parameter>, options: NoDecay
   const list = checkParams(params, 'noDecayParamGroups');
   const weightDecay = checkFiniteNumber(options?.weightDecay, 'noDecayParamGroups: weightDecay', { min: 0 });
   const fragments = options.noDecay ?? ['bias', 'LayerNorm.weight', 'norm'];
-  if (!Array.isArray(fragments) || fragments.some((f) => typeof f !== 'string')) throw new TypeError('noDecayParamGroups: noDecay must be an array of strings');
+  if (!Array.isArray(fragments) || fragments.some((f) => typeof f !== 'string'))
+    throw new TypeError('noDecayParamGroups: noDecay must be an array of strings');
   const oneDim = options.oneDimNoDecay ?? false;
   const decay = list.filter((p) => !isNoDecay(p, fragments, oneDim));
   const noDecay = list.filter((p) => isNoDecay(p, fragments, oneDim));
@@ -71,7 +72,8 @@ export function layerwiseParamGroups(params: Iterable<Parameter>, options: Layer
   const lr = checkFiniteNumber(options?.lr, 'layerwiseParamGroups: lr', { min: 0 });
   const decay = checkFiniteNumber(options.decay, 'layerwiseParamGroups: decay', { min: 0 });
   const { nLayers } = options;
-  if (!Number.isSafeInteger(nLayers) || nLayers < 0) throw new RangeError(`layerwiseParamGroups: nLayers must be a non-negative integer, got ${nLayers}`);
+  if (!Number.isSafeInteger(nLayers) || nLayers < 0)
+    throw new RangeError(`layerwiseParamGroups: nLayers must be a non-negative integer, got ${nLayers}`);
   const weightDecay = checkFiniteNumber(options.weightDecay ?? 0, 'layerwiseParamGroups: weightDecay', { min: 0 });
   const fragments = options.noDecay ?? ['bias', 'LayerNorm.weight', 'norm'];
   const layerOf =
@@ -85,12 +87,19 @@ export function layerwiseParamGroups(params: Iterable<Parameter>, options: Layer
   for (const p of list) {
     const layer = layerOf(p);
     if (!Number.isSafeInteger(layer) || layer < 0 || layer > nLayers + 1) {
-      throw new RangeError(`layerwiseParamGroups: param '${p.name}' is in layer ${layer}; layers go from 0 to nLayers + 1 = ${nLayers + 1}`);
+      throw new RangeError(
+        `layerwiseParamGroups: param '${p.name}' is in layer ${layer}; layers go from 0 to nLayers + 1 = ${nLayers + 1}`,
+      );
     }
     const exempt = isNoDecay(p, fragments, false);
     const key = `${layer}/${exempt}`;
     if (!byKey.has(key)) {
-      byKey.set(key, { layer, params: [], lr: lr * decay ** (nLayers + 1 - layer), weightDecay: exempt ? 0 : weightDecay });
+      byKey.set(key, {
+        layer,
+        params: [],
+        lr: lr * decay ** (nLayers + 1 - layer),
+        weightDecay: exempt ? 0 : weightDecay,
+      });
     }
     byKey.get(key)!.params.push(p);
   }

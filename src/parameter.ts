@@ -44,10 +44,14 @@ export class Parameter {
       if (!(grad instanceof Tensor)) throw new TypeError(`${who} must be a Tensor or null`);
       grad.checkAlive(who);
       if (grad.shape.length !== this.data.shape.length || grad.shape.some((d, i) => d !== this.data.shape[i])) {
-        throw new RangeError(`${who} has shape [${grad.shape.join(', ')}] but the param has shape [${this.data.shape.join(', ')}]`);
+        throw new RangeError(
+          `${who} has shape [${grad.shape.join(', ')}] but the param has shape [${this.data.shape.join(', ')}]`,
+        );
       }
       if (grad.dtype !== 'float32' && grad.dtype !== this.data.dtype) {
-        throw new TypeError(`${who} has dtype ${grad.dtype}; it must be float32 or the param's dtype ${this.data.dtype}`);
+        throw new TypeError(
+          `${who} has dtype ${grad.dtype}; it must be float32 or the param's dtype ${this.data.dtype}`,
+        );
       }
       if (grad.device !== this.data.device) {
         throw new TypeError(`${who} is on ${grad.device} but the param is on ${this.data.device}`);
@@ -84,12 +88,17 @@ export class Parameter {
     const rowShape = shape.slice(1);
     const expected = [rows.length, ...rowShape];
     if (values.shape.length !== expected.length || values.shape.some((d, i) => d !== expected[i])) {
-      throw new RangeError(`${who}: values has shape [${values.shape.join(', ')}], expected [${expected.join(', ')}] (${rows.length} rows)`);
+      throw new RangeError(
+        `${who}: values has shape [${values.shape.join(', ')}], expected [${expected.join(', ')}] (${rows.length} rows)`,
+      );
     }
     if (values.dtype !== 'float32' && values.dtype !== this.data.dtype) {
-      throw new TypeError(`${who}: values dtype ${values.dtype} must be float32 or the param's dtype ${this.data.dtype}`);
+      throw new TypeError(
+        `${who}: values dtype ${values.dtype} must be float32 or the param's dtype ${this.data.dtype}`,
+      );
     }
-    if (values.device !== this.data.device) throw new TypeError(`${who}: values are on ${values.device} but the param is on ${this.data.device}`);
+    if (values.device !== this.data.device)
+      throw new TypeError(`${who}: values are on ${values.device} but the param is on ${this.data.device}`);
     const seen = new Uint8Array(shape[0]);
     rows.forEach((row, r) => {
       if (row < 0 || row >= shape[0]) throw new RangeError(`${who}: rows[${r}] = ${row} is outside [0, ${shape[0]})`);

@@ -62,7 +62,9 @@ export class Tensor {
     }
     const shape = checkShape(options.shape ?? [values.length], 'Tensor.from: shape');
     if (product(shape) !== values.length) {
-      throw new RangeError(`Tensor.from: shape [${shape.join(', ')}] holds ${product(shape)} elements but ${values.length} values were given`);
+      throw new RangeError(
+        `Tensor.from: shape [${shape.join(', ')}] holds ${product(shape)} elements but ${values.length} values were given`,
+      );
     }
     const t = Tensor.zeros(shape, options);
     try {
@@ -117,11 +119,14 @@ export class Tensor {
   copyFrom(values: Float32Array | Uint16Array): void {
     this.checkAlive();
     if (values instanceof Float32Array) {
-      if (values.length !== this.numel) throw new RangeError(`copyFrom: got ${values.length} values for a tensor of ${this.numel} elements`);
+      if (values.length !== this.numel)
+        throw new RangeError(`copyFrom: got ${values.length} values for a tensor of ${this.numel} elements`);
       this.handle.copyFromFloat32(values);
     } else if (values instanceof Uint16Array) {
-      if (this.dtype === 'float32') throw new TypeError('copyFrom: a Uint16Array holds raw half bits, but the tensor is float32');
-      if (values.length !== this.numel) throw new RangeError(`copyFrom: got ${values.length} values for a tensor of ${this.numel} elements`);
+      if (this.dtype === 'float32')
+        throw new TypeError('copyFrom: a Uint16Array holds raw half bits, but the tensor is float32');
+      if (values.length !== this.numel)
+        throw new RangeError(`copyFrom: got ${values.length} values for a tensor of ${this.numel} elements`);
       this.handle.copyFromBits16(values);
     } else {
       throw new TypeError('copyFrom: values must be a Float32Array or a Uint16Array of raw half bits');

@@ -21,12 +21,53 @@ interface Scenario {
 const base: RefHyper = { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 };
 const scenarios: Scenario[] = [
   { name: 'float32', dtype: 'float32', gradDtype: 'float32', hyper: [base, { ...base, lr: 3e-3, weightDecay: 0 }] },
-  { name: 'float32 amsgrad + maximize', dtype: 'float32', gradDtype: 'float32', hyper: [{ ...base, amsgrad: true }, { ...base, maximize: true, weightDecay: 0.1 }] },
-  { name: 'float32 async', dtype: 'float32', gradDtype: 'float32', hyper: [base, { ...base, betas: [0.8, 0.95], eps: 1e-6 }], async: true },
-  { name: 'float16 / float16 grads', dtype: 'float16', gradDtype: 'float16', hyper: [{ ...base, lr: 1e-2 }, { ...base, lr: 5e-3, weightDecay: 0 }] },
-  { name: 'float16 / float32 grads', dtype: 'float16', gradDtype: 'float32', hyper: [{ ...base, lr: 1e-2, amsgrad: true }, base] },
-  { name: 'bfloat16 / bfloat16 grads', dtype: 'bfloat16', gradDtype: 'bfloat16', hyper: [{ ...base, lr: 1e-2 }, { ...base, maximize: true }] },
-  { name: 'bfloat16 / float32 grads async', dtype: 'bfloat16', gradDtype: 'float32', hyper: [{ ...base, lr: 1e-2 }, base], async: true },
+  {
+    name: 'float32 amsgrad + maximize',
+    dtype: 'float32',
+    gradDtype: 'float32',
+    hyper: [
+      { ...base, amsgrad: true },
+      { ...base, maximize: true, weightDecay: 0.1 },
+    ],
+  },
+  {
+    name: 'float32 async',
+    dtype: 'float32',
+    gradDtype: 'float32',
+    hyper: [base, { ...base, betas: [0.8, 0.95], eps: 1e-6 }],
+    async: true,
+  },
+  {
+    name: 'float16 / float16 grads',
+    dtype: 'float16',
+    gradDtype: 'float16',
+    hyper: [
+      { ...base, lr: 1e-2 },
+      { ...base, lr: 5e-3, weightDecay: 0 },
+    ],
+  },
+  {
+    name: 'float16 / float32 grads',
+    dtype: 'float16',
+    gradDtype: 'float32',
+    hyper: [{ ...base, lr: 1e-2, amsgrad: true }, base],
+  },
+  {
+    name: 'bfloat16 / bfloat16 grads',
+    dtype: 'bfloat16',
+    gradDtype: 'bfloat16',
+    hyper: [
+      { ...base, lr: 1e-2 },
+      { ...base, maximize: true },
+    ],
+  },
+  {
+    name: 'bfloat16 / float32 grads async',
+    dtype: 'bfloat16',
+    gradDtype: 'float32',
+    hyper: [{ ...base, lr: 1e-2 }, base],
+    async: true,
+  },
 ];
 
 const STEPS = 6;
@@ -39,12 +80,12 @@ describe('AdamW matches a float64 reference', () => {
       const next = rng(1234);
       const inits = SIZES.map((n) => randn(n, next));
       // Params 0,2,4 in group 0; 1,3 in group 1.
-      const params = inits.map((v, i) => new Parameter(Tensor.from(v, { dtype: sc.dtype, device: 'cpu' }), { name: `w${i}` }));
+      const params = inits.map(
+        (v, i) => new Parameter(Tensor.from(v, { dtype: sc.dtype, device: 'cpu' }), { name: `w${i}` }),
+      );
       const groupOf = (i: number) => (i % 2 === 0 ? 0 : 1);
       const refs = params.map((p) => new RefAdamWParam(p.data.toFloat32Array()));
-      const opt = new AdamW(
-        [0, 1].map((g) => ({ params: params.filter((_, i) => groupOf(i) === g), ...sc.hyper[g] })),
-      );
+      const opt = new AdamW([0, 1].map((g) => ({ params: params.filter((_, i) => groupOf(i) === g), ...sc.hyper[g] })));
       const hyper = sc.hyper.map((h) => ({ ...h }));
       for (let s = 0; s < STEPS; s++) {
         if (s === 3) {

@@ -8,7 +8,9 @@ import { type TorchCase, f32, loadTorchCases, u16, u32 } from './support/fixture
 const cases = loadTorchCases();
 
 function makeTensor(b64: string, dtype: TorchCase['dtype']): Tensor {
-  return dtype === 'float32' ? Tensor.from(f32(b64), { dtype, device: 'cpu' }) : Tensor.from(u16(b64), { dtype, device: 'cpu' });
+  return dtype === 'float32'
+    ? Tensor.from(f32(b64), { dtype, device: 'cpu' })
+    : Tensor.from(u16(b64), { dtype, device: 'cpu' });
 }
 
 describe('AdamW matches torch.optim.AdamW bit for bit', () => {
@@ -51,7 +53,7 @@ describe('AdamW matches torch.optim.AdamW bit for bit', () => {
           const sd = opt.stateDict();
           params.forEach((p, i) => {
             const where = `${c.name} step ${s} param ${i}`;
-            const master = c.dtype === 'float32' ? p.data.toFloat32Array() : sd.state[i]?.master ?? null;
+            const master = c.dtype === 'float32' ? p.data.toFloat32Array() : (sd.state[i]?.master ?? null);
             if (c.dtype === 'float32') {
               expectSameBits(bitsOf(p.data.toFloat32Array()), u32(step.expected_master[i]), `${where} param`);
             } else {

@@ -2,7 +2,17 @@
 // for bit, every optimizer and dtype, step and stepAsync), stochastic rounding is unbiased
 // and resumable, clipping inside step() is deterministic, and bad input is rejected.
 import { describe, expect, it } from 'vitest';
-import { AdamW, AdamWDL, type DType, GradScaler, Lion, Parameter, Tensor, clipGradNorm, clipGradValue } from '../src/index';
+import {
+  AdamW,
+  AdamWDL,
+  type DType,
+  GradScaler,
+  Lion,
+  Parameter,
+  Tensor,
+  clipGradNorm,
+  clipGradValue,
+} from '../src/index';
 import type { FusedOptimizer } from '../src/fused_optimizer';
 import type { ParamGroup } from '../src/optimizer';
 import { bitsOf } from './support/compare';
@@ -13,14 +23,14 @@ const SIZES = [1, 3, 1000, 70001];
 
 function setup(kind: 'adamw' | 'adamwdl' | 'lion', dtype: DType, seed = 1) {
   const next = rng(seed);
-  const params = SIZES.map((n, i) => new Parameter(Tensor.from(randn(n, next), { dtype, device: 'cpu' }), { name: `encoder.layers.${i}.w` }));
-  const opt = (
-    kind === 'adamw'
-      ? new AdamW(params, { lr: 1e-2 })
-      : kind === 'adamwdl'
-        ? new AdamWDL(params, { lr: 1e-2, layerwiseDecay: 0.7, nLayers: 4 })
-        : new Lion(params, { lr: 1e-3, weightDecay: 1e-4 })
-  ) as unknown as AnyOptimizer;
+  const params = SIZES.map(
+    (n, i) => new Parameter(Tensor.from(randn(n, next), { dtype, device: 'cpu' }), { name: `encoder.layers.${i}.w` }),
+  );
+  const opt = (kind === 'adamw'
+    ? new AdamW(params, { lr: 1e-2 })
+    : kind === 'adamwdl'
+      ? new AdamWDL(params, { lr: 1e-2, layerwiseDecay: 0.7, nLayers: 4 })
+      : new Lion(params, { lr: 1e-3, weightDecay: 1e-4 })) as unknown as AnyOptimizer;
   const setGrads = (scale: number, poison?: number) =>
     params.forEach((p, i) => {
       const g = randn(p.data.numel, next, scale);
@@ -31,10 +41,15 @@ function setup(kind: 'adamw' | 'adamwdl' | 'lion', dtype: DType, seed = 1) {
 }
 
 function snapshot(params: Parameter[], opt: AnyOptimizer): string {
-  const parts = params.map((p) => Buffer.from(p.data.dtype === 'float32' ? bitsOf(p.data.toFloat32Array()).buffer : p.data.toBits().buffer).toString('base64'));
+  const parts = params.map((p) =>
+    Buffer.from(p.data.dtype === 'float32' ? bitsOf(p.data.toFloat32Array()).buffer : p.data.toBits().buffer).toString(
+      'base64',
+    ),
+  );
   const sd = opt.stateDict() as { state: Record<number, Record<string, Float32Array | number>> };
   for (const [i, s] of Object.entries(sd.state)) {
-    for (const [k, v] of Object.entries(s)) parts.push(`${i}.${k}=${typeof v === 'number' ? v : Buffer.from(v.buffer).toString('base64')}`);
+    for (const [k, v] of Object.entries(s))
+      parts.push(`${i}.${k}=${typeof v === 'number' ? v : Buffer.from(v.buffer).toString('base64')}`);
   }
   return parts.join('|');
 }
@@ -91,11 +106,16 @@ describe('stochastic rounding', () => {
     const n = 200_000;
     const x = 1 + 2 ** -9; // between the bf16 neighbours 1 and 1 + 2^-7 (a quarter of the way)
     const run = (stochasticRounding: boolean) => {
-      const p = new Parameter(Tensor.from(new Float32Array(n).fill(1 + 2 ** -8), { dtype: 'float32', device: 'cpu' }), { name: 'w' });
+      const p = new Parameter(Tensor.from(new Float32Array(n).fill(1 + 2 ** -8), { dtype: 'float32', device: 'cpu' }), {
+        name: 'w',
+      });
       const half = new Parameter(Tensor.zeros([n], { dtype: 'bfloat16', device: 'cpu' }), { name: 'h' });
       const opt = new Lion([half], { lr: 2 ** -8 - 2 ** -9, masterWeights: true, stochasticRounding, seed: 42 });
       // Load a master of 1 + 2^-8 so the step lands on x exactly.
-      opt.loadStateDict({ state: { 0: { exp_avg: new Float32Array(n), master: p.data.toFloat32Array() } }, param_groups: opt.stateDict().param_groups } as never);
+      opt.loadStateDict({
+        state: { 0: { exp_avg: new Float32Array(n), master: p.data.toFloat32Array() } },
+        param_groups: opt.stateDict().param_groups,
+      } as never);
       half.grad = Tensor.from(new Float32Array(n).fill(1), { device: 'cpu' });
       opt.step();
       const out = half.data.toFloat32Array();
@@ -159,7 +179,9 @@ describe('clipping inside step()', () => {
 
   it('rejects bad clip settings before anything changes', () => {
     const { opt } = setup('adamw', 'float32');
-    expect(() => (opt.gradClip = { type: 'globalNorm', maxNorm: NaN })).toThrow(/gradClip.maxNorm must be a finite number/);
+    expect(() => (opt.gradClip = { type: 'globalNorm', maxNorm: NaN })).toThrow(
+      /gradClip.maxNorm must be a finite number/,
+    );
     expect(() => (opt.gradClip = { type: 'norm', maxNorm: 0 })).toThrow(/gradClip.maxNorm must be > 0/);
     expect(() => (opt.gradClip = { type: 'value', max: 1, min: 2 })).toThrow(/min \(2\) must be <= max \(1\)/);
     expect(() => (opt.gradClip = { type: 'bogus' } as never)).toThrow(/gradClip.type must be/);

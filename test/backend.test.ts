@@ -19,7 +19,9 @@ describe('backendInfo', () => {
   });
 
   it('FUSED_OPTIM_DEVICE=cpu forces the CPU backend', () => {
-    const r = runNode(`console.log(JSON.stringify(require(${dist}).backendInfo()))`, { env: { FUSED_OPTIM_DEVICE: 'cpu' } });
+    const r = runNode(`console.log(JSON.stringify(require(${dist}).backendInfo()))`, {
+      env: { FUSED_OPTIM_DEVICE: 'cpu' },
+    });
     expect(r.stderr).toBe('');
     const info = JSON.parse(r.stdout);
     expect(info.backend).toBe('cpu');

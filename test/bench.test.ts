@@ -50,10 +50,21 @@ describe('benchmark suite (bench/run.mjs --quick --json)', () => {
     expectPositive(out.copyBandwidth.end.gbps, 'copy bandwidth at the end');
 
     const ids = out.results.map((x: { id: string }) => x.id).sort();
-    const expected = CASES.flatMap((c) => ALGOS.flatMap((a) => Object.keys(BYTES[a]).map((d) => `${c}/${a}/${d}`))).sort();
+    const expected = CASES.flatMap((c) =>
+      ALGOS.flatMap((a) => Object.keys(BYTES[a]).map((d) => `${c}/${a}/${d}`)),
+    ).sort();
     expect(ids).toEqual(expected);
     for (const x of out.results) {
-      for (const key of ['msMedian', 'msMin', 'mparamsPerS', 'gbps', 'fractionOfCopy', 'predictedMs', 'params', 'reps']) {
+      for (const key of [
+        'msMedian',
+        'msMin',
+        'mparamsPerS',
+        'gbps',
+        'fractionOfCopy',
+        'predictedMs',
+        'params',
+        'reps',
+      ]) {
         expectPositive(x[key], `${x.id} ${key}`);
       }
       expect(x.bytesPerParam, x.id).toBe(BYTES[x.algo][x.dtype]);
@@ -63,9 +74,12 @@ describe('benchmark suite (bench/run.mjs --quick --json)', () => {
     // Peers: plain JS for every optimizer and case; tfjs's Adam for every case.
     for (const c of CASES) {
       for (const a of ALGOS) {
-        const js = out.peers.find((p: { peer: string; case: string; algo: string }) => p.peer === 'js' && p.case === c && p.algo === a);
+        const js = out.peers.find(
+          (p: { peer: string; case: string; algo: string }) => p.peer === 'js' && p.case === c && p.algo === a,
+        );
         expect(js, `js peer ${c}/${a}`).toBeDefined();
-        for (const key of ['msMedian', 'mparamsPerS', 'ratio', 'params']) expectPositive(js[key], `js ${c}/${a} ${key}`);
+        for (const key of ['msMedian', 'mparamsPerS', 'ratio', 'params'])
+          expectPositive(js[key], `js ${c}/${a} ${key}`);
       }
       const tf = out.peers.find((p: { peer: string; case: string }) => p.peer === 'tfjs' && p.case === c);
       expect(tf, `tfjs peer ${c}`).toBeDefined();

@@ -13,7 +13,8 @@ describe('CPU-only build (no nvcc on PATH)', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('builds with node-gyp, loads, reports no CUDA and steps an optimizer', () => {
-    for (const f of ['package.json', 'binding.gyp', 'native', 'scripts', 'dist']) cpSync(join(root, f), join(dir, f), { recursive: true });
+    for (const f of ['package.json', 'binding.gyp', 'native', 'scripts', 'dist'])
+      cpSync(join(root, f), join(dir, f), { recursive: true });
     symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'), 'dir');
     // Drop every PATH entry that holds nvcc, and any CUDA hint in the environment.
     const path = (process.env.PATH ?? '')
@@ -22,7 +23,12 @@ describe('CPU-only build (no nvcc on PATH)', () => {
       .join(delimiter);
     const env = { ...process.env, PATH: path, CUDACXX: '', CUDA_PATH: '', CUDA_HOME: '' };
     const gyp = join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
-    const build = spawnSync(process.execPath, [gyp, 'rebuild', '--jobs', '2'], { cwd: dir, env, encoding: 'utf8', timeout: 600_000 });
+    const build = spawnSync(process.execPath, [gyp, 'rebuild', '--jobs', '2'], {
+      cwd: dir,
+      env,
+      encoding: 'utf8',
+      timeout: 600_000,
+    });
     expect(build.status, build.stderr.slice(-3000)).toBe(0);
     expect(build.stdout).not.toMatch(/nvcc/);
 

@@ -36,7 +36,13 @@ describe('fuzz', () => {
     const sourceScaler = new ToyScaler();
     sourceScaler.scale = 512;
     const good = join(dir, 'good.safetensors');
-    await saveCheckpoint(good, { params: source.params, optimizer: source.opt, scheduler: source.sched, scaler: sourceScaler, extra: { tag: 'fuzz', v: new Float64Array([1, 2]) } });
+    await saveCheckpoint(good, {
+      params: source.params,
+      optimizer: source.opt,
+      scheduler: source.sched,
+      scaler: sourceScaler,
+      extra: { tag: 'fuzz', v: new Float64Array([1, 2]) },
+    });
     const bytes = readFileSync(good);
     const headerEnd = bytes.length - splitFile(bytes).data.length;
     const expected = { ...model.fingerprint(source), scaler: sourceScaler.stateDict() };
@@ -53,22 +59,56 @@ describe('fuzz', () => {
     const mutations: Array<[string, (b: Buffer) => Buffer]> = [
       ['flip a bit', (b) => ((b[int(b.length)] ^= 1 << int(8)), b)],
       ['flip a bit in the header', (b) => ((b[int(headerEnd)] ^= 1 << int(8)), b)],
-      ['flip bits in the data', (b) => { for (let i = 0, n = 1 + int(4); i < n; i++) b[headerEnd + int(b.length - headerEnd)] ^= 1 << int(8); return b; }],
+      [
+        'flip bits in the data',
+        (b) => {
+          for (let i = 0, n = 1 + int(4); i < n; i++) b[headerEnd + int(b.length - headerEnd)] ^= 1 << int(8);
+          return b;
+        },
+      ],
       ['write a random byte', (b) => ((b[int(b.length)] = int(256)), b)],
       ['write a random header byte', (b) => ((b[8 + int(headerEnd - 8)] = int(256)), b)],
       ['truncate', (b) => b.subarray(0, int(b.length))],
       ['append bytes', (b) => Buffer.concat([b, Buffer.alloc(1 + int(64), int(256))])],
-      ['insert bytes', (b) => { const at = int(b.length); return Buffer.concat([b.subarray(0, at), Buffer.alloc(1 + int(16), int(256)), b.subarray(at)]); }],
-      ['delete bytes', (b) => { const at = int(b.length); return Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + int(16))]); }],
+      [
+        'insert bytes',
+        (b) => {
+          const at = int(b.length);
+          return Buffer.concat([b.subarray(0, at), Buffer.alloc(1 + int(16), int(256)), b.subarray(at)]);
+        },
+      ],
+      [
+        'delete bytes',
+        (b) => {
+          const at = int(b.length);
+          return Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + int(16))]);
+        },
+      ],
       ['random header length', (b) => (b.writeBigUInt64LE(BigInt(int(2 ** 30)) * BigInt(int(2 ** 30) + 1), 0), b)],
-      ['header length off by a little', (b) => (b.writeBigUInt64LE(BigInt(Math.max(0, headerEnd - 8 + int(33) - 16)), 0), b)],
-      ['swap two header characters', (b) => { const i = 8 + int(headerEnd - 8), j = 8 + int(headerEnd - 8); const t = b[i]; b[i] = b[j]; b[j] = t; return b; }],
-      ['change a digit in the header', (b) => {
-        const digits: number[] = [];
-        for (let i = 8; i < headerEnd; i++) if (b[i] >= 0x30 && b[i] <= 0x39) digits.push(i);
-        b[digits[int(digits.length)]] = 0x30 + int(10);
-        return b;
-      }],
+      [
+        'header length off by a little',
+        (b) => (b.writeBigUInt64LE(BigInt(Math.max(0, headerEnd - 8 + int(33) - 16)), 0), b),
+      ],
+      [
+        'swap two header characters',
+        (b) => {
+          const i = 8 + int(headerEnd - 8),
+            j = 8 + int(headerEnd - 8);
+          const t = b[i];
+          b[i] = b[j];
+          b[j] = t;
+          return b;
+        },
+      ],
+      [
+        'change a digit in the header',
+        (b) => {
+          const digits: number[] = [];
+          for (let i = 8; i < headerEnd; i++) if (b[i] >= 0x30 && b[i] <= 0x39) digits.push(i);
+          b[digits[int(digits.length)]] = 0x30 + int(10);
+          return b;
+        },
+      ],
     ];
     const outcomes: Record<string, { rejected: number; loaded: number }> = {};
     const file = join(dir, 'mutant.safetensors');
@@ -95,7 +135,8 @@ describe('fuzz', () => {
         expect(state()).toEqual(pristine);
       } else {
         o.rejected++;
-        if (!(error instanceof CheckpointError)) throw new Error(`iteration ${it} (${what}) threw a ${(error as Error)?.name}: ${(error as Error)?.message}`);
+        if (!(error instanceof CheckpointError))
+          throw new Error(`iteration ${it} (${what}) threw a ${(error as Error)?.name}: ${(error as Error)?.message}`);
         expect(error.file).toBe(file);
         expect(state(), `iteration ${it} (${what}) changed something`).toEqual(pristine);
       }

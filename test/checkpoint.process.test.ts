@@ -27,7 +27,9 @@ afterAll(cleanup);
 beforeAll(() => {
   // The children load dist/cjs: make sure it has this checkout's checkpoint code.
   const built = join(root, 'dist', 'cjs', 'checkpoint', 'checkpoint.js');
-  const sources = readdirSync(join(root, 'src', 'checkpoint')).map((f) => statSync(join(root, 'src', 'checkpoint', f)).mtimeMs);
+  const sources = readdirSync(join(root, 'src', 'checkpoint')).map(
+    (f) => statSync(join(root, 'src', 'checkpoint', f)).mtimeMs,
+  );
   if (!existsSync(built) || statSync(built).mtimeMs < Math.max(...sources)) {
     const r = spawnSync('npm', ['run', 'build:ts'], { cwd: root, encoding: 'utf8', timeout: 300_000 });
     if (r.status !== 0) throw new Error(`npm run build:ts failed:\n${r.stdout}\n${r.stderr}`);
@@ -35,21 +37,33 @@ beforeAll(() => {
 });
 
 function runChild(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [child, dist, ...args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, FUSED_OPTIM_DEVICE: 'cpu', ...env } });
+  const r = spawnSync(process.execPath, [child, dist, ...args], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, FUSED_OPTIM_DEVICE: 'cpu', ...env },
+  });
   if (r.status !== 0) throw new Error(`child ${args.slice(0, 2).join(' ')} exited ${r.status}:\n${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!).fingerprint as ModelTypes.Fingerprint;
 }
 
 describe('exact resume across processes', () => {
-  const schedulerOf: Record<ModelTypes.Kind, ModelTypes.SchedulerKind> = { AdamW: 'TransformerLR', AdamWDL: 'SequentialLR', Lion: 'CosineAnnealingLR' };
+  const schedulerOf: Record<ModelTypes.Kind, ModelTypes.SchedulerKind> = {
+    AdamW: 'TransformerLR',
+    AdamWDL: 'SequentialLR',
+    Lion: 'CosineAnnealingLR',
+  };
   for (const kind of model.KINDS) {
     for (const dtype of model.DTYPES) {
       it(`${kind}, ${dtype} params, ${schedulerOf[kind]}: 10 steps, save | load into fresh params, 10 steps == 20 steps`, () => {
         const options = { kind, dtype, scheduler: schedulerOf[kind] };
         const file = join(dir, `${kind}-${dtype}.safetensors`);
-        const first = runChild(['train', JSON.stringify(options), '0', '10', 'save', file], { FUSED_OPTIM_THREADS: '1' });
+        const first = runChild(['train', JSON.stringify(options), '0', '10', 'save', file], {
+          FUSED_OPTIM_THREADS: '1',
+        });
         // Freshly initialised: other initial values, which the load must replace.
-        const resumed = runChild(['train', JSON.stringify({ ...options, init: 77 }), '10', '20', 'load', file], { FUSED_OPTIM_THREADS: '2' });
+        const resumed = runChild(['train', JSON.stringify({ ...options, init: 77 }), '10', '20', 'load', file], {
+          FUSED_OPTIM_THREADS: '2',
+        });
         const straight = runChild(['train', JSON.stringify(options), '0', '20']);
         expect(resumed).toEqual(straight);
         expect(first).not.toEqual(straight);

@@ -9,7 +9,17 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as lib from '../src/index';
-import { AdamW, CheckpointError, Lion, Parameter, SafetensorsFile, Tensor, loadCheckpoint, readSafetensors, saveCheckpoint } from '../src/index';
+import {
+  AdamW,
+  CheckpointError,
+  Lion,
+  Parameter,
+  SafetensorsFile,
+  Tensor,
+  loadCheckpoint,
+  readSafetensors,
+  saveCheckpoint,
+} from '../src/index';
 import { crc32, crcHex } from '../src/checkpoint/crc32';
 import { temporaryPathFor } from '../src/checkpoint/atomic';
 import { bytesOf, editHeader, joinFile, splitFile, tempDir } from './support/checkpoint_files';
@@ -41,13 +51,17 @@ class ToyScaler {
 
 /** Rewrites the manifest of a checkpoint (and its CRC), keeping the file otherwise valid. */
 function editManifest(file: string, edit: (manifest: Record<string, any>) => void, out: string): void {
-  editHeader(file, (h) => {
-    const m = JSON.parse(h.__metadata__['fused_optim.manifest']);
-    edit(m);
-    const text = JSON.stringify(m);
-    h.__metadata__['fused_optim.manifest'] = text;
-    h.__metadata__['fused_optim.manifest_crc32'] = crcHex(crc32(Buffer.from(text)));
-  }, out);
+  editHeader(
+    file,
+    (h) => {
+      const m = JSON.parse(h.__metadata__['fused_optim.manifest']);
+      edit(m);
+      const text = JSON.stringify(m);
+      h.__metadata__['fused_optim.manifest'] = text;
+      h.__metadata__['fused_optim.manifest_crc32'] = crcHex(crc32(Buffer.from(text)));
+    },
+    out,
+  );
 }
 
 function everything(m: ModelTypes.Model, scaler?: ToyScaler) {
@@ -65,12 +79,23 @@ describe('round trips: every optimizer x param dtype x scheduler', () => {
           const file = tmp(`${kind}-${dtype}-${scheduler}`);
           const scaler = new ToyScaler();
           scaler.scale = 1024;
-          await saveCheckpoint(file, { params: a.params, optimizer: a.opt, scheduler: a.sched ?? undefined, scaler, extra: { step: 10 } });
+          await saveCheckpoint(file, {
+            params: a.params,
+            optimizer: a.opt,
+            scheduler: a.sched ?? undefined,
+            scaler,
+            extra: { step: 10 },
+          });
 
           const b = build(lib, { kind, dtype, scheduler, init: 99 }); // other initial values
           expect(fingerprint(b).params, what).not.toEqual(fingerprint(a).params);
           const bScaler = new ToyScaler();
-          const extra = await loadCheckpoint(file, { params: b.params, optimizer: b.opt, scheduler: b.sched ?? undefined, scaler: bScaler });
+          const extra = await loadCheckpoint(file, {
+            params: b.params,
+            optimizer: b.opt,
+            scheduler: b.sched ?? undefined,
+            scaler: bScaler,
+          });
           expect(extra, what).toEqual({ step: 10 });
           expect(everything(b, bScaler), what).toEqual(everything(a, scaler));
 
@@ -92,7 +117,14 @@ describe('round trips: every optimizer x param dtype x scheduler', () => {
         a.train(0, 10);
         const file = tmp();
         await saveCheckpoint(file, { params: a.params, optimizer: a.opt, scheduler: a.sched });
-        const b = build(lib, { kind, dtype, scheduler: 'TransformerLR', masterWeights: false, init: 5, reversed: true });
+        const b = build(lib, {
+          kind,
+          dtype,
+          scheduler: 'TransformerLR',
+          masterWeights: false,
+          init: 5,
+          reversed: true,
+        });
         await loadCheckpoint(file, { params: [...b.params].reverse(), optimizer: b.opt, scheduler: b.sched });
         expect(fingerprint(b)).toEqual(fingerprint(a));
         a.train(10, 20);
@@ -125,7 +157,12 @@ describe('the file', () => {
     const m = build(lib, { kind: 'AdamW', dtype: 'bfloat16', scheduler: 'TransformerLR' });
     m.train(0, 3);
     const file = tmp();
-    await saveCheckpoint(file, { params: m.params, optimizer: m.opt, scheduler: m.sched, extra: { note: 'hi', ids: new Int32Array([1, 2]) } });
+    await saveCheckpoint(file, {
+      params: m.params,
+      optimizer: m.opt,
+      scheduler: m.sched,
+      extra: { note: 'hi', ids: new Int32Array([1, 2]) },
+    });
     const { tensors, metadata } = await readSafetensors(file);
     expect(metadata.format).toBe('fused-optim/checkpoint');
     expect(metadata.format_version).toBe('1');
@@ -155,13 +192,23 @@ describe('the file', () => {
     expect(w).toMatchObject({ dtype: 'BF16', shape: [37, 3] });
     expect(Array.from(w.data as Uint16Array)).toEqual(Array.from(m.params[0].data.toBits()));
     const sd = m.opt.stateDict();
-    expect(Array.from(tensors['optimizer.state.encoder.layers.0.attention.weight.master'].data as Float32Array)).toEqual(Array.from(sd.state[0].master as Float32Array));
+    expect(
+      Array.from(tensors['optimizer.state.encoder.layers.0.attention.weight.master'].data as Float32Array),
+    ).toEqual(Array.from(sd.state[0].master as Float32Array));
     expect(tensors['extra.ids'].dtype).toBe('I32');
-    for (const [name, t] of Object.entries(tensors)) expect(manifest.tensors[name].crc32, name).toBe(crcHex(crc32(bytesOf(t.data))));
+    for (const [name, t] of Object.entries(tensors))
+      expect(manifest.tensors[name].crc32, name).toBe(crcHex(crc32(bytesOf(t.data))));
     expect(manifest.optimizer.class).toBe('AdamW');
-    expect(manifest.optimizer.param_groups[0].param_names).toEqual(['encoder.layers.0.attention.weight', 'embeddings.word_embeddings.weight']);
+    expect(manifest.optimizer.param_groups[0].param_names).toEqual([
+      'encoder.layers.0.attention.weight',
+      'embeddings.word_embeddings.weight',
+    ]);
     expect(manifest.optimizer.param_groups[0].params).toEqual([0, 1]);
-    expect(manifest.optimizer.param_groups[0].dict).toMatchObject({ weight_decay: 0.1, amsgrad: true, betas: [0.9, 0.99] });
+    expect(manifest.optimizer.param_groups[0].dict).toMatchObject({
+      weight_decay: 0.1,
+      amsgrad: true,
+      betas: [0.9, 0.99],
+    });
     expect(manifest.optimizer.state['encoder.layers.1.output.bias']).toEqual({
       step: 3,
       exp_avg: { $tensor: 'optimizer.state.encoder.layers.1.output.bias.exp_avg' },
@@ -200,7 +247,13 @@ describe('the file', () => {
       specials: [NaN, Infinity, -Infinity, 1e-310, Number.MAX_VALUE],
       big: 2n ** 70n,
       nested: { a: [1, 'two', null, true, { b: new Float64Array([1.5, -2]) }], $tensor: 'not a tensor', $$x: 1 },
-      arrays: { f32: new Float32Array([1, NaN]), i64: new BigInt64Array([-3n]), u8: new Uint8Array([7]), u16: new Uint16Array([0xffff]), i8: new Int8Array([-1]) },
+      arrays: {
+        f32: new Float32Array([1, NaN]),
+        i64: new BigInt64Array([-3n]),
+        u8: new Uint8Array([7]),
+        u16: new Uint16Array([0xffff]),
+        i8: new Int8Array([-1]),
+      },
       skipped: undefined,
       ['__proto__']: 'own',
     };
@@ -223,7 +276,16 @@ describe('the file', () => {
     expect(Object.getPrototypeOf(back)).toBe(Object.prototype);
     expect(Object.getOwnPropertyDescriptor(back, '__proto__')?.value).toEqual({ polluted: true });
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
-    expect(await loadCheckpoint(await (async () => { const f = tmp(); await saveCheckpoint(f, { params: m.params }); return f; })(), { params: m.params })).toBeUndefined();
+    expect(
+      await loadCheckpoint(
+        await (async () => {
+          const f = tmp();
+          await saveCheckpoint(f, { params: m.params });
+          return f;
+        })(),
+        { params: m.params },
+      ),
+    ).toBeUndefined();
   });
 
   it('extra that a checkpoint cannot hold is a TypeError, and no file is written', async () => {
@@ -298,12 +360,23 @@ describe('by name, strict, and the checks before anything changes', () => {
     const a = build(lib, { kind, dtype, scheduler: 'TransformerLR' });
     a.train(0, 10);
     const file = tmp();
-    await saveCheckpoint(file, { params: a.params, optimizer: a.opt, scheduler: a.sched, scaler: new ToyScaler(), extra: { step: 10 } });
+    await saveCheckpoint(file, {
+      params: a.params,
+      optimizer: a.opt,
+      scheduler: a.sched,
+      scaler: new ToyScaler(),
+      extra: { step: 10 },
+    });
     return { a, file };
   }
 
   /** Runs `load`, which must fail with `message`, and checks that nothing changed. */
-  async function rejects(file: string, message: RegExp, target?: ModelTypes.Model, extra: { scaler?: ToyScaler; errorType?: typeof Error } = {}) {
+  async function rejects(
+    file: string,
+    message: RegExp,
+    target?: ModelTypes.Model,
+    extra: { scaler?: ToyScaler; errorType?: typeof Error } = {},
+  ) {
     const b = target ?? build(lib, { kind: 'AdamW', dtype: 'bfloat16', scheduler: 'TransformerLR', init: 42 });
     b.train(0, 2); // some state of its own
     const scaler = extra.scaler ?? new ToyScaler();
@@ -355,11 +428,17 @@ describe('by name, strict, and the checks before anything changes', () => {
     writeFileSync(t2, joinFile(headerText.replace('"dtype"', '"dtype":'), data));
     await rejects(t2, /the header is not valid JSON/);
     const t3 = tmp();
-    editHeader(file, (h) => {
-      const [name] = Object.keys(h).filter((k) => k !== '__metadata__').slice(-1);
-      h[name].data_offsets[1] += 4;
-      h[name].shape[0] += 2;
-    }, t3);
+    editHeader(
+      file,
+      (h) => {
+        const [name] = Object.keys(h)
+          .filter((k) => k !== '__metadata__')
+          .slice(-1);
+        h[name].data_offsets[1] += 4;
+        h[name].shape[0] += 2;
+      },
+      t3,
+    );
     await rejects(t3, /ends at byte \d+ but the data is only \d+ bytes/);
   });
 
@@ -381,10 +460,14 @@ describe('by name, strict, and the checks before anything changes', () => {
     await rejects(t, /the manifest fails its checksum/);
     // A tensor's dtype in the header, consistent with the manifest? No: caught by the cross-check.
     const t2 = tmp();
-    editHeader(file, (h) => {
-      const name = 'optimizer.state.encoder.layers.1.output.bias.exp_avg';
-      h[name].dtype = 'I32';
-    }, t2);
+    editHeader(
+      file,
+      (h) => {
+        const name = 'optimizer.state.encoder.layers.1.output.bias.exp_avg';
+        h[name].dtype = 'I32';
+      },
+      t2,
+    );
     await rejects(t2, /is I32 \[5\] in the header but F32 \[5\] in the manifest/);
   });
 
@@ -405,60 +488,111 @@ describe('by name, strict, and the checks before anything changes', () => {
     // Shape: the same names and sizes except one.
     const b = fresh();
     const other = new Parameter(Tensor.zeros([3, 37]), { name: 'encoder.layers.0.attention.weight' });
-    const err = await loadCheckpoint(file, { params: [other, ...b.params.slice(1)] }).then(() => undefined, (e: Error) => e);
+    const err = await loadCheckpoint(file, { params: [other, ...b.params.slice(1)] }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(err?.message).toMatch(/has shape \[37, 3\] in the checkpoint but \[3, 37\] here/);
     // Missing in the checkpoint / not among params.
     const c = fresh();
     const extraParam = new Parameter(Tensor.zeros([2]), { name: 'not.saved' });
-    const e2 = await loadCheckpoint(file, { params: [...c.params, extraParam] }).then(() => undefined, (e: Error) => e);
+    const e2 = await loadCheckpoint(file, { params: [...c.params, extraParam] }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(e2?.message).toMatch(/the checkpoint has no param 'not\.saved' \(pass strict: false/);
-    const e3 = await loadCheckpoint(file, { params: c.params.slice(1) }).then(() => undefined, (e: Error) => e);
+    const e3 = await loadCheckpoint(file, { params: c.params.slice(1) }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(e3?.message).toMatch(/has param 'encoder\.layers\.0\.attention\.weight', which is not among params/);
     // strict: false loads what matches.
     await loadCheckpoint(file, { params: [...c.params.slice(1), extraParam], strict: false });
-    expect(fingerprint(c).params['encoder.layers.1.output.bias']).toEqual(fingerprint(a).params['encoder.layers.1.output.bias']);
-    expect(fingerprint(c).params['encoder.layers.0.attention.weight']).not.toEqual(fingerprint(a).params['encoder.layers.0.attention.weight']);
+    expect(fingerprint(c).params['encoder.layers.1.output.bias']).toEqual(
+      fingerprint(a).params['encoder.layers.1.output.bias'],
+    );
+    expect(fingerprint(c).params['encoder.layers.0.attention.weight']).not.toEqual(
+      fingerprint(a).params['encoder.layers.0.attention.weight'],
+    );
   });
 
   it('an optimizer, scheduler or scaler that does not fit', async () => {
     const { file } = await saved();
-    await rejects(file, /the checkpoint holds the state of a AdamW but the optimizer is a Lion/, build(lib, { kind: 'Lion', dtype: 'bfloat16', scheduler: 'TransformerLR' }));
-    await rejects(file, /the checkpoint holds the state of a TransformerLR scheduler but the scheduler is a LinearLR/, build(lib, { kind: 'AdamW', dtype: 'bfloat16', scheduler: 'LinearLR' }));
+    await rejects(
+      file,
+      /the checkpoint holds the state of a AdamW but the optimizer is a Lion/,
+      build(lib, { kind: 'Lion', dtype: 'bfloat16', scheduler: 'TransformerLR' }),
+    );
+    await rejects(
+      file,
+      /the checkpoint holds the state of a TransformerLR scheduler but the scheduler is a LinearLR/,
+      build(lib, { kind: 'AdamW', dtype: 'bfloat16', scheduler: 'LinearLR' }),
+    );
     // Groups: the same params, in one group.
     const b = build(lib, { kind: 'AdamW', dtype: 'bfloat16', init: 3 });
     const one = new AdamW(b.params);
-    const e1 = await loadCheckpoint(file, { params: b.params, optimizer: one }).then(() => undefined, (e: Error) => e);
+    const e1 = await loadCheckpoint(file, { params: b.params, optimizer: one }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(e1?.message).toMatch(/the checkpoint has 2 param groups but the optimizer has 1/);
     // A param moved to the other group.
     const c = build(lib, { kind: 'AdamW', dtype: 'bfloat16', init: 3 });
     const moved = new AdamW([{ params: [c.params[0], c.params[1]] }, { params: [c.params[2], c.params[3]] }]);
-    const e2 = await loadCheckpoint(file, { params: c.params, optimizer: moved }).then(() => undefined, (e: Error) => e);
-    expect(e2?.message).toMatch(/param 'embeddings\.word_embeddings\.weight' is in param group 0 in the checkpoint but in group 1/);
+    const e2 = await loadCheckpoint(file, { params: c.params, optimizer: moved }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(e2?.message).toMatch(
+      /param 'embeddings\.word_embeddings\.weight' is in param group 0 in the checkpoint but in group 1/,
+    );
     // Asked for parts the file does not have.
     const t = tmp();
     await saveCheckpoint(t, { params: b.params });
-    await rejects(t, /the checkpoint has no optimizer state/, build(lib, { kind: 'AdamW', dtype: 'bfloat16', scheduler: 'TransformerLR', init: 3 }));
+    await rejects(
+      t,
+      /the checkpoint has no optimizer state/,
+      build(lib, { kind: 'AdamW', dtype: 'bfloat16', scheduler: 'TransformerLR', init: 3 }),
+    );
     const t2 = tmp();
     await saveCheckpoint(t2, { params: b.params, optimizer: b.opt });
     const d = build(lib, { kind: 'AdamW', dtype: 'bfloat16', init: 3 });
-    const e3 = await loadCheckpoint(t2, { params: d.params, optimizer: d.opt, scaler: new ToyScaler() }).then(() => undefined, (e: Error) => e);
+    const e3 = await loadCheckpoint(t2, { params: d.params, optimizer: d.opt, scaler: new ToyScaler() }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(e3?.message).toMatch(/the checkpoint has no scaler state/);
     // A scheduler dict that the scheduler refuses (checked before anything changes).
     const t3 = tmp();
     editManifest(file, (m) => (m.scheduler.state_dict.base_lrs = [0.1]), t3);
-    await rejects(t3, /the scheduler's state does not fit the scheduler \(TransformerLR\.loadStateDict: base_lrs has 1 entries but 2 were expected/);
+    await rejects(
+      t3,
+      /the scheduler's state does not fit the scheduler \(TransformerLR\.loadStateDict: base_lrs has 1 entries but 2 were expected/,
+    );
     // State tensors of the wrong length for their param (consistent file, wrong manifest).
     const t4 = tmp();
-    editManifest(file, (m) => {
-      const st = m.optimizer.state;
-      st['encoder.layers.1.output.bias'].exp_avg = st['encoder.layers.0.attention.weight'].exp_avg;
-      st['encoder.layers.0.attention.weight'].exp_avg = { $tensor: 'optimizer.state.encoder.layers.1.output.bias.exp_avg' };
-    }, t4);
-    await rejects(t4, /optimizer state of param 'encoder\.layers\.0\.attention\.weight'.exp_avg has 5 elements but the param has 111/);
+    editManifest(
+      file,
+      (m) => {
+        const st = m.optimizer.state;
+        st['encoder.layers.1.output.bias'].exp_avg = st['encoder.layers.0.attention.weight'].exp_avg;
+        st['encoder.layers.0.attention.weight'].exp_avg = {
+          $tensor: 'optimizer.state.encoder.layers.1.output.bias.exp_avg',
+        };
+      },
+      t4,
+    );
+    await rejects(
+      t4,
+      /optimizer state of param 'encoder\.layers\.0\.attention\.weight'.exp_avg has 5 elements but the param has 111/,
+    );
     // A tensor nothing refers to, and one referred to twice.
     const t5 = tmp();
     editManifest(file, (m) => delete m.optimizer.state['encoder.layers.1.output.bias'].master, t5);
-    await rejects(t5, /tensor "optimizer\.state\.encoder\.layers\.1\.output\.bias\.master" belongs to nothing in the manifest/);
+    await rejects(
+      t5,
+      /tensor "optimizer\.state\.encoder\.layers\.1\.output\.bias\.master" belongs to nothing in the manifest/,
+    );
     const t6 = tmp();
     editManifest(file, (m) => (m.extra.again = { $tensor: 'param.encoder.layers.1.output.bias' }), t6);
     await rejects(t6, /tensor "param\.encoder\.layers\.1\.output\.bias" is used twice/);
@@ -469,11 +603,23 @@ describe('by name, strict, and the checks before anything changes', () => {
     // The scaler refuses: nothing else has changed yet.
     const scaler = new ToyScaler();
     scaler.refuse = true;
-    await rejects(file, /the scaler rejected its state \(ToyScaler refuses\); nothing was changed/, undefined, { scaler });
+    await rejects(file, /the scaler rejected its state \(ToyScaler refuses\); nothing was changed/, undefined, {
+      scaler,
+    });
     // The optimizer refuses (its params keep no masters, the file has them): the scaler,
     // already loaded, is put back.
-    const noMasters = build(lib, { kind: 'AdamW', dtype: 'bfloat16', scheduler: 'TransformerLR', masterWeights: false, init: 3 });
-    const err = await rejects(file, /the optimizer rejected its state \(.*keeps no master weights.*\); nothing was changed/, noMasters);
+    const noMasters = build(lib, {
+      kind: 'AdamW',
+      dtype: 'bfloat16',
+      scheduler: 'TransformerLR',
+      masterWeights: false,
+      init: 3,
+    });
+    const err = await rejects(
+      file,
+      /the optimizer rejected its state \(.*keeps no master weights.*\); nothing was changed/,
+      noMasters,
+    );
     expect(err).toBeInstanceOf(CheckpointError);
   });
 
@@ -482,20 +628,35 @@ describe('by name, strict, and the checks before anything changes', () => {
     const file = tmp();
     const unnamed = new Parameter(Tensor.zeros([2]));
     await expect(saveCheckpoint(file, { params: [unnamed] })).rejects.toThrow(/params\[0\] has no name/);
-    await expect(saveCheckpoint(file, { params: [m.params[0], new Parameter(Tensor.zeros([2]), { name: m.params[0].name })] })).rejects.toThrow(/two params are named/);
+    await expect(
+      saveCheckpoint(file, { params: [m.params[0], new Parameter(Tensor.zeros([2]), { name: m.params[0].name })] }),
+    ).rejects.toThrow(/two params are named/);
     await expect(saveCheckpoint(file, { params: [m.params[0], m.params[0]] })).rejects.toThrow(/is listed twice/);
-    await expect(saveCheckpoint(file, { params: m.params.slice(1), optimizer: m.opt })).rejects.toThrow(/the optimizer's param 'encoder\.layers\.0\.attention\.weight' is not among params/);
-    await expect(saveCheckpoint(file, { params: m.params, scheduler: {} as never })).rejects.toThrow(/scheduler must have stateDict\(\) and loadStateDict\(\)/);
+    await expect(saveCheckpoint(file, { params: m.params.slice(1), optimizer: m.opt })).rejects.toThrow(
+      /the optimizer's param 'encoder\.layers\.0\.attention\.weight' is not among params/,
+    );
+    await expect(saveCheckpoint(file, { params: m.params, scheduler: {} as never })).rejects.toThrow(
+      /scheduler must have stateDict\(\) and loadStateDict\(\)/,
+    );
     await expect(saveCheckpoint(file, { params: 5 as never })).rejects.toThrow(TypeError);
     await expect(saveCheckpoint('', { params: m.params })).rejects.toThrow(/non-empty path/);
     await expect(loadCheckpoint(file, { params: [unnamed] })).rejects.toThrow(TypeError);
-    await expect(loadCheckpoint(file, { params: m.params, strict: 'no' as never })).rejects.toThrow(/strict must be a boolean/);
+    await expect(loadCheckpoint(file, { params: m.params, strict: 'no' as never })).rejects.toThrow(
+      /strict must be a boolean/,
+    );
     expect(existsSync(file)).toBe(false);
     // A folder that does not exist: a CheckpointError naming the file.
     const nowhere = join(dir, 'no', 'such', 'folder', 'x.safetensors');
-    const e = await saveCheckpoint(nowhere, { params: m.params }).then(() => undefined, (x: Error) => x);
+    const e = await saveCheckpoint(nowhere, { params: m.params }).then(
+      () => undefined,
+      (x: Error) => x,
+    );
     expect(e).toBeInstanceOf(CheckpointError);
-    expect(e?.message).toMatch(new RegExp(`^saveCheckpoint: ${nowhere.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .*ENOENT.*the previous file \\(if any\\) is unchanged`));
+    expect(e?.message).toMatch(
+      new RegExp(
+        `^saveCheckpoint: ${nowhere.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .*ENOENT.*the previous file \\(if any\\) is unchanged`,
+      ),
+    );
   });
 });
 
@@ -506,7 +667,10 @@ describe('Lion: a checkpoint loads into the same optimizer only', () => {
     const file = tmp();
     await saveCheckpoint(file, { params: a.params, optimizer: a.opt, scheduler: a.sched });
     const b = build(lib, { kind: 'AdamW', dtype: 'bfloat16', init: 2 });
-    const e = await loadCheckpoint(file, { params: b.params, optimizer: b.opt }).then(() => undefined, (x: Error) => x);
+    const e = await loadCheckpoint(file, { params: b.params, optimizer: b.opt }).then(
+      () => undefined,
+      (x: Error) => x,
+    );
     expect(e?.message).toMatch(/holds the state of a Lion but the optimizer is a AdamW/);
     const c = build(lib, { kind: 'Lion', dtype: 'bfloat16', scheduler: 'CosineAnnealingLR', init: 2 });
     await loadCheckpoint(file, { params: c.params, optimizer: c.opt, scheduler: c.sched });

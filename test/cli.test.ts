@@ -17,8 +17,16 @@ const bin = join(root, 'bin', 'fused-optim.js');
 const tmp = mkdtempSync(join(tmpdir(), 'fused-optim-cli-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function cli(args: string[], { cwd = tmp, env = {}, script = bin }: { cwd?: string; env?: Record<string, string>; script?: string } = {}) {
-  const r = spawnSync(process.execPath, [script, ...args], { cwd, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120_000 });
+function cli(
+  args: string[],
+  { cwd = tmp, env = {}, script = bin }: { cwd?: string; env?: Record<string, string>; script?: string } = {},
+) {
+  const r = spawnSync(process.execPath, [script, ...args], {
+    cwd,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -37,7 +45,9 @@ function expectWellFormedSvg(svg: string): void {
 }
 
 beforeAll(() => {
-  expect(existsSync(join(root, 'dist', 'cjs', 'cli', 'main.js')), 'dist/ is missing: run `npm run build:ts`').toBe(true);
+  expect(existsSync(join(root, 'dist', 'cjs', 'cli', 'main.js')), 'dist/ is missing: run `npm run build:ts`').toBe(
+    true,
+  );
 });
 
 describe('fused-optim: help and exit codes', () => {
@@ -88,8 +98,14 @@ describe('fused-optim: help and exit codes', () => {
       [['demo', 'now'], /unexpected argument "now"/],
       [['plot-lr'], /which schedule\? one of transformer, linear-warmup/],
       [['plot-lr', 'exponential'], /unknown schedule "exponential"/],
-      [['plot-lr', 'linear', '--d-model', '512'], /--d-model does not apply to linear \(its options: --start-factor, --end-factor, --total-iters\)/],
-      [['plot-lr', 'linear-warmup', '--warmup-steps', '100', '--total-steps', '10'], /totalSteps \(10\) must be >= options.warmupSteps \(100\)/],
+      [
+        ['plot-lr', 'linear', '--d-model', '512'],
+        /--d-model does not apply to linear \(its options: --start-factor, --end-factor, --total-iters\)/,
+      ],
+      [
+        ['plot-lr', 'linear-warmup', '--warmup-steps', '100', '--total-steps', '10'],
+        /totalSteps \(10\) must be >= options.warmupSteps \(100\)/,
+      ],
       [['plot-lr', 'transformer', '--d-model', '0'], /--d-model must be >= 1, got 0/],
       [['plot-lr', 'transformer', '--steps', '10', '--steps', '20'], /--steps was given twice/],
     ];
@@ -121,7 +137,8 @@ describe('fused-optim info', () => {
     const r = cli(['info'], { env: { FUSED_OPTIM_DEVICE: 'cpu' } });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^backend: +cpu$/m);
-    for (const row of ['fused-optim', 'device', 'GPU', 'binary', 'built with', 'CPU threads']) expect(r.stdout).toMatch(new RegExp(`^${row}: `, 'm'));
+    for (const row of ['fused-optim', 'device', 'GPU', 'binary', 'built with', 'CPU threads'])
+      expect(r.stdout).toMatch(new RegExp(`^${row}: `, 'm'));
   });
 
   it('a bad FUSED_OPTIM_DEVICE is a runtime error (exit 1) with the reason', () => {
@@ -133,7 +150,18 @@ describe('fused-optim info', () => {
 
 describe('fused-optim plot-lr', () => {
   it('plots the Transformer schedule from the real scheduler: peak (dModel * warmup)^-0.5 at the warmup step', () => {
-    const r = cli(['plot-lr', 'transformer', '--d-model', '512', '--warmup-steps', '4000', '--steps', '20000', '-o', 'lr.svg']);
+    const r = cli([
+      'plot-lr',
+      'transformer',
+      '--d-model',
+      '512',
+      '--warmup-steps',
+      '4000',
+      '--steps',
+      '20000',
+      '-o',
+      'lr.svg',
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain(`peak ${(1 / Math.sqrt(512 * 4000)).toExponential(3)} at step 4000`);
     expect(r.stdout).toContain(`wrote ${join(tmp, 'lr.svg')}`);
@@ -163,7 +191,7 @@ describe('fused-optim plot-lr', () => {
     }
   });
 
-  it("-o - writes the SVG to stdout; an unwritable path is a runtime error (exit 1)", () => {
+  it('-o - writes the SVG to stdout; an unwritable path is a runtime error (exit 1)', () => {
     const r = cli(['plot-lr', 'cosine-annealing', '--t-max', '50', '-o', '-']);
     expect(r.status).toBe(0);
     expectWellFormedSvg(r.stdout);
@@ -178,11 +206,17 @@ describe('fused-optim demo', () => {
     const out = join(tmp, 'demo.svg');
     const r = cli(['demo', '--steps', '60', '--out', out]);
     expect(r.status, r.stderr + r.stdout).toBe(0);
-    expect(r.stdout).toMatch(/^optimizer: AdamW, .*weight decay 0\.01 on L0\.fc\.weight, L1\.fc\.weight; weight decay 0 on L0\.fc\.bias, L1\.fc\.bias/m);
+    expect(r.stdout).toMatch(
+      /^optimizer: AdamW, .*weight decay 0\.01 on L0\.fc\.weight, L1\.fc\.weight; weight decay 0 on L0\.fc\.bias, L1\.fc\.bias/m,
+    );
     expect(r.stdout).toMatch(/^schedule: +TransformerLR\(dModel 64, warmupSteps 6, /m);
     expect(r.stdout).toMatch(/^checkpoint: step 30 saved with /m);
-    expect(r.stdout).toMatch(/after loading the checkpoint: train loss [\d.]+ \(identical to step 30\), lr [\d.e-]+ \(identical\)/);
-    expect(r.stdout).toMatch(/^resume: +seamless: steps 31-35 of the resumed run have the same losses and lrs, bit for bit/m);
+    expect(r.stdout).toMatch(
+      /after loading the checkpoint: train loss [\d.]+ \(identical to step 30\), lr [\d.e-]+ \(identical\)/,
+    );
+    expect(r.stdout).toMatch(
+      /^resume: +seamless: steps 31-35 of the resumed run have the same losses and lrs, bit for bit/m,
+    );
     const m = /train loss ([\d.]+) -> ([\d.]+)/.exec(r.stdout);
     expect(Number(m?.[2])).toBeLessThan(Number(m?.[1]) / 2);
     expect(r.stdout).toContain(`plot:      ${out}`);
@@ -191,7 +225,14 @@ describe('fused-optim demo', () => {
     expect(r.stderr).toMatch(/^phase 2 step +60\/60 /m);
     const svg = readFileSync(out, 'utf8');
     expectWellFormedSvg(svg);
-    for (const s of ['minibatch loss', 'loss (EMA 0.9)', 'lr (right axis)', 'checkpoint (step 30) / resume', 'training loss (MSE) (log scale)']) expect(svg).toContain(s);
+    for (const s of [
+      'minibatch loss',
+      'loss (EMA 0.9)',
+      'lr (right axis)',
+      'checkpoint (step 30) / resume',
+      'training loss (MSE) (log scale)',
+    ])
+      expect(svg).toContain(s);
   });
 
   it('runs Lion and AdamWDL, in half precision, resuming seamlessly', () => {
@@ -214,18 +255,26 @@ describe('fused-optim demo', () => {
     const r = cli(['demo', '--steps', '20', '--no-progress', '--out', join(tmp, 'k.svg'), '--checkpoint', file]);
     expect(r.status, r.stderr + r.stdout).toBe(0);
     if (typeof lib.saveCheckpoint === 'function') {
-      expect(r.stdout).toContain(`checkpoint: step 10 saved with saveCheckpoint/loadCheckpoint (a checkpoint file) to ${file}\n`);
+      expect(r.stdout).toContain(
+        `checkpoint: step 10 saved with saveCheckpoint/loadCheckpoint (a checkpoint file) to ${file}\n`,
+      );
       expect(existsSync(file)).toBe(true);
     } else {
-      expect(r.stdout).toMatch(/^checkpoint: step 10 saved with stateDict\(\)\/loadStateDict\(\) in memory \(this build of fused-optim has no saveCheckpoint/m);
+      expect(r.stdout).toMatch(
+        /^checkpoint: step 10 saved with stateDict\(\)\/loadStateDict\(\) in memory \(this build of fused-optim has no saveCheckpoint/m,
+      );
     }
     expect(r.stdout).toMatch(/^resume: +seamless/m);
   });
 
   it('the in-memory checkpoint fallback also resumes seamlessly', () => {
-    const r = cli(['demo', '--steps', '20', '--no-progress', '--out', join(tmp, 'm.svg')], { env: { FUSED_OPTIM_DEMO_MEMORY_CHECKPOINT: '1' } });
+    const r = cli(['demo', '--steps', '20', '--no-progress', '--out', join(tmp, 'm.svg')], {
+      env: { FUSED_OPTIM_DEMO_MEMORY_CHECKPOINT: '1' },
+    });
     expect(r.status, r.stderr + r.stdout).toBe(0);
-    expect(r.stdout).toMatch(/^checkpoint: step 10 saved with stateDict\(\)\/loadStateDict\(\) in memory \(FUSED_OPTIM_DEMO_MEMORY_CHECKPOINT=1\)/m);
+    expect(r.stdout).toMatch(
+      /^checkpoint: step 10 saved with stateDict\(\)\/loadStateDict\(\) in memory \(FUSED_OPTIM_DEMO_MEMORY_CHECKPOINT=1\)/m,
+    );
     expect(r.stdout).toMatch(/^resume: +seamless/m);
   });
 
@@ -238,7 +287,9 @@ describe('fused-optim demo', () => {
   });
 
   it('npm run demo (examples/demo.mjs) runs the same demo', () => {
-    const r = cli(['--steps', '20', '--no-progress', '--out', join(tmp, 'e.svg')], { script: join(root, 'examples', 'demo.mjs') });
+    const r = cli(['--steps', '20', '--no-progress', '--out', join(tmp, 'e.svg')], {
+      script: join(root, 'examples', 'demo.mjs'),
+    });
     expect(r.status, r.stderr + r.stdout).toBe(0);
     expect(r.stdout).toMatch(/^fused-optim demo$/m);
     expect(existsSync(join(tmp, 'e.svg'))).toBe(true);
@@ -256,7 +307,10 @@ describe('fused-optim bench', () => {
     symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'), 'dir');
     if (withBench) {
       mkdirSync(join(dir, 'bench'));
-      writeFileSync(join(dir, 'bench', 'run.mjs'), 'console.log(JSON.stringify(process.argv.slice(2))); process.exit(3);\n');
+      writeFileSync(
+        join(dir, 'bench', 'run.mjs'),
+        'console.log(JSON.stringify(process.argv.slice(2))); process.exit(3);\n',
+      );
     }
     return dir;
   }
@@ -272,7 +326,9 @@ describe('fused-optim bench', () => {
     const dir = packageCopy('without-bench', false);
     const r = cli(['bench'], { script: join(dir, 'bin', 'fused-optim.js') });
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/fused-optim bench: error: the benchmark suite is not in this copy of fused-optim \(no .*bench\/run\.mjs\)/);
+    expect(r.stderr).toMatch(
+      /fused-optim bench: error: the benchmark suite is not in this copy of fused-optim \(no .*bench\/run\.mjs\)/,
+    );
   });
 });
 
@@ -287,14 +343,26 @@ describe('option parser (src/cli/args.ts)', () => {
   } as const;
 
   it('reads --name value, --name=value, -o value, flags and positionals, and fills defaults', () => {
-    const { options, positional } = parseOptions(['x', '--lr=0.5', '-o', 'f.svg', '--log', '--eta-min', '-2', 'y', '--mode', 'b'], specs);
+    const { options, positional } = parseOptions(
+      ['x', '--lr=0.5', '-o', 'f.svg', '--log', '--eta-min', '-2', 'y', '--mode', 'b'],
+      specs,
+    );
     expect(options).toEqual({ lr: 0.5, out: 'f.svg', log: true, 'eta-min': -2, mode: 'b', steps: 5 });
     expect(positional).toEqual(['x', 'y']);
     expect(parseOptions(['--', '--log'], specs).positional).toEqual(['--log']);
   });
 
   it('rejects bad values with UsageError', () => {
-    for (const argv of [['--steps', '0'], ['--steps', '2.5'], ['--lr', ''], ['--lr', 'NaN'], ['--mode', 'c'], ['--log=1'], ['--out', '--log'], ['-x']]) {
+    for (const argv of [
+      ['--steps', '0'],
+      ['--steps', '2.5'],
+      ['--lr', ''],
+      ['--lr', 'NaN'],
+      ['--mode', 'c'],
+      ['--log=1'],
+      ['--out', '--log'],
+      ['-x'],
+    ]) {
       expect(() => parseOptions(argv, specs), argv.join(' ')).toThrow(UsageError);
     }
   });
@@ -306,7 +374,14 @@ describe('SVG plot (src/cli/svg_plot.ts)', () => {
     expect(niceTicks(0, 0.01, 5)).toEqual([0, 0.002, 0.004, 0.006, 0.008, 0.01]);
     expect(logTicks(0.001, 10)).toEqual([0.001, 0.01, 0.1, 1, 10]);
     expect(logTicks(0.02, 0.9)).toEqual([0.02, 0.05, 0.1, 0.2, 0.5]);
-    expect([0, 0.5, 0.001, 2.5e-4, 20000, 1.5e6].map(formatTick)).toEqual(['0', '0.5', '0.001', '2.5e-4', '20k', '1.5e6']);
+    expect([0, 0.5, 0.001, 2.5e-4, 20000, 1.5e6].map(formatTick)).toEqual([
+      '0',
+      '0.5',
+      '0.001',
+      '2.5e-4',
+      '20k',
+      '1.5e6',
+    ]);
   });
 
   it('downsamples long series but keeps each bucket’s extremes', () => {

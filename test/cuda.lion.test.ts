@@ -13,7 +13,8 @@ import { randn, rng } from './support/random';
 const probe = native().nativeInfo();
 const reason = probe.cudaUsable ? '' : ` (skipped: ${probe.cudaError})`;
 // Say why in the run's output, not only in the test names.
-if (!probe.cudaUsable) console.warn(`CUDA-vs-CPU tests for Lion and AdamWDL skipped: no usable GPU: ${probe.cudaError}`);
+if (!probe.cudaUsable)
+  console.warn(`CUDA-vs-CPU tests for Lion and AdamWDL skipped: no usable GPU: ${probe.cudaError}`);
 
 const COMBOS: Array<[DType, DType]> = [
   ['float32', 'float32'],
@@ -25,7 +26,14 @@ const COMBOS: Array<[DType, DType]> = [
 // Odd and unaligned sizes, a chunk plus one, several chunks.
 const SIZES = [1, 3, 1000, 4099, 65537, 300007];
 // AdamWDL reads layers from names: one param per layer, an embedding, a bias without decay.
-const DL_NAMES = ['embeddings.word.weight', 'encoder.layers.0.q.bias', 'encoder.layers.1.q.weight', 'encoder.layers.2.ffn.weight', 'encoder.layers.3.ffn.bias', 'pooler.weight'];
+const DL_NAMES = [
+  'embeddings.word.weight',
+  'encoder.layers.0.q.bias',
+  'encoder.layers.1.q.weight',
+  'encoder.layers.2.ffn.weight',
+  'encoder.layers.3.ffn.bias',
+  'pooler.weight',
+];
 
 type Build = (params: Parameter[]) => AnyOptimizer;
 
@@ -81,13 +89,18 @@ function expectSameState(cpu: Run, gpu: Run, dtype: DType, where: string): void 
   SIZES.forEach((n, i) => {
     const at = `${where} param ${i} (${n})`;
     if (dtype === 'float32') {
-      expectSameBits(bitsOf(gpu.params[i].data.toFloat32Array()), bitsOf(cpu.params[i].data.toFloat32Array()), `${at} param`);
+      expectSameBits(
+        bitsOf(gpu.params[i].data.toFloat32Array()),
+        bitsOf(cpu.params[i].data.toFloat32Array()),
+        `${at} param`,
+      );
     } else {
       expectSameBits(gpu.params[i].data.toBits(), cpu.params[i].data.toBits(), `${at} param bits`);
     }
     expect(Object.keys(b.state[i]).sort(), `${at} state keys`).toEqual(Object.keys(a.state[i]).sort());
     for (const [key, value] of Object.entries(a.state[i])) {
-      if (value instanceof Float32Array) expectSameBits(bitsOf(b.state[i][key] as Float32Array), bitsOf(value), `${at} ${key}`);
+      if (value instanceof Float32Array)
+        expectSameBits(bitsOf(b.state[i][key] as Float32Array), bitsOf(value), `${at} ${key}`);
       else expect(b.state[i][key], `${at} ${key}`).toBe(value);
     }
   });
@@ -107,16 +120,26 @@ describe.skipIf(!probe.cudaUsable)(`Lion and AdamWDL: CUDA equals the CPU bit fo
   }
 
   it('AdamWDL on CUDA: ratio 0 multiplies by exactly float32(1 - lr * wd), and no decay leaves the param unchanged', () => {
-    const make = (name: string, seed: number) => new Parameter(Tensor.from(randn(70001, rng(seed), 0.5), { device: 'cuda' }), { name });
+    const make = (name: string, seed: number) =>
+      new Parameter(Tensor.from(randn(70001, rng(seed), 0.5), { device: 'cuda' }), { name });
     const [decayed, kept] = [make('a.decayed', 1), make('a.kept', 2)];
-    const opt = new AdamWDL([decayed, kept], { lr: 0.01, weightDecay: 0.1, setParamLrFun: () => 0, applyDecayParamFun: (n) => n.endsWith('decayed') });
+    const opt = new AdamWDL([decayed, kept], {
+      lr: 0.01,
+      weightDecay: 0.1,
+      setParamLrFun: () => 0,
+      applyDecayParamFun: (n) => n.endsWith('decayed'),
+    });
     const before = [decayed.data.toFloat32Array(), kept.data.toFloat32Array()];
     decayed.grad = Tensor.from(randn(70001, rng(3), 0.1), { device: 'cuda' });
     kept.grad = Tensor.from(randn(70001, rng(4), 0.1), { device: 'cuda' });
     opt.step();
     opt.synchronize();
     const factor = Math.fround(1 - 0.01 * 0.1);
-    expectSameBits(bitsOf(decayed.data.toFloat32Array()), bitsOf(Float32Array.from(before[0], (x) => Math.fround(x * factor))), 'decayed');
+    expectSameBits(
+      bitsOf(decayed.data.toFloat32Array()),
+      bitsOf(Float32Array.from(before[0], (x) => Math.fround(x * factor))),
+      'decayed',
+    );
     expectSameBits(bitsOf(kept.data.toFloat32Array()), bitsOf(before[1]), 'kept');
   });
 
@@ -144,7 +167,10 @@ describe.skipIf(!probe.cudaUsable)(`Lion and AdamWDL: CUDA equals the CPU bit fo
     opts[1].synchronize();
     expectSameBits(ps[0].data.toBits(), ps[1].data.toBits(), 'stepAsync vs step');
     const initBits = Tensor.from(init, { dtype: 'bfloat16', device: 'cpu' }).toBits();
-    expect(ps[0].data.toBits().some((b, i) => b !== initBits[i]), 'the step moved the params').toBe(true);
+    expect(
+      ps[0].data.toBits().some((b, i) => b !== initBits[i]),
+      'the step moved the params',
+    ).toBe(true);
   });
 });
 
@@ -161,7 +187,10 @@ describe.skipIf(!probe.cudaUsable)(`metrics on CUDA${reason}`, () => {
       const a = cpu.opt.metrics();
       const b = gpu.opt.metrics();
       expectMetricsClose(b, a, `${kind}: CUDA vs CPU metrics`, { rtol: 1e-10, atol: 1e-10 });
-      expectMetricsClose(b, expectedMetrics(gpu, 'float64'), `${kind}: CUDA vs float64 reference`, { rtol: 1e-6, atol: 1e-6 });
+      expectMetricsClose(b, expectedMetrics(gpu, 'float64'), `${kind}: CUDA vs float64 reference`, {
+        rtol: 1e-6,
+        atol: 1e-6,
+      });
     });
 
     it(`${kind}: CUDA metrics are deterministic (two calls, the same bits) and change nothing`, () => {

@@ -55,7 +55,11 @@ describe.skipIf(!probe.cudaUsable)(`CUDA backend equals the CPU backend bit for 
       sizes.forEach((n, i) => {
         const where = `${dtype}/${gradDtype} param ${i} (${n})`;
         if (dtype === 'float32') {
-          expectSameBits(bitsOf(gpu.params[i].data.toFloat32Array()), bitsOf(cpu.params[i].data.toFloat32Array()), `${where} param`);
+          expectSameBits(
+            bitsOf(gpu.params[i].data.toFloat32Array()),
+            bitsOf(cpu.params[i].data.toFloat32Array()),
+            `${where} param`,
+          );
         } else {
           expectSameBits(gpu.params[i].data.toBits(), cpu.params[i].data.toBits(), `${where} param bits`);
           expectSameBits(bitsOf(b.state[i].master!), bitsOf(a.state[i].master!), `${where} master`);
@@ -64,7 +68,11 @@ describe.skipIf(!probe.cudaUsable)(`CUDA backend equals the CPU backend bit for 
         expectSameBits(bitsOf(b.state[i].exp_avg), bitsOf(a.state[i].exp_avg), `${where} exp_avg`);
         expectSameBits(bitsOf(b.state[i].exp_avg_sq), bitsOf(a.state[i].exp_avg_sq), `${where} exp_avg_sq`);
         if (a.state[i].max_exp_avg_sq) {
-          expectSameBits(bitsOf(b.state[i].max_exp_avg_sq!), bitsOf(a.state[i].max_exp_avg_sq!), `${where} max_exp_avg_sq`);
+          expectSameBits(
+            bitsOf(b.state[i].max_exp_avg_sq!),
+            bitsOf(a.state[i].max_exp_avg_sq!),
+            `${where} max_exp_avg_sq`,
+          );
         }
       });
     });

@@ -5,7 +5,9 @@ import { AdamW, AdamWDL, Lion, Parameter, Tensor, TransformerLR } from '../src/i
 
 function model(n = 20) {
   return Array.from({ length: n }, (_, i) => {
-    const p = new Parameter(Tensor.from(new Float32Array(7 + i).fill(0.5), { device: 'cpu' }), { name: `encoder.layers.${i % 12}.w${i}` });
+    const p = new Parameter(Tensor.from(new Float32Array(7 + i).fill(0.5), { device: 'cpu' }), {
+      name: `encoder.layers.${i % 12}.w${i}`,
+    });
     p.grad = Tensor.from(new Float32Array(7 + i).fill(0.1), { device: 'cpu' });
     return p;
   });

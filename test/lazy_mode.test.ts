@@ -12,14 +12,17 @@ const V = 50;
 const D = 7;
 
 function table(dtype: DType, seed: number) {
-  return new Parameter(Tensor.from(randn(V * D, rng(seed)), { shape: [V, D], dtype, device: 'cpu' }), { name: 'embedding.weight' });
+  return new Parameter(Tensor.from(randn(V * D, rng(seed)), { shape: [V, D], dtype, device: 'cpu' }), {
+    name: 'embedding.weight',
+  });
 }
 
 function state(opt: AnyOptimizer, key: string): Float32Array {
   return ((opt.stateDict() as { state: Record<number, Record<string, Float32Array>> }).state[0] ?? {})[key];
 }
 
-const values = (p: Parameter) => (p.data.dtype === 'float32' ? p.data.toFloat32Array() : Float32Array.from(p.data.toBits()));
+const values = (p: Parameter) =>
+  p.data.dtype === 'float32' ? p.data.toFloat32Array() : Float32Array.from(p.data.toBits());
 
 describe('lazy mode', () => {
   for (const [name, make] of [
@@ -74,23 +77,35 @@ describe('lazy mode', () => {
     const p = table('float32', 4);
     const v = (n: number) => Tensor.zeros([n, D], { device: 'cpu' });
     expect(() => (p.sparseGrad = { rows: Int32Array.from([1, 1]), values: v(2) })).toThrow(/row 1 appears twice/);
-    expect(() => (p.sparseGrad = { rows: Int32Array.from([50]), values: v(1) })).toThrow(/rows\[0\] = 50 is outside \[0, 50\)/);
+    expect(() => (p.sparseGrad = { rows: Int32Array.from([50]), values: v(1) })).toThrow(
+      /rows\[0\] = 50 is outside \[0, 50\)/,
+    );
     expect(() => (p.sparseGrad = { rows: Int32Array.from([-1]), values: v(1) })).toThrow(/outside/);
     expect(() => (p.sparseGrad = { rows: Int32Array.from([1, 2]), values: v(3) })).toThrow(/expected \[2, 7\]/);
-    expect(() => (p.sparseGrad = { rows: [1] as unknown as Int32Array, values: v(1) })).toThrow(/must be \{ rows: Int32Array, values: Tensor \}/);
+    expect(() => (p.sparseGrad = { rows: [1] as unknown as Int32Array, values: v(1) })).toThrow(
+      /must be \{ rows: Int32Array, values: Tensor \}/,
+    );
     expect(p.sparseGrad).toBeNull();
     const opt = new AdamW([p]);
     p.sparseGrad = { rows: Int32Array.from([1]), values: v(1) };
     const before = p.data.toFloat32Array();
-    expect(() => opt.step()).toThrow(/param 'embedding.weight' has a row-sparse grad: construct the optimizer with lazyMode: true/);
+    expect(() => opt.step()).toThrow(
+      /param 'embedding.weight' has a row-sparse grad: construct the optimizer with lazyMode: true/,
+    );
     expect(Array.from(p.data.toFloat32Array())).toEqual(Array.from(before));
   });
 
   it('the native side re-checks rows (duplicates through the raw handle)', () => {
     const p = table('float32', 5);
     const opt = new AdamW([p], { lazyMode: true });
-    const handle = (opt as unknown as { handle(): { setSparseGrad(i: number, v: unknown, r: Int32Array, w: number): void } }).handle();
-    expect(() => handle.setSparseGrad(0, Tensor.zeros([2, D], { device: 'cpu' }).handle, Int32Array.from([4, 4]), D)).toThrow(/row 4 appears twice/);
-    expect(() => handle.setSparseGrad(0, Tensor.zeros([1, D], { device: 'cpu' }).handle, Int32Array.from([99]), D)).toThrow(/outside \[0, 50\)/);
+    const handle = (
+      opt as unknown as { handle(): { setSparseGrad(i: number, v: unknown, r: Int32Array, w: number): void } }
+    ).handle();
+    expect(() =>
+      handle.setSparseGrad(0, Tensor.zeros([2, D], { device: 'cpu' }).handle, Int32Array.from([4, 4]), D),
+    ).toThrow(/row 4 appears twice/);
+    expect(() =>
+      handle.setSparseGrad(0, Tensor.zeros([1, D], { device: 'cpu' }).handle, Int32Array.from([99]), D),
+    ).toThrow(/outside \[0, 50\)/);
   });
 });

@@ -9,7 +9,9 @@ import { bitsOf, expectClose, expectSameBits } from './support/compare';
 import { type TorchCase, f32, loadTorchCases, u16, u32 } from './support/fixtures';
 
 const tensorOf = (b64: string, dtype: TorchCase['dtype']) =>
-  dtype === 'float32' ? Tensor.from(f32(b64), { dtype, device: 'cpu' }) : Tensor.from(u16(b64), { dtype, device: 'cpu' });
+  dtype === 'float32'
+    ? Tensor.from(f32(b64), { dtype, device: 'cpu' })
+    : Tensor.from(u16(b64), { dtype, device: 'cpu' });
 
 // Replays a case's steps on `opt` and checks every param, master and moment after each.
 function replay(c: TorchCase, params: Parameter[], opt: FusedOptimizer<ParamGroup, object, object>) {
@@ -23,7 +25,8 @@ function replay(c: TorchCase, params: Parameter[], opt: FusedOptimizer<ParamGrou
       const i = flat.indexOf(p);
       const where = `${c.name} step ${s} param ${k}`;
       const state = sd.state[i] as Record<string, Float32Array> | undefined;
-      if (c.dtype === 'float32') expectSameBits(bitsOf(p.data.toFloat32Array()), u32(step.expected_master[k]), `${where} param`);
+      if (c.dtype === 'float32')
+        expectSameBits(bitsOf(p.data.toFloat32Array()), u32(step.expected_master[k]), `${where} param`);
       else expectSameBits(p.data.toBits(), u16(step.expected_param[k]!), `${where} param bits`);
       if (step.expected_step[k] === 0) {
         expect(state, `${where}: no state before the first grad`).toBeUndefined();
@@ -48,7 +51,14 @@ describe('Lion matches DecoupledLionW bit for bit', () => {
   for (const c of cases) {
     it(c.name, () => {
       const params = c.params.map((p, i) => new Parameter(tensorOf(p.init, c.dtype), { name: `p${i}` }));
-      const opt = new Lion(c.groups.map((g) => ({ params: g.params.map((i) => params[i]), lr: g.lr, betas: g.betas, weightDecay: g.weight_decay })));
+      const opt = new Lion(
+        c.groups.map((g) => ({
+          params: g.params.map((i) => params[i]),
+          lr: g.lr,
+          betas: g.betas,
+          weightDecay: g.weight_decay,
+        })),
+      );
       opt.paramGroups.forEach((g, i) => expect(g.initialLr).toBe(c.groups[i].initial_lr));
       replay(c, params, opt as unknown as FusedOptimizer<ParamGroup, object, object>);
       expect(Object.values(opt.stateDict().state).every((s) => !('step' in s))).toBe(true);
@@ -75,7 +85,13 @@ describe('AdamWDL matches the torch re-implementation bit for bit', () => {
       const params = c.params.map((p) => new Parameter(tensorOf(p.init, c.dtype), { name: p.name }));
       const ratios = new Map(c.params.map((p) => [p.name!, p.ratio!]));
       const opt = new AdamWDL(
-        c.groups.map((gr) => ({ params: gr.params.map((i) => params[i]), lr: gr.lr, betas: gr.betas, eps: gr.eps, weightDecay: gr.weight_decay })),
+        c.groups.map((gr) => ({
+          params: gr.params.map((i) => params[i]),
+          lr: gr.lr,
+          betas: gr.betas,
+          eps: gr.eps,
+          weightDecay: gr.weight_decay,
+        })),
         {
           layerwiseDecay: g.layerwise_decay,
           nLayers: g.n_layers,

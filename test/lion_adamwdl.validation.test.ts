@@ -74,18 +74,36 @@ describe('Lion: bad hyperparameters', () => {
     const label = `${key} = ${Array.isArray(value) ? `[${value.join(', ')}]` : String(value)}`;
     it(`${label}: rejected in the options, in a group, in addParamGroup and on paramGroups before step()`, () => {
       expectThrows(() => new Lion([param('w')], { [key]: value }), cls, [/Lion options/, message], 'options');
-      expectThrows(() => new Lion([{ params: [param('a')] }, { params: [param('b'), param('c')], [key]: value }]), cls, [/param group 1/, message], 'group');
+      expectThrows(
+        () => new Lion([{ params: [param('a')] }, { params: [param('b'), param('c')], [key]: value }]),
+        cls,
+        [/param group 1/, message],
+        'group',
+      );
       const w = param('w');
       const opt = new Lion([w], { lr: 1e-3 });
       w.grad = gradFor(w, 2);
       opt.step();
-      const before = { groups: groupsOf(opt as unknown as AnyOptimizer), state: stateBits(opt as unknown as AnyOptimizer), w: tensorBits(w.data) };
-      expectThrows(() => opt.addParamGroup({ params: [param('extra')], [key]: value }), cls, [/param group 1/, message], 'addParamGroup');
+      const before = {
+        groups: groupsOf(opt as unknown as AnyOptimizer),
+        state: stateBits(opt as unknown as AnyOptimizer),
+        w: tensorBits(w.data),
+      };
+      expectThrows(
+        () => opt.addParamGroup({ params: [param('extra')], [key]: value }),
+        cls,
+        [/param group 1/, message],
+        'addParamGroup',
+      );
       const saved = (opt.paramGroups[0] as Record<string, unknown>)[key];
       (opt.paramGroups[0] as Record<string, unknown>)[key] = value;
       expectThrows(() => opt.step(), cls, [/paramGroups\[0\]/, message], 'step');
       (opt.paramGroups[0] as Record<string, unknown>)[key] = saved;
-      expect({ groups: groupsOf(opt as unknown as AnyOptimizer), state: stateBits(opt as unknown as AnyOptimizer), w: tensorBits(w.data) }).toEqual(before);
+      expect({
+        groups: groupsOf(opt as unknown as AnyOptimizer),
+        state: stateBits(opt as unknown as AnyOptimizer),
+        w: tensorBits(w.data),
+      }).toEqual(before);
       expect(warnings()).toEqual([]); // nothing here is a large decay
     });
   }
@@ -102,8 +120,13 @@ describe('Lion: bad hyperparameters', () => {
       const before = w.data.toFloat32Array();
       opt.step();
       const after = w.data.toFloat32Array();
-      if (betas[0] === 1) expect(Array.from(after), `betas ${betas}: a zero moment gives sign 0`).toEqual(Array.from(before));
-      else expect(after.some((x, i) => x !== before[i]), `betas ${betas}`).toBe(true);
+      if (betas[0] === 1)
+        expect(Array.from(after), `betas ${betas}: a zero moment gives sign 0`).toEqual(Array.from(before));
+      else
+        expect(
+          after.some((x, i) => x !== before[i]),
+          `betas ${betas}`,
+        ).toBe(true);
     }
   });
 
@@ -113,7 +136,9 @@ describe('Lion: bad hyperparameters', () => {
     w.grad = gradFor(w, 4);
     const handle = (opt as unknown as { handle(): { step(h: Float64Array): void } }).handle();
     const before = tensorBits(w.data);
-    expectThrows(() => handle.step(new Float64Array([0, 0.9, 0.99, 0, 0.01])), RangeError, [/lr must be a finite number > 0/]);
+    expectThrows(() => handle.step(new Float64Array([0, 0.9, 0.99, 0, 0.01])), RangeError, [
+      /lr must be a finite number > 0/,
+    ]);
     expectThrows(() => handle.step(new Float64Array([0.01, 1.5, 0.99, 0, 0.01])), RangeError, [/betas\[0\]/]);
     expect(tensorBits(w.data)).toEqual(before);
   });
@@ -138,7 +163,10 @@ describe('Lion: the large-weightDecay warning', () => {
   });
 
   it('once per optimizer: several large groups and later large groups add no warning; a second optimizer warns again', () => {
-    const opt = new Lion([{ params: [param('a')], weightDecay: 0.1 }, { params: [param('b')], weightDecay: 0.2 }]);
+    const opt = new Lion([
+      { params: [param('a')], weightDecay: 0.1 },
+      { params: [param('b')], weightDecay: 0.2 },
+    ]);
     expect(warnings()).toHaveLength(1);
     opt.addParamGroup({ params: [param('c')], weightDecay: 0.5 });
     expect(warnings()).toHaveLength(1);
@@ -203,7 +231,12 @@ describe('Lion: sign(0) = 0', () => {
       expect(tensorBits(w.data)).toEqual(before);
       const s = opt.stateDict().state[0];
       expect(s.exp_avg.every((x) => x === 0)).toBe(true);
-      if (dtype !== 'float32') expectSameBits(bitsOf(s.master!), bitsOf(Tensor.from(w.data.toBits(), { dtype, device: 'cpu' }).toFloat32Array()), 'master');
+      if (dtype !== 'float32')
+        expectSameBits(
+          bitsOf(s.master!),
+          bitsOf(Tensor.from(w.data.toBits(), { dtype, device: 'cpu' }).toFloat32Array()),
+          'master',
+        );
     });
   }
 
@@ -214,26 +247,42 @@ describe('Lion: sign(0) = 0', () => {
     w.grad = Tensor.zeros([33], { dtype: 'float16', device: 'cpu' });
     opt.step();
     const factor = Math.fround(1 - 5e-4);
-    expectSameBits(bitsOf(opt.stateDict().state[0].master!), bitsOf(Float32Array.from(master0, (x) => Math.fround(x * factor))), 'master');
+    expectSameBits(
+      bitsOf(opt.stateDict().state[0].master!),
+      bitsOf(Float32Array.from(master0, (x) => Math.fround(x * factor))),
+      'master',
+    );
   });
 
   it('an interpolation that is exactly zero (m = -g, beta1 = 0.5) gives no update', () => {
     const w = param('w', 8, 'float32', 8);
     const opt = new Lion([w], { lr: 0.1, betas: [0.5, 0.9] });
-    opt.loadStateDict({ state: { 0: { exp_avg: new Float32Array(8).fill(0.25) } }, param_groups: opt.stateDict().param_groups });
+    opt.loadStateDict({
+      state: { 0: { exp_avg: new Float32Array(8).fill(0.25) } },
+      param_groups: opt.stateDict().param_groups,
+    });
     const before = tensorBits(w.data);
     w.grad = Tensor.from(new Float32Array(8).fill(-0.25), { device: 'cpu' });
     opt.step();
     expect(tensorBits(w.data)).toEqual(before);
     // m = lerp(0.25, -0.25, 0.1) = 0.2
-    expect(Array.from(opt.stateDict().state[0].exp_avg)).toEqual(new Array(8).fill(Math.fround(0.25 + Math.fround(0.1 * -0.5))));
+    expect(Array.from(opt.stateDict().state[0].exp_avg)).toEqual(
+      new Array(8).fill(Math.fround(0.25 + Math.fround(0.1 * -0.5))),
+    );
   });
 });
 
 describe('Lion: state dict', () => {
   function lionFixture(seed: number) {
-    const params = [param('w', 1001, 'float32', seed), param('h', 17, 'float16', seed + 1), param('b', 70001, 'bfloat16', seed + 2)];
-    const opt = new Lion([{ params: params.slice(0, 2), lr: 0.01, weightDecay: 5e-4 }, { params: params.slice(2), lr: 0.003, betas: [0.95, 0.98] }]);
+    const params = [
+      param('w', 1001, 'float32', seed),
+      param('h', 17, 'float16', seed + 1),
+      param('b', 70001, 'bfloat16', seed + 2),
+    ];
+    const opt = new Lion([
+      { params: params.slice(0, 2), lr: 0.01, weightDecay: 5e-4 },
+      { params: params.slice(2), lr: 0.003, betas: [0.95, 0.98] },
+    ]);
     return { params, opt };
   }
   const dtypeOfGrad = (p: Parameter): DType => (p.name === 'b' ? 'float32' : p.data.dtype);
@@ -266,7 +315,11 @@ describe('Lion: state dict', () => {
     // A second optimizer with other values, other hyperparameters, restored from the dict.
     const b = lionFixture(50);
     b.opt.paramGroups[0].lr = 0.7;
-    b.params.forEach((p, i) => (p.data.dtype === 'float32' ? p.data.copyFrom(a.params[i].data.toFloat32Array()) : p.data.copyFrom(a.params[i].data.toBits())));
+    b.params.forEach((p, i) =>
+      p.data.dtype === 'float32'
+        ? p.data.copyFrom(a.params[i].data.toFloat32Array())
+        : p.data.copyFrom(a.params[i].data.toBits()),
+    );
     b.opt.loadStateDict(sd);
     return { a, b };
   }
@@ -293,7 +346,8 @@ describe('Lion: state dict', () => {
     a.params.forEach((p, i) => {
       expect(tensorBits(b.params[i].data), `param ${p.name}`).toEqual(tensorBits(p.data));
       expectSameBits(bitsOf(sb.state[i].exp_avg), bitsOf(sa.state[i].exp_avg), `exp_avg of ${p.name}`);
-      if (sa.state[i].master) expectSameBits(bitsOf(sb.state[i].master!), bitsOf(sa.state[i].master!), `master of ${p.name}`);
+      if (sa.state[i].master)
+        expectSameBits(bitsOf(sb.state[i].master!), bitsOf(sa.state[i].master!), `master of ${p.name}`);
     });
   });
 
@@ -312,8 +366,13 @@ describe('Lion: state dict', () => {
     opt.step();
     const before = stateBits(opt as unknown as AnyOptimizer);
     const sd = opt.stateDict();
-    expectThrows(() => opt.loadStateDict({ ...sd, param_groups: [{ ...sd.param_groups[0], lr: 0 }] }), RangeError, [/lr must be > 0/]);
-    expectThrows(() => opt.loadStateDict({ ...sd, state: { 0: { exp_avg: new Float32Array(5) } } }), RangeError, [/exp_avg has 5 elements/, /'w'/]);
+    expectThrows(() => opt.loadStateDict({ ...sd, param_groups: [{ ...sd.param_groups[0], lr: 0 }] }), RangeError, [
+      /lr must be > 0/,
+    ]);
+    expectThrows(() => opt.loadStateDict({ ...sd, state: { 0: { exp_avg: new Float32Array(5) } } }), RangeError, [
+      /exp_avg has 5 elements/,
+      /'w'/,
+    ]);
     expect(stateBits(opt as unknown as AnyOptimizer)).toEqual(before);
   });
 });
@@ -321,7 +380,13 @@ describe('Lion: state dict', () => {
 // =======================================================================================
 // AdamWDL
 
-const NAMES = ['embeddings.word_embeddings.weight', 'encoder.layers.0.attention.q.weight', 'encoder.layers.11.output.dense.bias', 'encoder.layers.12.x', 'pooler.dense.weight'];
+const NAMES = [
+  'embeddings.word_embeddings.weight',
+  'encoder.layers.0.attention.q.weight',
+  'encoder.layers.11.output.dense.bias',
+  'encoder.layers.12.x',
+  'pooler.dense.weight',
+];
 
 describe('AdamWDL: the ratio of each param', () => {
   it('default rule, layerwiseDecay 0.65, nLayers 12: decay^(nLayers - N) in layer N, decay^(nLayers + 1) for embeddings, else 1', () => {
@@ -383,7 +448,9 @@ describe('AdamWDL: the ratio of each param', () => {
 
   it('applyDecayParamFun decides the decay per name; the default decays everything', () => {
     const params = NAMES.map((n, i) => param(n, 3, 'float32', i));
-    const opt = new AdamWDL(params, { applyDecayParamFun: (name) => !name.includes('bias') && !name.includes('embeddings') });
+    const opt = new AdamWDL(params, {
+      applyDecayParamFun: (name) => !name.includes('bias') && !name.includes('embeddings'),
+    });
     expect([...opt.ratios].map(([n, r]) => [n, r.applyDecay])).toEqual([
       ['embeddings.word_embeddings.weight', false],
       ['encoder.layers.0.attention.q.weight', true],
@@ -438,7 +505,11 @@ describe('AdamWDL: the decoupled decay uses the BASE lr; the Adam step lr * rati
       const sd = opt.stateDict();
       const after = [0, 1, 2].map((i) => sd.state[i].master ?? [decayed, kept, moving][i].data.toFloat32Array());
       const factor = Math.fround(1 - lr * wd);
-      expectSameBits(bitsOf(after[0]), bitsOf(Float32Array.from(before[0], (x) => Math.fround(x * factor))), 'ratio 0, decay on');
+      expectSameBits(
+        bitsOf(after[0]),
+        bitsOf(Float32Array.from(before[0], (x) => Math.fround(x * factor))),
+        'ratio 0, decay on',
+      );
       expectSameBits(bitsOf(after[1]), bitsOf(before[1]), 'ratio 0, decay off');
       expect(after[2].some((x, i) => x !== Math.fround(before[2][i] * factor))).toBe(true); // ratio 1 takes an Adam step too
       expect(sd.state[0].step).toBe(1); // state advances even when the step size is 0
@@ -452,23 +523,42 @@ describe('AdamWDL: the decoupled decay uses the BASE lr; the Adam step lr * rati
     const before = p.data.toFloat32Array();
     p.grad = gradFor(p, 15);
     opt.step();
-    expectSameBits(bitsOf(p.data.toFloat32Array()), bitsOf(Float32Array.from(before, (x) => Math.fround(x * Math.fround(1 - 0.05 * 0.2)))), 'decay with the new lr');
+    expectSameBits(
+      bitsOf(p.data.toFloat32Array()),
+      bitsOf(Float32Array.from(before, (x) => Math.fround(x * Math.fround(1 - 0.05 * 0.2)))),
+      'decay with the new lr',
+    );
   });
 
   it('state dict round trip: a restored AdamWDL with the same options continues bit for bit', () => {
     const build = (seed: number) => {
-      const params = [param('embeddings.w', 99, 'float32', seed), param('encoder.layers.1.w', 70001, 'float16', seed + 1), param('pooler.bias', 5, 'bfloat16', seed + 2)];
-      const opt = new AdamWDL(params, { lr: 0.01, weightDecay: 0.05, layerwiseDecay: 0.7, nLayers: 2, applyDecayParamFun: (n) => !n.endsWith('bias') });
+      const params = [
+        param('embeddings.w', 99, 'float32', seed),
+        param('encoder.layers.1.w', 70001, 'float16', seed + 1),
+        param('pooler.bias', 5, 'bfloat16', seed + 2),
+      ];
+      const opt = new AdamWDL(params, {
+        lr: 0.01,
+        weightDecay: 0.05,
+        layerwiseDecay: 0.7,
+        nLayers: 2,
+        applyDecayParamFun: (n) => !n.endsWith('bias'),
+      });
       return { params, opt };
     };
     const a = build(1);
     const b = build(40);
-    const grads = (f: ReturnType<typeof build>, s: number) => f.params.forEach((p, i) => (p.grad = gradFor(p, 1000 * s + i)));
+    const grads = (f: ReturnType<typeof build>, s: number) =>
+      f.params.forEach((p, i) => (p.grad = gradFor(p, 1000 * s + i)));
     for (let s = 0; s < 2; s++) {
       grads(a, s);
       a.opt.step();
     }
-    b.params.forEach((p, i) => (p.data.dtype === 'float32' ? p.data.copyFrom(a.params[i].data.toFloat32Array()) : p.data.copyFrom(a.params[i].data.toBits())));
+    b.params.forEach((p, i) =>
+      p.data.dtype === 'float32'
+        ? p.data.copyFrom(a.params[i].data.toFloat32Array())
+        : p.data.copyFrom(a.params[i].data.toBits()),
+    );
     b.opt.loadStateDict(a.opt.stateDict());
     for (let s = 2; s < 4; s++) {
       for (const f of [a, b]) {
@@ -491,17 +581,87 @@ describe('AdamWDL: bad input is a clear error naming the param, raised before an
     message: RegExp[];
   }
   const BAD: BadCase[] = [
-    { label: 'unparsable layer index', name: 'encoder.layers.x.weight', options: {}, error: RangeError, message: [/encoder\.layers\.x\.weight/, /layer index/] },
-    { label: 'a negative-looking layer index', name: 'encoder.layers.-1.weight', options: {}, error: RangeError, message: [/encoder\.layers\.-1\.weight/] },
-    { label: 'nLayers below the layer index', name: 'encoder.layers.13.weight', options: { nLayers: 12 }, error: RangeError, message: [/encoder\.layers\.13\.weight/, /13/, /nLayers is 12/] },
-    { label: 'setParamLrFun returns NaN', name: 'bad.nan', options: { setParamLrFun: () => NaN }, error: RangeError, message: [/'bad\.nan'/, /NaN/] },
-    { label: 'setParamLrFun returns a negative number', name: 'bad.neg', options: { setParamLrFun: () => -0.5 }, error: RangeError, message: [/'bad\.neg'/, /-0\.5/] },
-    { label: 'setParamLrFun returns Infinity', name: 'bad.inf', options: { setParamLrFun: () => Infinity }, error: RangeError, message: [/'bad\.inf'/, /Infinity/] },
-    { label: 'setParamLrFun returns a string', name: 'bad.str', options: { setParamLrFun: (() => '0.5') as unknown as AdamWDLOptions['setParamLrFun'] }, error: [RangeError, TypeError], message: [/'bad\.str'/, /0\.5/] },
-    { label: 'setParamLrFun returns undefined', name: 'bad.undef', options: { setParamLrFun: (() => undefined) as unknown as AdamWDLOptions['setParamLrFun'] }, error: [RangeError, TypeError], message: [/'bad\.undef'/] },
-    { label: 'setParamLrFun throws', name: 'bad.throw', options: { setParamLrFun: () => { throw new Error('boom from the rule'); } }, error: Error, message: [/boom from the rule/] },
-    { label: 'applyDecayParamFun returns a non-boolean', name: 'bad.dec', options: { applyDecayParamFun: (() => 1) as unknown as AdamWDLOptions['applyDecayParamFun'] }, error: TypeError, message: [/'bad\.dec'/, /boolean/] },
-    { label: 'applyDecayParamFun returns undefined', name: 'bad.dec2', options: { applyDecayParamFun: (() => undefined) as unknown as AdamWDLOptions['applyDecayParamFun'] }, error: TypeError, message: [/'bad\.dec2'/, /boolean/] },
+    {
+      label: 'unparsable layer index',
+      name: 'encoder.layers.x.weight',
+      options: {},
+      error: RangeError,
+      message: [/encoder\.layers\.x\.weight/, /layer index/],
+    },
+    {
+      label: 'a negative-looking layer index',
+      name: 'encoder.layers.-1.weight',
+      options: {},
+      error: RangeError,
+      message: [/encoder\.layers\.-1\.weight/],
+    },
+    {
+      label: 'nLayers below the layer index',
+      name: 'encoder.layers.13.weight',
+      options: { nLayers: 12 },
+      error: RangeError,
+      message: [/encoder\.layers\.13\.weight/, /13/, /nLayers is 12/],
+    },
+    {
+      label: 'setParamLrFun returns NaN',
+      name: 'bad.nan',
+      options: { setParamLrFun: () => NaN },
+      error: RangeError,
+      message: [/'bad\.nan'/, /NaN/],
+    },
+    {
+      label: 'setParamLrFun returns a negative number',
+      name: 'bad.neg',
+      options: { setParamLrFun: () => -0.5 },
+      error: RangeError,
+      message: [/'bad\.neg'/, /-0\.5/],
+    },
+    {
+      label: 'setParamLrFun returns Infinity',
+      name: 'bad.inf',
+      options: { setParamLrFun: () => Infinity },
+      error: RangeError,
+      message: [/'bad\.inf'/, /Infinity/],
+    },
+    {
+      label: 'setParamLrFun returns a string',
+      name: 'bad.str',
+      options: { setParamLrFun: (() => '0.5') as unknown as AdamWDLOptions['setParamLrFun'] },
+      error: [RangeError, TypeError],
+      message: [/'bad\.str'/, /0\.5/],
+    },
+    {
+      label: 'setParamLrFun returns undefined',
+      name: 'bad.undef',
+      options: { setParamLrFun: (() => undefined) as unknown as AdamWDLOptions['setParamLrFun'] },
+      error: [RangeError, TypeError],
+      message: [/'bad\.undef'/],
+    },
+    {
+      label: 'setParamLrFun throws',
+      name: 'bad.throw',
+      options: {
+        setParamLrFun: () => {
+          throw new Error('boom from the rule');
+        },
+      },
+      error: Error,
+      message: [/boom from the rule/],
+    },
+    {
+      label: 'applyDecayParamFun returns a non-boolean',
+      name: 'bad.dec',
+      options: { applyDecayParamFun: (() => 1) as unknown as AdamWDLOptions['applyDecayParamFun'] },
+      error: TypeError,
+      message: [/'bad\.dec'/, /boolean/],
+    },
+    {
+      label: 'applyDecayParamFun returns undefined',
+      name: 'bad.dec2',
+      options: { applyDecayParamFun: (() => undefined) as unknown as AdamWDLOptions['applyDecayParamFun'] },
+      error: TypeError,
+      message: [/'bad\.dec2'/, /boolean/],
+    },
   ];
 
   /** Only the param named `trigger` trips the rule; the others are healthy. */
@@ -521,7 +681,12 @@ describe('AdamWDL: bad input is a clear error naming the param, raised before an
   for (const c of BAD) {
     it(`${c.label}: the constructor throws`, () => {
       expectThrows(() => new AdamWDL([param('pooler.w'), param(c.name)], guarded(c)), c.error, c.message, c.label);
-      expectThrows(() => new AdamWDL([{ params: [param('pooler.w')] }, { params: [param(c.name)] }], guarded(c)), c.error, c.message, `${c.label} (second group)`);
+      expectThrows(
+        () => new AdamWDL([{ params: [param('pooler.w')] }, { params: [param(c.name)] }], guarded(c)),
+        c.error,
+        c.message,
+        `${c.label} (second group)`,
+      );
     });
 
     it(`${c.label}: addParamGroup throws, leaves the groups as they were, and the optimizer keeps working`, () => {
@@ -536,21 +701,37 @@ describe('AdamWDL: bad input is a clear error naming the param, raised before an
         x.w.grad = gradFor(x.w, 22);
         x.opt.step();
       }
-      const before = { groups: groupsOf(f.opt as unknown as AnyOptimizer), state: stateBits(f.opt as unknown as AnyOptimizer), ratios: [...f.opt.ratios] };
+      const before = {
+        groups: groupsOf(f.opt as unknown as AnyOptimizer),
+        state: stateBits(f.opt as unknown as AnyOptimizer),
+        ratios: [...f.opt.ratios],
+      };
       // The healthy param comes first, so a rule checked param by param during
       // registration would already have added it.
       const healthy = param('encoder.layers.0.fine', 4, 'float32', 23);
       const bad = param(c.name, 4, 'float32', 24);
-      expectThrows(() => f.opt.addParamGroup({ params: [healthy, bad] }), c.error, c.message, `${c.label} addParamGroup`);
+      expectThrows(
+        () => f.opt.addParamGroup({ params: [healthy, bad] }),
+        c.error,
+        c.message,
+        `${c.label} addParamGroup`,
+      );
       expect(f.opt.paramGroups).toHaveLength(1);
-      expect({ groups: groupsOf(f.opt as unknown as AnyOptimizer), state: stateBits(f.opt as unknown as AnyOptimizer), ratios: [...f.opt.ratios] }).toEqual(before);
+      expect({
+        groups: groupsOf(f.opt as unknown as AnyOptimizer),
+        state: stateBits(f.opt as unknown as AnyOptimizer),
+        ratios: [...f.opt.ratios],
+      }).toEqual(before);
       // Still usable: the next step, and a later good group, match a twin that never saw the bad call.
       for (const x of [f, twin]) {
         x.w.grad = gradFor(x.w, 25);
         x.opt.step();
       }
       expect(tensorBits(f.w.data)).toEqual(tensorBits(twin.w.data));
-      const extra = [param('encoder.layers.0.extra', 9, 'float32', 26), param('encoder.layers.0.extra', 9, 'float32', 26)];
+      const extra = [
+        param('encoder.layers.0.extra', 9, 'float32', 26),
+        param('encoder.layers.0.extra', 9, 'float32', 26),
+      ];
       f.opt.addParamGroup({ params: [extra[0]], lr: 0.02 });
       twin.opt.addParamGroup({ params: [extra[1]], lr: 0.02 });
       for (const [i, x] of [f, twin].entries()) {
@@ -570,8 +751,16 @@ describe('AdamWDL: bad input is a clear error naming the param, raised before an
   }
 
   it('setParamLrFun / applyDecayParamFun that are not functions: TypeError in the constructor', () => {
-    expectThrows(() => new AdamWDL([param('w')], { setParamLrFun: 0.5 as unknown as AdamWDLOptions['setParamLrFun'] }), TypeError, [/setParamLrFun must be a function/]);
-    expectThrows(() => new AdamWDL([param('w')], { applyDecayParamFun: true as unknown as AdamWDLOptions['applyDecayParamFun'] }), TypeError, [/applyDecayParamFun must be a function/]);
+    expectThrows(
+      () => new AdamWDL([param('w')], { setParamLrFun: 0.5 as unknown as AdamWDLOptions['setParamLrFun'] }),
+      TypeError,
+      [/setParamLrFun must be a function/],
+    );
+    expectThrows(
+      () => new AdamWDL([param('w')], { applyDecayParamFun: true as unknown as AdamWDLOptions['applyDecayParamFun'] }),
+      TypeError,
+      [/applyDecayParamFun must be a function/],
+    );
   });
 
   it('bad layerwiseDecay / nLayers: RangeError in the constructor', () => {
@@ -585,11 +774,18 @@ describe('AdamWDL: bad input is a clear error naming the param, raised before an
 
   it('a nameDict that maps a param to a non-string: TypeError naming the param', () => {
     const w = param('w');
-    expectThrows(() => new AdamWDL([w], { nameDict: new Map([[w, 42 as unknown as string]]) }), TypeError, [/'w'/, /name/]);
+    expectThrows(() => new AdamWDL([w], { nameDict: new Map([[w, 42 as unknown as string]]) }), TypeError, [
+      /'w'/,
+      /name/,
+    ]);
   });
 
   it('a nameDict that is neither a Map nor a plain object: TypeError', () => {
-    expectThrows(() => new AdamWDL([param('w')], { nameDict: 'w' as unknown as AdamWDLOptions['nameDict'] }), TypeError, [/nameDict/]);
+    expectThrows(
+      () => new AdamWDL([param('w')], { nameDict: 'w' as unknown as AdamWDLOptions['nameDict'] }),
+      TypeError,
+      [/nameDict/],
+    );
   });
 
   it('AdamW hyperparameter checks still apply (lr < 0 rejected; lr 0 allowed, unlike Lion)', () => {

@@ -23,8 +23,18 @@ describe('master weights', () => {
     const master = sd.state[0].master!;
     expect(master).toBeDefined();
     // 8 Adam steps of ~lr each against a constant grad.
-    expectClose(master, Array.from(init, (x) => x - 8e-3), 'master', { rtol: 0, atol: 1e-5 });
-    expectClose(p.data.toFloat32Array(), Array.from(master, (x) => roundTo('bfloat16', x)), 'param', { rtol: 0, atol: 0 });
+    expectClose(
+      master,
+      Array.from(init, (x) => x - 8e-3),
+      'master',
+      { rtol: 0, atol: 1e-5 },
+    );
+    expectClose(
+      p.data.toFloat32Array(),
+      Array.from(master, (x) => roundTo('bfloat16', x)),
+      'param',
+      { rtol: 0, atol: 0 },
+    );
     expect(p.data.toFloat32Array().some((x, i) => x !== init[i])).toBe(true);
   });
 

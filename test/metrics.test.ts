@@ -5,7 +5,17 @@
 // of a tensor split in two.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AdamW, AdamWDL, type DType, Lion, type MetricsDict, Parameter, Tensor, preReduceMetrics, reduceMetrics } from '../src/index';
+import {
+  AdamW,
+  AdamWDL,
+  type DType,
+  Lion,
+  type MetricsDict,
+  Parameter,
+  Tensor,
+  preReduceMetrics,
+  reduceMetrics,
+} from '../src/index';
 import { adamwNext, expectMetricsClose, lionNext, referenceMetrics } from './support/metrics_reference';
 import { runNode } from './support/node_child';
 import {
@@ -23,7 +33,14 @@ import {
 } from './support/optimizer_setups';
 import { randn, rng } from './support/random';
 
-const METRICS = ['l2_norm/moment', 'l2_norm/param', 'l2_norm/update', 'l2_norm/grad', 'cosine/update_grad', 'cosine/moment_grad'];
+const METRICS = [
+  'l2_norm/moment',
+  'l2_norm/param',
+  'l2_norm/update',
+  'l2_norm/grad',
+  'cosine/update_grad',
+  'cosine/moment_grad',
+];
 
 function readySetup(kind: Kind, seed = 1): Setup {
   const setup = makeSetup(kind, { seed });
@@ -53,7 +70,10 @@ describe.each(KINDS)('%s.metrics()', (kind) => {
   it('matches the rule rounded to float32 as the kernels round it, up to the order of the float64 sums', () => {
     const setup = readySetup(kind);
     const m = setup.opt.metrics();
-    expectMetricsClose(m, expectedMetrics(setup, 'float32'), `${kind} vs float32-rounded rule`, { rtol: 1e-12, atol: 1e-12 });
+    expectMetricsClose(m, expectedMetrics(setup, 'float32'), `${kind} vs float32-rounded rule`, {
+      rtol: 1e-12,
+      atol: 1e-12,
+    });
   });
 
   it('reports exactly the params with a grad and state, keyed `${metric}/${p.name}`', () => {
@@ -161,7 +181,9 @@ describe('metrics: what the next step would do', () => {
       (ps: Parameter[]) => new AdamW(ps, { lr: 0.01 }) as unknown as AnyOptimizer,
     ]) {
       const p = new Parameter(Tensor.from(randn(21, rng(9), 0.02), { dtype: 'float16', device: 'cpu' }), { name: 'h' });
-      const twin = new Parameter(Tensor.from(randn(21, rng(9), 0.02), { dtype: 'float16', device: 'cpu' }), { name: 'h' });
+      const twin = new Parameter(Tensor.from(randn(21, rng(9), 0.02), { dtype: 'float16', device: 'cpu' }), {
+        name: 'h',
+      });
       const opt = make([p]);
       const twinOpt = make([twin]);
       for (let s = 0; s < 2; s++) {
@@ -176,7 +198,10 @@ describe('metrics: what the next step would do', () => {
       const m = opt.metrics();
       let pp = 0;
       for (const x of written) pp += x * x;
-      expect(m['l2_norm/param/h'], `${opt.constructor.name}: l2_norm/param reads the written value`).toBeCloseTo(Math.sqrt(pp), 12);
+      expect(m['l2_norm/param/h'], `${opt.constructor.name}: l2_norm/param reads the written value`).toBeCloseTo(
+        Math.sqrt(pp),
+        12,
+      );
       // And the update it reports is the one the next step makes from the written value.
       const before = twin.data.toFloat32Array();
       twinOpt.step();
@@ -197,8 +222,17 @@ describe('metrics: what the next step would do', () => {
     p.grad = Tensor.from(randn(77, rng(13), 0.1), { device: 'cpu' });
     const param = p.data.toFloat32Array();
     const grad = p.grad.toFloat32Array();
-    const next = lionNext(param, grad, sd.state[0].exp_avg, { lr: 0.01, betas: [0.9, 0.99], weightDecay: 0, initialLr: 0.01 });
-    expectMetricsClose(opt.metrics(), referenceMetrics('b', { param, grad, moment: sd.state[0].exp_avg, next }), 'bf16 without master');
+    const next = lionNext(param, grad, sd.state[0].exp_avg, {
+      lr: 0.01,
+      betas: [0.9, 0.99],
+      weightDecay: 0,
+      initialLr: 0.01,
+    });
+    expectMetricsClose(
+      opt.metrics(),
+      referenceMetrics('b', { param, grad, moment: sd.state[0].exp_avg, next }),
+      'bf16 without master',
+    );
   });
 
   it('AdamW: switching amsgrad on after some steps: metrics() still leaves the state dict as it was', () => {
@@ -214,7 +248,13 @@ describe('metrics: what the next step would do', () => {
     const s = (opt.stateDict().state as Record<number, SavedState>)[0];
     const param = p.data.toFloat32Array();
     const grad = p.grad.toFloat32Array();
-    const next = adamwNext(param, grad, { m: s.exp_avg, v: s.exp_avg_sq!, vmax: new Float32Array(19) }, 2, { lr: 0.01, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01, amsgrad: true });
+    const next = adamwNext(param, grad, { m: s.exp_avg, v: s.exp_avg_sq!, vmax: new Float32Array(19) }, 2, {
+      lr: 0.01,
+      betas: [0.9, 0.999],
+      eps: 1e-8,
+      weightDecay: 0.01,
+      amsgrad: true,
+    });
     expectMetricsClose(m, referenceMetrics('w', { param, grad, moment: s.exp_avg, next }), 'amsgrad switched on');
   });
 });
@@ -272,13 +312,11 @@ describe('preReduceMetrics / reduceMetrics', () => {
   function build(kind: Kind, dtype: DType, part: Whole, groupLr: number): AnyOptimizer {
     const data = Tensor.from(part.param, { dtype, device: 'cpu' });
     const p = new Parameter(data, { name: NAME });
-    const opt = (
-      kind === 'Lion'
-        ? new Lion([p], { lr: 0.01, weightDecay: 5e-4, betas: [0.9, 0.95] })
-        : kind === 'AdamW'
-          ? new AdamW([p], { lr: 0.01, weightDecay: 0.1, amsgrad: true })
-          : new AdamWDL([p], { lr: 0.01, weightDecay: 0.1, layerwiseDecay: 0.7, nLayers: 4 })
-    ) as unknown as AnyOptimizer;
+    const opt = (kind === 'Lion'
+      ? new Lion([p], { lr: 0.01, weightDecay: 5e-4, betas: [0.9, 0.95] })
+      : kind === 'AdamW'
+        ? new AdamW([p], { lr: 0.01, weightDecay: 0.1, amsgrad: true })
+        : new AdamWDL([p], { lr: 0.01, weightDecay: 0.1, layerwiseDecay: 0.7, nLayers: 4 })) as unknown as AnyOptimizer;
     opt.loadStateDict({ state: { 0: part.state }, param_groups: [{ ...opt.stateDict().param_groups[0] }] });
     opt.paramGroups[0].lr = groupLr; // Lion: lr / initial_lr = 0.5 scales the decay
     p.grad = Tensor.from(part.grad, { dtype: 'float32', device: 'cpu' });
@@ -287,7 +325,8 @@ describe('preReduceMetrics / reduceMetrics', () => {
 
   function wholeOf(kind: Kind, dtype: DType, n: number, seed: number): Whole {
     const next = rng(seed);
-    const round = (v: Float32Array) => (dtype === 'float32' ? v : Tensor.from(v, { dtype, device: 'cpu' }).toFloat32Array());
+    const round = (v: Float32Array) =>
+      dtype === 'float32' ? v : Tensor.from(v, { dtype, device: 'cpu' }).toFloat32Array();
     const param = round(randn(n, next, 0.02));
     const grad = randn(n, next, 0.1);
     const m = randn(n, next, 0.05);
@@ -302,7 +341,9 @@ describe('preReduceMetrics / reduceMetrics', () => {
   }
 
   function slice(w: Whole, begin: number, end: number): Whole {
-    const state = Object.fromEntries(Object.entries(w.state).map(([k, v]) => [k, typeof v === 'number' ? v : v.slice(begin, end)]));
+    const state = Object.fromEntries(
+      Object.entries(w.state).map(([k, v]) => [k, typeof v === 'number' ? v : v.slice(begin, end)]),
+    );
     return { n: end - begin, param: w.param.slice(begin, end), grad: w.grad.slice(begin, end), state };
   }
 

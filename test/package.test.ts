@@ -7,7 +7,16 @@
 // Needs the prebuilt binary: `npm run prebuild` first (CI does, then runs this file with
 // FUSED_OPTIM_PACK_TEST=require, which turns the skip into a failure).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -23,14 +32,19 @@ const title = run
   ? 'npm pack + install with no compilers: the prebuilt binary'
   : `npm pack + install with no compilers (SKIPPED: no prebuilds/${tuple}/; run \`npm run prebuild\` first)`;
 
-if (!run) console.warn(`package.test.ts: skipped: no prebuilt binary in prebuilds/${tuple}/ (run \`npm run prebuild\` first; CI does)`);
+if (!run)
+  console.warn(
+    `package.test.ts: skipped: no prebuilt binary in prebuilds/${tuple}/ (run \`npm run prebuild\` first; CI does)`,
+  );
 
 // Where node and npm live, as links: the only programs on the install's PATH besides sh.
 function toolDir(dir: string): string {
   const bin = join(dir, 'bin');
   mkdirSync(bin);
   const npmCli = join(process.execPath, '..', '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
-  const npm = existsSync(npmCli) ? npmCli : spawnSync('sh', ['-c', 'readlink -f "$(command -v npm)"'], { encoding: 'utf8' }).stdout.trim();
+  const npm = existsSync(npmCli)
+    ? npmCli
+    : spawnSync('sh', ['-c', 'readlink -f "$(command -v npm)"'], { encoding: 'utf8' }).stdout.trim();
   symlinkSync(process.execPath, join(bin, 'node'));
   symlinkSync(npm, join(bin, 'npm'));
   symlinkSync('/bin/sh', join(bin, 'sh'));
@@ -44,16 +58,33 @@ describe.skipIf(!run)(title, () => {
   const installed = join(project, 'node_modules', 'fused-optim');
   let env: NodeJS.ProcessEnv = {};
 
-  const sh = (cmd: string, args: string[], cwd = project, timeout = 120_000) => spawnSync(cmd, args, { cwd, env, encoding: 'utf8', timeout });
+  const sh = (cmd: string, args: string[], cwd = project, timeout = 120_000) =>
+    spawnSync(cmd, args, { cwd, env, encoding: 'utf8', timeout });
 
   it('npm pack ships the prebuilt binary, dist/, bin/ and bench/, and no tests or build output', () => {
     expect(prebuilt, `no prebuilt binary in prebuilds/${tuple}: run \`npm run prebuild\``).toHaveLength(1);
-    expect(existsSync(join(root, 'dist', 'cjs', 'cli', 'main.js')), 'dist/ is missing: run `npm run build:ts`').toBe(true);
-    const pack = spawnSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+    expect(existsSync(join(root, 'dist', 'cjs', 'cli', 'main.js')), 'dist/ is missing: run `npm run build:ts`').toBe(
+      true,
+    );
+    const pack = spawnSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     expect(pack.status, pack.stderr).toBe(0);
     const [info] = JSON.parse(pack.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
     const files = info.files.map((f) => f.path);
-    for (const f of [`prebuilds/${tuple}/${prebuilt[0]}`, 'dist/cjs/index.js', 'dist/cjs/index.d.ts', 'dist/esm/index.mjs', 'dist/esm/index.d.mts', 'dist/cjs/cli/main.js', 'bin/fused-optim.js', 'binding.gyp', 'package.json']) {
+    for (const f of [
+      `prebuilds/${tuple}/${prebuilt[0]}`,
+      'dist/cjs/index.js',
+      'dist/cjs/index.d.ts',
+      'dist/esm/index.mjs',
+      'dist/esm/index.d.mts',
+      'dist/cjs/cli/main.js',
+      'bin/fused-optim.js',
+      'binding.gyp',
+      'package.json',
+    ]) {
       expect(files).toContain(f);
     }
     expect(files.filter((f) => /^(test|src|build)\//.test(f) || f.endsWith('.tgz'))).toEqual([]);
@@ -62,8 +93,17 @@ describe.skipIf(!run)(title, () => {
 
     // The install's environment: node, npm and sh only; nothing from the npm running vitest.
     const bin = toolDir(dir);
-    env = { HOME: process.env.HOME, PATH: bin, LANG: process.env.LANG ?? 'C.UTF-8', TMPDIR: process.env.TMPDIR ?? tmpdir() };
-    const which = spawnSync('/bin/sh', ['-c', 'for t in gcc g++ cc c++ make python python3 nvcc cmake; do command -v $t; done; true'], { env, encoding: 'utf8' });
+    env = {
+      HOME: process.env.HOME,
+      PATH: bin,
+      LANG: process.env.LANG ?? 'C.UTF-8',
+      TMPDIR: process.env.TMPDIR ?? tmpdir(),
+    };
+    const which = spawnSync(
+      '/bin/sh',
+      ['-c', 'for t in gcc g++ cc c++ make python python3 nvcc cmake; do command -v $t; done; true'],
+      { env, encoding: 'utf8' },
+    );
     expect(which.stdout.trim(), 'compilers are still on PATH').toBe('');
 
     mkdirSync(project);
@@ -74,7 +114,12 @@ describe.skipIf(!run)(title, () => {
   it('installs from the tarball with no compiler: the install script finds the prebuilt binary and builds nothing', () => {
     const tarball = join(dir, readFileSync(join(dir, 'tarball'), 'utf8'));
     // Dependencies (node-addon-api, node-gyp-build) come from npm's cache when it has them.
-    const r = sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', tarball], project, 300_000);
+    const r = sh(
+      'npm',
+      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', tarball],
+      project,
+      300_000,
+    );
     expect(r.status, `${r.stdout}\n${r.stderr}`.slice(-4000)).toBe(0);
     expect(`${r.stdout}${r.stderr}`).toMatch(/node-gyp-build/); // the install script ran
     expect(`${r.stdout}${r.stderr}`).not.toMatch(/gyp info|gyp ERR|CXX\(target\)|nvcc/);
@@ -112,7 +157,11 @@ describe.skipIf(!run)(title, () => {
       const { listFatbins } = (await import(pathToFileURL(join(root, 'scripts', 'fatbin.mjs')).href)) as {
         listFatbins(b: Buffer): Array<Array<{ arch: string }>>;
       };
-      const archs = new Set(listFatbins(readFileSync(out.binary)).flat().map((e) => e.arch));
+      const archs = new Set(
+        listFatbins(readFileSync(out.binary))
+          .flat()
+          .map((e) => e.arch),
+      );
       for (const a of ['sm_75', 'sm_80', 'sm_86', 'sm_89', 'sm_90', 'compute_90']) expect(archs).toContain(a);
     }
   });
@@ -140,7 +189,18 @@ describe.skipIf(!run)(title, () => {
     expect(report.binaryKind).toBe('prebuilt');
     expect(report.backend).toBe(report.computeCapability === undefined ? 'cpu' : 'cuda');
 
-    const plot = sh(cli, ['plot-lr', 'transformer', '--d-model', '512', '--warmup-steps', '40', '--steps', '200', '-o', 'lr.svg']);
+    const plot = sh(cli, [
+      'plot-lr',
+      'transformer',
+      '--d-model',
+      '512',
+      '--warmup-steps',
+      '40',
+      '--steps',
+      '200',
+      '-o',
+      'lr.svg',
+    ]);
     expect(plot.status, plot.stderr).toBe(0);
     expect(readFileSync(join(project, 'lr.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>\n$/);
 

@@ -37,7 +37,13 @@ describe('noDecayParamGroups', () => {
     const groups = noDecayParamGroups(bert(), { weightDecay: 0.01 });
     expect(hyper(groups)).toEqual([{ weightDecay: 0.01 }, { weightDecay: 0 }]);
     expect(names(groups)).toEqual([
-      ['embeddings.word_embeddings.weight', 'encoder.layers.0.attention.q.weight', 'encoder.layers.1.attention.q.weight', 'encoder.layers.1.scale', 'pooler.dense.weight'],
+      [
+        'embeddings.word_embeddings.weight',
+        'encoder.layers.0.attention.q.weight',
+        'encoder.layers.1.attention.q.weight',
+        'encoder.layers.1.scale',
+        'pooler.dense.weight',
+      ],
       [
         'embeddings.LayerNorm.weight',
         'embeddings.LayerNorm.bias',
@@ -56,20 +62,41 @@ describe('noDecayParamGroups', () => {
 
   it('a custom fragment list replaces the default', () => {
     const groups = noDecayParamGroups(bert(), { weightDecay: 0.05, noDecay: ['scale', 'embeddings'] });
-    expect(names(groups)[1]).toEqual(['embeddings.word_embeddings.weight', 'embeddings.LayerNorm.weight', 'embeddings.LayerNorm.bias', 'encoder.layers.1.scale']);
+    expect(names(groups)[1]).toEqual([
+      'embeddings.word_embeddings.weight',
+      'embeddings.LayerNorm.weight',
+      'embeddings.LayerNorm.bias',
+      'encoder.layers.1.scale',
+    ]);
     expect(names(groups)[0]).toContain('pooler.dense.bias'); // 'bias' is no longer in the list
     expect(noDecayParamGroups(bert(), { weightDecay: 0.05, noDecay: [] })).toHaveLength(1); // nothing exempt
   });
 
   it('oneDimNoDecay: every param with at most one dimension is exempt too', () => {
     const groups = noDecayParamGroups(bert(), { weightDecay: 0.01, oneDimNoDecay: true });
-    expect(names(groups)[0]).toEqual(['embeddings.word_embeddings.weight', 'encoder.layers.0.attention.q.weight', 'encoder.layers.1.attention.q.weight', 'pooler.dense.weight']);
+    expect(names(groups)[0]).toEqual([
+      'embeddings.word_embeddings.weight',
+      'encoder.layers.0.attention.q.weight',
+      'encoder.layers.1.attention.q.weight',
+      'pooler.dense.weight',
+    ]);
     expect(names(groups)[1]).toContain('encoder.layers.1.scale');
     // A 0-D param (shape []) counts as at most one dimension.
     const scalar = new Parameter(Tensor.zeros([], { device: 'cpu' }), { name: 'temperature' });
-    expect(names(noDecayParamGroups([param('w', [2, 2]), scalar], { weightDecay: 0.1, oneDimNoDecay: true }))).toEqual([['w'], ['temperature']]);
+    expect(names(noDecayParamGroups([param('w', [2, 2]), scalar], { weightDecay: 0.1, oneDimNoDecay: true }))).toEqual([
+      ['w'],
+      ['temperature'],
+    ]);
     // And with an empty fragment list, only the dimension rule applies.
-    expect(names(noDecayParamGroups([param('a.bias', [3, 3]), param('b', [3])], { weightDecay: 0.1, noDecay: [], oneDimNoDecay: true }))).toEqual([['a.bias'], ['b']]);
+    expect(
+      names(
+        noDecayParamGroups([param('a.bias', [3, 3]), param('b', [3])], {
+          weightDecay: 0.1,
+          noDecay: [],
+          oneDimNoDecay: true,
+        }),
+      ),
+    ).toEqual([['a.bias'], ['b']]);
   });
 
   it('empty groups are left out', () => {
@@ -88,16 +115,66 @@ describe('noDecayParamGroups', () => {
 
   describe('bad input', () => {
     const cases: Array<[string, () => unknown, typeof Error, RegExp]> = [
-      ['an empty param list', () => noDecayParamGroups([], { weightDecay: 0.1 }), RangeError, /noDecayParamGroups: params is empty/],
-      ['a non-Parameter', () => noDecayParamGroups([param('a'), { name: 'b' } as unknown as Parameter], { weightDecay: 0.1 }), TypeError, /params\[1\] is not a Parameter/],
-      ['a Tensor where a Parameter belongs', () => noDecayParamGroups([param('a').data as unknown as Parameter], { weightDecay: 0.1 }), TypeError, /params\[0\] is not a Parameter/],
-      ['a missing weightDecay', () => noDecayParamGroups([param('a')], {} as { weightDecay: number }), RangeError, /weightDecay must be a finite number/],
-      ['no options at all', () => noDecayParamGroups([param('a')], undefined as unknown as { weightDecay: number }), RangeError, /weightDecay/],
-      ['a negative weightDecay', () => noDecayParamGroups([param('a')], { weightDecay: -0.1 }), RangeError, /weightDecay must be >= 0/],
-      ['a NaN weightDecay', () => noDecayParamGroups([param('a')], { weightDecay: NaN }), RangeError, /weightDecay must be a finite number, got NaN/],
-      ['params that are not iterable', () => noDecayParamGroups(42 as unknown as Parameter[], { weightDecay: 0.1 }), TypeError, /./],
-      ['noDecay that is a string, not an array', () => noDecayParamGroups([param('a')], { weightDecay: 0.1, noDecay: 'bias' as unknown as string[] }), TypeError, /noDecay/],
-      ['noDecay holding a non-string', () => noDecayParamGroups([param('a')], { weightDecay: 0.1, noDecay: [3 as unknown as string] }), TypeError, /noDecay/],
+      [
+        'an empty param list',
+        () => noDecayParamGroups([], { weightDecay: 0.1 }),
+        RangeError,
+        /noDecayParamGroups: params is empty/,
+      ],
+      [
+        'a non-Parameter',
+        () => noDecayParamGroups([param('a'), { name: 'b' } as unknown as Parameter], { weightDecay: 0.1 }),
+        TypeError,
+        /params\[1\] is not a Parameter/,
+      ],
+      [
+        'a Tensor where a Parameter belongs',
+        () => noDecayParamGroups([param('a').data as unknown as Parameter], { weightDecay: 0.1 }),
+        TypeError,
+        /params\[0\] is not a Parameter/,
+      ],
+      [
+        'a missing weightDecay',
+        () => noDecayParamGroups([param('a')], {} as { weightDecay: number }),
+        RangeError,
+        /weightDecay must be a finite number/,
+      ],
+      [
+        'no options at all',
+        () => noDecayParamGroups([param('a')], undefined as unknown as { weightDecay: number }),
+        RangeError,
+        /weightDecay/,
+      ],
+      [
+        'a negative weightDecay',
+        () => noDecayParamGroups([param('a')], { weightDecay: -0.1 }),
+        RangeError,
+        /weightDecay must be >= 0/,
+      ],
+      [
+        'a NaN weightDecay',
+        () => noDecayParamGroups([param('a')], { weightDecay: NaN }),
+        RangeError,
+        /weightDecay must be a finite number, got NaN/,
+      ],
+      [
+        'params that are not iterable',
+        () => noDecayParamGroups(42 as unknown as Parameter[], { weightDecay: 0.1 }),
+        TypeError,
+        /./,
+      ],
+      [
+        'noDecay that is a string, not an array',
+        () => noDecayParamGroups([param('a')], { weightDecay: 0.1, noDecay: 'bias' as unknown as string[] }),
+        TypeError,
+        /noDecay/,
+      ],
+      [
+        'noDecay holding a non-string',
+        () => noDecayParamGroups([param('a')], { weightDecay: 0.1, noDecay: [3 as unknown as string] }),
+        TypeError,
+        /noDecay/,
+      ],
     ];
     for (const [label, fn, cls, message] of cases) {
       it(label, () => {
@@ -118,7 +195,11 @@ describe('layerwiseParamGroups', () => {
       { lr: 1e-3 * 0.75 ** 3, weightDecay: 0.05, names: ['embeddings.word_embeddings.weight'] },
       { lr: 1e-3 * 0.75 ** 3, weightDecay: 0, names: ['embeddings.LayerNorm.weight', 'embeddings.LayerNorm.bias'] },
       { lr: 1e-3 * 0.75 ** 2, weightDecay: 0.05, names: ['encoder.layers.0.attention.q.weight'] },
-      { lr: 1e-3 * 0.75 ** 2, weightDecay: 0, names: ['encoder.layers.0.attention.q.bias', 'encoder.layers.0.output.layer_norm.weight'] },
+      {
+        lr: 1e-3 * 0.75 ** 2,
+        weightDecay: 0,
+        names: ['encoder.layers.0.attention.q.bias', 'encoder.layers.0.output.layer_norm.weight'],
+      },
       { lr: 1e-3 * 0.75, weightDecay: 0.05, names: ['encoder.layers.1.attention.q.weight', 'encoder.layers.1.scale'] },
       { lr: 1e-3 * 0.75, weightDecay: 0, names: ['encoder.layers.1.attention.q.bias'] },
       { lr: 1e-3, weightDecay: 0.05, names: ['pooler.dense.weight'] },
@@ -140,7 +221,10 @@ describe('layerwiseParamGroups', () => {
   });
 
   it('a custom noDecay list', () => {
-    const groups = layerwiseParamGroups([param('encoder.layers.0.q.bias', [4]), param('encoder.layers.0.gamma', [4])], { ...opts, noDecay: ['gamma'] });
+    const groups = layerwiseParamGroups([param('encoder.layers.0.q.bias', [4]), param('encoder.layers.0.gamma', [4])], {
+      ...opts,
+      noDecay: ['gamma'],
+    });
     expect(groups.map((g) => [g.weightDecay, g.params.map((p) => p.name)])).toEqual([
       [0.05, ['encoder.layers.0.q.bias']],
       [0, ['encoder.layers.0.gamma']],
@@ -164,20 +248,85 @@ describe('layerwiseParamGroups', () => {
 
   describe('out-of-range layers and bad options', () => {
     const cases: Array<[string, () => unknown, typeof Error, RegExp[]]> = [
-      ['encoder.layers.N with N >= nLayers (layer above nLayers + 1 is impossible: N + 1 <= nLayers)', () => layerwiseParamGroups([param('encoder.layers.5.w')], opts), RangeError, [/'encoder\.layers\.5\.w'/, /layer 6/]],
-      ['layerOf returning nLayers + 2', () => layerwiseParamGroups([param('x')], { ...opts, layerOf: () => 4 }), RangeError, [/'x'/, /layer 4/]],
-      ['layerOf returning -1', () => layerwiseParamGroups([param('x')], { ...opts, layerOf: () => -1 }), RangeError, [/'x'/, /-1/]],
-      ['layerOf returning 1.5', () => layerwiseParamGroups([param('x')], { ...opts, layerOf: () => 1.5 }), RangeError, [/'x'/, /1\.5/]],
-      ['layerOf returning NaN', () => layerwiseParamGroups([param('x')], { ...opts, layerOf: () => NaN }), RangeError, [/'x'/, /NaN/]],
-      ['an unparsable encoder layer index', () => layerwiseParamGroups([param('encoder.layers.x.w')], opts), RangeError, [/encoder\.layers\.x\.w/]],
-      ['an empty param list', () => layerwiseParamGroups([], opts), RangeError, [/layerwiseParamGroups: params is empty/]],
-      ['a non-Parameter', () => layerwiseParamGroups([param('a'), 'b' as unknown as Parameter], opts), TypeError, [/params\[1\] is not a Parameter/]],
+      [
+        'encoder.layers.N with N >= nLayers (layer above nLayers + 1 is impossible: N + 1 <= nLayers)',
+        () => layerwiseParamGroups([param('encoder.layers.5.w')], opts),
+        RangeError,
+        [/'encoder\.layers\.5\.w'/, /layer 6/],
+      ],
+      [
+        'layerOf returning nLayers + 2',
+        () => layerwiseParamGroups([param('x')], { ...opts, layerOf: () => 4 }),
+        RangeError,
+        [/'x'/, /layer 4/],
+      ],
+      [
+        'layerOf returning -1',
+        () => layerwiseParamGroups([param('x')], { ...opts, layerOf: () => -1 }),
+        RangeError,
+        [/'x'/, /-1/],
+      ],
+      [
+        'layerOf returning 1.5',
+        () => layerwiseParamGroups([param('x')], { ...opts, layerOf: () => 1.5 }),
+        RangeError,
+        [/'x'/, /1\.5/],
+      ],
+      [
+        'layerOf returning NaN',
+        () => layerwiseParamGroups([param('x')], { ...opts, layerOf: () => NaN }),
+        RangeError,
+        [/'x'/, /NaN/],
+      ],
+      [
+        'an unparsable encoder layer index',
+        () => layerwiseParamGroups([param('encoder.layers.x.w')], opts),
+        RangeError,
+        [/encoder\.layers\.x\.w/],
+      ],
+      [
+        'an empty param list',
+        () => layerwiseParamGroups([], opts),
+        RangeError,
+        [/layerwiseParamGroups: params is empty/],
+      ],
+      [
+        'a non-Parameter',
+        () => layerwiseParamGroups([param('a'), 'b' as unknown as Parameter], opts),
+        TypeError,
+        [/params\[1\] is not a Parameter/],
+      ],
       ['a negative lr', () => layerwiseParamGroups([param('a')], { ...opts, lr: -1 }), RangeError, [/lr must be >= 0/]],
-      ['a NaN decay', () => layerwiseParamGroups([param('a')], { ...opts, decay: NaN }), RangeError, [/decay must be a finite number/]],
-      ['a negative decay', () => layerwiseParamGroups([param('a')], { ...opts, decay: -0.5 }), RangeError, [/decay must be >= 0/]],
-      ['a fractional nLayers', () => layerwiseParamGroups([param('a')], { ...opts, nLayers: 2.5 }), RangeError, [/nLayers must be a non-negative integer/]],
-      ['a negative nLayers', () => layerwiseParamGroups([param('a')], { ...opts, nLayers: -1 }), RangeError, [/nLayers/]],
-      ['a negative weightDecay', () => layerwiseParamGroups([param('a')], { ...opts, weightDecay: -0.1 }), RangeError, [/weightDecay must be >= 0/]],
+      [
+        'a NaN decay',
+        () => layerwiseParamGroups([param('a')], { ...opts, decay: NaN }),
+        RangeError,
+        [/decay must be a finite number/],
+      ],
+      [
+        'a negative decay',
+        () => layerwiseParamGroups([param('a')], { ...opts, decay: -0.5 }),
+        RangeError,
+        [/decay must be >= 0/],
+      ],
+      [
+        'a fractional nLayers',
+        () => layerwiseParamGroups([param('a')], { ...opts, nLayers: 2.5 }),
+        RangeError,
+        [/nLayers must be a non-negative integer/],
+      ],
+      [
+        'a negative nLayers',
+        () => layerwiseParamGroups([param('a')], { ...opts, nLayers: -1 }),
+        RangeError,
+        [/nLayers/],
+      ],
+      [
+        'a negative weightDecay',
+        () => layerwiseParamGroups([param('a')], { ...opts, weightDecay: -0.1 }),
+        RangeError,
+        [/weightDecay must be >= 0/],
+      ],
       ['no options', () => layerwiseParamGroups([param('a')], undefined as unknown as typeof opts), RangeError, [/lr/]],
     ];
     for (const [label, fn, cls, messages] of cases) {
@@ -209,13 +358,20 @@ describe('the groups drive AdamW', () => {
       });
       for (let s = 0; s < 3; s++) {
         [ps, twins].forEach((list) =>
-          list.forEach((p, i) => (p.grad = Tensor.from(randn(p.data.numel, rng(100 * s + i), 0.1), { shape: p.data.shape, device: 'cpu' }))),
+          list.forEach(
+            (p, i) =>
+              (p.grad = Tensor.from(randn(p.data.numel, rng(100 * s + i), 0.1), {
+                shape: p.data.shape,
+                device: 'cpu',
+              })),
+          ),
         );
         opt.step();
         singles.forEach((o) => o.step());
       }
       ps.forEach((p, i) => {
-        if (dtype === 'float32') expectSameBits(bitsOf(p.data.toFloat32Array()), bitsOf(twins[i].data.toFloat32Array()), p.name);
+        if (dtype === 'float32')
+          expectSameBits(bitsOf(p.data.toFloat32Array()), bitsOf(twins[i].data.toFloat32Array()), p.name);
         else expectSameBits(p.data.toBits(), twins[i].data.toBits(), p.name);
       });
       // The decay really differs between groups: a no-decay param moved differently from a decayed one with the same lr.
@@ -237,6 +393,8 @@ describe('the groups drive AdamW', () => {
     for (const p of ps) p.grad = Tensor.zeros(p.data.shape, { device: 'cpu' });
     opt.step();
     expect(Array.from(bias.data.toFloat32Array())).toEqual(Array.from(before[0]));
-    expect(Array.from(weight.data.toFloat32Array())).toEqual(Array.from(before[1], (x) => Math.fround(x * Math.fround(1 - 0.01 * 0.2))));
+    expect(Array.from(weight.data.toFloat32Array())).toEqual(
+      Array.from(before[1], (x) => Math.fround(x * Math.fround(1 - 0.01 * 0.2))),
+    );
   });
 });

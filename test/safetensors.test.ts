@@ -27,14 +27,28 @@ describe('reads the file Hugging Face safetensors wrote', () => {
     const { tensors, metadata } = await readSafetensors(FIXTURE);
     expect(metadata).toEqual({ source: 'huggingface safetensors 0.8.0, torch 1.13.0a0' });
     const t = tensors;
-    expect(Object.keys(t)).toEqual(['i64', 'f64', 'empty', 'f32', 'f32_specials', 'scalar', 'i32', 'bf16', 'f16', 'i16', 'i8', 'u8', 'bool']);
+    expect(Object.keys(t)).toEqual([
+      'i64',
+      'f64',
+      'empty',
+      'f32',
+      'f32_specials',
+      'scalar',
+      'i32',
+      'bf16',
+      'f16',
+      'i16',
+      'i8',
+      'u8',
+      'bool',
+    ]);
     expect(t.f64).toMatchObject({ dtype: 'F64', shape: [2, 3] });
     expect(Array.from(t.f64.data as Float64Array)).toEqual(floats(6));
     expect(t.f32).toMatchObject({ dtype: 'F32', shape: [3, 4] });
     expect(Array.from(t.f32.data as Float32Array)).toEqual(floats(12));
-    expect(Array.from(new Uint32Array((t.f32_specials.data as Float32Array).buffer, t.f32_specials.data.byteOffset, 7))).toEqual([
-      0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 1, 0x7f7fffff,
-    ]);
+    expect(
+      Array.from(new Uint32Array((t.f32_specials.data as Float32Array).buffer, t.f32_specials.data.byteOffset, 7)),
+    ).toEqual([0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 1, 0x7f7fffff]);
     expect(t.f16.dtype).toBe('F16');
     expect(Array.from(f16BitsToFloat32(t.f16.data as Uint16Array))).toEqual(floats(5));
     expect(t.bf16.dtype).toBe('BF16');
@@ -102,10 +116,28 @@ describe('writer', () => {
     expect(tensors.g.shape).toEqual([]);
     // Widest elements first, so every tensor is aligned to its element size in the file.
     const f = await SafetensorsFile.open(file);
-    for (const [, info] of f.tensors) expect(info.dataOffsets[0] % Math.min(8, Math.max(1, info.dtype === 'C64' ? 8 : info.dtype.endsWith('64') ? 8 : info.dtype.endsWith('32') ? 4 : info.dtype.endsWith('16') ? 2 : 1))).toBe(0);
+    for (const [, info] of f.tensors)
+      expect(
+        info.dataOffsets[0] %
+          Math.min(
+            8,
+            Math.max(
+              1,
+              info.dtype === 'C64'
+                ? 8
+                : info.dtype.endsWith('64')
+                  ? 8
+                  : info.dtype.endsWith('32')
+                    ? 4
+                    : info.dtype.endsWith('16')
+                      ? 2
+                      : 1,
+            ),
+          ),
+      ).toBe(0);
     expect(f.names.slice(0, 4).sort()).toEqual(['d', 'g', 'h', 'j']);
     await f.close();
-    expect((f.dataStart) % 8).toBe(0);
+    expect(f.dataStart % 8).toBe(0);
   });
 
   it('pads the header with spaces to a multiple of 8 and starts it with {', async () => {
@@ -131,7 +163,11 @@ describe('writer', () => {
         return new Float32Array(n).fill(n);
       },
     });
-    await writeSafetensors(file, { small: lazy('small', 3), big: lazy('big', 300_000), half: { dtype: 'BF16', shape: [2], data: () => (log.push('produce half'), new Uint16Array(2)) } });
+    await writeSafetensors(file, {
+      small: lazy('small', 3),
+      big: lazy('big', 300_000),
+      half: { dtype: 'BF16', shape: [2], data: () => (log.push('produce half'), new Uint16Array(2)) },
+    });
     expect(log).toEqual(['produce small', 'produce big', 'produce half']);
     const { tensors } = await readSafetensors(file);
     expect((tensors.big.data as Float32Array)[299_999]).toBe(300_000);
@@ -151,8 +187,15 @@ describe('writer', () => {
     for (const [tensors, message] of cases) {
       await expect(writeSafetensors(file, tensors as never), String(message)).rejects.toThrow(message);
     }
-    await expect(writeSafetensors(file, [['a', { data: new Uint8Array(1) }], ['a', { data: new Uint8Array(1) }]])).rejects.toThrow(/appears twice/);
-    await expect(writeSafetensors(file, {}, { metadata: { n: 1 as unknown as string } })).rejects.toThrow(/must be a string/);
+    await expect(
+      writeSafetensors(file, [
+        ['a', { data: new Uint8Array(1) }],
+        ['a', { data: new Uint8Array(1) }],
+      ]),
+    ).rejects.toThrow(/appears twice/);
+    await expect(writeSafetensors(file, {}, { metadata: { n: 1 as unknown as string } })).rejects.toThrow(
+      /must be a string/,
+    );
     expect(existsSync(file)).toBe(false);
     expect(readdirSync(dir).filter((n) => n.includes('.tmp-'))).toEqual([]);
   });
@@ -164,7 +207,13 @@ describe('writer', () => {
     await expect(
       writeSafetensors(file, {
         a: { data: new Float32Array([3, 4]) },
-        b: { dtype: 'F32', shape: [2], data: () => { throw new Error('producer failed'); } },
+        b: {
+          dtype: 'F32',
+          shape: [2],
+          data: () => {
+            throw new Error('producer failed');
+          },
+        },
       }),
     ).rejects.toThrow('producer failed');
     await expect(
@@ -231,13 +280,22 @@ describe('reader rejects malformed files, naming the file and the problem', () =
     await expectReject(Buffer.concat([g, Buffer.from([0])]), /cover 235 bytes of data but the file has 236/);
   });
   it('a foreign file (not safetensors at all)', async () => {
-    await expectReject(Buffer.from('PK\u0003\u0004 this is a zip file, not safetensors at all'), /over the 100000000-byte limit|has only/);
-    await expectReject(Buffer.from('\u0002\u0000\u0000\u0000\u0000\u0000\u0000\u0000{}abc'), /cover 0 bytes of data but the file has 3/);
+    await expectReject(
+      Buffer.from('PK\u0003\u0004 this is a zip file, not safetensors at all'),
+      /over the 100000000-byte limit|has only/,
+    );
+    await expectReject(
+      Buffer.from('\u0002\u0000\u0000\u0000\u0000\u0000\u0000\u0000{}abc'),
+      /cover 0 bytes of data but the file has 3/,
+    );
     await expectReject(Buffer.from('{"just": "json"}'), /over the 100000000-byte limit/);
   });
   it('header not UTF-8, not JSON, not an object, not starting with {', async () => {
     const { data } = splitFile(good());
-    await expectReject(joinFile('{"a":"\udcff"}', new Uint8Array(0)).map((b, i, a) => (i === a.length - 4 ? 0xff : b)), /not valid UTF-8|not valid JSON/);
+    await expectReject(
+      joinFile('{"a":"\udcff"}', new Uint8Array(0)).map((b, i, a) => (i === a.length - 4 ? 0xff : b)),
+      /not valid UTF-8|not valid JSON/,
+    );
     await expectReject(joinFile('{"f64": {', data), /not valid JSON/);
     await expectReject(joinFile('[1, 2]', data), /does not start with '\{'/);
     await expectReject(joinFile(' {}', new Uint8Array(0)), /does not start with '\{'/);
@@ -246,32 +304,88 @@ describe('reader rejects malformed files, naming the file and the problem', () =
   });
   it('duplicate keys', async () => {
     const { headerText, data } = splitFile(good());
-    const dup = headerText.trimEnd().replace('{"__metadata__"', '{"scalar":{"dtype":"F32","shape":[],"data_offsets":[156,160]},"__metadata__"');
+    const dup = headerText
+      .trimEnd()
+      .replace('{"__metadata__"', '{"scalar":{"dtype":"F32","shape":[],"data_offsets":[156,160]},"__metadata__"');
     await expectReject(joinFile(dup, data), /the key "scalar" twice/);
     expect(findDuplicateKey('{"a":{"b":1,"c":[{"b":2}]},"d":"\\"a\\""}')).toBeUndefined();
     expect(findDuplicateKey('{"a":{"b":1,"b":2}}')).toBe('b');
     expect(findDuplicateKey('{"\\u0061":1,"a":2}')).toBe('a');
   });
   it('metadata that is not an object of strings', async () => {
-    await expectReject(withHeader((h) => (h.__metadata__ = { n: 1 })), /__metadata__\["n"\] must be a string/);
-    await expectReject(withHeader((h) => (h.__metadata__ = ['x'])), /__metadata__ must be an object/);
+    await expectReject(
+      withHeader((h) => (h.__metadata__ = { n: 1 })),
+      /__metadata__\["n"\] must be a string/,
+    );
+    await expectReject(
+      withHeader((h) => (h.__metadata__ = ['x'])),
+      /__metadata__ must be an object/,
+    );
   });
   it('unknown dtype, bad shape, bad offsets', async () => {
-    await expectReject(withHeader((h) => (h.f32.dtype = 'F24')), /tensor "f32": unknown dtype "F24"/);
-    await expectReject(withHeader((h) => (h.f32.shape = [3, -4])), /shape must be an array of non-negative integers/);
-    await expectReject(withHeader((h) => (h.f32.shape = [3, 4.5])), /shape must be/);
-    await expectReject(withHeader((h) => (h.f32.shape = [4, 4])), /needs 64 bytes but data_offsets \[80, 128\] hold 48/);
-    await expectReject(withHeader((h) => (h.f32.data_offsets = [80])), /data_offsets must be two/);
-    await expectReject(withHeader((h) => (h.f32.data_offsets = [128, 80])), /end before they begin/);
-    await expectReject(withHeader((h) => (h.f32 = 'x')), /expected \{ dtype, shape, data_offsets \}/);
+    await expectReject(
+      withHeader((h) => (h.f32.dtype = 'F24')),
+      /tensor "f32": unknown dtype "F24"/,
+    );
+    await expectReject(
+      withHeader((h) => (h.f32.shape = [3, -4])),
+      /shape must be an array of non-negative integers/,
+    );
+    await expectReject(
+      withHeader((h) => (h.f32.shape = [3, 4.5])),
+      /shape must be/,
+    );
+    await expectReject(
+      withHeader((h) => (h.f32.shape = [4, 4])),
+      /needs 64 bytes but data_offsets \[80, 128\] hold 48/,
+    );
+    await expectReject(
+      withHeader((h) => (h.f32.data_offsets = [80])),
+      /data_offsets must be two/,
+    );
+    await expectReject(
+      withHeader((h) => (h.f32.data_offsets = [128, 80])),
+      /end before they begin/,
+    );
+    await expectReject(
+      withHeader((h) => (h.f32 = 'x')),
+      /expected \{ dtype, shape, data_offsets \}/,
+    );
   });
   it('offsets out of bounds, overlapping, or leaving a gap', async () => {
-    await expectReject(withHeader((h) => (h.bool.data_offsets = [230, 236]), undefined), /needs 5 bytes/);
-    await expectReject(withHeader((h) => { h.bool.data_offsets = [9230, 9235]; }), /starts at 9230, leaving a gap after byte 230/);
-    await expectReject(withHeader((h) => { h.u8.data_offsets = [218, 229]; }), /overlaps the previous tensor/);
-    await expectReject(withHeader((h) => { h.bool.data_offsets = [231, 236]; }, (d) => Buffer.concat([d, Buffer.from([0])])), /leaving a gap after byte 230/);
+    await expectReject(
+      withHeader((h) => (h.bool.data_offsets = [230, 236]), undefined),
+      /needs 5 bytes/,
+    );
+    await expectReject(
+      withHeader((h) => {
+        h.bool.data_offsets = [9230, 9235];
+      }),
+      /starts at 9230, leaving a gap after byte 230/,
+    );
+    await expectReject(
+      withHeader((h) => {
+        h.u8.data_offsets = [218, 229];
+      }),
+      /overlaps the previous tensor/,
+    );
+    await expectReject(
+      withHeader(
+        (h) => {
+          h.bool.data_offsets = [231, 236];
+        },
+        (d) => Buffer.concat([d, Buffer.from([0])]),
+      ),
+      /leaving a gap after byte 230/,
+    );
     // Consistent with each other, but beyond the data.
-    await expectReject(withHeader((h) => { h.bool.shape = [6]; h.bool.data_offsets = [230, 236]; }), /ends at byte 236 but the data is only 235 bytes/);
+    await expectReject(
+      withHeader((h) => {
+        h.bool.shape = [6];
+        h.bool.data_offsets = [230, 236];
+      }),
+      /ends at byte 236 but the data is only 235 bytes/,
+    );
   });
 });
 
@@ -298,7 +412,14 @@ describe('half conversions', () => {
       const exp = (h >> 10) & 31;
       const frac = h & 1023;
       const sign = h & 0x8000 ? -1 : 1;
-      const want = exp === 31 ? (frac ? NaN : sign * Infinity) : exp === 0 ? sign * frac * 2 ** -24 : sign * (1 + frac / 1024) * 2 ** (exp - 15);
+      const want =
+        exp === 31
+          ? frac
+            ? NaN
+            : sign * Infinity
+          : exp === 0
+            ? sign * frac * 2 ** -24
+            : sign * (1 + frac / 1024) * 2 ** (exp - 15);
       if (Number.isNaN(want)) expect(Number.isNaN(f[h])).toBe(true);
       else if (!Object.is(f[h], want)) throw new Error(`0x${h.toString(16)}: ${f[h]} != ${want}`);
     }

@@ -22,11 +22,17 @@ import {
 import { randn, rng } from './support/random';
 
 function params(n: number, size = 3): Parameter[] {
-  return Array.from({ length: n }, (_, i) => new Parameter(Tensor.from(new Float32Array(size).fill(i + 1)), { name: `w${i}` }));
+  return Array.from(
+    { length: n },
+    (_, i) => new Parameter(Tensor.from(new Float32Array(size).fill(i + 1)), { name: `w${i}` }),
+  );
 }
 
 function adamw(baseLrs = [1, 0.5]): AdamW {
-  return new AdamW(baseLrs.map((lr, i) => ({ params: params(1).map((p) => ((p.name = `g${i}`), p)), lr })), { weightDecay: 0 });
+  return new AdamW(
+    baseLrs.map((lr, i) => ({ params: params(1).map((p) => ((p.name = `g${i}`), p)), lr })),
+    { weightDecay: 0 },
+  );
 }
 
 const seedFactor = (s: number, dModel: number, warmup: number, factor = 1) => {
@@ -71,7 +77,14 @@ describe('LRScheduler construction and stepping', () => {
     const f0 = seedFactor(0, 512, 100);
     expect(opt.paramGroups.map((g) => g.lr)).toEqual([1 * f0, 0.5 * f0]);
     expect(sched.getLastLr()).toEqual([1 * f0, 0.5 * f0]);
-    expect(sched.stateDict()).toMatchObject({ last_epoch: 0, _step_count: 1, base_lrs: [1, 0.5], d_model: 512, warmup_steps: 100, factor: 1 });
+    expect(sched.stateDict()).toMatchObject({
+      last_epoch: 0,
+      _step_count: 1,
+      base_lrs: [1, 0.5],
+      d_model: 512,
+      warmup_steps: 100,
+      factor: 1,
+    });
     expect(opt.stateDict().param_groups.map((g) => g.initial_lr)).toEqual([1, 0.5]);
   });
 
@@ -166,7 +179,16 @@ describe('the scheduled lr drives the fused update', () => {
     const inits = [randn(5000, next), randn(70000, next)];
     const make = () => {
       const ps = inits.map((v, i) => new Parameter(Tensor.from(v), { name: `p${i}` }));
-      return { ps, opt: new AdamW([{ params: [ps[0]], lr: 1 }, { params: [ps[1]], lr: 0.5, weightDecay: 0 }], { weightDecay: 0.1 }) };
+      return {
+        ps,
+        opt: new AdamW(
+          [
+            { params: [ps[0]], lr: 1 },
+            { params: [ps[1]], lr: 0.5, weightDecay: 0 },
+          ],
+          { weightDecay: 0.1 },
+        ),
+      };
     };
     const a = make();
     const b = make();
@@ -269,19 +291,27 @@ describe('bad input throws a clear error and changes nothing', () => {
       expect(call, JSON.stringify(options)).toThrow(type);
       expect(call, JSON.stringify(options)).toThrow(message);
     }
-    expect(() => new TransformerLR(opt, null as never)).toThrow(/TransformerLR: options must be an options object, got null/);
-    expect(() => new TransformerLR({} as never, { dModel: 8 })).toThrow(new TypeError('TransformerLR: optimizer must be an Optimizer (e.g. AdamW), got an object'));
+    expect(() => new TransformerLR(opt, null as never)).toThrow(
+      /TransformerLR: options must be an options object, got null/,
+    );
+    expect(() => new TransformerLR({} as never, { dModel: 8 })).toThrow(
+      new TypeError('TransformerLR: optimizer must be an Optimizer (e.g. AdamW), got an object'),
+    );
     untouched(opt);
   });
 
   it('LambdaLR: a lambda returning NaN, a negative factor or a non-number', () => {
     const opt = adamw();
-    expect(() => new LambdaLR(opt, () => NaN)).toThrow(new RangeError('LambdaLR: lrLambda returned NaN at step 0; the factor must be a finite number >= 0'));
+    expect(() => new LambdaLR(opt, () => NaN)).toThrow(
+      new RangeError('LambdaLR: lrLambda returned NaN at step 0; the factor must be a finite number >= 0'),
+    );
     expect(() => new LambdaLR(opt, [() => 1, () => -0.5])).toThrow(
       new RangeError('LambdaLR: lrLambda[1] returned -0.5 at step 0; the factor must be a finite number >= 0'),
     );
     expect(() => new LambdaLR(opt, () => Infinity)).toThrow(RangeError);
-    expect(() => new LambdaLR(opt, (() => '1') as never)).toThrow(new TypeError('LambdaLR: lrLambda returned "1" at step 0; it must return a number'));
+    expect(() => new LambdaLR(opt, (() => '1') as never)).toThrow(
+      new TypeError('LambdaLR: lrLambda returned "1" at step 0; it must return a number'),
+    );
     untouched(opt);
   });
 
@@ -294,7 +324,9 @@ describe('bad input throws a clear error and changes nothing', () => {
     }
     const before = { lrs: opt.paramGroups.map((g) => g.lr), state: sched.stateDict() };
     opt.step();
-    expect(() => sched.step()).toThrow(new RangeError('LambdaLR: lrLambda returned NaN at step 3; the factor must be a finite number >= 0'));
+    expect(() => sched.step()).toThrow(
+      new RangeError('LambdaLR: lrLambda returned NaN at step 3; the factor must be a finite number >= 0'),
+    );
     expect(opt.paramGroups.map((g) => g.lr)).toEqual(before.lrs);
     expect(sched.stateDict()).toEqual(before.state);
     expect(sched.lastEpoch).toBe(2);
@@ -302,16 +334,24 @@ describe('bad input throws a clear error and changes nothing', () => {
 
   it('LambdaLR: a lambda list of the wrong length, or not functions', () => {
     const opt = adamw();
-    expect(() => new LambdaLR(opt, [() => 1])).toThrow(new RangeError('LambdaLR: expected 2 lr lambdas (one per param group), got 1'));
-    expect(() => new LambdaLR(opt, [() => 1, () => 1, () => 1])).toThrow(/expected 2 lr lambdas \(one per param group\), got 3/);
-    expect(() => new LambdaLR(opt, [() => 1, 2] as never)).toThrow(new TypeError('LambdaLR: lrLambda[1] must be a function, got 2'));
+    expect(() => new LambdaLR(opt, [() => 1])).toThrow(
+      new RangeError('LambdaLR: expected 2 lr lambdas (one per param group), got 1'),
+    );
+    expect(() => new LambdaLR(opt, [() => 1, () => 1, () => 1])).toThrow(
+      /expected 2 lr lambdas \(one per param group\), got 3/,
+    );
+    expect(() => new LambdaLR(opt, [() => 1, 2] as never)).toThrow(
+      new TypeError('LambdaLR: lrLambda[1] must be a function, got 2'),
+    );
     expect(() => new LambdaLR(opt, 0.5 as never)).toThrow(TypeError);
     untouched(opt);
   });
 
   it('LinearLR and CosineAnnealingLR options', () => {
     const opt = adamw();
-    expect(() => new LinearLR(opt, { startFactor: 0 })).toThrow(new RangeError('LinearLR: options.startFactor must be > 0, got 0'));
+    expect(() => new LinearLR(opt, { startFactor: 0 })).toThrow(
+      new RangeError('LinearLR: options.startFactor must be > 0, got 0'),
+    );
     expect(() => new LinearLR(opt, { startFactor: 1.5 })).toThrow(/startFactor must be in \(0, 1\], got 1.5/);
     expect(() => new LinearLR(opt, { endFactor: -0.1 })).toThrow(/endFactor must be >= 0/);
     expect(() => new LinearLR(opt, { endFactor: 2 })).toThrow(/endFactor must be in \[0, 1\]/);
@@ -329,12 +369,24 @@ describe('bad input throws a clear error and changes nothing', () => {
     const s2 = new CosineAnnealingLR(opt, { tMax: 10 });
     const s3 = new LambdaLR(opt, () => 1);
     const lrs = opt.paramGroups.map((g) => g.lr);
-    expect(() => new SequentialLR(opt, { schedulers: [s1, s2], milestones: [] })).toThrow(/milestones must have one entry fewer than schedulers \(1\), got 0/);
-    expect(() => new SequentialLR(opt, { schedulers: [s1, s2, s3], milestones: [5, 5] })).toThrow(/milestones must be increasing, got 5 then 5/);
-    expect(() => new SequentialLR(opt, { schedulers: [s1, s2], milestones: [0] })).toThrow(/milestones\[0\] must be >= 1/);
-    expect(() => new SequentialLR(opt, { schedulers: [s1, new LinearLR(adamw(), {})], milestones: [3] })).toThrow(/schedulers\[1\] drives a different optimizer/);
-    expect(() => new SequentialLR(opt, { schedulers: [s1, {}] as never, milestones: [3] })).toThrow(/schedulers\[1\] is not a scheduler/);
-    expect(() => new SequentialLR(opt, { schedulers: [s1, s2, s1], milestones: [5, 6] })).toThrow(/lists a scheduler twice/);
+    expect(() => new SequentialLR(opt, { schedulers: [s1, s2], milestones: [] })).toThrow(
+      /milestones must have one entry fewer than schedulers \(1\), got 0/,
+    );
+    expect(() => new SequentialLR(opt, { schedulers: [s1, s2, s3], milestones: [5, 5] })).toThrow(
+      /milestones must be increasing, got 5 then 5/,
+    );
+    expect(() => new SequentialLR(opt, { schedulers: [s1, s2], milestones: [0] })).toThrow(
+      /milestones\[0\] must be >= 1/,
+    );
+    expect(() => new SequentialLR(opt, { schedulers: [s1, new LinearLR(adamw(), {})], milestones: [3] })).toThrow(
+      /schedulers\[1\] drives a different optimizer/,
+    );
+    expect(() => new SequentialLR(opt, { schedulers: [s1, {}] as never, milestones: [3] })).toThrow(
+      /schedulers\[1\] is not a scheduler/,
+    );
+    expect(() => new SequentialLR(opt, { schedulers: [s1, s2, s1], milestones: [5, 6] })).toThrow(
+      /lists a scheduler twice/,
+    );
     expect(() => new SequentialLR(opt, { schedulers: [], milestones: [] })).toThrow(/non-empty array/);
     expect(opt.paramGroups.map((g) => g.lr)).toEqual(lrs);
     expect([s1.lastEpoch, s2.lastEpoch, s3.lastEpoch]).toEqual([0, 0, 0]);
@@ -342,10 +394,16 @@ describe('bad input throws a clear error and changes nothing', () => {
 
   it('warmup factories', () => {
     const opt = adamw();
-    expect(() => linearWarmup(opt, { warmupSteps: -1, totalSteps: 10 })).toThrow(new RangeError('linearWarmup: options.warmupSteps must be >= 0, got -1'));
-    expect(() => linearWarmup(opt, { warmupSteps: 20, totalSteps: 10 })).toThrow(/totalSteps \(10\) must be >= options\.warmupSteps \(20\)/);
+    expect(() => linearWarmup(opt, { warmupSteps: -1, totalSteps: 10 })).toThrow(
+      new RangeError('linearWarmup: options.warmupSteps must be >= 0, got -1'),
+    );
+    expect(() => linearWarmup(opt, { warmupSteps: 20, totalSteps: 10 })).toThrow(
+      /totalSteps \(10\) must be >= options\.warmupSteps \(20\)/,
+    );
     expect(() => linearWarmup(opt, { warmupSteps: 2 } as never)).toThrow(/options\.totalSteps is required/);
-    expect(() => cosineWithWarmup(opt, { warmupSteps: 2, totalSteps: 10, numCycles: 0 })).toThrow(/numCycles must be > 0/);
+    expect(() => cosineWithWarmup(opt, { warmupSteps: 2, totalSteps: 10, numCycles: 0 })).toThrow(
+      /numCycles must be > 0/,
+    );
     expect(() => constantWithWarmup(opt, {} as never)).toThrow(/options\.warmupSteps is required/);
     expect(() => inverseSqrtWithWarmup(opt, { warmupSteps: 5, timescale: 0 })).toThrow(/timescale must be >= 1, got 0/);
     untouched(opt);
@@ -353,7 +411,9 @@ describe('bad input throws a clear error and changes nothing', () => {
 
   it('resuming without initialLr', () => {
     const opt = adamw();
-    expect(() => new LinearLR(opt, { lastEpoch: 5 })).toThrow(/paramGroups\[0\] has no initialLr; resuming at lastEpoch 5/);
+    expect(() => new LinearLR(opt, { lastEpoch: 5 })).toThrow(
+      /paramGroups\[0\] has no initialLr; resuming at lastEpoch 5/,
+    );
     untouched(opt);
   });
 
@@ -370,14 +430,21 @@ describe('bad input throws a clear error and changes nothing', () => {
       [{ ...good, T_max: 0 }, /T_max must be >= 1, got 0/],
     ];
     for (const [sd, message] of bad) expect(() => sched.loadStateDict(sd as never)).toThrow(message);
-    expect(() => sched.loadStateDict(null as never)).toThrow(/CosineAnnealingLR\.loadStateDict: expected a state dict object, got null/);
+    expect(() => sched.loadStateDict(null as never)).toThrow(
+      /CosineAnnealingLR\.loadStateDict: expected a state dict object, got null/,
+    );
     expect(sched.stateDict()).toEqual(good);
 
     const lambda = new LambdaLR(adamw(), () => 1);
-    expect(() => lambda.loadStateDict({ ...lambda.stateDict(), lr_lambdas: [null] })).toThrow(/lr_lambdas has 1 entries but the scheduler has 2/);
+    expect(() => lambda.loadStateDict({ ...lambda.stateDict(), lr_lambdas: [null] })).toThrow(
+      /lr_lambdas has 1 entries but the scheduler has 2/,
+    );
 
     const o = adamw();
-    const seq = new SequentialLR(o, { schedulers: [new LinearLR(o, {}), new CosineAnnealingLR(o, { tMax: 5 })], milestones: [4] });
+    const seq = new SequentialLR(o, {
+      schedulers: [new LinearLR(o, {}), new CosineAnnealingLR(o, { tMax: 5 })],
+      milestones: [4],
+    });
     const seqState = seq.stateDict();
     const broken = structuredClone(seqState);
     broken._schedulers[1].T_max = -1;

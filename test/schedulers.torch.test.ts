@@ -54,7 +54,10 @@ function build(c: FixtureCase, opt: AdamW): LRScheduler {
     case 'transformer':
       return new TransformerLR(opt, { dModel: o.d_model, warmupSteps: o.warmup_steps, factor: o.factor });
     case 'lambda_per_group':
-      return new LambdaLR(opt, [(s) => transformerLrFactor(s, { dModel: o.d_model, warmupSteps: o.warmup_steps, factor: 1 }), ramp]);
+      return new LambdaLR(opt, [
+        (s) => transformerLrFactor(s, { dModel: o.d_model, warmupSteps: o.warmup_steps, factor: 1 }),
+        ramp,
+      ]);
     case 'linear':
       return new LinearLR(opt, { startFactor: o.start_factor, endFactor: o.end_factor, totalIters: o.total_iters });
     case 'cosine':
@@ -91,7 +94,10 @@ function build(c: FixtureCase, opt: AdamW): LRScheduler {
 
 function expectRelClose(actual: number, expected: number, what: string): void {
   const ok = actual === expected || Math.abs(actual - expected) <= RTOL * Math.abs(expected);
-  if (!ok) throw new Error(`${what}: got ${actual}, torch ${expected} (relative error ${Math.abs(actual - expected) / Math.abs(expected)})`);
+  if (!ok)
+    throw new Error(
+      `${what}: got ${actual}, torch ${expected} (relative error ${Math.abs(actual - expected) / Math.abs(expected)})`,
+    );
 }
 
 // Our state dict must hold every key torch's holds, with the same values (lrs to RTOL).
@@ -120,8 +126,18 @@ const EXTRA_KEYS: Record<string, string[]> = { transformer: ['d_model', 'warmup_
 describe(`schedulers match torch ${fixture.torch_version}`, () => {
   it('the fixture covers every scheduler', () => {
     const kinds = new Set(fixture.cases.map((c) => c.kind));
-    for (const k of ['transformer', 'lambda_per_group', 'linear', 'cosine', 'sequential_linear_cosine', 'sequential_lambda_cosine_linear',
-      'hf_linear', 'hf_cosine', 'hf_constant', 'hf_inverse_sqrt']) {
+    for (const k of [
+      'transformer',
+      'lambda_per_group',
+      'linear',
+      'cosine',
+      'sequential_linear_cosine',
+      'sequential_lambda_cosine_linear',
+      'hf_linear',
+      'hf_cosine',
+      'hf_constant',
+      'hf_inverse_sqrt',
+    ]) {
       expect(kinds.has(k), k).toBe(true);
     }
   });

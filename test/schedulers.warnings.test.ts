@@ -4,7 +4,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AdamW, CosineAnnealingLR, LambdaLR, LinearLR, Parameter, Tensor, TransformerLR } from '../src/index';
 
 function adamw(): AdamW {
-  return new AdamW([0, 1].map((i) => ({ params: [new Parameter(Tensor.from([1, 2, 3]), { name: `w${i}` })], lr: 0.5 })));
+  return new AdamW(
+    [0, 1].map((i) => ({ params: [new Parameter(Tensor.from([1, 2, 3]), { name: `w${i}` })], lr: 0.5 })),
+  );
 }
 
 afterEach(() => {
@@ -12,7 +14,8 @@ afterEach(() => {
 });
 
 describe('the scheduler.step() before optimizer.step() warning', () => {
-  const codes = (spy: { mock: { calls: unknown[][] } }) => spy.mock.calls.map((c) => (c[1] as { code?: string } | undefined)?.code);
+  const codes = (spy: { mock: { calls: unknown[][] } }) =>
+    spy.mock.calls.map((c) => (c[1] as { code?: string } | undefined)?.code);
 
   it('is silent when optimizer.step() or stepAsync() comes first', async () => {
     const spy = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
@@ -52,7 +55,6 @@ describe('the scheduler.step() before optimizer.step() warning', () => {
     expect(codes(spy)).toEqual(['FUSED_OPTIM_STEP_REPLACED']);
   });
 });
-
 
 describe('getLr() outside step()', () => {
   it('warns once, pointing at getLastLr()', () => {

@@ -12,10 +12,43 @@ const DTYPES: DType[] = ['float32', 'float16', 'bfloat16'];
 
 function specsFor(dtype: DType): ParamSpec[] {
   return [
-    { name: 'encoder.layers.0.attention.weight', n: 70001, dtype, gradDtype: 'float32', group: 0, stepped: true, atMetrics: 'random' },
-    { name: 'encoder.layers.1.output.bias', n: 7, dtype, gradDtype: dtype, group: 1, stepped: true, atMetrics: 'random' },
-    { name: 'embeddings.word_embeddings.weight', n: 1001, shape: [7, 143], dtype, gradDtype: 'float32', group: 0, stepped: true, atMetrics: 'random' },
-    { name: 'head.never_stepped.weight', n: 13, dtype, gradDtype: 'float32', group: 1, stepped: false, atMetrics: null },
+    {
+      name: 'encoder.layers.0.attention.weight',
+      n: 70001,
+      dtype,
+      gradDtype: 'float32',
+      group: 0,
+      stepped: true,
+      atMetrics: 'random',
+    },
+    {
+      name: 'encoder.layers.1.output.bias',
+      n: 7,
+      dtype,
+      gradDtype: dtype,
+      group: 1,
+      stepped: true,
+      atMetrics: 'random',
+    },
+    {
+      name: 'embeddings.word_embeddings.weight',
+      n: 1001,
+      shape: [7, 143],
+      dtype,
+      gradDtype: 'float32',
+      group: 0,
+      stepped: true,
+      atMetrics: 'random',
+    },
+    {
+      name: 'head.never_stepped.weight',
+      n: 13,
+      dtype,
+      gradDtype: 'float32',
+      group: 1,
+      stepped: false,
+      atMetrics: null,
+    },
   ];
 }
 
@@ -40,7 +73,10 @@ describe.each(KINDS)('%s', (kind) => {
       const { opt, params } = trained(kind, dtype);
       const sd = opt.stateDict() as unknown as Dict;
       // Params are numbered across groups in order: group 0 = specs 0, 2; group 1 = specs 1, 3.
-      expect(sd.param_groups.map((g) => g.params)).toEqual([[0, 1], [2, 3]]);
+      expect(sd.param_groups.map((g) => g.params)).toEqual([
+        [0, 1],
+        [2, 3],
+      ]);
       const flat = opt.paramGroups.flatMap((g) => g.params);
       expect(flat.map((p) => p.name)).toEqual([params[0], params[2], params[1], params[3]].map((p) => p.name));
       // Only stepped params have state: the never-stepped one (index 3) does not.
@@ -51,7 +87,12 @@ describe.each(KINDS)('%s', (kind) => {
         const p = flat[Number(i)];
         const group = Number(i) < 2 ? 0 : 1;
         const amsgrad = kind !== 'Lion' && group === 0; // GROUPS: group 0 of AdamW/AdamWDL has amsgrad
-        const expected = [...(kind === 'Lion' ? [] : ['step']), ...keys, ...(amsgrad ? ['max_exp_avg_sq'] : []), ...(half ? ['master'] : [])];
+        const expected = [
+          ...(kind === 'Lion' ? [] : ['step']),
+          ...keys,
+          ...(amsgrad ? ['max_exp_avg_sq'] : []),
+          ...(half ? ['master'] : []),
+        ];
         expect(Object.keys(s).sort()).toEqual(expected.sort());
         if (kind !== 'Lion') expect(s.step).toBe(3);
         for (const k of expected.filter((x) => x !== 'step')) {
@@ -60,13 +101,18 @@ describe.each(KINDS)('%s', (kind) => {
         }
       }
       const g0 = sd.param_groups[0];
-      if (kind === 'Lion') expect(Object.keys(g0).sort()).toEqual(['betas', 'initial_lr', 'lr', 'params', 'weight_decay']);
-      else expect(Object.keys(g0).sort()).toEqual(expect.arrayContaining(['amsgrad', 'betas', 'eps', 'lr', 'maximize', 'params', 'weight_decay']));
+      if (kind === 'Lion')
+        expect(Object.keys(g0).sort()).toEqual(['betas', 'initial_lr', 'lr', 'params', 'weight_decay']);
+      else
+        expect(Object.keys(g0).sort()).toEqual(
+          expect.arrayContaining(['amsgrad', 'betas', 'eps', 'lr', 'maximize', 'params', 'weight_decay']),
+        );
       expect(g0).not.toHaveProperty('weightDecay');
 
       // Host copies: writing into them changes nothing in the optimizer.
       const before = snapshot(opt, params);
-      for (const s of Object.values(sd.state)) for (const v of Object.values(s)) if (v instanceof Float32Array) v.fill(123);
+      for (const s of Object.values(sd.state))
+        for (const v of Object.values(s)) if (v instanceof Float32Array) v.fill(123);
       (sd.param_groups[0].betas as number[])[0] = 0.5;
       expect(snapshot(opt, params)).toEqual(before);
       expect(opt.paramGroups[0].betas).not.toEqual([0.5, expect.anything()]);
@@ -84,7 +130,10 @@ describe.each(KINDS)('%s', (kind) => {
       b.opt.loadStateDict(a.opt.stateDict());
       // Half params with masters are rewritten from them; float32 params are not in the dict.
       b.params.forEach((p, i) => {
-        if (dtype === 'float32' || !specsFor(dtype)[i].stepped) p.data.copyFrom(a.params[i].data.dtype === 'float32' ? a.params[i].data.toFloat32Array() : a.params[i].data.toBits());
+        if (dtype === 'float32' || !specsFor(dtype)[i].stepped)
+          p.data.copyFrom(
+            a.params[i].data.dtype === 'float32' ? a.params[i].data.toFloat32Array() : a.params[i].data.toBits(),
+          );
       });
       expect(snapshot(b.opt, b.params)).toEqual(snapshot(a.opt, a.params));
       for (let s = 3; s < 6; s++) {
@@ -102,19 +151,37 @@ describe.each(KINDS)('%s', (kind) => {
       const before = snapshot(opt, params);
       const cases: Array<[string, (d: Dict) => void, RegExp]> = [
         ['one group fewer', (d) => d.param_groups.pop(), /the dict has 1 param groups but the optimizer has 2/],
-        ['a group of a different size', (d) => (d.param_groups[1].params as number[]).pop(), /param_groups\[1\] has 1 params but the optimizer's group has 2/],
-        ['a short buffer in the last entry', (d) => (d.state[2].exp_avg = new Float32Array(3)), /state 2 .*exp_avg has 3 elements but the param has 7/],
+        [
+          'a group of a different size',
+          (d) => (d.param_groups[1].params as number[]).pop(),
+          /param_groups\[1\] has 1 params but the optimizer's group has 2/,
+        ],
+        [
+          'a short buffer in the last entry',
+          (d) => (d.state[2].exp_avg = new Float32Array(3)),
+          /state 2 .*exp_avg has 3 elements but the param has 7/,
+        ],
         ['a missing buffer', (d) => delete d.state[1].exp_avg, /exp_avg must be a Float32Array/],
         ['a state for no param', (d) => (d.state[9] = d.state[0]), /state 9 does not belong to any param group/],
         ['a bad hyperparameter', (d) => (d.param_groups[1].lr = -1), /lr must be >= 0|lr must be > 0/],
-        ['a bad step', (d) => ((d.state[0] as Record<string, unknown>).step = 1.5), /step must be a non-negative integer/],
+        [
+          'a bad step',
+          (d) => ((d.state[0] as Record<string, unknown>).step = 1.5),
+          /step must be a non-negative integer/,
+        ],
         ['not a dict', (d) => Object.assign(d, { state: null }), /expected \{ state, param_groups \}/],
       ];
-      if (dtype === 'float32') cases.push(['a master for a float32 param', (d) => (d.state[0].master = new Float32Array(70001)), /keeps no master weights/]);
+      if (dtype === 'float32')
+        cases.push([
+          'a master for a float32 param',
+          (d) => (d.state[0].master = new Float32Array(70001)),
+          /keeps no master weights/,
+        ]);
       for (const [what, edit, message] of cases) {
         const d = good();
         // Change every other entry too, so a partly applied dict would show.
-        for (const s of Object.values(d.state ?? {})) for (const v of Object.values(s)) if (v instanceof Float32Array) v.fill(0.25);
+        for (const s of Object.values(d.state ?? {}))
+          for (const v of Object.values(s)) if (v instanceof Float32Array) v.fill(0.25);
         d.param_groups.forEach((g) => (g.lr = 0.125));
         edit(d);
         expect(() => opt.loadStateDict(d as never), what).toThrow(message);

@@ -61,7 +61,10 @@ function checkConversion(dtype: 'float16' | 'bfloat16', values: Float32Array, wh
   const viaFrom = Tensor.from(values, { dtype, device: 'cpu' });
   const viaCopy = Tensor.zeros([values.length], { dtype, device: 'cpu' });
   viaCopy.copyFrom(values);
-  for (const [how, t] of [['Tensor.from', viaFrom], ['copyFrom', viaCopy]] as const) {
+  for (const [how, t] of [
+    ['Tensor.from', viaFrom],
+    ['copyFrom', viaCopy],
+  ] as const) {
     const bits = t.toBits();
     const decoded = t.toFloat32Array();
     const bad: string[] = [];
@@ -189,7 +192,10 @@ describe('Tensor construction', () => {
 
   it('float32 keeps every bit pattern exactly, NaN payloads included', () => {
     const next = rng(7);
-    const patterns = [0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000, 0x7f800001, 0x7fbfffff, 0x7fc12345, 0x00000001, 0x807fffff, 0x7f7fffff, 0x3f800001];
+    const patterns = [
+      0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000, 0x7f800001, 0x7fbfffff, 0x7fc12345,
+      0x00000001, 0x807fffff, 0x7f7fffff, 0x3f800001,
+    ];
     for (let i = 0; i < 4096; i++) patterns.push(Math.floor(next() * 2 ** 32));
     const values = f32FromBits(patterns);
     const t = Tensor.from(values, { device: 'cpu' });
@@ -210,13 +216,46 @@ describe('Tensor construction', () => {
 describe('float32 -> float16 / bfloat16 rounds to nearest even', () => {
   it('the ties the reference and the addon must agree on (explicit bits)', () => {
     // fp16: ulp(1) = 2^-10. bf16: ulp(1) = 2^-7.
-    const f16 = Tensor.from([1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -11 + 2 ** -20, -(1 + 2 ** -11), 2 ** -25, 3 * 2 ** -25, 65520, 65519.99609375], { dtype: 'float16', device: 'cpu' });
-    expect(Array.from(f16.toBits(), (b) => hex(b))).toEqual(['0x3c00', '0x3c02', '0x3c01', '0xbc00', '0x0000', '0x0002', '0x7c00', '0x7bff']);
-    const bf = Tensor.from([1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -8 + 2 ** -20, -(1 + 2 ** -8), 65504, 65520], { dtype: 'bfloat16', device: 'cpu' });
+    const f16 = Tensor.from(
+      [
+        1 + 2 ** -11,
+        1 + 3 * 2 ** -11,
+        1 + 2 ** -11 + 2 ** -20,
+        -(1 + 2 ** -11),
+        2 ** -25,
+        3 * 2 ** -25,
+        65520,
+        65519.99609375,
+      ],
+      { dtype: 'float16', device: 'cpu' },
+    );
+    expect(Array.from(f16.toBits(), (b) => hex(b))).toEqual([
+      '0x3c00',
+      '0x3c02',
+      '0x3c01',
+      '0xbc00',
+      '0x0000',
+      '0x0002',
+      '0x7c00',
+      '0x7bff',
+    ]);
+    const bf = Tensor.from([1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -8 + 2 ** -20, -(1 + 2 ** -8), 65504, 65520], {
+      dtype: 'bfloat16',
+      device: 'cpu',
+    });
     // 65504 and 65520 lie between 65280 and 65536 (ulp 256): both round up to 65536 = 0x4780.
-    expect(Array.from(bf.toBits(), (b) => hex(b))).toEqual(['0x3f80', '0x3f82', '0x3f81', '0xbf80', '0x4780', '0x4780']);
+    expect(Array.from(bf.toBits(), (b) => hex(b))).toEqual([
+      '0x3f80',
+      '0x3f82',
+      '0x3f81',
+      '0xbf80',
+      '0x4780',
+      '0x4780',
+    ]);
     // The reference agrees (so the sweeps below test the addon against something right).
-    expect([1 + 2 ** -11, 1 + 3 * 2 ** -11, 65520, 65519.99609375].map(toHalfBits)).toEqual([0x3c00, 0x3c02, 0x7c00, 0x7bff]);
+    expect([1 + 2 ** -11, 1 + 3 * 2 ** -11, 65520, 65519.99609375].map(toHalfBits)).toEqual([
+      0x3c00, 0x3c02, 0x7c00, 0x7bff,
+    ]);
     expect([1 + 2 ** -8, 1 + 3 * 2 ** -8].map(toBf16Bits)).toEqual([0x3f80, 0x3f82]);
     f16.dispose();
     bf.dispose();
@@ -254,8 +293,18 @@ describe('float32 -> float16 / bfloat16 rounds to nearest even', () => {
       it('overflow: the largest finite value, the rounding boundary, and beyond', () => {
         const values =
           dtype === 'float16'
-            ? [65504, 65505, 65519, 65519.99609375, 65520, 65520.00390625, 65535, 65536, 70000, 1e6, 3.4028234663852886e38]
-            : [3.3895313892515355e38, f32FromBits([0x7f7f7fff])[0], f32FromBits([0x7f7f8000])[0], f32FromBits([0x7f7fffff])[0], 65504, 65520];
+            ? [
+                65504, 65505, 65519, 65519.99609375, 65520, 65520.00390625, 65535, 65536, 70000, 1e6,
+                3.4028234663852886e38,
+              ]
+            : [
+                3.3895313892515355e38,
+                f32FromBits([0x7f7f7fff])[0],
+                f32FromBits([0x7f7f8000])[0],
+                f32FromBits([0x7f7fffff])[0],
+                65504,
+                65520,
+              ];
         const input = withNegatives(values);
         checkConversion(dtype, input, 'overflow');
         const t = Tensor.from(input, { dtype, device: 'cpu' });
@@ -277,22 +326,50 @@ describe('float32 -> float16 / bfloat16 rounds to nearest even', () => {
         const minNormal = dtype === 'float16' ? 2 ** -14 : 2 ** -126;
         const minSub = dtype === 'float16' ? 2 ** -24 : 2 ** -133;
         const values = [
-          minSub, minSub / 2, nextUp(minSub / 2), nextDown(minSub / 2), 1.5 * minSub, 2.5 * minSub, 3 * minSub,
-          minNormal, minNormal - minSub, minNormal - minSub / 2, nextDown(minNormal - minSub / 2), nextUp(minNormal - minSub / 2),
-          nextDown(minNormal), nextUp(minNormal),
-          1e-45, 1e-40, 1.1754942e-38, 5e-39, // fp32 subnormals
+          minSub,
+          minSub / 2,
+          nextUp(minSub / 2),
+          nextDown(minSub / 2),
+          1.5 * minSub,
+          2.5 * minSub,
+          3 * minSub,
+          minNormal,
+          minNormal - minSub,
+          minNormal - minSub / 2,
+          nextDown(minNormal - minSub / 2),
+          nextUp(minNormal - minSub / 2),
+          nextDown(minNormal),
+          nextUp(minNormal),
+          1e-45,
+          1e-40,
+          1.1754942e-38,
+          5e-39, // fp32 subnormals
         ];
         for (let k = 1; k < 1024; k += 37) values.push(k * minSub, (k + 0.5) * minSub);
         checkConversion(dtype, withNegatives(values.filter((v) => v > 0 && Math.fround(v) === v)), 'subnormals');
         if (dtype === 'float16') {
-          const t = Tensor.from([2 ** -24, 2 ** -25, 3 * 2 ** -25, 2 ** -14, 2 ** -14 - 2 ** -24, 2 ** -14 - 2 ** -25, 1e-40], { dtype, device: 'cpu' });
-          expect(Array.from(t.toBits(), (b) => hex(b))).toEqual(['0x0001', '0x0000', '0x0002', '0x0400', '0x03ff', '0x0400', '0x0000']);
+          const t = Tensor.from(
+            [2 ** -24, 2 ** -25, 3 * 2 ** -25, 2 ** -14, 2 ** -14 - 2 ** -24, 2 ** -14 - 2 ** -25, 1e-40],
+            { dtype, device: 'cpu' },
+          );
+          expect(Array.from(t.toBits(), (b) => hex(b))).toEqual([
+            '0x0001',
+            '0x0000',
+            '0x0002',
+            '0x0400',
+            '0x03ff',
+            '0x0400',
+            '0x0000',
+          ]);
           t.dispose();
         }
       });
 
       it('±0 and ±inf keep their sign; NaN stays NaN', () => {
-        const values = f32FromBits([0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7fbfffff, 0x7f802000, 0x7fc00001, 0x7fffffff]);
+        const values = f32FromBits([
+          0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7fbfffff,
+          0x7f802000, 0x7fc00001, 0x7fffffff,
+        ]);
         checkConversion(dtype, values, 'specials');
         const t = Tensor.from(values, { dtype, device: 'cpu' });
         const bits = t.toBits();
@@ -460,7 +537,11 @@ describe('bad arguments', () => {
         [null, TypeError, /Float32Array/],
       ];
       if (dtype === 'float32') bad.push([new Uint16Array(4), TypeError, /float32/]);
-      else bad.push([new Uint16Array(3), RangeError, /3 values.*4 elements/], [new Uint16Array(6), RangeError, /6 values/]);
+      else
+        bad.push(
+          [new Uint16Array(3), RangeError, /3 values.*4 elements/],
+          [new Uint16Array(6), RangeError, /6 values/],
+        );
       for (const [arg, cls, msg] of bad) {
         const call = () => t.copyFrom(arg as Float32Array);
         expect(call, String(arg)).toThrow(cls);

@@ -43,21 +43,43 @@ describe('typings: ESM and CommonJS consumers compile with tsc', () => {
   }
 
   function compile(at: string, tsconfig: string): { status: number | null; diagnostics: Diagnostic[]; output: string } {
-    const r = spawnSync(process.execPath, [tsc, '-p', tsconfig, '--pretty', 'false'], { cwd: at, encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync(process.execPath, [tsc, '-p', tsconfig, '--pretty', 'false'], {
+      cwd: at,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     const output = `${r.stdout}${r.stderr}`;
-    const diagnostics = [...output.matchAll(/^(.+?)\((\d+),\d+\): error (TS\d+):/gm)].map((m) => ({ file: m[1], line: Number(m[2]), code: m[3] }));
+    const diagnostics = [...output.matchAll(/^(.+?)\((\d+),\d+\): error (TS\d+):/gm)].map((m) => ({
+      file: m[1],
+      line: Number(m[2]),
+      code: m[3],
+    }));
     return { status: r.status, diagnostics, output };
   }
 
   const cases = [
-    { name: 'ESM (type: module, module nodenext: the "import" types, dist/esm/index.d.mts)', project: 'esm', tsconfig: 'tsconfig.json' },
-    { name: 'CommonJS (module node16: the "require" types, dist/cjs/index.d.ts)', project: 'cjs', tsconfig: 'tsconfig.json' },
-    { name: 'CommonJS, legacy resolution (moduleResolution node10: the "types" field)', project: 'cjs', tsconfig: 'tsconfig.node10.json' },
+    {
+      name: 'ESM (type: module, module nodenext: the "import" types, dist/esm/index.d.mts)',
+      project: 'esm',
+      tsconfig: 'tsconfig.json',
+    },
+    {
+      name: 'CommonJS (module node16: the "require" types, dist/cjs/index.d.ts)',
+      project: 'cjs',
+      tsconfig: 'tsconfig.json',
+    },
+    {
+      name: 'CommonJS, legacy resolution (moduleResolution node10: the "types" field)',
+      project: 'cjs',
+      tsconfig: 'tsconfig.node10.json',
+    },
   ] as const;
 
   for (const c of cases) {
     it(`${c.name}: ok.ts compiles clean and bad.ts's deliberate errors are reported`, () => {
-      expect(existsSync(join(root, 'dist', 'esm', 'index.d.mts')), 'dist/ is missing: run `npm run build:ts`').toBe(true);
+      expect(existsSync(join(root, 'dist', 'esm', 'index.d.mts')), 'dist/ is missing: run `npm run build:ts`').toBe(
+        true,
+      );
       const at = project(c.project);
       const r = compile(at, c.tsconfig);
       const expected = expectedErrors(at, 'bad.ts');

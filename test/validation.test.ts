@@ -30,7 +30,9 @@ function cloneTensor(t: Tensor): Tensor {
 function sdBits(sd: AdamWStateDict): unknown {
   const state: Record<string, Record<string, unknown>> = {};
   for (const [k, s] of Object.entries(sd.state)) {
-    state[k] = Object.fromEntries(Object.entries(s).map(([n, v]) => [n, v instanceof Float32Array ? Array.from(bitsOf(v)) : v]));
+    state[k] = Object.fromEntries(
+      Object.entries(s).map(([n, v]) => [n, v instanceof Float32Array ? Array.from(bitsOf(v)) : v]),
+    );
   }
   return { state, param_groups: sd.param_groups };
 }
@@ -82,13 +84,25 @@ function fixture(seed = 1, steps = 2): Fixture {
   const init = rng(seed);
   const w = new Parameter(Tensor.from(randn(32, init), { shape: [4, 8], device: 'cpu' }), { name: 'w' });
   const h = new Parameter(Tensor.from(randn(16, init), { dtype: 'float16', device: 'cpu' }), { name: 'h' });
-  const b = new Parameter(Tensor.from(randn(15, init), { dtype: 'bfloat16', shape: [3, 5], device: 'cpu' }), { name: 'b' });
+  const b = new Parameter(Tensor.from(randn(15, init), { dtype: 'bfloat16', shape: [3, 5], device: 'cpu' }), {
+    name: 'b',
+  });
   const params = [w, h, b];
-  const opt = new AdamW([{ params: [w, h], weightDecay: 0.01 }, { params: [b], lr: 2e-3, weightDecay: 0 }], { lr: 1e-3 });
+  const opt = new AdamW(
+    [
+      { params: [w, h], weightDecay: 0.01 },
+      { params: [b], lr: 2e-3, weightDecay: 0 },
+    ],
+    { lr: 1e-3 },
+  );
   const gradRng = rng(seed + 1000);
   const setGrads = () => {
     for (const p of params) {
-      p.grad = Tensor.from(randn(p.data.numel, gradRng, 0.1), { dtype: p.data.dtype, shape: p.data.shape, device: 'cpu' });
+      p.grad = Tensor.from(randn(p.data.numel, gradRng, 0.1), {
+        dtype: p.data.dtype,
+        shape: p.data.shape,
+        device: 'cpu',
+      });
     }
   };
   for (let s = 0; s < steps; s++) {
@@ -133,7 +147,9 @@ function expectUnchanged(f: Fixture, before: Snapshot, what: string): void {
 
 /** Params, hyperparameters and state of two fixtures are bit-identical. */
 function expectSameAs(f: Fixture, twin: Fixture, what: string): void {
-  f.params.forEach((p, i) => expect(tensorBits(p.data), `${what}: param '${p.name}'`).toEqual(tensorBits(twin.params[i].data)));
+  f.params.forEach((p, i) =>
+    expect(tensorBits(p.data), `${what}: param '${p.name}'`).toEqual(tensorBits(twin.params[i].data)),
+  );
   expect(groupsOf(f.opt), `${what}: groups`).toEqual(groupsOf(twin.opt));
   expect(sdBits(f.opt.stateDict()), `${what}: state`).toEqual(sdBits(twin.opt.stateDict()));
 }
@@ -489,22 +505,77 @@ describe('loadStateDict: a dict that does not fit changes nothing', () => {
     return donor.opt.stateDict();
   }
   const cases: Array<[string, (sd: AdamWStateDict) => unknown, ErrorClass, RegExp[]]> = [
-    ['too few groups', (sd) => ({ ...sd, param_groups: sd.param_groups.slice(0, 1) }), RangeError, [/1 param groups/, /has 2/]],
-    ['too many groups', (sd) => ({ ...sd, param_groups: [...sd.param_groups, { ...sd.param_groups[1], params: [3] }] }), RangeError, [/3 param groups/, /has 2/]],
-    ['a group of the wrong size', (sd) => ((sd.param_groups[1].params = [2, 3]), sd), RangeError, [/param_groups\[1\]/, /2 params/, /has 1/]],
-    ['exp_avg of the wrong length', (sd) => ((sd.state[2].exp_avg = new Float32Array(14)), sd), RangeError, [/state 2/, /param 'b'/, /exp_avg has 14 elements/, /15/]],
-    ['exp_avg_sq of the wrong length', (sd) => ((sd.state[0].exp_avg_sq = new Float32Array(33)), sd), RangeError, [/param 'w'/, /exp_avg_sq has 33/]],
-    ['master of the wrong length', (sd) => ((sd.state[1].master = new Float32Array(15)), sd), RangeError, [/param 'h'/, /master has 15/]],
+    [
+      'too few groups',
+      (sd) => ({ ...sd, param_groups: sd.param_groups.slice(0, 1) }),
+      RangeError,
+      [/1 param groups/, /has 2/],
+    ],
+    [
+      'too many groups',
+      (sd) => ({ ...sd, param_groups: [...sd.param_groups, { ...sd.param_groups[1], params: [3] }] }),
+      RangeError,
+      [/3 param groups/, /has 2/],
+    ],
+    [
+      'a group of the wrong size',
+      (sd) => ((sd.param_groups[1].params = [2, 3]), sd),
+      RangeError,
+      [/param_groups\[1\]/, /2 params/, /has 1/],
+    ],
+    [
+      'exp_avg of the wrong length',
+      (sd) => ((sd.state[2].exp_avg = new Float32Array(14)), sd),
+      RangeError,
+      [/state 2/, /param 'b'/, /exp_avg has 14 elements/, /15/],
+    ],
+    [
+      'exp_avg_sq of the wrong length',
+      (sd) => ((sd.state[0].exp_avg_sq = new Float32Array(33)), sd),
+      RangeError,
+      [/param 'w'/, /exp_avg_sq has 33/],
+    ],
+    [
+      'master of the wrong length',
+      (sd) => ((sd.state[1].master = new Float32Array(15)), sd),
+      RangeError,
+      [/param 'h'/, /master has 15/],
+    ],
     // (number[] and other numeric typed arrays are converted to fp32: see test/state_dict.test.ts)
-    ['exp_avg that is not numeric', (sd) => ((sd.state[2].exp_avg = Array.from(sd.state[2].exp_avg, String) as unknown as Float32Array), sd), TypeError, [/param 'b'/, /exp_avg must be a Float32Array/]],
-    ['master weights for a float32 param', (sd) => ((sd.state[0].master = new Float32Array(32)), sd), TypeError, [/param 'w'/, /master/]],
-    ['a fractional step', (sd) => ((sd.state[2].step = 1.5), sd), RangeError, [/state 2/, /step must be a non-negative integer/]],
+    [
+      'exp_avg that is not numeric',
+      (sd) => ((sd.state[2].exp_avg = Array.from(sd.state[2].exp_avg, String) as unknown as Float32Array), sd),
+      TypeError,
+      [/param 'b'/, /exp_avg must be a Float32Array/],
+    ],
+    [
+      'master weights for a float32 param',
+      (sd) => ((sd.state[0].master = new Float32Array(32)), sd),
+      TypeError,
+      [/param 'w'/, /master/],
+    ],
+    [
+      'a fractional step',
+      (sd) => ((sd.state[2].step = 1.5), sd),
+      RangeError,
+      [/state 2/, /step must be a non-negative integer/],
+    ],
     ['a negative step', (sd) => ((sd.state[1].step = -1), sd), RangeError, [/step must be a non-negative integer/]],
     ['a NaN step', (sd) => ((sd.state[1].step = NaN), sd), RangeError, [/step must be a non-negative integer/]],
-    ['a string step', (sd) => ((sd.state[1].step = '3' as unknown as number), sd), RangeError, [/step must be a non-negative integer/]],
+    [
+      'a string step',
+      (sd) => ((sd.state[1].step = '3' as unknown as number), sd),
+      RangeError,
+      [/step must be a non-negative integer/],
+    ],
     ['state for an index no group has', (sd) => ((sd.state[7] = sd.state[0]), sd), RangeError, [/state 7/]],
     ['a negative lr', (sd) => ((sd.param_groups[1].lr = -1), sd), RangeError, [/param_groups\[1\]/, /lr/]],
-    ['betas of 1', (sd) => ((sd.param_groups[0].betas = [1, 0.999]), sd), RangeError, [/param_groups\[0\]/, /betas\[0\]/]],
+    [
+      'betas of 1',
+      (sd) => ((sd.param_groups[0].betas = [1, 0.999]), sd),
+      RangeError,
+      [/param_groups\[0\]/, /betas\[0\]/],
+    ],
     ['eps of 0', (sd) => ((sd.param_groups[0].eps = 0), sd), RangeError, [/param_groups\[0\]/, /eps/]],
     ['not a state dict', () => ({ state: {} }), TypeError, [/param_groups/]],
     ['null', () => null, TypeError, [/loadStateDict/]],
@@ -580,7 +651,9 @@ describe('zeroGrad and params without grads', () => {
     const after = f.opt.stateDict();
     // h: values, moments, master and step count untouched (no weight decay either).
     expect(tensorBits(f.h.data)).toEqual(hBits);
-    expect(sdBits({ state: { 1: after.state[1] }, param_groups: [] })).toEqual(sdBits({ state: { 1: before.state[1] }, param_groups: [] }));
+    expect(sdBits({ state: { 1: after.state[1] }, param_groups: [] })).toEqual(
+      sdBits({ state: { 1: before.state[1] }, param_groups: [] }),
+    );
     expect(after.state[1].step).toBe(2);
     // w and b stepped exactly as they do when h has a grad.
     expect(after.state[0].step).toBe(3);
@@ -588,7 +661,9 @@ describe('zeroGrad and params without grads', () => {
     const twinSd = twin.opt.stateDict();
     for (const i of [0, 2]) {
       expect(tensorBits(f.params[i].data)).toEqual(tensorBits(twin.params[i].data));
-      expect(sdBits({ state: { [i]: after.state[i] }, param_groups: [] })).toEqual(sdBits({ state: { [i]: twinSd.state[i] }, param_groups: [] }));
+      expect(sdBits({ state: { [i]: after.state[i] }, param_groups: [] })).toEqual(
+        sdBits({ state: { [i]: twinSd.state[i] }, param_groups: [] }),
+      );
     }
   });
 
@@ -623,7 +698,11 @@ describe('hyperparameter changes and new groups take effect at the next step', (
       x.p.grad = Tensor.from(x.grad, { device: 'cpu' });
       x.opt.step();
     }
-    expectSameBits(bitsOf(b.p.data.toFloat32Array()), bitsOf(c.p.data.toFloat32Array()), 'lr set before step 1 vs constructor lr');
+    expectSameBits(
+      bitsOf(b.p.data.toFloat32Array()),
+      bitsOf(c.p.data.toFloat32Array()),
+      'lr set before step 1 vs constructor lr',
+    );
     const da = a.p.data.toFloat32Array().map((v, i) => v - init[i]);
     const db = b.p.data.toFloat32Array().map((v, i) => v - init[i]);
     for (let i = 0; i < da.length; i++) {
@@ -650,7 +729,9 @@ describe('hyperparameter changes and new groups take effect at the next step', (
     unchanged.opt.step();
     a.params.forEach((p, i) => {
       expect(tensorBits(p.data), p.name).toEqual(tensorBits(b.params[i].data));
-      expect(tensorBits(p.data), `${p.name} moved differently with the new lr`).not.toEqual(tensorBits(unchanged.params[i].data));
+      expect(tensorBits(p.data), `${p.name} moved differently with the new lr`).not.toEqual(
+        tensorBits(unchanged.params[i].data),
+      );
     });
     expect(sdBits(a.opt.stateDict())).toEqual(sdBits(b2.stateDict()));
   });
@@ -666,7 +747,14 @@ describe('hyperparameter changes and new groups take effect at the next step', (
     f.opt.addParamGroup({ params: [q] });
     expect(f.opt.paramGroups.length).toBe(4);
     const g3 = f.opt.paramGroups[3];
-    expect([g3.lr, g3.betas, g3.eps, g3.weightDecay, g3.amsgrad, g3.maximize]).toEqual([1e-3, [0.9, 0.999], 1e-8, 1e-2, false, false]);
+    expect([g3.lr, g3.betas, g3.eps, g3.weightDecay, g3.amsgrad, g3.maximize]).toEqual([
+      1e-3,
+      [0.9, 0.999],
+      1e-8,
+      1e-2,
+      false,
+      false,
+    ]);
     const pOpt = new AdamW([pRef], { lr: 0.01, betas: [0.8, 0.9], weightDecay: 0.1, amsgrad: true });
     const qOpt = new AdamW([qRef], { lr: 1e-3 });
     const gr = rng(21);
@@ -690,7 +778,9 @@ describe('hyperparameter changes and new groups take effect at the next step', (
     const sd = f.opt.stateDict();
     expect(sd.param_groups.map((g) => g.params)).toEqual([[0, 1], [2], [3], [4]]);
     expect(sd.state[3].max_exp_avg_sq).toBeInstanceOf(Float32Array);
-    expect(sdBits({ state: { 0: sd.state[3] }, param_groups: [] })).toEqual(sdBits({ state: pOpt.stateDict().state, param_groups: [] }));
+    expect(sdBits({ state: { 0: sd.state[3] }, param_groups: [] })).toEqual(
+      sdBits({ state: pOpt.stateDict().state, param_groups: [] }),
+    );
   });
 });
 
@@ -757,7 +847,10 @@ describe('stepAsync', () => {
       const pending = f.opt.stepAsync();
       twin.opt.step();
       const old = f.h.grad;
-      const replacement = how === 'set to null' ? null : Tensor.from(new Float32Array(16).fill(0.25), { dtype: 'float16', device: 'cpu' });
+      const replacement =
+        how === 'set to null'
+          ? null
+          : Tensor.from(new Float32Array(16).fill(0.25), { dtype: 'float16', device: 'cpu' });
       let threw = false;
       try {
         f.h.grad = replacement;
@@ -766,7 +859,9 @@ describe('stepAsync', () => {
         expect((e as Error).message).toMatch(/stepAsync/);
       }
       await pending;
-      expect(f.h.grad, threw ? 'the setter threw, so p.grad must be unchanged' : 'the setter succeeded').toBe(threw ? old : replacement);
+      expect(f.h.grad, threw ? 'the setter threw, so p.grad must be unchanged' : 'the setter succeeded').toBe(
+        threw ? old : replacement,
+      );
       // Step again with the grads the params report; the twin gets copies of them.
       twin.params.forEach((p, i) => (p.grad = f.params[i].grad ? cloneTensor(f.params[i].grad!) : null));
       f.opt.step();
@@ -863,9 +958,22 @@ describe('stateDict / loadStateDict round trip', () => {
     it(`${name}: an optimizer restored from another's dict continues bit for bit`, () => {
       const init = rng(31);
       const shapes = [[3, 7], [50], [2, 2, 2]];
-      const inits = shapes.map((s) => randn(s.reduce((a, b) => a * b, 1), init));
-      const pa = shapes.map((s, i) => new Parameter(Tensor.from(inits[i], { dtype, shape: s, device: 'cpu' }), { name: `p${i}` }));
-      const a = new AdamW([{ params: [pa[0], pa[2]], weightDecay: 0.1 }, { params: [pa[1]], lr: 3e-3, betas: [0.8, 0.99], eps: 1e-6 }], { lr: 1e-2, amsgrad });
+      const inits = shapes.map((s) =>
+        randn(
+          s.reduce((a, b) => a * b, 1),
+          init,
+        ),
+      );
+      const pa = shapes.map(
+        (s, i) => new Parameter(Tensor.from(inits[i], { dtype, shape: s, device: 'cpu' }), { name: `p${i}` }),
+      );
+      const a = new AdamW(
+        [
+          { params: [pa[0], pa[2]], weightDecay: 0.1 },
+          { params: [pa[1]], lr: 3e-3, betas: [0.8, 0.99], eps: 1e-6 },
+        ],
+        { lr: 1e-2, amsgrad },
+      );
       const gradRng = rng(32);
       const grads = () => pa.map((p) => randn(p.data.numel, gradRng, 0.5));
       for (let s = 0; s < 3; s++) {
@@ -875,7 +983,13 @@ describe('stateDict / loadStateDict round trip', () => {
       const sd = a.stateDict();
       expect(Object.keys(sd.state)).toEqual(['0', '1', '2']);
       expect(sd.param_groups.map((g) => g.params)).toEqual([[0, 1], [2]]);
-      expect(sd.param_groups[1]).toMatchObject({ lr: 3e-3, betas: [0.8, 0.99], eps: 1e-6, weight_decay: 1e-2, amsgrad });
+      expect(sd.param_groups[1]).toMatchObject({
+        lr: 3e-3,
+        betas: [0.8, 0.99],
+        eps: 1e-6,
+        weight_decay: 1e-2,
+        amsgrad,
+      });
       for (const s of Object.values(sd.state)) {
         expect(s.step).toBe(3);
         expect(s.master !== undefined).toBe(dtype !== 'float32');
@@ -884,7 +998,12 @@ describe('stateDict / loadStateDict round trip', () => {
       // b: same param values (copied first: a later write would re-read the master from them),
       // other hyperparameters, then restored from a's dict.
       const pb = pa.map((p) => new Parameter(cloneTensor(p.data), { name: p.name }));
-      const b = new AdamW([{ params: [pb[0], pb[2]] }, { params: [pb[1]] }], { lr: 0.5, betas: [0.5, 0.5], weightDecay: 0, amsgrad: !amsgrad });
+      const b = new AdamW([{ params: [pb[0], pb[2]] }, { params: [pb[1]] }], {
+        lr: 0.5,
+        betas: [0.5, 0.5],
+        weightDecay: 0,
+        amsgrad: !amsgrad,
+      });
       b.loadStateDict(sd);
       expect(groupsOf(b)).toEqual(groupsOf(a));
       expect(sdBits(b.stateDict())).toEqual(sdBits(sd));
@@ -950,7 +1069,9 @@ describe('the addon re-checks what TypeScript checks (defence in depth, through 
     expectThrows(() => h.step(Float64Array.from([1e-3, 0.9, 0.999, 1e-8, -1, 0, 0])), RangeError, [/weight_decay/]);
     expectThrows(() => h.step(new Float64Array(0)), RangeError, [/param 'raw'/, /group/]);
     expectThrows(() => h.step(new Float64Array(5)), RangeError, [/partial group/]);
-    expectThrows(() => h.step([1e-3, 0.9, 0.999, 1e-8, 0, 0, 0] as unknown as Float64Array), TypeError, [/Float64Array/]);
+    expectThrows(() => h.step([1e-3, 0.9, 0.999, 1e-8, 0, 0, 0] as unknown as Float64Array), TypeError, [
+      /Float64Array/,
+    ]);
     expect(tensorBits(data)).toEqual(before);
     expect(h.getState(0)).toBeNull();
   });
@@ -961,22 +1082,31 @@ describe('the addon re-checks what TypeScript checks (defence in depth, through 
     h.step(hyper());
     const before = h.getState(0)!;
     const good = { step: 4, exp_avg: new Float32Array(8), exp_avg_sq: new Float32Array(8) };
-    expectThrows(() => h.setState(0, { ...good, exp_avg: new Float32Array(7) }), RangeError, [/param 'raw'/, /8 elements/]);
+    expectThrows(() => h.setState(0, { ...good, exp_avg: new Float32Array(7) }), RangeError, [
+      /param 'raw'/,
+      /8 elements/,
+    ]);
     expectThrows(() => h.setState(0, { ...good, step: 1.5 }), RangeError, [/step/]);
     expectThrows(() => h.setState(0, { ...good, step: -2 }), RangeError, [/step/]);
     expectThrows(() => h.setState(0, { ...good, master: new Float32Array(8) }), RangeError, [/master/]);
     expectThrows(() => h.setState(5, good), RangeError, [/index 5/]);
     const after = h.getState(0)!;
     expect(after.step).toBe(before.step);
-    expect(Array.from(bitsOf(after.exp_avg as Float32Array))).toEqual(Array.from(bitsOf(before.exp_avg as Float32Array)));
+    expect(Array.from(bitsOf(after.exp_avg as Float32Array))).toEqual(
+      Array.from(bitsOf(before.exp_avg as Float32Array)),
+    );
   });
 
   it('tensor handles re-check lengths and types', () => {
     const t = Tensor.from([1, 2, 3, 4], { dtype: 'float16', device: 'cpu' });
     expectThrows(() => t.handle.copyFromFloat32(new Float32Array(5)), RangeError, [/5 values/]);
     expectThrows(() => t.handle.copyFromBits16(new Uint16Array(3)), RangeError, [/3 values/]);
-    expectThrows(() => t.handle.copyFromFloat32(new Float64Array(4) as unknown as Float32Array), TypeError, [/Float32Array/]);
-    expectThrows(() => t.handle.copyFromBits16(new Int16Array(4) as unknown as Uint16Array), TypeError, [/Uint16Array/]);
+    expectThrows(() => t.handle.copyFromFloat32(new Float64Array(4) as unknown as Float32Array), TypeError, [
+      /Float32Array/,
+    ]);
+    expectThrows(() => t.handle.copyFromBits16(new Int16Array(4) as unknown as Uint16Array), TypeError, [
+      /Uint16Array/,
+    ]);
     const f = Tensor.zeros([4], { device: 'cpu' });
     expectThrows(() => f.handle.copyFromBits16(new Uint16Array(4)), TypeError, [/float32/]);
     expectThrows(() => native().TensorHandle.create(7, 0, 4), TypeError, [/dtype/]);

@@ -28,8 +28,8 @@ Napi::Value native_info(const Napi::CallbackInfo& info) {
   o.Set("cudaError", Napi::String::New(env, p.error));
   o.Set("cudaDeviceName", Napi::String::New(env, p.device_name));
   o.Set("cudaDeviceCount", Napi::Number::New(env, p.device_count));
-  o.Set("cudaComputeCapability", Napi::String::New(env, std::to_string(p.compute_major) + "." +
-                                                            std::to_string(p.compute_minor)));
+  o.Set("cudaComputeCapability",
+        Napi::String::New(env, std::to_string(p.compute_major) + "." + std::to_string(p.compute_minor)));
   o.Set("cudaRuntimeVersion", Napi::Number::New(env, p.runtime_version));
   o.Set("cudaDriverVersion", Napi::Number::New(env, p.driver_version));
   o.Set("cudaArchs", Napi::String::New(env, p.compiled_archs));
@@ -51,7 +51,8 @@ Napi::Value copy_bandwidth(const Napi::CallbackInfo& info) {
     const double bytes = info[0].As<Napi::Number>().DoubleValue();
     const double iterations = info[1].As<Napi::Number>().DoubleValue();
     const int device = info[2].As<Napi::Number>().Int32Value();
-    if (!(bytes >= double(fo::kMinBandwidthBytes) && bytes <= double(fo::kMaxBandwidthBytes)) || bytes != std::floor(bytes))
+    if (!(bytes >= double(fo::kMinBandwidthBytes) && bytes <= double(fo::kMaxBandwidthBytes)) ||
+        bytes != std::floor(bytes))
       throw fo::RangeError("copyBandwidth: bytes must be an integer from " + std::to_string(fo::kMinBandwidthBytes) +
                            " to " + std::to_string(fo::kMaxBandwidthBytes));
     if (!(iterations >= 1 && iterations <= fo::kMaxBandwidthIterations) || iterations != std::floor(iterations))

@@ -219,7 +219,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       auto out = Napi::Float64Array::New(info.Env(), sums.size() * 7);
       double* d = out.Data();
       for (const auto& [index, s] : sums) {
-        const double row[7] = {double(index), s.moment_sq, s.param_sq, s.update_sq,
+        const double row[7] = {double(index), s.moment_sq,       s.param_sq,       s.update_sq,
                                s.grad_sq,     s.update_dot_grad, s.moment_dot_grad};
         std::memcpy(d, row, sizeof row);
         d += 7;

@@ -27,37 +27,35 @@ DType dtype_arg(const Napi::Value& v) {
 int64_t numel_arg(const Napi::Value& v) {
   if (!v.IsNumber()) throw fo::TypeError("numel must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || d < 0 || d != std::floor(d))
-    throw fo::RangeError("numel must be a non-negative integer");
-  if (d > 9007199254740991.0)
-    throw fo::RangeError("tensor element count " + std::to_string(d) + " is out of range");
+  if (!std::isfinite(d) || d < 0 || d != std::floor(d)) throw fo::RangeError("numel must be a non-negative integer");
+  if (d > 9007199254740991.0) throw fo::RangeError("tensor element count " + std::to_string(d) + " is out of range");
   return int64_t(d);
 }
 
 }  // namespace
 
 Napi::Function TensorWrap::define(Napi::Env env) {
-  Napi::Function fn = DefineClass(
-      env, "TensorHandle",
-      {
-          StaticMethod("create", &TensorWrap::create),
-          StaticMethod("fromDevicePointer", &TensorWrap::from_device_pointer),
-          InstanceMethod("toFloat32", &TensorWrap::to_float32),
-          InstanceMethod("toBits16", &TensorWrap::to_bits16),
-          InstanceMethod("copyFromFloat32", &TensorWrap::copy_from_float32),
-          InstanceMethod("copyFromBits16", &TensorWrap::copy_from_bits16),
-          InstanceMethod("zero", &TensorWrap::zero),
-          InstanceMethod("dispose", &TensorWrap::dispose),
-          InstanceAccessor("disposed", &TensorWrap::disposed, nullptr),
-          InstanceAccessor("devicePointer", &TensorWrap::device_pointer, nullptr),
-      });
+  Napi::Function fn = DefineClass(env, "TensorHandle",
+                                  {
+                                      StaticMethod("create", &TensorWrap::create),
+                                      StaticMethod("fromDevicePointer", &TensorWrap::from_device_pointer),
+                                      InstanceMethod("toFloat32", &TensorWrap::to_float32),
+                                      InstanceMethod("toBits16", &TensorWrap::to_bits16),
+                                      InstanceMethod("copyFromFloat32", &TensorWrap::copy_from_float32),
+                                      InstanceMethod("copyFromBits16", &TensorWrap::copy_from_bits16),
+                                      InstanceMethod("zero", &TensorWrap::zero),
+                                      InstanceMethod("dispose", &TensorWrap::dispose),
+                                      InstanceAccessor("disposed", &TensorWrap::disposed, nullptr),
+                                      InstanceAccessor("devicePointer", &TensorWrap::device_pointer, nullptr),
+                                  });
   constructor_ = new Napi::FunctionReference(Napi::Persistent(fn));
   return fn;
 }
 
 TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info), env_(info.Env()) {
   if (info.Length() != 1 || !info[0].IsExternal())
-    throw Napi::TypeError::New(info.Env(), "TensorHandle cannot be constructed directly; use Tensor.from or Tensor.zeros");
+    throw Napi::TypeError::New(info.Env(),
+                               "TensorHandle cannot be constructed directly; use Tensor.from or Tensor.zeros");
   auto* c = info[0].As<Napi::External<Construct>>().Data();
   tensor_ = c->tensor;
   if (tensor_->storage->owned()) {

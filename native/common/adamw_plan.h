@@ -10,17 +10,17 @@
 namespace fo {
 
 struct AdamWTensor {
-  void* param;             // param_dtype elements; for half params refreshed from master
-  const void* grad;        // grad_dtype elements
-  float* master;           // fp32 master weights, null for fp32 params
+  void* param;       // param_dtype elements; for half params refreshed from master
+  const void* grad;  // grad_dtype elements
+  float* master;     // fp32 master weights, null for fp32 params
   float* exp_avg;
   float* exp_avg_sq;
-  float* max_exp_avg_sq;   // null unless the tensor's group uses amsgrad
+  float* max_exp_avg_sq;  // null unless the tensor's group uses amsgrad
   int64_t numel;
-  int32_t slot;            // index into the step's AdamWSlot table
+  int32_t slot;  // index into the step's AdamWSlot table
   DType param_dtype;
   DType grad_dtype;
-  uint32_t rng_stream;     // stochastic rounding stream: the param's index in the optimizer
+  uint32_t rng_stream;  // stochastic rounding stream: the param's index in the optimizer
   // Row-sparse grads (lazy mode): grad element i updates param/state element
   // rows[i / row_width] * row_width + i % row_width; numel counts grad elements. Null for
   // dense grads, where grad, param and state share the index.

@@ -16,23 +16,23 @@ enum AdamWFlags : uint32_t { kAdamWAmsgrad = 1u, kAdamWMaximize = 2u, kStochasti
 // Computed on the host in float64 (adamw_scalars.h) and rounded to fp32 once, as torch
 // does when it passes Python floats to its fp32 tensor ops.
 struct AdamWSlot {
-  float decay_factor;       // 1 - lr * weight_decay
-  float neg_step_size;      // -(lr / (1 - beta1^step))
+  float decay_factor;           // 1 - lr * weight_decay
+  float neg_step_size;          // -(lr / (1 - beta1^step))
   float bias_correction2_sqrt;  // sqrt(1 - beta2^step)
   float eps;
   float beta1;
   float one_minus_beta1;
   float beta2;
   float one_minus_beta2;
-  uint32_t flags;           // AdamWFlags
-  GradTransform grad;       // applied to every grad first (transform_grad)
+  uint32_t flags;               // AdamWFlags
+  GradTransform grad;           // applied to every grad first (transform_grad)
   uint32_t rng_key0, rng_key1;  // stochastic rounding: (seed, step counter) of this step
 };
 
 // Returns the new parameter value; updates the moments in place.
 // max_exp_avg_sq is only read or written when the slot has kAdamWAmsgrad.
-FO_HD float adamw_update(float param, float grad, float& exp_avg, float& exp_avg_sq,
-                         float& max_exp_avg_sq, const AdamWSlot& s) {
+FO_HD float adamw_update(float param, float grad, float& exp_avg, float& exp_avg_sq, float& max_exp_avg_sq,
+                         const AdamWSlot& s) {
   if (s.flags & kAdamWMaximize) grad = -grad;
   param = param * s.decay_factor;
   // exp_avg.mul_(beta1).add_(grad, alpha=1-beta1): DESIGN's lerp(m, g, 1-b1) in the form

@@ -14,8 +14,7 @@ struct AdamWHyper {
 // step is the count after this step's increment (1 on the first update). lr_ratio scales
 // the Adam step only (AdamWDL's layer-wise ratio); the decoupled decay uses the base lr,
 // and apply_decay = false switches it off for the tensor.
-inline AdamWSlot make_adamw_slot(const AdamWHyper& h, int64_t step, double lr_ratio = 1.0,
-                                 bool apply_decay = true) {
+inline AdamWSlot make_adamw_slot(const AdamWHyper& h, int64_t step, double lr_ratio = 1.0, bool apply_decay = true) {
   double lr = h.lr * lr_ratio;
   double bias_correction1 = 1.0 - std::pow(h.beta1, double(step));
   double bias_correction2 = 1.0 - std::pow(h.beta2, double(step));

@@ -56,7 +56,7 @@ FO_HD uint16_t float_to_half_bits(float f) {
   uint16_t sign = uint16_t((u >> 16) & 0x8000u);
   uint32_t abs = u & 0x7fffffffu;
   if (abs > 0x7f800000u) return uint16_t(sign | 0x7e00u | ((abs >> 13) & 0x3ffu));  // NaN stays NaN
-  if (abs >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds to >= 65520: inf
+  if (abs >= 0x477ff000u) return uint16_t(sign | 0x7c00u);                          // rounds to >= 65520: inf
   if (abs < 0x38800000u) {
     // Result is subnormal (or zero): add 0.5 so the FPU's own round-to-nearest-even on
     // the low mantissa bits does the rounding, then read the half mantissa off the bits.

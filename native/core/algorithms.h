@@ -67,8 +67,9 @@ struct AdamWAlgo {
     return make_adamw_slot(h, step, lr_ratio, apply_decay);
   }
   static Plan make_plan(const PlanBase& b, float* const* states, const Hyper& h) {
-    return Plan{b.param,      b.grad,      b.master,     states[0],   states[1], h.amsgrad ? states[2] : nullptr,
-                b.numel,      b.slot,      b.param_dtype, b.grad_dtype, b.rng_stream, b.rows, b.row_width};
+    return Plan{b.param,    b.grad, b.master,      states[0],    states[1],    h.amsgrad ? states[2] : nullptr,
+                b.numel,    b.slot, b.param_dtype, b.grad_dtype, b.rng_stream, b.rows,
+                b.row_width};
   }
 };
 
@@ -101,8 +102,8 @@ struct LionAlgo {
     return make_lion_slot(h, lr_ratio, apply_decay);
   }
   static Plan make_plan(const PlanBase& b, float* const* states, const Hyper&) {
-    return Plan{b.param, b.grad,        b.master,     states[0], b.numel, b.slot, b.param_dtype,
-                b.grad_dtype, b.rng_stream, b.rows, b.row_width};
+    return Plan{b.param,       b.grad,       b.master,     states[0], b.numel,    b.slot,
+                b.param_dtype, b.grad_dtype, b.rng_stream, b.rows,    b.row_width};
   }
 };
 

@@ -37,8 +37,8 @@ class Engine {
 
   // What a step does to the grads first, and how half params are rounded.
   struct StepControl {
-    GradPrepass prepass;           // GradScaler unscale + inf check, clipping by norm
-    float clip_lo = -INFINITY;     // clipping by value
+    GradPrepass prepass;        // GradScaler unscale + inf check, clipping by norm
+    float clip_lo = -INFINITY;  // clipping by value
     float clip_hi = INFINITY;
     bool stochastic_rounding = false;  // bfloat16 params from fp32 values
     bool needs_prepass() const { return prepass.check_finite || prepass.clip != ClipMode::None; }
@@ -126,8 +126,10 @@ class Engine {
     }
     auto storage = Storage::allocate(device_, rows.size() * sizeof(int32_t));
     if (!rows.empty()) {
-      if (device_ == Device::CPU) std::memcpy(storage->data_unchecked(), rows.data(), rows.size() * sizeof(int32_t));
-      else cuda::copy_host_to_device(storage->data_unchecked(), rows.data(), rows.size() * sizeof(int32_t));
+      if (device_ == Device::CPU)
+        std::memcpy(storage->data_unchecked(), rows.data(), rows.size() * sizeof(int32_t));
+      else
+        cuda::copy_host_to_device(storage->data_unchecked(), rows.data(), rows.size() * sizeof(int32_t));
     }
     p.grad = std::move(values);
     p.rows = std::move(storage);
@@ -155,8 +157,10 @@ class Engine {
     if (plan_key_ != key_of(plan) || !plan_uploaded_) upload(plan);
     if (control.needs_prepass()) {
       prepared->use_prepass = true;
-      if (cuda_) cuda_->prepare_grads(control.prepass);
-      else cpu_.prepare_grads(control.prepass);
+      if (cuda_)
+        cuda_->prepare_grads(control.prepass);
+      else
+        cpu_.prepare_grads(control.prepass);
       if (control.prepass.check_finite && (cuda_ ? cuda_->read_found_inf() : cpu_.read_found_inf())) {
         prepared->skipped = true;
         return prepared;
@@ -179,8 +183,10 @@ class Engine {
   // Runs the update (CPU: on the thread pool, returns when done; CUDA: enqueues).
   void execute(PreparedStep& step) {
     if (step.skipped) return;
-    if (cuda_) cuda_->launch(step.slots.data(), int(step.slots.size()), step.use_prepass);
-    else cpu_.run(step.slots.data(), step.use_prepass);
+    if (cuda_)
+      cuda_->launch(step.slots.data(), int(step.slots.size()), step.use_prepass);
+    else
+      cpu_.run(step.slots.data(), step.use_prepass);
   }
 
   // Stochastic rounding's random stream: a seed and a counter of rounded steps, saved in
@@ -211,7 +217,8 @@ class Engine {
     validate(groups);
     // The next step re-syncs a master whose half param was written since: so do the metrics.
     for (Param& p : params_)
-      if (p.grad && p.states[0] && p.master && p.master_version != p.data->storage->version()) sync_master_from_param(p);
+      if (p.grad && p.states[0] && p.master && p.master_version != p.data->storage->version())
+        sync_master_from_param(p);
     std::vector<Slot> slots;
     std::vector<int> indices;
     std::vector<std::shared_ptr<Storage>> scratch;
@@ -219,8 +226,10 @@ class Engine {
     if (plan_key_ != key_of(plan) || !plan_uploaded_) upload(plan);
     std::vector<MetricSums> sums(plan.size());
     if (!plan.empty()) {
-      if (cuda_) cuda_->metrics(slots.data(), int(slots.size()), sums.data());
-      else cpu_.metrics(slots.data(), sums.data());
+      if (cuda_)
+        cuda_->metrics(slots.data(), int(slots.size()), sums.data());
+      else
+        cpu_.metrics(slots.data(), sums.data());
     }
     std::vector<std::pair<int, MetricSums>> out;
     for (size_t i = 0; i < plan.size(); ++i) out.emplace_back(indices[i], sums[i]);
@@ -286,7 +295,7 @@ class Engine {
     int64_t step = 0;
     std::shared_ptr<Storage> master;
     std::shared_ptr<Storage> states[kStates];
-    uint64_t master_version = 0;  // data's version when the master was last synced
+    uint64_t master_version = 0;    // data's version when the master was last synced
     std::shared_ptr<Storage> rows;  // row-sparse grad: the rows it updates (on the device)
     int64_t row_count = 0, row_width = 0;
   };
@@ -439,8 +448,10 @@ class Engine {
   }
 
   void upload(const std::vector<Plan>& plan) {
-    if (cuda_) cuda_->set_tensors(plan);
-    else cpu_.set_tensors(plan);
+    if (cuda_)
+      cuda_->set_tensors(plan);
+    else
+      cpu_.set_tensors(plan);
     plan_key_ = key_of(plan);
     plan_uploaded_ = true;
     ++plan_uploads_;
@@ -460,8 +471,8 @@ class Engine {
       const size_t len = st.states[k].size();
       if (len == 0 && !Algo::state_required(k)) continue;
       if (len != n)
-        throw RangeError(who + ": " + Algo::state_name(k) + " has " + std::to_string(len) + " elements; the param has " +
-                         std::to_string(n) + " elements");
+        throw RangeError(who + ": " + Algo::state_name(k) + " has " + std::to_string(len) +
+                         " elements; the param has " + std::to_string(n) + " elements");
     }
     if (!st.master.empty() && (st.master.size() != n || !p.options.master_weights))
       throw RangeError(who + ": master must have " + std::to_string(n) +
@@ -492,14 +503,18 @@ class Engine {
   std::vector<float> read_floats(const std::shared_ptr<Storage>& s, int64_t n) {
     if (!s) return {};
     std::vector<float> out(static_cast<size_t>(n));
-    if (device_ == Device::CPU) std::memcpy(out.data(), s->data_unchecked(), size_t(n) * 4);
-    else cuda::copy_device_to_host(out.data(), s->data_unchecked(), size_t(n) * 4);
+    if (device_ == Device::CPU)
+      std::memcpy(out.data(), s->data_unchecked(), size_t(n) * 4);
+    else
+      cuda::copy_device_to_host(out.data(), s->data_unchecked(), size_t(n) * 4);
     return out;
   }
 
   void write_floats(const std::shared_ptr<Storage>& s, const std::vector<float>& v) {
-    if (device_ == Device::CPU) std::memcpy(s->data_unchecked(), v.data(), v.size() * 4);
-    else cuda::copy_host_to_device(s->data_unchecked(), v.data(), v.size() * 4);
+    if (device_ == Device::CPU)
+      std::memcpy(s->data_unchecked(), v.data(), v.size() * 4);
+    else
+      cuda::copy_host_to_device(s->data_unchecked(), v.data(), v.size() * 4);
   }
 
   Device device_;

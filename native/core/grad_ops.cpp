@@ -21,7 +21,8 @@ std::vector<GradRef> refs(const std::vector<std::shared_ptr<Tensor>>& grads, Dev
     const std::string what = "grads[" + std::to_string(i) + "]";
     void* data = t.storage->data(what.c_str());
     t.storage->check_not_in_use();
-    if (i == 0) *device = t.device();
+    if (i == 0)
+      *device = t.device();
     else if (t.device() != *device)
       throw TypeError(what + " is on " + device_name(t.device()) + " but grads[0] is on " + device_name(*device));
     out.push_back(GradRef{data, t.numel, t.dtype});
@@ -37,8 +38,10 @@ std::vector<double> grad_norm_sums(const std::vector<std::shared_ptr<Tensor>>& g
   std::vector<GradRef> r = refs(grads, &device);
   std::vector<double> out(r.size());
   if (r.empty()) return out;
-  if (device == Device::CPU) cpu::grad_norm_sums(r, norm_type, out.data());
-  else cuda::grad_norm_sums(r, norm_type, out.data());
+  if (device == Device::CPU)
+    cpu::grad_norm_sums(r, norm_type, out.data());
+  else
+    cuda::grad_norm_sums(r, norm_type, out.data());
   return out;
 }
 
@@ -46,8 +49,10 @@ void scale_grads(const std::vector<std::shared_ptr<Tensor>>& grads, float coef) 
   Device device = Device::CPU;
   std::vector<GradRef> r = refs(grads, &device);
   if (r.empty()) return;
-  if (device == Device::CPU) cpu::scale_grads(r, coef);
-  else cuda::scale_grads(r, coef);
+  if (device == Device::CPU)
+    cpu::scale_grads(r, coef);
+  else
+    cuda::scale_grads(r, coef);
   for (const auto& g : grads) g->storage->bump_version();
 }
 
@@ -56,8 +61,10 @@ void clamp_grads(const std::vector<std::shared_ptr<Tensor>>& grads, float lo, fl
   Device device = Device::CPU;
   std::vector<GradRef> r = refs(grads, &device);
   if (r.empty()) return;
-  if (device == Device::CPU) cpu::clamp_grads(r, lo, hi);
-  else cuda::clamp_grads(r, lo, hi);
+  if (device == Device::CPU)
+    cpu::clamp_grads(r, lo, hi);
+  else
+    cuda::clamp_grads(r, lo, hi);
   for (const auto& g : grads) g->storage->bump_version();
 }
 

@@ -30,8 +30,10 @@ void* host_alloc(size_t bytes) {
 }
 
 void host_free(void* p, size_t bytes) {
-  if (bytes >= kMapThreshold) munmap(p, bytes);
-  else std::free(p);
+  if (bytes >= kMapThreshold)
+    munmap(p, bytes);
+  else
+    std::free(p);
 }
 }  // namespace
 
@@ -90,8 +92,10 @@ void Storage::free_memory() {
   if (freed_) return;
   freed_ = true;
   if (!owned_ || !ptr_) return;
-  if (device_ == Device::CPU) host_free(ptr_, capacity_);
-  else cuda::device_free(ptr_);
+  if (device_ == Device::CPU)
+    host_free(ptr_, capacity_);
+  else
+    cuda::device_free(ptr_);
   ptr_ = nullptr;
 }
 

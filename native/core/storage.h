@@ -38,7 +38,7 @@ class Storage {
   void pin();
   void unpin();
   // Throws when an asynchronous step holds the storage: host reads and writes would race it.
-  void check_not_in_use() ;
+  void check_not_in_use();
 
   // Bumped by every write through the public tensor API, so optimizers can tell that a
   // param's value was replaced and its fp32 master must be re-read.

@@ -65,10 +65,8 @@ std::shared_ptr<Tensor> wrap_device_pointer(uint64_t address, DType dtype, int64
   if (!p.usable) throw std::runtime_error("fromDevicePointer needs a usable CUDA device: " + p.error);
   void* ptr = reinterpret_cast<void*>(uintptr_t(address));
   if (address % dtype_size(dtype) != 0)
-    throw TypeError("fromDevicePointer: ptr is not aligned to the element size of " +
-                    std::string(dtype_name(dtype)));
-  if (!cuda::is_device_pointer(ptr))
-    throw TypeError("fromDevicePointer: ptr is not CUDA device memory");
+    throw TypeError("fromDevicePointer: ptr is not aligned to the element size of " + std::string(dtype_name(dtype)));
+  if (!cuda::is_device_pointer(ptr)) throw TypeError("fromDevicePointer: ptr is not CUDA device memory");
   auto t = std::make_shared<Tensor>();
   t->dtype = dtype;
   t->numel = numel;
@@ -105,24 +103,30 @@ void read_bits16(const Tensor& t, uint16_t* out) {
   require_half(t, "toBits");
   const void* src = t.storage->data("tensor");
   t.storage->check_not_in_use();
-  if (t.device() == Device::CPU) std::memcpy(out, src, t.byte_size());
-  else cuda::copy_device_to_host(out, src, t.byte_size());
+  if (t.device() == Device::CPU)
+    std::memcpy(out, src, t.byte_size());
+  else
+    cuda::copy_device_to_host(out, src, t.byte_size());
 }
 
 void write_bits16(Tensor& t, const uint16_t* bits) {
   require_half(t, "copyFrom(Uint16Array)");
   void* dst = t.storage->data("tensor");
   t.storage->check_not_in_use();
-  if (t.device() == Device::CPU) std::memcpy(dst, bits, t.byte_size());
-  else cuda::copy_host_to_device(dst, bits, t.byte_size());
+  if (t.device() == Device::CPU)
+    std::memcpy(dst, bits, t.byte_size());
+  else
+    cuda::copy_host_to_device(dst, bits, t.byte_size());
   t.storage->bump_version();
 }
 
 void zero_fill(Tensor& t) {
   void* dst = t.storage->data("tensor");
   t.storage->check_not_in_use();
-  if (t.device() == Device::CPU) std::memset(dst, 0, t.byte_size());
-  else cuda::zero(dst, t.byte_size());
+  if (t.device() == Device::CPU)
+    std::memset(dst, 0, t.byte_size());
+  else
+    cuda::zero(dst, t.byte_size());
   t.storage->bump_version();
 }
 

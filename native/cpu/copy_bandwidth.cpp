@@ -60,7 +60,6 @@ struct Mapping {
   unsigned char* data() const { return static_cast<unsigned char*>(ptr); }
 };
 
-
 #ifdef FO_HAVE_STREAM_COPY
 // dst and src 16-byte aligned. Whole groups of four pages go through the streaming loop;
 // the rest (less than 16 KiB, only at the end of the buffer) through memcpy.

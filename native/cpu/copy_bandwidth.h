@@ -24,23 +24,23 @@
 namespace fo {
 
 struct BandwidthMethod {
-  std::string name;         // "stream", "memcpy" or "cudaMemcpy"
+  std::string name;  // "stream", "memcpy" or "cudaMemcpy"
   double best_gbps = 0;
   double median_gbps = 0;
 };
 
 // The top-level figures are those of the fastest method.
 struct BandwidthResult {
-  std::string method;         // the fastest method's name
+  std::string method;                    // the fastest method's name
   std::vector<BandwidthMethod> methods;  // every method measured, in a fixed order
-  double best_gbps = 0;       // 2 * bytes / fastest copy, in 1e9 bytes per second
-  double median_gbps = 0;     // 2 * bytes / median copy
-  double best_seconds = 0;    // the fastest copy
-  double median_seconds = 0;  // the median copy
-  size_t bytes = 0;           // bytes of one buffer (one copy moves 2 * bytes)
-  int iterations = 0;         // timed copies per method (after one untimed warm-up copy each)
-  int threads = 0;            // CPU: the pool's threads; CUDA: 0
-  int64_t chunk_bytes = 0;    // CPU: bytes per work item handed to the pool; CUDA: 0
+  double best_gbps = 0;                  // 2 * bytes / fastest copy, in 1e9 bytes per second
+  double median_gbps = 0;                // 2 * bytes / median copy
+  double best_seconds = 0;               // the fastest copy
+  double median_seconds = 0;             // the median copy
+  size_t bytes = 0;                      // bytes of one buffer (one copy moves 2 * bytes)
+  int iterations = 0;                    // timed copies per method (after one untimed warm-up copy each)
+  int threads = 0;                       // CPU: the pool's threads; CUDA: 0
+  int64_t chunk_bytes = 0;               // CPU: bytes per work item handed to the pool; CUDA: 0
 };
 
 // Smallest and largest buffers accepted (both checks are repeated in TypeScript).

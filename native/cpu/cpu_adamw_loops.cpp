@@ -61,8 +61,10 @@ FO_INLINE void f16_block_loop(const AdamWTensor& t, const AdamWSlot& slot, int64
       w[j] = adamw_update(w[j], transform_grad(g[j], coef, s.grad), m[j], v[j], vm, s);
     }
     // With a master the half param is write-only here: stream it past the cache.
-    if (Master) float_block_to_half_streaming(w, param + b, n);
-    else float_block_to_half(w, param + b, n);
+    if (Master)
+      float_block_to_half_streaming(w, param + b, n);
+    else
+      float_block_to_half(w, param + b, n);
   }
   if (Master) finish_streaming_stores();
 }
@@ -74,17 +76,23 @@ FO_INLINE void update_amsgrad(const AdamWTensor& t, const AdamWSlot& s, int64_t 
   if constexpr (std::is_same_v<Param, F16>) {
     if (!t.rows) {
       constexpr bool grad_half = std::is_same_v<Grad, F16>;
-      if (amsgrad) f16_block_loop<grad_half, true, Master>(t, s, b, e, coef);
-      else f16_block_loop<grad_half, false, Master>(t, s, b, e, coef);
+      if (amsgrad)
+        f16_block_loop<grad_half, true, Master>(t, s, b, e, coef);
+      else
+        f16_block_loop<grad_half, false, Master>(t, s, b, e, coef);
       return;
     }
   }
   if (t.rows) {
-    if (amsgrad) update_loop<Param, Grad, true, Master, Stochastic, true>(t, s, b, e, coef);
-    else update_loop<Param, Grad, false, Master, Stochastic, true>(t, s, b, e, coef);
+    if (amsgrad)
+      update_loop<Param, Grad, true, Master, Stochastic, true>(t, s, b, e, coef);
+    else
+      update_loop<Param, Grad, false, Master, Stochastic, true>(t, s, b, e, coef);
   } else {
-    if (amsgrad) update_loop<Param, Grad, true, Master, Stochastic, false>(t, s, b, e, coef);
-    else update_loop<Param, Grad, false, Master, Stochastic, false>(t, s, b, e, coef);
+    if (amsgrad)
+      update_loop<Param, Grad, true, Master, Stochastic, false>(t, s, b, e, coef);
+    else
+      update_loop<Param, Grad, false, Master, Stochastic, false>(t, s, b, e, coef);
   }
 }
 
@@ -95,11 +103,15 @@ FO_INLINE void update_chunk(const AdamWTensor& t, const AdamWSlot& s, int64_t b,
   } else {
     const bool stochastic = std::is_same_v<Param, BF16> && (s.flags & kStochasticRounding);
     if (t.master) {
-      if (stochastic) update_amsgrad<Param, Grad, true, true>(t, s, b, e, coef);
-      else update_amsgrad<Param, Grad, true, false>(t, s, b, e, coef);
+      if (stochastic)
+        update_amsgrad<Param, Grad, true, true>(t, s, b, e, coef);
+      else
+        update_amsgrad<Param, Grad, true, false>(t, s, b, e, coef);
     } else {
-      if (stochastic) update_amsgrad<Param, Grad, false, true>(t, s, b, e, coef);
-      else update_amsgrad<Param, Grad, false, false>(t, s, b, e, coef);
+      if (stochastic)
+        update_amsgrad<Param, Grad, false, true>(t, s, b, e, coef);
+      else
+        update_amsgrad<Param, Grad, false, false>(t, s, b, e, coef);
     }
   }
 }
@@ -118,14 +130,14 @@ FO_INLINE void metrics_chunk(const AdamWTensor& t, const AdamWSlot& s, int64_t b
 
 }  // namespace
 
-#define FO_ADAMW_ENTRY_POINTS(NAME, PARAM, GRAD)                                                             \
-  FO_SIMD_CLONES void adamw_update_##NAME(const AdamWTensor& t, const AdamWSlot& s, int64_t b, int64_t e,     \
-                                          float coef) {                                                       \
-    update_chunk<PARAM, GRAD>(t, s, b, e, coef);                                                              \
-  }                                                                                                           \
-  FO_SIMD_CLONES void adamw_metrics_##NAME(const AdamWTensor& t, const AdamWSlot& s, int64_t b, int64_t e,    \
-                                           MetricSums* out) {                                                 \
-    metrics_chunk<PARAM, GRAD>(t, s, b, e, out);                                                              \
+#define FO_ADAMW_ENTRY_POINTS(NAME, PARAM, GRAD)                                                           \
+  FO_SIMD_CLONES void adamw_update_##NAME(const AdamWTensor& t, const AdamWSlot& s, int64_t b, int64_t e,  \
+                                          float coef) {                                                    \
+    update_chunk<PARAM, GRAD>(t, s, b, e, coef);                                                           \
+  }                                                                                                        \
+  FO_SIMD_CLONES void adamw_metrics_##NAME(const AdamWTensor& t, const AdamWSlot& s, int64_t b, int64_t e, \
+                                           MetricSums* out) {                                              \
+    metrics_chunk<PARAM, GRAD>(t, s, b, e, out);                                                           \
   }
 
 FO_ADAMW_ENTRY_POINTS(f32_f32, F32, F32)
@@ -135,14 +147,14 @@ FO_ADAMW_ENTRY_POINTS(bf16_bf16, BF16, BF16)
 FO_ADAMW_ENTRY_POINTS(bf16_f32, BF16, F32)
 
 AdamWKernels::UpdateFn AdamWKernels::update_fn(DType param, DType grad) {
-  static const UpdateFn fns[] = {adamw_update_f32_f32, adamw_update_f16_f16, adamw_update_f16_f32, adamw_update_bf16_bf16,
-                             adamw_update_bf16_f32};
+  static const UpdateFn fns[] = {adamw_update_f32_f32, adamw_update_f16_f16, adamw_update_f16_f32,
+                                 adamw_update_bf16_bf16, adamw_update_bf16_f32};
   return fns[layout_index(param, grad)];
 }
 
 AdamWKernels::MetricsFn AdamWKernels::metrics_fn(DType param, DType grad) {
-  static const MetricsFn fns[] = {adamw_metrics_f32_f32, adamw_metrics_f16_f16, adamw_metrics_f16_f32, adamw_metrics_bf16_bf16,
-                             adamw_metrics_bf16_f32};
+  static const MetricsFn fns[] = {adamw_metrics_f32_f32, adamw_metrics_f16_f16, adamw_metrics_f16_f32,
+                                  adamw_metrics_bf16_bf16, adamw_metrics_bf16_f32};
   return fns[layout_index(param, grad)];
 }
 

@@ -49,8 +49,10 @@ FO_INLINE void f16_block_loop(const LionTensor& t, const LionSlot& slot, int64_t
     float* __restrict m = t.exp_avg + b;
     for (int64_t j = 0; j < n; ++j) w[j] = lion_update(w[j], transform_grad(g[j], coef, s.grad), m[j], s);
     // With a master the half param is write-only here: stream it past the cache.
-    if (Master) float_block_to_half_streaming(w, param + b, n);
-    else float_block_to_half(w, param + b, n);
+    if (Master)
+      float_block_to_half_streaming(w, param + b, n);
+    else
+      float_block_to_half(w, param + b, n);
   }
   if (Master) finish_streaming_stores();
 }
@@ -60,8 +62,10 @@ FO_INLINE void update_sparse(const LionTensor& t, const LionSlot& s, int64_t b, 
   if constexpr (std::is_same_v<Param, F16>) {
     if (!t.rows) return f16_block_loop<std::is_same_v<Grad, F16>, Master>(t, s, b, e, coef);
   }
-  if (t.rows) update_loop<Param, Grad, Master, Stochastic, true>(t, s, b, e, coef);
-  else update_loop<Param, Grad, Master, Stochastic, false>(t, s, b, e, coef);
+  if (t.rows)
+    update_loop<Param, Grad, Master, Stochastic, true>(t, s, b, e, coef);
+  else
+    update_loop<Param, Grad, Master, Stochastic, false>(t, s, b, e, coef);
 }
 
 template <typename Param, typename Grad>
@@ -71,11 +75,15 @@ FO_INLINE void update_chunk(const LionTensor& t, const LionSlot& s, int64_t b, i
   } else {
     const bool stochastic = std::is_same_v<Param, BF16> && (s.flags & kStochasticRounding);
     if (t.master) {
-      if (stochastic) update_sparse<Param, Grad, true, true>(t, s, b, e, coef);
-      else update_sparse<Param, Grad, true, false>(t, s, b, e, coef);
+      if (stochastic)
+        update_sparse<Param, Grad, true, true>(t, s, b, e, coef);
+      else
+        update_sparse<Param, Grad, true, false>(t, s, b, e, coef);
     } else {
-      if (stochastic) update_sparse<Param, Grad, false, true>(t, s, b, e, coef);
-      else update_sparse<Param, Grad, false, false>(t, s, b, e, coef);
+      if (stochastic)
+        update_sparse<Param, Grad, false, true>(t, s, b, e, coef);
+      else
+        update_sparse<Param, Grad, false, false>(t, s, b, e, coef);
     }
   }
 }
@@ -92,14 +100,13 @@ FO_INLINE void metrics_chunk(const LionTensor& t, const LionSlot& s, int64_t b, 
 
 }  // namespace
 
-#define FO_LION_ENTRY_POINTS(NAME, PARAM, GRAD)                                                              \
-  FO_SIMD_CLONES void lion_update_##NAME(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e,        \
-                                         float coef) {                                                        \
-    update_chunk<PARAM, GRAD>(t, s, b, e, coef);                                                              \
-  }                                                                                                           \
-  FO_SIMD_CLONES void lion_metrics_##NAME(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e,       \
-                                          MetricSums* out) {                                                  \
-    metrics_chunk<PARAM, GRAD>(t, s, b, e, out);                                                              \
+#define FO_LION_ENTRY_POINTS(NAME, PARAM, GRAD)                                                                      \
+  FO_SIMD_CLONES void lion_update_##NAME(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e, float coef) { \
+    update_chunk<PARAM, GRAD>(t, s, b, e, coef);                                                                     \
+  }                                                                                                                  \
+  FO_SIMD_CLONES void lion_metrics_##NAME(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e,              \
+                                          MetricSums* out) {                                                         \
+    metrics_chunk<PARAM, GRAD>(t, s, b, e, out);                                                                     \
   }
 
 FO_LION_ENTRY_POINTS(f32_f32, F32, F32)
@@ -110,13 +117,13 @@ FO_LION_ENTRY_POINTS(bf16_f32, BF16, F32)
 
 LionKernels::UpdateFn LionKernels::update_fn(DType param, DType grad) {
   static const UpdateFn fns[] = {lion_update_f32_f32, lion_update_f16_f16, lion_update_f16_f32, lion_update_bf16_bf16,
-                             lion_update_bf16_f32};
+                                 lion_update_bf16_f32};
   return fns[layout_index(param, grad)];
 }
 
 LionKernels::MetricsFn LionKernels::metrics_fn(DType param, DType grad) {
-  static const MetricsFn fns[] = {lion_metrics_f32_f32, lion_metrics_f16_f16, lion_metrics_f16_f32, lion_metrics_bf16_bf16,
-                             lion_metrics_bf16_f32};
+  static const MetricsFn fns[] = {lion_metrics_f32_f32, lion_metrics_f16_f16, lion_metrics_f16_f32,
+                                  lion_metrics_bf16_bf16, lion_metrics_bf16_f32};
   return fns[layout_index(param, grad)];
 }
 

@@ -53,9 +53,12 @@ FO_INLINE void clamp_loop(void* grad, int64_t b, int64_t e, float lo, float hi) 
 }
 
 FO_SIMD_CLONES void partial_dispatch(const void* grad, DType d, int64_t b, int64_t e, float s, GradPartial* out) {
-  if (d == DType::Float32) partial_loop<F32>(grad, b, e, s, out);
-  else if (d == DType::Float16) partial_loop<F16>(grad, b, e, s, out);
-  else partial_loop<BF16>(grad, b, e, s, out);
+  if (d == DType::Float32)
+    partial_loop<F32>(grad, b, e, s, out);
+  else if (d == DType::Float16)
+    partial_loop<F16>(grad, b, e, s, out);
+  else
+    partial_loop<BF16>(grad, b, e, s, out);
 }
 
 FO_SIMD_CLONES double norm_dispatch(const void* grad, DType d, int64_t b, int64_t e, double p) {
@@ -65,15 +68,21 @@ FO_SIMD_CLONES double norm_dispatch(const void* grad, DType d, int64_t b, int64_
 }
 
 FO_SIMD_CLONES void scale_dispatch(void* grad, DType d, int64_t b, int64_t e, float coef) {
-  if (d == DType::Float32) scale_loop<F32>(grad, b, e, coef);
-  else if (d == DType::Float16) scale_loop<F16>(grad, b, e, coef);
-  else scale_loop<BF16>(grad, b, e, coef);
+  if (d == DType::Float32)
+    scale_loop<F32>(grad, b, e, coef);
+  else if (d == DType::Float16)
+    scale_loop<F16>(grad, b, e, coef);
+  else
+    scale_loop<BF16>(grad, b, e, coef);
 }
 
 FO_SIMD_CLONES void clamp_dispatch(void* grad, DType d, int64_t b, int64_t e, float lo, float hi) {
-  if (d == DType::Float32) clamp_loop<F32>(grad, b, e, lo, hi);
-  else if (d == DType::Float16) clamp_loop<F16>(grad, b, e, lo, hi);
-  else clamp_loop<BF16>(grad, b, e, lo, hi);
+  if (d == DType::Float32)
+    clamp_loop<F32>(grad, b, e, lo, hi);
+  else if (d == DType::Float16)
+    clamp_loop<F16>(grad, b, e, lo, hi);
+  else
+    clamp_loop<BF16>(grad, b, e, lo, hi);
 }
 
 struct Chunk {
@@ -107,8 +116,10 @@ void grad_norm_sums(const std::vector<GradRef>& grads, double norm_type, double*
   for (size_t c = 0; c < chunks.size(); ++c) {
     double& o = out[chunks[c].tensor];
     const double v = partial[c];
-    if (max_norm) o = (v > o || v != v) ? v : o;
-    else o += v;
+    if (max_norm)
+      o = (v > o || v != v) ? v : o;
+    else
+      o += v;
   }
 }
 

@@ -28,7 +28,7 @@ __attribute__((target("avx,f16c"))) void to_half_f16c(const float* __restrict f,
 }
 
 __attribute__((target("avx,f16c"))) void to_half_f16c_stream(const float* __restrict f, uint16_t* __restrict h,
-                                                               int64_t n) {
+                                                             int64_t n) {
   int64_t j = 0;
   // Scalar until the output is 16-byte aligned, then whole vectors with streaming stores.
   for (; j < n && (reinterpret_cast<uintptr_t>(h + j) & 15) != 0; ++j) h[j] = float_to_half_bits(f[j]);

@@ -31,7 +31,7 @@ class ThreadPool {
   void run_items();
 
   std::vector<std::thread> workers_;
-  std::mutex call_mutex_;   // one parallel_for at a time
+  std::mutex call_mutex_;  // one parallel_for at a time
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;

@@ -23,9 +23,7 @@ struct AdamWOp {
   static constexpr const char* kArrays = "param, grad or moment";
   // max_exp_avg_sq is checked per step (AdamWLauncher::Impl::check_amsgrad): only the slot
   // decides whether it is used.
-  static bool has_arrays(const AdamWTensor& t) {
-    return t.param && t.grad && t.exp_avg && t.exp_avg_sq;
-  }
+  static bool has_arrays(const AdamWTensor& t) { return t.param && t.grad && t.exp_avg && t.exp_avg_sq; }
 
   // The arrays of one chunk: the grad offset to the chunk's first element, param and state
   // to state_begin (the same for dense grads; 0 for row-sparse ones, indexed by the absolute
@@ -38,20 +36,18 @@ struct AdamWOp {
     float* exp_avg_sq;
     float* max_exp_avg_sq;  // null unless this step's slot asks for amsgrad
 
-    __device__ Chunk(const AdamWTensor& t, const AdamWSlot& s, int64_t grad_begin,
-                     int64_t state_begin)
+    __device__ Chunk(const AdamWTensor& t, const AdamWSlot& s, int64_t grad_begin, int64_t state_begin)
         : param(t, s, state_begin),
           grad(static_cast<const storage_t<G>*>(t.grad) + grad_begin),
           exp_avg(t.exp_avg + state_begin),
           exp_avg_sq(t.exp_avg_sq + state_begin),
           // max_exp_avg_sq may be left over from an earlier amsgrad setting: only the slot
           // decides.
-          max_exp_avg_sq((s.flags & kAdamWAmsgrad) ? t.max_exp_avg_sq + state_begin
-                                                   : nullptr) {}
+          max_exp_avg_sq((s.flags & kAdamWAmsgrad) ? t.max_exp_avg_sq + state_begin : nullptr) {}
 
     __device__ bool aligned() const {
-      return param.aligned() && mt::vec_aligned(grad) && mt::vec_aligned(exp_avg) &&
-             mt::vec_aligned(exp_avg_sq) && mt::vec_aligned(max_exp_avg_sq);
+      return param.aligned() && mt::vec_aligned(grad) && mt::vec_aligned(exp_avg) && mt::vec_aligned(exp_avg_sq) &&
+             mt::vec_aligned(max_exp_avg_sq);
     }
 
     // Grad elements [i, i + N) into g, state elements [j, j + N) into w, m, v, vmax (0
@@ -59,8 +55,7 @@ struct AdamWOp {
     // vector loads in flight per thread: the kernels are bound by memory latency, not
     // arithmetic.
     template <int N, typename J>
-    __device__ __forceinline__ void load_all(int i, J j, float (&w)[N], float (&g)[N],
-                                             float (&m)[N], float (&v)[N],
+    __device__ __forceinline__ void load_all(int i, J j, float (&w)[N], float (&g)[N], float (&m)[N], float (&v)[N],
                                              float (&vmax)[N]) const {
       param.template load<N>(j, w);
       load<G, N>(grad + i, g);

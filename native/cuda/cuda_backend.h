@@ -1,8 +1,8 @@
 #pragma once
 // The CUDA backend as seen from plain C++ (native/core): no CUDA or N-API types cross this
-// line. Implemented by cuda_device.cu, cuda_adamw.cu and cuda_lion.cu (over multi_tensor.cuh) when nvcc is available, and by
-// cuda_stub.cpp (every call reports "not compiled") when it is not.
-// Errors are thrown as std::runtime_error with the CUDA error name and a message.
+// line. Implemented by cuda_device.cu, cuda_adamw.cu and cuda_lion.cu (over multi_tensor.cuh) when nvcc is available,
+// and by cuda_stub.cpp (every call reports "not compiled") when it is not. Errors are thrown as std::runtime_error with
+// the CUDA error name and a message.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -19,25 +19,25 @@
 namespace fo::cuda {
 
 struct Probe {
-  bool compiled = false;     // this binary contains the CUDA backend
-  bool usable = false;       // a device is present, the driver is new enough, our arch runs
-  std::string error;         // why not usable, e.g. "no NVIDIA driver (cudaErrorInsufficientDriver: ...)"
-  std::string device_name;   // e.g. "NVIDIA H100 80GB HBM3"
+  bool compiled = false;    // this binary contains the CUDA backend
+  bool usable = false;      // a device is present, the driver is new enough, our arch runs
+  std::string error;        // why not usable, e.g. "no NVIDIA driver (cudaErrorInsufficientDriver: ...)"
+  std::string device_name;  // e.g. "NVIDIA H100 80GB HBM3"
   int device_count = 0;
   int compute_major = 0, compute_minor = 0;
-  int runtime_version = 0;   // cudaRuntimeGetVersion
-  int driver_version = 0;    // cudaDriverGetVersion (0 without a driver)
+  int runtime_version = 0;     // cudaRuntimeGetVersion
+  int driver_version = 0;      // cudaDriverGetVersion (0 without a driver)
   std::string compiled_archs;  // e.g. "sm_75,sm_80,sm_86,sm_89,sm_90,compute_90"
 };
 
 // Probes once and caches the answer; never throws.
 const Probe& probe();
 
-void* device_alloc(size_t bytes);                                 // cudaMalloc
-void device_free(void* ptr) noexcept;                        // cudaFree, errors ignored
+void* device_alloc(size_t bytes);                                    // cudaMalloc
+void device_free(void* ptr) noexcept;                                // cudaFree, errors ignored
 void copy_host_to_device(void* dst, const void* src, size_t bytes);  // synchronous
 void copy_device_to_host(void* dst, const void* src, size_t bytes);  // synchronous
-void zero(void* ptr, size_t bytes);                          // synchronous
+void zero(void* ptr, size_t bytes);                                  // synchronous
 // True when ptr is device (or managed) memory of the current device with at least
 // `bytes` bytes reachable from it, as far as the driver can tell.
 bool is_device_pointer(const void* ptr);

@@ -31,7 +31,6 @@ struct Resources {
   }
 };
 
-
 }  // namespace
 
 BandwidthResult copy_bandwidth(size_t bytes, int iterations) {
@@ -68,7 +67,8 @@ BandwidthResult copy_bandwidth(size_t bytes, int iterations) {
   std::vector<double> seconds(static_cast<size_t>(iterations));
   for (int i = 0; i < iterations; ++i) {
     float ms = 0;
-    check(cudaEventElapsedTime(&ms, r.events[size_t(i)], r.events[size_t(i) + 1]), "copyBandwidth: cudaEventElapsedTime");
+    check(cudaEventElapsedTime(&ms, r.events[size_t(i)], r.events[size_t(i) + 1]),
+          "copyBandwidth: cudaEventElapsedTime");
     seconds[size_t(i)] = double(ms) / 1e3;
   }
 

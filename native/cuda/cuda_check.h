@@ -7,9 +7,7 @@
 namespace fo::cuda {
 
 // "cudaErrorNoDevice: no CUDA-capable device is detected"
-inline std::string error_text(cudaError_t e) {
-  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
-}
+inline std::string error_text(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
 
 // Throws "CUDA error <name>: <string> (in <what>)". The failed call's error is also the
 // thread's "last error"; clear it so a later, unrelated launch check does not report it

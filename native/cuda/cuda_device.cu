@@ -54,13 +54,9 @@ std::string compiled_archs() {
 }
 
 // 13000 -> "13.0"
-std::string cuda_version_text(int v) {
-  return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
-}
+std::string cuda_version_text(int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); }
 
-std::string arch_text(int major, int minor) {
-  return "sm_" + std::to_string(major) + std::to_string(minor);
-}
+std::string arch_text(int major, int minor) { return "sm_" + std::to_string(major) + std::to_string(minor); }
 
 // Explains a cudaGetDeviceCount failure.
 std::string init_error(cudaError_t e, const Probe& p) {
@@ -70,8 +66,7 @@ std::string init_error(cudaError_t e, const Probe& p) {
       // Without libcuda.so the runtime reports a driver version of 0.
       if (p.driver_version == 0) return "no NVIDIA driver found" + detail;
       return "NVIDIA driver too old: it supports CUDA " + cuda_version_text(p.driver_version) +
-             ", this binary needs CUDA " + cuda_version_text(p.runtime_version) + " or newer" +
-             detail;
+             ", this binary needs CUDA " + cuda_version_text(p.runtime_version) + " or newer" + detail;
     case cudaErrorNoDevice:
       return "no CUDA device found (none present, or hidden by CUDA_VISIBLE_DEVICES)" + detail;
     case cudaErrorSystemDriverMismatch:
@@ -84,8 +79,8 @@ std::string init_error(cudaError_t e, const Probe& p) {
 // Explains a failure to load our kernels on the device.
 std::string kernel_error(cudaError_t e, const Probe& p, int device) {
   const std::string arch = arch_text(p.compute_major, p.compute_minor);
-  const std::string detail = " (" + p.device_name + "; this binary has " + p.compiled_archs +
-                             "; " + error_text(e) + ")";
+  const std::string detail =
+      " (" + p.device_name + "; this binary has " + p.compiled_archs + "; " + error_text(e) + ")";
   switch (e) {
     case cudaErrorNoKernelImageForDevice:
     case cudaErrorInvalidDeviceFunction:
@@ -94,7 +89,8 @@ std::string kernel_error(cudaError_t e, const Probe& p, int device) {
     case cudaErrorInvalidPtx:
       return "architecture " + arch +
              " not compiled into this binary, and the driver cannot JIT-compile its PTX "
-             "(update the NVIDIA driver)" + detail;
+             "(update the NVIDIA driver)" +
+             detail;
     default:
       return "cannot use CUDA device " + std::to_string(device) + detail;
   }
@@ -219,16 +215,13 @@ void convert_to_float32(float* dst, const void* src, DType src_dtype, int64_t n)
   (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on this launch
   switch (src_dtype) {
     case DType::Float32:
-      convert_kernel<DType::Float32><<<grid, kConvertThreads>>>(
-          dst, static_cast<const float*>(src), n);
+      convert_kernel<DType::Float32><<<grid, kConvertThreads>>>(dst, static_cast<const float*>(src), n);
       break;
     case DType::Float16:
-      convert_kernel<DType::Float16><<<grid, kConvertThreads>>>(
-          dst, static_cast<const uint16_t*>(src), n);
+      convert_kernel<DType::Float16><<<grid, kConvertThreads>>>(dst, static_cast<const uint16_t*>(src), n);
       break;
     case DType::BFloat16:
-      convert_kernel<DType::BFloat16><<<grid, kConvertThreads>>>(
-          dst, static_cast<const uint16_t*>(src), n);
+      convert_kernel<DType::BFloat16><<<grid, kConvertThreads>>>(dst, static_cast<const uint16_t*>(src), n);
       break;
     default:
       throw std::runtime_error("convert_to_float32: unknown source dtype");

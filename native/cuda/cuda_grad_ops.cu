@@ -43,15 +43,16 @@ struct BlockChunk {
   int n;
 };
 
-__device__ __forceinline__ BlockChunk block_chunk(const GradEntry* __restrict__ entries,
-                                                  int count) {
+__device__ __forceinline__ BlockChunk block_chunk(const GradEntry* __restrict__ entries, int count) {
   // The last entry whose first block is <= this block (entries[0].first_block == 0).
   const int block = int(blockIdx.x);
   int lo = 0, hi = count - 1;
   while (lo < hi) {
     const int mid = lo + (hi - lo + 1) / 2;
-    if (entries[mid].first_block <= block) lo = mid;
-    else hi = mid - 1;
+    if (entries[mid].first_block <= block)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   const GradEntry e = entries[lo];
   BlockChunk c;
@@ -72,16 +73,21 @@ enum class NormKind { L2, L1, Inf, Pow };
 template <NormKind K>
 __device__ __forceinline__ double norm_term(float g, double p) {
   const double d = g;
-  if constexpr (K == NormKind::L2) return d * d;
-  else if constexpr (K == NormKind::Pow) return pow(fabs(d), p);
-  else return fabs(d);  // L1, Inf
+  if constexpr (K == NormKind::L2)
+    return d * d;
+  else if constexpr (K == NormKind::Pow)
+    return pow(fabs(d), p);
+  else
+    return fabs(d);  // L1, Inf
 }
 
 // Sum, or for Inf a max that keeps a NaN once it has seen one (fmax would drop it).
 template <NormKind K>
 __device__ __host__ __forceinline__ double norm_combine(double acc, double x) {
-  if constexpr (K == NormKind::Inf) return (x != x || x > acc) ? x : acc;
-  else return acc + x;
+  if constexpr (K == NormKind::Inf)
+    return (x != x || x > acc) ? x : acc;
+  else
+    return acc + x;
 }
 
 // This thread's part of a chunk: the groups of kVec elements starting at
@@ -114,14 +120,19 @@ __device__ __forceinline__ double thread_norm(const void* data, int64_t begin, i
 // by a fixed shared-memory tree (no atomics).
 template <NormKind K>
 __global__ void __launch_bounds__(kThreads)
-    norm_kernel(const GradEntry* __restrict__ entries, int count, double p,
-                double* __restrict__ partials) {
+    norm_kernel(const GradEntry* __restrict__ entries, int count, double p, double* __restrict__ partials) {
   const BlockChunk c = block_chunk(entries, count);
   double acc;
   switch (c.dtype) {
-    case DType::Float16: acc = thread_norm<K, DType::Float16>(c.data, c.begin, c.n, p); break;
-    case DType::BFloat16: acc = thread_norm<K, DType::BFloat16>(c.data, c.begin, c.n, p); break;
-    default: acc = thread_norm<K, DType::Float32>(c.data, c.begin, c.n, p); break;
+    case DType::Float16:
+      acc = thread_norm<K, DType::Float16>(c.data, c.begin, c.n, p);
+      break;
+    case DType::BFloat16:
+      acc = thread_norm<K, DType::BFloat16>(c.data, c.begin, c.n, p);
+      break;
+    default:
+      acc = thread_norm<K, DType::Float32>(c.data, c.begin, c.n, p);
+      break;
   }
 
   __shared__ double part[kThreads];
@@ -147,9 +158,7 @@ struct ScaleOp {
 struct ClampOp {
   float lo, hi;
   // Comparisons rather than fminf/fmaxf, which would turn a NaN grad into a bound.
-  __device__ __forceinline__ float operator()(float g) const {
-    return g < lo ? lo : (g > hi ? hi : g);
-  }
+  __device__ __forceinline__ float operator()(float g) const { return g < lo ? lo : (g > hi ? hi : g); }
 };
 
 template <DType D, class F>
@@ -175,13 +184,18 @@ __device__ __forceinline__ void map_chunk(void* data, int64_t begin, int n, cons
 }
 
 template <class F>
-__global__ void __launch_bounds__(kThreads)
-    map_kernel(const GradEntry* __restrict__ entries, int count, F f) {
+__global__ void __launch_bounds__(kThreads) map_kernel(const GradEntry* __restrict__ entries, int count, F f) {
   const BlockChunk c = block_chunk(entries, count);
   switch (c.dtype) {
-    case DType::Float16: map_chunk<DType::Float16>(c.data, c.begin, c.n, f); break;
-    case DType::BFloat16: map_chunk<DType::BFloat16>(c.data, c.begin, c.n, f); break;
-    default: map_chunk<DType::Float32>(c.data, c.begin, c.n, f); break;
+    case DType::Float16:
+      map_chunk<DType::Float16>(c.data, c.begin, c.n, f);
+      break;
+    case DType::BFloat16:
+      map_chunk<DType::BFloat16>(c.data, c.begin, c.n, f);
+      break;
+    default:
+      map_chunk<DType::Float32>(c.data, c.begin, c.n, f);
+      break;
   }
 }
 
@@ -243,8 +257,8 @@ struct CallBuffers {
 
 template <NormKind K>
 void launch_norm(const Table& table, const CallBuffers& buf, double p) {
-  norm_kernel<K><<<unsigned(table.blocks), kThreads>>>(
-      buf.entries, int(table.entries.size()), p, static_cast<double*>(buf.extra));
+  norm_kernel<K><<<unsigned(table.blocks), kThreads>>>(buf.entries, int(table.entries.size()), p,
+                                                       static_cast<double*>(buf.extra));
 }
 
 template <class F>
@@ -277,17 +291,29 @@ void grad_norm_sums(const std::vector<GradRef>& grads, double norm_type, double*
   const size_t partial_bytes = size_t(table.blocks) * sizeof(double);
   CallBuffers buf(table, partial_bytes, fn);
   NormKind kind;
-  if (norm_type == 2.0) kind = NormKind::L2;
-  else if (norm_type == 1.0) kind = NormKind::L1;
-  else if (std::isinf(norm_type)) kind = NormKind::Inf;
-  else kind = NormKind::Pow;
+  if (norm_type == 2.0)
+    kind = NormKind::L2;
+  else if (norm_type == 1.0)
+    kind = NormKind::L1;
+  else if (std::isinf(norm_type))
+    kind = NormKind::Inf;
+  else
+    kind = NormKind::Pow;
 
   (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
   switch (kind) {
-    case NormKind::L2: launch_norm<NormKind::L2>(table, buf, norm_type); break;
-    case NormKind::L1: launch_norm<NormKind::L1>(table, buf, norm_type); break;
-    case NormKind::Inf: launch_norm<NormKind::Inf>(table, buf, norm_type); break;
-    case NormKind::Pow: launch_norm<NormKind::Pow>(table, buf, norm_type); break;
+    case NormKind::L2:
+      launch_norm<NormKind::L2>(table, buf, norm_type);
+      break;
+    case NormKind::L1:
+      launch_norm<NormKind::L1>(table, buf, norm_type);
+      break;
+    case NormKind::Inf:
+      launch_norm<NormKind::Inf>(table, buf, norm_type);
+      break;
+    case NormKind::Pow:
+      launch_norm<NormKind::Pow>(table, buf, norm_type);
+      break;
   }
   check(cudaGetLastError(), "grad_norm_sums launch");
 
@@ -310,9 +336,7 @@ void grad_norm_sums(const std::vector<GradRef>& grads, double norm_type, double*
   }
 }
 
-void scale_grads(const std::vector<GradRef>& grads, float coef) {
-  run_map(grads, ScaleOp{coef}, "scale_grads");
-}
+void scale_grads(const std::vector<GradRef>& grads, float coef) { run_map(grads, ScaleOp{coef}, "scale_grads"); }
 
 void clamp_grads(const std::vector<GradRef>& grads, float lo, float hi) {
   run_map(grads, ClampOp{lo, hi}, "clamp_grads");

@@ -30,22 +30,18 @@ struct LionOp {
     const storage_t<G>* grad;
     float* exp_avg;
 
-    __device__ Chunk(const LionTensor& t, const LionSlot& s, int64_t grad_begin,
-                     int64_t state_begin)
+    __device__ Chunk(const LionTensor& t, const LionSlot& s, int64_t grad_begin, int64_t state_begin)
         : param(t, s, state_begin),
           grad(static_cast<const storage_t<G>*>(t.grad) + grad_begin),
           exp_avg(t.exp_avg + state_begin) {}
 
-    __device__ bool aligned() const {
-      return param.aligned() && mt::vec_aligned(grad) && mt::vec_aligned(exp_avg);
-    }
+    __device__ bool aligned() const { return param.aligned() && mt::vec_aligned(grad) && mt::vec_aligned(exp_avg); }
 
     // Grad elements [i, i + N) into g, state elements [j, j + N) into w, m. All loads are
     // issued before the math, so the N-wide path keeps three vector loads in flight per
     // thread.
     template <int N, typename J>
-    __device__ __forceinline__ void load_all(int i, J j, float (&w)[N], float (&g)[N],
-                                             float (&m)[N]) const {
+    __device__ __forceinline__ void load_all(int i, J j, float (&w)[N], float (&g)[N], float (&m)[N]) const {
       param.template load<N>(j, w);
       load<G, N>(grad + i, g);
       load<DType::Float32, N>(exp_avg + j, m);
@@ -88,9 +84,7 @@ LionLauncher::LionLauncher() : impl_(std::make_unique<Impl>()) {}
 
 LionLauncher::~LionLauncher() = default;
 
-void LionLauncher::set_tensors(const std::vector<LionTensor>& tensors) {
-  impl_->core.set_tensors(tensors);
-}
+void LionLauncher::set_tensors(const std::vector<LionTensor>& tensors) { impl_->core.set_tensors(tensors); }
 
 void LionLauncher::launch(const LionSlot* slots, int slot_count, bool use_prepass) {
   impl_->core.check_slots(slots, slot_count, "LionLauncher::launch");

@@ -1,6 +1,6 @@
 // The CUDA backend of a binary built without a CUDA compiler: compiled instead of
-// cuda_device.cu, cuda_adamw.cu, cuda_lion.cu and cuda_grad_ops.cu. probe() says why CUDA is unavailable; everything else
-// throws, and native/core never reaches it because probe().usable is false.
+// cuda_device.cu, cuda_adamw.cu, cuda_lion.cu and cuda_grad_ops.cu. probe() says why CUDA is unavailable; everything
+// else throws, and native/core never reaches it because probe().usable is false.
 #include <stdexcept>
 #include <string>
 
@@ -34,13 +34,9 @@ void copy_host_to_device(void*, const void*, size_t) { not_compiled("copy_host_t
 void copy_device_to_host(void*, const void*, size_t) { not_compiled("copy_device_to_host"); }
 void zero(void*, size_t) { not_compiled("zero"); }
 bool is_device_pointer(const void*) { not_compiled("is_device_pointer"); }
-void convert_to_float32(float*, const void*, DType, int64_t) {
-  not_compiled("convert_to_float32");
-}
+void convert_to_float32(float*, const void*, DType, int64_t) { not_compiled("convert_to_float32"); }
 
-void grad_norm_sums(const std::vector<GradRef>&, double, double*) {
-  not_compiled("grad_norm_sums");
-}
+void grad_norm_sums(const std::vector<GradRef>&, double, double*) { not_compiled("grad_norm_sums"); }
 void scale_grads(const std::vector<GradRef>&, float) { not_compiled("scale_grads"); }
 void clamp_grads(const std::vector<GradRef>&, float, float) { not_compiled("clamp_grads"); }
 
@@ -48,34 +44,22 @@ struct AdamWLauncher::Impl {};
 
 AdamWLauncher::AdamWLauncher() { not_compiled("AdamWLauncher"); }
 AdamWLauncher::~AdamWLauncher() = default;
-void AdamWLauncher::set_tensors(const std::vector<AdamWTensor>&) {
-  not_compiled("AdamWLauncher::set_tensors");
-}
+void AdamWLauncher::set_tensors(const std::vector<AdamWTensor>&) { not_compiled("AdamWLauncher::set_tensors"); }
 void AdamWLauncher::launch(const AdamWSlot*, int, bool) { not_compiled("AdamWLauncher::launch"); }
-void AdamWLauncher::prepare_grads(const GradPrepass&) {
-  not_compiled("AdamWLauncher::prepare_grads");
-}
+void AdamWLauncher::prepare_grads(const GradPrepass&) { not_compiled("AdamWLauncher::prepare_grads"); }
 bool AdamWLauncher::read_found_inf() { not_compiled("AdamWLauncher::read_found_inf"); }
 void AdamWLauncher::synchronize() { not_compiled("AdamWLauncher::synchronize"); }
-void AdamWLauncher::metrics(const AdamWSlot*, int, MetricSums*) {
-  not_compiled("AdamWLauncher::metrics");
-}
+void AdamWLauncher::metrics(const AdamWSlot*, int, MetricSums*) { not_compiled("AdamWLauncher::metrics"); }
 
 struct LionLauncher::Impl {};
 
 LionLauncher::LionLauncher() { not_compiled("LionLauncher"); }
 LionLauncher::~LionLauncher() = default;
-void LionLauncher::set_tensors(const std::vector<LionTensor>&) {
-  not_compiled("LionLauncher::set_tensors");
-}
+void LionLauncher::set_tensors(const std::vector<LionTensor>&) { not_compiled("LionLauncher::set_tensors"); }
 void LionLauncher::launch(const LionSlot*, int, bool) { not_compiled("LionLauncher::launch"); }
-void LionLauncher::prepare_grads(const GradPrepass&) {
-  not_compiled("LionLauncher::prepare_grads");
-}
+void LionLauncher::prepare_grads(const GradPrepass&) { not_compiled("LionLauncher::prepare_grads"); }
 bool LionLauncher::read_found_inf() { not_compiled("LionLauncher::read_found_inf"); }
 void LionLauncher::synchronize() { not_compiled("LionLauncher::synchronize"); }
-void LionLauncher::metrics(const LionSlot*, int, MetricSums*) {
-  not_compiled("LionLauncher::metrics");
-}
+void LionLauncher::metrics(const LionSlot*, int, MetricSums*) { not_compiled("LionLauncher::metrics"); }
 
 }  // namespace fo::cuda

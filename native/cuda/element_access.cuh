@@ -10,22 +10,35 @@
 namespace fo::cuda {
 
 // The storage type of one element.
-template <DType D> struct Storage { using type = uint16_t; };
-template <> struct Storage<DType::Float32> { using type = float; };
-template <DType D> using storage_t = typename Storage<D>::type;
+template <DType D>
+struct Storage {
+  using type = uint16_t;
+};
+template <>
+struct Storage<DType::Float32> {
+  using type = float;
+};
+template <DType D>
+using storage_t = typename Storage<D>::type;
 
 template <DType D>
 __device__ __forceinline__ float to_float(storage_t<D> x) {
-  if constexpr (D == DType::Float32) return x;
-  else if constexpr (D == DType::Float16) return half_bits_to_float(x);
-  else return bf16_bits_to_float(x);
+  if constexpr (D == DType::Float32)
+    return x;
+  else if constexpr (D == DType::Float16)
+    return half_bits_to_float(x);
+  else
+    return bf16_bits_to_float(x);
 }
 
 template <DType D>
 __device__ __forceinline__ storage_t<D> from_float(float x) {
-  if constexpr (D == DType::Float32) return x;
-  else if constexpr (D == DType::Float16) return float_to_half_bits(x);
-  else return float_to_bf16_bits(x);
+  if constexpr (D == DType::Float32)
+    return x;
+  else if constexpr (D == DType::Float16)
+    return float_to_half_bits(x);
+  else
+    return float_to_bf16_bits(x);
 }
 
 // N is 1 or 4. With N == 4, p must be aligned to 4 elements (16 bytes for fp32, 8 bytes for
@@ -37,11 +50,16 @@ __device__ __forceinline__ void load(const storage_t<D>* p, float (&out)[N]) {
     out[0] = to_float<D>(p[0]);
   } else if constexpr (D == DType::Float32) {
     const float4 v = *reinterpret_cast<const float4*>(p);
-    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+    out[0] = v.x;
+    out[1] = v.y;
+    out[2] = v.z;
+    out[3] = v.w;
   } else {
     const uint2 v = *reinterpret_cast<const uint2*>(p);
-    out[0] = to_float<D>(uint16_t(v.x)); out[1] = to_float<D>(uint16_t(v.x >> 16));
-    out[2] = to_float<D>(uint16_t(v.y)); out[3] = to_float<D>(uint16_t(v.y >> 16));
+    out[0] = to_float<D>(uint16_t(v.x));
+    out[1] = to_float<D>(uint16_t(v.x >> 16));
+    out[2] = to_float<D>(uint16_t(v.y));
+    out[3] = to_float<D>(uint16_t(v.y >> 16));
   }
 }
 
@@ -64,8 +82,8 @@ __device__ __forceinline__ void store(storage_t<D>* p, const float (&in)[N]) {
 // `index + k` of its tensor's stream (rounding_bits), so the result depends on the element's
 // position in the tensor only, never on the vector width. Same alignment rule as store.
 template <int N>
-__device__ __forceinline__ void store_bf16_stochastic(uint16_t* p, const float (&in)[N],
-                                                      uint32_t stream_key, int64_t index) {
+__device__ __forceinline__ void store_bf16_stochastic(uint16_t* p, const float (&in)[N], uint32_t stream_key,
+                                                      int64_t index) {
   static_assert(N == 1 || N == 4, "vector width");
   uint16_t h[N];
 #pragma unroll

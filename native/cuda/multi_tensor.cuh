@@ -94,9 +94,8 @@ struct Combo {
   DType param, grad;
 };
 inline constexpr Combo kCombos[] = {
-    {DType::Float32, DType::Float32},   {DType::Float16, DType::Float32},
-    {DType::Float16, DType::Float16},   {DType::BFloat16, DType::Float32},
-    {DType::BFloat16, DType::BFloat16},
+    {DType::Float32, DType::Float32},  {DType::Float16, DType::Float32},   {DType::Float16, DType::Float16},
+    {DType::BFloat16, DType::Float32}, {DType::BFloat16, DType::BFloat16},
 };
 constexpr int kComboCount = int(sizeof(kCombos) / sizeof(kCombos[0]));
 
@@ -186,10 +185,10 @@ struct BlockItem {
 };
 
 template <class Op>
-__device__ __forceinline__ BlockItem<Op> block_item(
-    const typename Op::Tensor* __restrict__ tensors, const BlockWork* __restrict__ work,
-    const SlotTable<typename Op::Slot>& inline_slots,
-    const typename Op::Slot* __restrict__ slot_buffer) {
+__device__ __forceinline__ BlockItem<Op> block_item(const typename Op::Tensor* __restrict__ tensors,
+                                                    const BlockWork* __restrict__ work,
+                                                    const SlotTable<typename Op::Slot>& inline_slots,
+                                                    const typename Op::Slot* __restrict__ slot_buffer) {
   BlockItem<Op> b;
   const BlockWork item = work[blockIdx.x];
   b.tensor = item.tensor;
@@ -244,9 +243,8 @@ struct RowCursor {
 // of the tensor. Distinct rows (the caller's check) mean no two threads write one element.
 template <class Op, DType P, DType G, bool Sparse>
 __global__ void __launch_bounds__(kThreads)
-    step_kernel(const typename Op::Tensor* __restrict__ tensors,
-                const BlockWork* __restrict__ work, SlotTable<typename Op::Slot> inline_slots,
-                const typename Op::Slot* __restrict__ slot_buffer,
+    step_kernel(const typename Op::Tensor* __restrict__ tensors, const BlockWork* __restrict__ work,
+                SlotTable<typename Op::Slot> inline_slots, const typename Op::Slot* __restrict__ slot_buffer,
                 const int32_t* __restrict__ found_inf, const float* __restrict__ coefs) {
   // Uniform across the block (and the grid): the step changes nothing.
   if (found_inf && *found_inf != 0) return;
@@ -353,9 +351,8 @@ __device__ __forceinline__ void store_block_sum(const MetricSums& mine, MetricSu
 // The metric sums of one chunk per block into partials[blockIdx.x]; nothing else is written.
 template <class Op, DType P, DType G>
 __global__ void __launch_bounds__(kThreads)
-    metrics_kernel(const typename Op::Tensor* __restrict__ tensors,
-                   const BlockWork* __restrict__ work, SlotTable<typename Op::Slot> inline_slots,
-                   const typename Op::Slot* __restrict__ slot_buffer,
+    metrics_kernel(const typename Op::Tensor* __restrict__ tensors, const BlockWork* __restrict__ work,
+                   SlotTable<typename Op::Slot> inline_slots, const typename Op::Slot* __restrict__ slot_buffer,
                    MetricSums* __restrict__ partials) {
   const BlockItem<Op> b = block_item<Op>(tensors, work, inline_slots, slot_buffer);
   // Dense tensors only (the engine asks no metrics of row-sparse ones): one index.
@@ -385,9 +382,8 @@ __global__ void __launch_bounds__(kThreads)
 // are then added by a fixed shared-memory tree, so the bits never depend on scheduling.
 template <class Op, DType G>
 __global__ void __launch_bounds__(kThreads)
-    grad_partials_kernel(const typename Op::Tensor* __restrict__ tensors,
-                         const BlockWork* __restrict__ work, float inv_scale,
-                         GradPartial* __restrict__ partials) {
+    grad_partials_kernel(const typename Op::Tensor* __restrict__ tensors, const BlockWork* __restrict__ work,
+                         float inv_scale, GradPartial* __restrict__ partials) {
   const BlockWork item = work[blockIdx.x];
   const typename Op::Tensor& t = tensors[item.tensor];
   const int64_t begin = int64_t(item.chunk) * kChunkElements;
@@ -451,9 +447,8 @@ struct TensorBlocks {
 template <class Op>
 __global__ void __launch_bounds__(kThreads)
     grad_finalize_kernel(const TensorBlocks* __restrict__ ranges, int32_t tensor_count,
-                         const GradPartial* __restrict__ partials, GradPrepass pass,
-                         double* __restrict__ tensor_sums, float* __restrict__ coefs,
-                         int32_t* __restrict__ found_inf) {
+                         const GradPartial* __restrict__ partials, GradPrepass pass, double* __restrict__ tensor_sums,
+                         float* __restrict__ coefs, int32_t* __restrict__ found_inf) {
   __shared__ double global_sum;
   int bad = 0;
   for (int32_t t = threadIdx.x; t < tensor_count; t += kThreads) {
@@ -479,9 +474,7 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   const double global = global_sum;
   for (int32_t t = threadIdx.x; t < tensor_count; t += kThreads) {
-    coefs[t] = pass.clip == ClipMode::None
-                   ? 1.0f
-                   : clip_coefficient(pass.clip, tensor_sums[t], global, pass.max_norm);
+    coefs[t] = pass.clip == ClipMode::None ? 1.0f : clip_coefficient(pass.clip, tensor_sums[t], global, pass.max_norm);
   }
 }
 
@@ -526,12 +519,11 @@ struct Launch {
 
 // One kernel per dtype combination, in kCombos order.
 template <class Op>
-using StepFn = void (*)(const typename Op::Tensor*, const BlockWork*,
-                        SlotTable<typename Op::Slot>, const typename Op::Slot*,
-                        const int32_t*, const float*);
+using StepFn = void (*)(const typename Op::Tensor*, const BlockWork*, SlotTable<typename Op::Slot>,
+                        const typename Op::Slot*, const int32_t*, const float*);
 template <class Op>
-using MetricsFn = void (*)(const typename Op::Tensor*, const BlockWork*,
-                           SlotTable<typename Op::Slot>, const typename Op::Slot*, MetricSums*);
+using MetricsFn = void (*)(const typename Op::Tensor*, const BlockWork*, SlotTable<typename Op::Slot>,
+                           const typename Op::Slot*, MetricSums*);
 
 template <class Op, bool Sparse, size_t... I>
 constexpr std::array<StepFn<Op>, kComboCount> step_kernels(std::index_sequence<I...>) {
@@ -542,11 +534,9 @@ constexpr std::array<MetricsFn<Op>, kComboCount> metrics_kernels(std::index_sequ
   return {{metrics_kernel<Op, kCombos[I].param, kCombos[I].grad>...}};
 }
 template <class Op>
-using GradPartialsFn = void (*)(const typename Op::Tensor*, const BlockWork*, float,
-                                GradPartial*);
+using GradPartialsFn = void (*)(const typename Op::Tensor*, const BlockWork*, float, GradPartial*);
 template <class Op, size_t... I>
-constexpr std::array<GradPartialsFn<Op>, kComboCount> grad_partials_kernels(
-    std::index_sequence<I...>) {
+constexpr std::array<GradPartialsFn<Op>, kComboCount> grad_partials_kernels(std::index_sequence<I...>) {
   return {{grad_partials_kernel<Op, kCombos[I].grad>...}};
 }
 
@@ -559,8 +549,7 @@ class Launcher {
   using Slot = typename Op::Slot;
 
   // Kernel parameters are limited to 4 KiB on every driver we support.
-  static_assert(sizeof(SlotTable<Slot>) + 6 * sizeof(void*) <= 4096,
-                "kernel parameters too large");
+  static_assert(sizeof(SlotTable<Slot>) + 6 * sizeof(void*) <= 4096, "kernel parameters too large");
 
   Launcher() {
     // A blocking stream (not cudaStreamNonBlocking): the synchronous cudaMemcpy of tensor
@@ -598,8 +587,7 @@ class Launcher {
       const std::string where = fn + ": tensor " + std::to_string(i);
       combo_of[i] = combo_index(t.param_dtype, t.grad_dtype);
       if (combo_of[i] < 0) {
-        throw std::runtime_error(where + ": unsupported dtypes (param " +
-                                 dtype_name(t.param_dtype) + ", grad " +
+        throw std::runtime_error(where + ": unsupported dtypes (param " + dtype_name(t.param_dtype) + ", grad " +
                                  dtype_name(t.grad_dtype) + ")");
       }
       if (t.numel < 0) throw std::runtime_error(where + ": negative numel");
@@ -669,20 +657,17 @@ class Launcher {
     if (found_inf_.get()) reserve_prepass();
     if (tensor_bytes > 0) {
       tensors_.reserve(tensor_bytes, what("cudaMalloc", "tensor table"));
-      check(cudaMemcpyAsync(tensors_.get(), tensor_staging_.data(), tensor_bytes,
-                            cudaMemcpyHostToDevice, stream_),
+      check(cudaMemcpyAsync(tensors_.get(), tensor_staging_.data(), tensor_bytes, cudaMemcpyHostToDevice, stream_),
             what("cudaMemcpyAsync", "tensor table").c_str());
     }
     if (work_bytes > 0) {
       work_.reserve(work_bytes, what("cudaMalloc", "block table"));
-      check(cudaMemcpyAsync(work_.get(), work_staging_.data(), work_bytes,
-                            cudaMemcpyHostToDevice, stream_),
+      check(cudaMemcpyAsync(work_.get(), work_staging_.data(), work_bytes, cudaMemcpyHostToDevice, stream_),
             what("cudaMemcpyAsync", "block table").c_str());
     }
     if (ranges_bytes > 0) {
       ranges_.reserve(ranges_bytes, what("cudaMalloc", "tensor block ranges"));
-      check(cudaMemcpyAsync(ranges_.get(), ranges_staging_.data(), ranges_bytes,
-                            cudaMemcpyHostToDevice, stream_),
+      check(cudaMemcpyAsync(ranges_.get(), ranges_staging_.data(), ranges_bytes, cudaMemcpyHostToDevice, stream_),
             what("cudaMemcpyAsync", "tensor block ranges").c_str());
     }
     launches_ = std::move(launches);
@@ -697,8 +682,7 @@ class Launcher {
       throw std::runtime_error(std::string(fn) + ": invalid slot table");
     }
     if (max_slot_ >= slot_count) {
-      throw std::runtime_error(std::string(fn) + ": a tensor uses slot " +
-                               std::to_string(max_slot_) + " but only " +
+      throw std::runtime_error(std::string(fn) + ": a tensor uses slot " + std::to_string(max_slot_) + " but only " +
                                std::to_string(slot_count) + " slots were given");
     }
   }
@@ -716,10 +700,8 @@ class Launcher {
     }
     if (launches_.empty()) return;
     const SlotArgs args = pass_slots(slots, slot_count);
-    static constexpr auto kDense =
-        step_kernels<Op, false>(std::make_index_sequence<kComboCount>());
-    static constexpr auto kSparse =
-        step_kernels<Op, true>(std::make_index_sequence<kComboCount>());
+    static constexpr auto kDense = step_kernels<Op, false>(std::make_index_sequence<kComboCount>());
+    static constexpr auto kSparse = step_kernels<Op, true>(std::make_index_sequence<kComboCount>());
     const auto* table = static_cast<const Tensor*>(tensors_.get());
     const auto* work = static_cast<const BlockWork*>(work_.get());
     const auto* found_inf = use_prepass ? static_cast<const int32_t*>(found_inf_.get()) : nullptr;
@@ -727,8 +709,8 @@ class Launcher {
     (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
     for (const Launch& l : launches_) {
       const StepFn<Op> kernel = l.sparse ? kSparse[l.combo] : kDense[l.combo];
-      kernel<<<unsigned(l.blocks), kThreads, 0, stream_>>>(
-          table, work + l.first_block, args.inline_slots, args.buffer, found_inf, coefs);
+      kernel<<<unsigned(l.blocks), kThreads, 0, stream_>>>(table, work + l.first_block, args.inline_slots, args.buffer,
+                                                           found_inf, coefs);
       check(cudaGetLastError(), what("kernel launch", "step").c_str());
     }
   }
@@ -742,10 +724,8 @@ class Launcher {
   void prepare_grads(const GradPrepass& pass) {
     const std::string fn = std::string(Op::kLauncher) + "::prepare_grads";
     if (!ready_) throw std::runtime_error(fn + ": the last set_tensors failed");
-    if (pass.clip != ClipMode::None && pass.clip != ClipMode::GlobalNorm &&
-        pass.clip != ClipMode::TensorNorm) {
-      throw std::runtime_error(fn + ": unknown clip mode " +
-                               std::to_string(static_cast<int32_t>(pass.clip)));
+    if (pass.clip != ClipMode::None && pass.clip != ClipMode::GlobalNorm && pass.clip != ClipMode::TensorNorm) {
+      throw std::runtime_error(fn + ": unknown clip mode " + std::to_string(static_cast<int32_t>(pass.clip)));
     }
     prepass_ready_ = false;
     reserve_prepass();
@@ -754,22 +734,20 @@ class Launcher {
     const auto* table = static_cast<const Tensor*>(tensors_.get());
     const auto* work = static_cast<const BlockWork*>(work_.get());
     auto* partials = static_cast<GradPartial*>(grad_partials_.get());
-    static constexpr auto kPartials =
-        grad_partials_kernels<Op>(std::make_index_sequence<kComboCount>());
+    static constexpr auto kPartials = grad_partials_kernels<Op>(std::make_index_sequence<kComboCount>());
     (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
     if (measure) {
       for (const Launch& l : launches_) {
         // Block b of the whole map writes partials[b], whichever launch runs it.
-        kPartials[l.combo]<<<unsigned(l.blocks), kThreads, 0, stream_>>>(
-            table, work + l.first_block, pass.inv_scale, partials + l.first_block);
+        kPartials[l.combo]<<<unsigned(l.blocks), kThreads, 0, stream_>>>(table, work + l.first_block, pass.inv_scale,
+                                                                         partials + l.first_block);
         check(cudaGetLastError(), what("kernel launch", "grad partials").c_str());
       }
     }
     grad_finalize_kernel<Op><<<1, kThreads, 0, stream_>>>(
         static_cast<const TensorBlocks*>(ranges_.get()), int32_t(tensor_staging_.size()),
-        measure && !launches_.empty() ? partials : nullptr, pass,
-        static_cast<double*>(tensor_sums_.get()), static_cast<float*>(coefs_.get()),
-        static_cast<int32_t*>(found_inf_.get()));
+        measure && !launches_.empty() ? partials : nullptr, pass, static_cast<double*>(tensor_sums_.get()),
+        static_cast<float*>(coefs_.get()), static_cast<int32_t*>(found_inf_.get()));
     check(cudaGetLastError(), what("kernel launch", "grad finalize").c_str());
     prepass_ready_ = true;
   }
@@ -777,12 +755,10 @@ class Launcher {
   // The found_inf flag of the last prepare_grads, after waiting for the stream.
   bool read_found_inf() {
     if (!found_inf_.get()) {
-      throw std::runtime_error(std::string(Op::kLauncher) +
-                               "::read_found_inf: prepare_grads was never called");
+      throw std::runtime_error(std::string(Op::kLauncher) + "::read_found_inf: prepare_grads was never called");
     }
     int32_t flag = 0;
-    check(cudaMemcpyAsync(&flag, found_inf_.get(), sizeof(flag), cudaMemcpyDeviceToHost,
-                          stream_),
+    check(cudaMemcpyAsync(&flag, found_inf_.get(), sizeof(flag), cudaMemcpyDeviceToHost, stream_),
           what("cudaMemcpyAsync", "found_inf").c_str());
     check(cudaStreamSynchronize(stream_), what("cudaStreamSynchronize", "found_inf").c_str());
     return flag != 0;
@@ -814,24 +790,21 @@ class Launcher {
     partials_.reserve(bytes, what("cudaMalloc", "metric partials"));
     const SlotArgs args = pass_slots(slots, slot_count);
 
-    static constexpr auto kKernels =
-        metrics_kernels<Op>(std::make_index_sequence<kComboCount>());
+    static constexpr auto kKernels = metrics_kernels<Op>(std::make_index_sequence<kComboCount>());
     const auto* table = static_cast<const Tensor*>(tensors_.get());
     const auto* work = static_cast<const BlockWork*>(work_.get());
     auto* partials = static_cast<MetricSums*>(partials_.get());
     (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
     for (const Launch& l : launches_) {
       // Block b of the whole map writes partials[b], whichever launch runs it.
-      kKernels[l.combo]<<<unsigned(l.blocks), kThreads, 0, stream_>>>(
-          table, work + l.first_block, args.inline_slots, args.buffer,
-          partials + l.first_block);
+      kKernels[l.combo]<<<unsigned(l.blocks), kThreads, 0, stream_>>>(table, work + l.first_block, args.inline_slots,
+                                                                      args.buffer, partials + l.first_block);
       check(cudaGetLastError(), what("kernel launch", "metrics").c_str());
     }
 
     // On our stream, after the kernels (and after any step queued before this call).
     partials_host_.resize(blocks);
-    check(cudaMemcpyAsync(partials_host_.data(), partials, bytes, cudaMemcpyDeviceToHost,
-                          stream_),
+    check(cudaMemcpyAsync(partials_host_.data(), partials, bytes, cudaMemcpyDeviceToHost, stream_),
           what("cudaMemcpyAsync", "metric partials").c_str());
     check(cudaStreamSynchronize(stream_), what("cudaStreamSynchronize", "metrics").c_str());
 
@@ -869,8 +842,7 @@ class Launcher {
       check(cudaStreamSynchronize(stream_), what("cudaStreamSynchronize", "slots").c_str());
     }
     slots_.reserve(bytes, what("cudaMalloc", "slots"));
-    check(cudaMemcpyAsync(slots_.get(), slot_staging_.data(), bytes, cudaMemcpyHostToDevice,
-                          stream_),
+    check(cudaMemcpyAsync(slots_.get(), slot_staging_.data(), bytes, cudaMemcpyHostToDevice, stream_),
           what("cudaMemcpyAsync", "slots").c_str());
     check(cudaEventRecord(slots_copied_, stream_), what("cudaEventRecord", "slots").c_str());
     slots_copy_pending_ = true;
@@ -886,8 +858,8 @@ class Launcher {
     const size_t partial_bytes = work_staging_.size() * sizeof(GradPartial);
     const size_t sum_bytes = tensor_staging_.size() * sizeof(double);
     const size_t coef_bytes = tensor_staging_.size() * sizeof(float);
-    const bool grow = partial_bytes > grad_partials_.capacity() ||
-                      sum_bytes > tensor_sums_.capacity() || coef_bytes > coefs_.capacity();
+    const bool grow = partial_bytes > grad_partials_.capacity() || sum_bytes > tensor_sums_.capacity() ||
+                      coef_bytes > coefs_.capacity();
     if (grow && found_inf_.get()) {
       check(cudaStreamSynchronize(stream_), what("cudaStreamSynchronize", "prepass").c_str());
     }

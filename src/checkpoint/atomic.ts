@@ -11,7 +11,12 @@ import * as path from 'node:path';
 export type FileHandle = fsp.FileHandle;
 
 function hostTag(): string {
-  return os.hostname().replace(/[^A-Za-z0-9_]/g, '_').slice(0, 64) || 'host';
+  return (
+    os
+      .hostname()
+      .replace(/[^A-Za-z0-9_]/g, '_')
+      .slice(0, 64) || 'host'
+  );
 }
 
 function tempPrefix(base: string): string {

@@ -148,14 +148,19 @@ function describe(v: unknown): string {
 // Argument checks (TypeError / RangeError, before any file is touched)
 
 function checkParams(params: unknown, op: string): Map<string, Parameter> {
-  if (params === null || typeof params !== 'object' || typeof (params as Iterable<unknown>)[Symbol.iterator] !== 'function') {
+  if (
+    params === null ||
+    typeof params !== 'object' ||
+    typeof (params as Iterable<unknown>)[Symbol.iterator] !== 'function'
+  ) {
     throw new TypeError(`${op}: params must be an iterable of Parameters, got ${describe(params)}`);
   }
   const byName = new Map<string, Parameter>();
   let i = 0;
   for (const p of params as Iterable<unknown>) {
     if (!(p instanceof Parameter)) throw new TypeError(`${op}: params[${i}] is not a Parameter, got ${describe(p)}`);
-    if (typeof p.name !== 'string' || p.name === '') throw new TypeError(`${op}: params[${i}] has no name; checkpoints store params by name`);
+    if (typeof p.name !== 'string' || p.name === '')
+      throw new TypeError(`${op}: params[${i}] has no name; checkpoints store params by name`);
     const other = byName.get(p.name);
     if (other === p) throw new RangeError(`${op}: param '${p.name}' is listed twice`);
     if (other) throw new RangeError(`${op}: two params are named '${p.name}'; names must be unique`);
@@ -169,7 +174,12 @@ function checkParams(params: unknown, op: string): Map<string, Parameter> {
 function checkStateful(o: unknown, what: string, op: string): void {
   if (o === undefined) return;
   const s = o as Partial<Stateful> | null;
-  if (s === null || typeof s !== 'object' || typeof s.stateDict !== 'function' || typeof s.loadStateDict !== 'function') {
+  if (
+    s === null ||
+    typeof s !== 'object' ||
+    typeof s.stateDict !== 'function' ||
+    typeof s.loadStateDict !== 'function'
+  ) {
     throw new TypeError(`${op}: ${what} must have stateDict() and loadStateDict(), got ${describe(o)}`);
   }
 }
@@ -204,7 +214,8 @@ function optimizerParams(optimizer: CheckpointOptimizer, params: Map<string, Par
 export async function saveCheckpoint(file: string, options: SaveCheckpointOptions): Promise<void> {
   const op = 'saveCheckpoint';
   if (typeof file !== 'string' || file === '') throw new TypeError(`${op}: file must be a non-empty path string`);
-  if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be { params, optimizer?, scheduler?, scaler?, extra? }`);
+  if (options === null || typeof options !== 'object')
+    throw new TypeError(`${op}: options must be { params, optimizer?, scheduler?, scaler?, extra? }`);
   const params = checkParams(options.params, op);
   const { optimizer, scheduler, scaler, extra } = options;
   const flat = optimizer === undefined ? undefined : optimizerParams(optimizer, params, op);
@@ -230,7 +241,12 @@ export async function saveCheckpoint(file: string, options: SaveCheckpointOption
 
   // Everything else is read now, synchronously, so it is one consistent snapshot.
   const encoder = new StateEncoder(planned.map((t) => t.name));
-  const manifest: Manifest = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, tensors: manifestTensors, params: manifestParams };
+  const manifest: Manifest = {
+    format: CHECKPOINT_FORMAT,
+    version: CHECKPOINT_VERSION,
+    tensors: manifestTensors,
+    params: manifestParams,
+  };
   let stepCounter: { count: number } | undefined;
   let stepsAtStart = 0;
   if (optimizer !== undefined) {
@@ -243,13 +259,17 @@ export async function saveCheckpoint(file: string, options: SaveCheckpointOption
     if (sd === null || typeof sd !== 'object' || typeof sd.state !== 'object' || !Array.isArray(sd.param_groups)) {
       throw new TypeError(`${op}: optimizer.stateDict() must return { state, param_groups } in torch's layout`);
     }
-    if (sd.param_groups.length !== optimizer.paramGroups.length) throw new Error(`${op}: optimizer.stateDict() has a different number of param groups than the optimizer`);
+    if (sd.param_groups.length !== optimizer.paramGroups.length)
+      throw new Error(`${op}: optimizer.stateDict() has a different number of param groups than the optimizer`);
     const groups: ManifestGroup[] = sd.param_groups.map((g, gi) => {
       const { params: ids, ...rest } = g;
       const names = optimizer.paramGroups[gi].params.map((p) => p.name);
-      if (!Array.isArray(ids) || ids.length !== names.length) throw new Error(`${op}: optimizer.stateDict() param_groups[${gi}] does not list the group's params`);
+      if (!Array.isArray(ids) || ids.length !== names.length)
+        throw new Error(`${op}: optimizer.stateDict() param_groups[${gi}] does not list the group's params`);
       return {
-        dict: encoder.encode(rest, `optimizer.param_groups.${gi}`, `optimizer param_groups[${gi}]`) as { [key: string]: Json },
+        dict: encoder.encode(rest, `optimizer.param_groups.${gi}`, `optimizer param_groups[${gi}]`) as {
+          [key: string]: Json;
+        },
         params: ids as number[],
         param_names: names,
       };
@@ -257,7 +277,10 @@ export async function saveCheckpoint(file: string, options: SaveCheckpointOption
     const state: ManifestOptimizer['state'] = {};
     for (const [key, entry] of Object.entries(sd.state)) {
       const p = flat![Number(key)];
-      if (!p) throw new Error(`${op}: optimizer.stateDict() has state for param index ${key}, which the optimizer does not have`);
+      if (!p)
+        throw new Error(
+          `${op}: optimizer.stateDict() has state for param index ${key}, which the optimizer does not have`,
+        );
       state[p.name] = encoder.encode(entry, `optimizer.state.${p.name}`, `optimizer state of param '${p.name}'`);
     }
     const { state: _state, param_groups: _groups, ...others } = sd;
@@ -270,8 +293,16 @@ export async function saveCheckpoint(file: string, options: SaveCheckpointOption
       stepsAtStart = stepCounter.count;
     }
   }
-  if (scheduler !== undefined) manifest.scheduler = { class: className(scheduler), state_dict: encoder.encode(scheduler.stateDict(), 'scheduler', 'scheduler state') };
-  if (scaler !== undefined) manifest.scaler = { class: className(scaler), state_dict: encoder.encode(scaler.stateDict(), 'scaler', 'scaler state') };
+  if (scheduler !== undefined)
+    manifest.scheduler = {
+      class: className(scheduler),
+      state_dict: encoder.encode(scheduler.stateDict(), 'scheduler', 'scheduler state'),
+    };
+  if (scaler !== undefined)
+    manifest.scaler = {
+      class: className(scaler),
+      state_dict: encoder.encode(scaler.stateDict(), 'scaler', 'scaler state'),
+    };
   if (extra !== undefined) manifest.extra = encoder.encode(extra, 'extra', 'extra');
 
   for (const t of encoder.tensors) {
@@ -305,13 +336,17 @@ export async function saveCheckpoint(file: string, options: SaveCheckpointOption
       },
       beforeCommit: () => {
         if (stepCounter && stepCounter.count !== stepsAtStart) {
-          throw new Error('the optimizer stepped while the checkpoint was being written; await saveCheckpoint() before the next step');
+          throw new Error(
+            'the optimizer stepped while the checkpoint was being written; await saveCheckpoint() before the next step',
+          );
         }
       },
     });
   } catch (e) {
     if (e instanceof TypeError || e instanceof RangeError) throw e;
-    throw new CheckpointError(op, file, `${(e as Error).message}; the previous file (if any) is unchanged`, { cause: e });
+    throw new CheckpointError(op, file, `${(e as Error).message}; the previous file (if any) is unchanged`, {
+      cause: e,
+    });
   }
 }
 
@@ -326,7 +361,8 @@ export async function saveCheckpoint(file: string, options: SaveCheckpointOption
 export async function loadCheckpoint(file: string, options: LoadCheckpointOptions): Promise<unknown> {
   const op = 'loadCheckpoint';
   if (typeof file !== 'string' || file === '') throw new TypeError(`${op}: file must be a non-empty path string`);
-  if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be { params, optimizer?, scheduler?, scaler?, strict? }`);
+  if (options === null || typeof options !== 'object')
+    throw new TypeError(`${op}: options must be { params, optimizer?, scheduler?, scaler?, strict? }`);
   const params = checkParams(options.params, op);
   const { optimizer, scheduler, scaler } = options;
   const strict = options.strict ?? true;
@@ -379,7 +415,11 @@ interface LoadTargets {
   strict: boolean;
 }
 
-async function readAndCheck(f: SafetensorsFile, t: LoadTargets, fail: (reason: string, cause?: unknown) => never): Promise<LoadPlan> {
+async function readAndCheck(
+  f: SafetensorsFile,
+  t: LoadTargets,
+  fail: (reason: string, cause?: unknown) => never,
+): Promise<LoadPlan> {
   const manifest = readManifest(f, fail);
 
   // Which tensors are needed, and how each is checked (beyond its checksum).
@@ -399,7 +439,8 @@ async function readAndCheck(f: SafetensorsFile, t: LoadTargets, fail: (reason: s
     if (saved.has(mp.name)) fail(`param '${mp.name}' is listed twice`);
     saved.set(mp.name, mp);
     const info = tensorInfo(mp.tensor, `param '${mp.name}'`);
-    if (info.dtype !== PARAM_DTYPES[mp.dtype] || !sameShape(info.shape, mp.shape)) fail(`param '${mp.name}': its tensor does not match its dtype and shape`);
+    if (info.dtype !== PARAM_DTYPES[mp.dtype] || !sameShape(info.shape, mp.shape))
+      fail(`param '${mp.name}': its tensor does not match its dtype and shape`);
   }
   const toApply: Array<[Parameter, ManifestParam]> = [];
   for (const p of t.params.values()) {
@@ -409,11 +450,16 @@ async function readAndCheck(f: SafetensorsFile, t: LoadTargets, fail: (reason: s
       continue;
     }
     if (mp.dtype !== p.data.dtype) fail(`param '${p.name}' is ${mp.dtype} in the checkpoint but ${p.data.dtype} here`);
-    if (!sameShape(mp.shape, p.data.shape)) fail(`param '${p.name}' has shape [${mp.shape.join(', ')}] in the checkpoint but [${p.data.shape.join(', ')}] here`);
+    if (!sameShape(mp.shape, p.data.shape))
+      fail(
+        `param '${p.name}' has shape [${mp.shape.join(', ')}] in the checkpoint but [${p.data.shape.join(', ')}] here`,
+      );
     toApply.push([p, mp]);
   }
   if (t.strict) {
-    for (const name of saved.keys()) if (!t.params.has(name)) fail(`the checkpoint has param '${name}', which is not among params (pass strict: false to ignore it)`);
+    for (const name of saved.keys())
+      if (!t.params.has(name))
+        fail(`the checkpoint has param '${name}', which is not among params (pass strict: false to ignore it)`);
   }
 
   // Optimizer: class, groups by name, state tensors of the params' sizes.
@@ -426,30 +472,38 @@ async function readAndCheck(f: SafetensorsFile, t: LoadTargets, fail: (reason: s
     const cls = className(t.optimizer);
     if (mo.class !== cls) fail(`the checkpoint holds the state of a ${mo.class} but the optimizer is a ${cls}`);
     const groups = t.optimizer.paramGroups;
-    if (mo.param_groups.length !== groups.length) fail(`the checkpoint has ${mo.param_groups.length} param groups but the optimizer has ${groups.length}`);
+    if (mo.param_groups.length !== groups.length)
+      fail(`the checkpoint has ${mo.param_groups.length} param groups but the optimizer has ${groups.length}`);
     const groupOf = new Map<string, number>();
     groups.forEach((g, gi) => g.params.forEach((p) => groupOf.set(p.name, gi)));
     mo.param_groups.forEach((g, gi) => {
       if (g.param_names.length !== groups[gi].params.length) {
-        fail(`param group ${gi} has ${g.param_names.length} params in the checkpoint but ${groups[gi].params.length} in the optimizer`);
+        fail(
+          `param group ${gi} has ${g.param_names.length} params in the checkpoint but ${groups[gi].params.length} in the optimizer`,
+        );
       }
       for (const name of g.param_names) {
         const here = groupOf.get(name);
-        if (here === undefined) fail(`param group ${gi} of the checkpoint has param '${name}', which the optimizer does not have`);
-        if (here !== gi) fail(`param '${name}' is in param group ${gi} in the checkpoint but in group ${here} in the optimizer`);
+        if (here === undefined)
+          fail(`param group ${gi} of the checkpoint has param '${name}', which the optimizer does not have`);
+        if (here !== gi)
+          fail(`param '${name}' is in param group ${gi} in the checkpoint but in group ${here} in the optimizer`);
       }
-      if (new Set(g.param_names).size !== g.param_names.length) fail(`param group ${gi} of the checkpoint lists a param twice`);
+      if (new Set(g.param_names).size !== g.param_names.length)
+        fail(`param group ${gi} of the checkpoint lists a param twice`);
     });
     const indexOf = new Map(t.flat!.map((p, i) => [p.name, i]));
     optimizerState = [];
     for (const [name, entry] of Object.entries(mo.state)) {
       const index = indexOf.get(name);
-      if (index === undefined) fail(`the checkpoint has optimizer state for param '${name}', which the optimizer does not have`);
+      if (index === undefined)
+        fail(`the checkpoint has optimizer state for param '${name}', which the optimizer does not have`);
       const p = t.flat![index];
       const where = `optimizer state of param '${name}'`;
       decodeState(entry, where, (tensor, at) => {
         const info = tensorInfo(tensor, at);
-        if (numelOf(info.shape) !== p.data.numel) fail(`${at} has ${numelOf(info.shape)} elements but the param has ${p.data.numel}`);
+        if (numelOf(info.shape) !== p.data.numel)
+          fail(`${at} has ${numelOf(info.shape)} elements but the param has ${p.data.numel}`);
         needed.set(tensor, (data) => toStateArray(info.dtype, data));
         return null;
       });
@@ -471,14 +525,19 @@ async function readAndCheck(f: SafetensorsFile, t: LoadTargets, fail: (reason: s
     manifest.optimizer.param_groups.forEach((g, gi) => markReferenced(g.dict, `optimizer param_groups[${gi}]`));
   }
 
-  const statefulPart = (target: Stateful | undefined, part: ManifestStateful | undefined, what: 'scheduler' | 'scaler') => {
+  const statefulPart = (
+    target: Stateful | undefined,
+    part: ManifestStateful | undefined,
+    what: 'scheduler' | 'scaler',
+  ) => {
     if (!target) {
       if (part) markReferenced(part.state_dict, `${what} state`);
       return;
     }
     if (!part) fail(`the checkpoint has no ${what} state`);
     const cls = className(target);
-    if (part.class !== cls) fail(`the checkpoint holds the state of a ${part.class} ${what} but the ${what} is a ${cls}`);
+    if (part.class !== cls)
+      fail(`the checkpoint holds the state of a ${part.class} ${what} but the ${what} is a ${cls}`);
     markNeeded(part.state_dict, `${what} state`);
   };
   function markReferenced(json: Json, where: string): void {
@@ -495,13 +554,21 @@ async function readAndCheck(f: SafetensorsFile, t: LoadTargets, fail: (reason: s
   statefulPart(t.scaler, manifest.scaler, 'scaler');
   if (manifest.extra !== undefined) markNeeded(manifest.extra, 'extra');
 
-  for (const name of Object.keys(manifest.tensors)) if (!referenced.has(name)) fail(`tensor ${JSON.stringify(name)} belongs to nothing in the manifest`);
+  for (const name of Object.keys(manifest.tensors))
+    if (!referenced.has(name)) fail(`tensor ${JSON.stringify(name)} belongs to nothing in the manifest`);
 
   // Which param values to write: not those an optimizer master will rewrite.
   const mastered = new Set<Parameter>();
   if (optimizerState) {
     for (const [, entry, p] of optimizerState) {
-      if (entry !== null && typeof entry === 'object' && !Array.isArray(entry) && 'master' in entry && p.data.dtype !== 'float32') mastered.add(p);
+      if (
+        entry !== null &&
+        typeof entry === 'object' &&
+        !Array.isArray(entry) &&
+        'master' in entry &&
+        p.data.dtype !== 'float32'
+      )
+        mastered.add(p);
     }
   }
   const paramTensors = new Map<string, Parameter>();
@@ -524,7 +591,10 @@ async function readAndCheck(f: SafetensorsFile, t: LoadTargets, fail: (reason: s
     } else {
       crc = await f.crc32(name);
     }
-    if (crcHex(crc) !== expected) fail(`tensor ${JSON.stringify(name)} fails its checksum (stored crc32 ${expected}, computed ${crcHex(crc)}): the file is corrupt`);
+    if (crcHex(crc) !== expected)
+      fail(
+        `tensor ${JSON.stringify(name)} fails its checksum (stored crc32 ${expected}, computed ${crcHex(crc)}): the file is corrupt`,
+      );
   }
 
   // Decode.
@@ -537,7 +607,8 @@ async function readAndCheck(f: SafetensorsFile, t: LoadTargets, fail: (reason: s
     const state: Record<number, Record<string, unknown>> = {};
     for (const [index, entry] of optimizerState) {
       const s = decodeState(entry, `optimizer state of param '${t.flat![index].name}'`, resolve);
-      if (s === null || typeof s !== 'object' || Array.isArray(s)) fail(`the optimizer state of param '${t.flat![index].name}' is not an object`);
+      if (s === null || typeof s !== 'object' || Array.isArray(s))
+        fail(`the optimizer state of param '${t.flat![index].name}' is not an object`);
       state[index] = s as Record<string, unknown>;
     }
     const indexOf = new Map(t.flat!.map((p, i) => [p, i]));
@@ -552,7 +623,10 @@ async function readAndCheck(f: SafetensorsFile, t: LoadTargets, fail: (reason: s
     plan.schedulerDict = decodeState(manifest.scheduler!.state_dict, 'scheduler state', resolve);
     if (t.scheduler instanceof LRScheduler) {
       try {
-        plan.schedulerCommit = t.scheduler[PARSE_STATE_DICT](plan.schedulerDict, `${className(t.scheduler)}.loadStateDict`);
+        plan.schedulerCommit = t.scheduler[PARSE_STATE_DICT](
+          plan.schedulerDict,
+          `${className(t.scheduler)}.loadStateDict`,
+        );
       } catch (e) {
         fail(`the scheduler's state does not fit the scheduler (${(e as Error).message})`, e);
       }
@@ -579,7 +653,11 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 // then the optimizer, which checks its whole dict first) go first and are undone if a later
 // one refuses; params are written last, after the optimizer (a half param with a saved
 // master gets its value from the master there).
-function apply(plan: LoadPlan, t: Pick<LoadTargets, 'optimizer' | 'scheduler' | 'scaler'>, fail: (reason: string, cause?: unknown) => never): void {
+function apply(
+  plan: LoadPlan,
+  t: Pick<LoadTargets, 'optimizer' | 'scheduler' | 'scaler'>,
+  fail: (reason: string, cause?: unknown) => never,
+): void {
   const undo: Array<() => void> = [];
   const rollback = () => {
     for (const u of undo.reverse()) {
@@ -606,13 +684,18 @@ function apply(plan: LoadPlan, t: Pick<LoadTargets, 'optimizer' | 'scheduler' | 
     return () => s.loadStateDict(before as never);
   };
   if (t.scaler) step('scaler', () => t.scaler!.loadStateDict(plan.scalerDict as never), snapshotOf(t.scaler));
-  if (t.scheduler && !plan.schedulerCommit) step('scheduler', () => t.scheduler!.loadStateDict(plan.schedulerDict as never), snapshotOf(t.scheduler));
-  if (t.optimizer && plan.optimizerDict) step('optimizer', () => t.optimizer!.loadStateDict(plan.optimizerDict as never));
+  if (t.scheduler && !plan.schedulerCommit)
+    step('scheduler', () => t.scheduler!.loadStateDict(plan.schedulerDict as never), snapshotOf(t.scheduler));
+  if (t.optimizer && plan.optimizerDict)
+    step('optimizer', () => t.optimizer!.loadStateDict(plan.optimizerDict as never));
   for (const [p, values] of plan.paramValues) {
     try {
       p.data.copyFrom(values);
     } catch (e) {
-      fail(`writing param '${p.name}' failed (${(e as Error).message}) after the optimizer state was loaded: the checkpoint is only partly applied`, e);
+      fail(
+        `writing param '${p.name}' failed (${(e as Error).message}) after the optimizer state was loaded: the checkpoint is only partly applied`,
+        e,
+      );
     }
   }
   plan.schedulerCommit?.();
@@ -631,12 +714,19 @@ function readManifest(f: SafetensorsFile, fail: (reason: string) => never): Mani
     );
   }
   const version = Number(meta.format_version);
-  if (!Number.isSafeInteger(version) || version < 1 || String(version) !== meta.format_version) fail(`bad format_version ${JSON.stringify(meta.format_version)}`);
-  if (version > CHECKPOINT_VERSION) fail(`written in checkpoint format version ${version}, by a newer fused-optim; this version reads version ${CHECKPOINT_VERSION}`);
+  if (!Number.isSafeInteger(version) || version < 1 || String(version) !== meta.format_version)
+    fail(`bad format_version ${JSON.stringify(meta.format_version)}`);
+  if (version > CHECKPOINT_VERSION)
+    fail(
+      `written in checkpoint format version ${version}, by a newer fused-optim; this version reads version ${CHECKPOINT_VERSION}`,
+    );
   const text = meta[MANIFEST_KEY];
   if (typeof text !== 'string') fail(`the metadata has no ${MANIFEST_KEY}`);
   const crc = crcHex(crc32(Buffer.from(text, 'utf8')));
-  if (meta[MANIFEST_CRC_KEY] !== crc) fail(`the manifest fails its checksum (stored crc32 ${JSON.stringify(meta[MANIFEST_CRC_KEY])}, computed ${crc}): the file is corrupt`);
+  if (meta[MANIFEST_CRC_KEY] !== crc)
+    fail(
+      `the manifest fails its checksum (stored crc32 ${JSON.stringify(meta[MANIFEST_CRC_KEY])}, computed ${crc}): the file is corrupt`,
+    );
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -647,13 +737,16 @@ function readManifest(f: SafetensorsFile, fail: (reason: string) => never): Mani
   if (m.format !== CHECKPOINT_FORMAT || m.version !== version) fail('the manifest disagrees with the format metadata');
   // The header's tensor table and the manifest's must agree.
   const names = Object.keys(m.tensors);
-  if (names.length !== f.tensors.size) fail(`the header has ${f.tensors.size} tensors but the manifest lists ${names.length}`);
+  if (names.length !== f.tensors.size)
+    fail(`the header has ${f.tensors.size} tensors but the manifest lists ${names.length}`);
   for (const name of names) {
     const info = f.tensors.get(name);
     if (!info) fail(`the manifest lists tensor ${JSON.stringify(name)}, which the header does not have`);
     const mt = m.tensors[name];
     if (info.dtype !== mt.dtype || !sameShape(info.shape, mt.shape)) {
-      fail(`tensor ${JSON.stringify(name)} is ${info.dtype} [${info.shape.join(', ')}] in the header but ${mt.dtype} [${mt.shape.join(', ')}] in the manifest`);
+      fail(
+        `tensor ${JSON.stringify(name)} is ${info.dtype} [${info.shape.join(', ')}] in the header but ${mt.dtype} [${mt.shape.join(', ')}] in the manifest`,
+      );
     }
   }
   return m;
@@ -661,37 +754,65 @@ function readManifest(f: SafetensorsFile, fail: (reason: string) => never): Mani
 
 function checkManifest(json: unknown, fail: (reason: string) => never): Manifest {
   const bad = (where: string, what: string): never => fail(`manifest: ${where} must be ${what}`);
-  const obj = (v: unknown, where: string) => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : bad(where, 'an object'));
+  const obj = (v: unknown, where: string) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : bad(where, 'an object');
   const arr = (v: unknown, where: string) => (Array.isArray(v) ? v : bad(where, 'an array'));
   const str = (v: unknown, where: string) => (typeof v === 'string' ? v : bad(where, 'a string'));
-  const shape = (v: unknown, where: string) => arr(v, where).map((d, i) => (Number.isSafeInteger(d) && (d as number) >= 0 ? (d as number) : bad(`${where}[${i}]`, 'a non-negative integer')));
+  const shape = (v: unknown, where: string) =>
+    arr(v, where).map((d, i) =>
+      Number.isSafeInteger(d) && (d as number) >= 0 ? (d as number) : bad(`${where}[${i}]`, 'a non-negative integer'),
+    );
   const m = obj(json, 'the manifest');
   const tensors: Manifest['tensors'] = {};
   for (const [name, v] of Object.entries(obj(m.tensors, 'tensors'))) {
     const t = obj(v, `tensors[${JSON.stringify(name)}]`);
     const crc = str(t.crc32, `tensors[${JSON.stringify(name)}].crc32`);
     if (!/^[0-9a-f]{8}$/.test(crc)) bad(`tensors[${JSON.stringify(name)}].crc32`, '8 hex digits');
-    tensors[name] = { dtype: str(t.dtype, `tensors[${JSON.stringify(name)}].dtype`) as SafetensorsDType, shape: shape(t.shape, `tensors[${JSON.stringify(name)}].shape`), crc32: crc };
+    tensors[name] = {
+      dtype: str(t.dtype, `tensors[${JSON.stringify(name)}].dtype`) as SafetensorsDType,
+      shape: shape(t.shape, `tensors[${JSON.stringify(name)}].shape`),
+      crc32: crc,
+    };
   }
   const params = arr(m.params, 'params').map((v, i) => {
     const p = obj(v, `params[${i}]`);
     const dtype = str(p.dtype, `params[${i}].dtype`);
     if (!Object.hasOwn(PARAM_DTYPES, dtype)) bad(`params[${i}].dtype`, 'float32, float16 or bfloat16');
-    return { name: str(p.name, `params[${i}].name`), dtype: dtype as DType, shape: shape(p.shape, `params[${i}].shape`), tensor: str(p.tensor, `params[${i}].tensor`) };
+    return {
+      name: str(p.name, `params[${i}].name`),
+      dtype: dtype as DType,
+      shape: shape(p.shape, `params[${i}].shape`),
+      tensor: str(p.tensor, `params[${i}].tensor`),
+    };
   });
   const out: Manifest = { format: str(m.format, 'format'), version: m.version as number, tensors, params };
   if (m.optimizer !== undefined) {
     const o = obj(m.optimizer, 'optimizer');
     const param_groups = arr(o.param_groups, 'optimizer.param_groups').map((v, gi) => {
       const g = obj(v, `optimizer.param_groups[${gi}]`);
-      const names = arr(g.param_names, `optimizer.param_groups[${gi}].param_names`).map((n, i) => str(n, `optimizer.param_groups[${gi}].param_names[${i}]`));
-      const ids = arr(g.params, `optimizer.param_groups[${gi}].params`).map((n, i) => (Number.isSafeInteger(n) && (n as number) >= 0 ? (n as number) : bad(`optimizer.param_groups[${gi}].params[${i}]`, 'a non-negative integer')));
+      const names = arr(g.param_names, `optimizer.param_groups[${gi}].param_names`).map((n, i) =>
+        str(n, `optimizer.param_groups[${gi}].param_names[${i}]`),
+      );
+      const ids = arr(g.params, `optimizer.param_groups[${gi}].params`).map((n, i) =>
+        Number.isSafeInteger(n) && (n as number) >= 0
+          ? (n as number)
+          : bad(`optimizer.param_groups[${gi}].params[${i}]`, 'a non-negative integer'),
+      );
       if (ids.length !== names.length) bad(`optimizer.param_groups[${gi}].params`, 'as long as param_names');
-      return { dict: obj(g.dict, `optimizer.param_groups[${gi}].dict`) as { [key: string]: Json }, params: ids, param_names: names };
+      return {
+        dict: obj(g.dict, `optimizer.param_groups[${gi}].dict`) as { [key: string]: Json },
+        params: ids,
+        param_names: names,
+      };
     });
     const dict = obj(o.dict, 'optimizer.dict') as { [key: string]: Json };
     if ('state' in dict || 'param_groups' in dict) bad('optimizer.dict', 'free of state and param_groups');
-    out.optimizer = { class: str(o.class, 'optimizer.class'), dict, param_groups, state: obj(o.state, 'optimizer.state') as { [name: string]: Json } };
+    out.optimizer = {
+      class: str(o.class, 'optimizer.class'),
+      dict,
+      param_groups,
+      state: obj(o.state, 'optimizer.state') as { [name: string]: Json },
+    };
   }
   for (const key of ['scheduler', 'scaler'] as const) {
     if (m[key] === undefined) continue;

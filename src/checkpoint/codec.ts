@@ -46,7 +46,9 @@ export class StateEncoder {
     if (ArrayBuffer.isView(value)) {
       const dtype = dtypeOfData(value);
       if (dtype === undefined || value instanceof Uint8ClampedArray) {
-        throw new TypeError(`${where} is a ${value.constructor.name}, which a checkpoint cannot hold (use a typed array such as Float32Array)`);
+        throw new TypeError(
+          `${where} is a ${value.constructor.name}, which a checkpoint cannot hold (use a typed array such as Float32Array)`,
+        );
       }
       const tensorName = this.#unique(name);
       this.tensors.push({ name: tensorName, dtype, data: value as TensorData });
@@ -92,7 +94,11 @@ function define(o: object, key: string, value: unknown): void {
  * Decodes what StateEncoder wrote; `resolve` turns a tensor name into its value (or checks
  * it, when only validating). Throws Error naming `where` on anything malformed.
  */
-export function decodeState(json: unknown, where: string, resolve: (tensorName: string, where: string) => unknown): unknown {
+export function decodeState(
+  json: unknown,
+  where: string,
+  resolve: (tensorName: string, where: string) => unknown,
+): unknown {
   if (json === null || typeof json === 'boolean' || typeof json === 'string' || typeof json === 'number') return json;
   if (Array.isArray(json)) return json.map((v, i) => decodeState(v, `${where}[${i}]`, resolve));
   if (typeof json !== 'object') throw new Error(`${where} is not JSON`);

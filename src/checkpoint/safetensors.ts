@@ -225,11 +225,15 @@ export function checkHeaderLength(prefix: Uint8Array, fileSize: number): number 
   }
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(MAX_HEADER_BYTES)) {
-    throw new Error(`the header length is ${n} bytes, over the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file, or a corrupt one)`);
+    throw new Error(
+      `the header length is ${n} bytes, over the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file, or a corrupt one)`,
+    );
   }
   const length = Number(n);
   if (8 + length > fileSize) {
-    throw new Error(`the header length is ${length} bytes but the file has only ${fileSize - 8} bytes after the length (truncated or not a safetensors file)`);
+    throw new Error(
+      `the header length is ${length} bytes but the file has only ${fileSize - 8} bytes after the length (truncated or not a safetensors file)`,
+    );
   }
   return length;
 }
@@ -245,14 +249,16 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number): ParsedHe
   } catch {
     throw new Error('the header is not valid UTF-8');
   }
-  if (!text.startsWith('{')) throw new Error(`the header does not start with '{' (starts with ${JSON.stringify(text.slice(0, 16))})`);
+  if (!text.startsWith('{'))
+    throw new Error(`the header does not start with '{' (starts with ${JSON.stringify(text.slice(0, 16))})`);
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
     throw new Error(`the header is not valid JSON (${(e as Error).message})`);
   }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error('the header is not a JSON object');
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    throw new Error('the header is not a JSON object');
   const duplicate = findDuplicateKey(text);
   if (duplicate !== undefined) throw new Error(`the header has the key ${JSON.stringify(duplicate)} twice`);
 
@@ -262,7 +268,8 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number): ParsedHe
   if (raw !== undefined && raw !== null) {
     if (typeof raw !== 'object' || Array.isArray(raw)) throw new Error('__metadata__ must be an object of strings');
     for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-      if (typeof v !== 'string') throw new Error(`__metadata__[${JSON.stringify(k)}] must be a string, got ${describeJson(v)}`);
+      if (typeof v !== 'string')
+        throw new Error(`__metadata__[${JSON.stringify(k)}] must be a string, got ${describeJson(v)}`);
       metadata[k] = v;
     }
   }
@@ -286,21 +293,27 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number): ParsedHe
       );
     }
     if (end > bufferLength) {
-      throw new Error(`tensor ${JSON.stringify(name)} ends at byte ${end} but the data is only ${bufferLength} bytes (truncated file?)`);
+      throw new Error(
+        `tensor ${JSON.stringify(name)} ends at byte ${end} but the data is only ${bufferLength} bytes (truncated file?)`,
+      );
     }
     at = end;
   }
   if (at !== bufferLength) {
-    throw new Error(`the tensors cover ${at} bytes of data but the file has ${bufferLength} bytes after the header (truncated or has extra bytes)`);
+    throw new Error(
+      `the tensors cover ${at} bytes of data but the file has ${bufferLength} bytes after the header (truncated or has extra bytes)`,
+    );
   }
   return { headerLength, dataStart: 8 + headerLength, metadata, tensors: new Map(list) };
 }
 
 function checkTensorInfo(name: string, info: unknown): SafetensorsTensorInfo {
   const who = `tensor ${JSON.stringify(name)}`;
-  if (info === null || typeof info !== 'object' || Array.isArray(info)) throw new Error(`${who}: expected { dtype, shape, data_offsets }, got ${describeJson(info)}`);
+  if (info === null || typeof info !== 'object' || Array.isArray(info))
+    throw new Error(`${who}: expected { dtype, shape, data_offsets }, got ${describeJson(info)}`);
   const { dtype, shape, data_offsets: offsets } = info as Record<string, unknown>;
-  if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BITS, dtype)) throw new Error(`${who}: unknown dtype ${describeJson(dtype)}`);
+  if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BITS, dtype))
+    throw new Error(`${who}: unknown dtype ${describeJson(dtype)}`);
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw new Error(`${who}: shape must be an array of non-negative integers, got ${describeJson(shape)}`);
   }
@@ -311,9 +324,12 @@ function checkTensorInfo(name: string, info: unknown): SafetensorsTensorInfo {
   if (end < begin) throw new Error(`${who}: data_offsets [${begin}, ${end}] end before they begin`);
   const numel = numelOf(shape);
   const bytes = Number.isSafeInteger(numel) ? byteLengthOf(dtype as SafetensorsDType, numel) : undefined;
-  if (bytes === undefined) throw new Error(`${who}: shape [${shape.join(', ')}] of ${dtype} is not a whole number of bytes`);
+  if (bytes === undefined)
+    throw new Error(`${who}: shape [${shape.join(', ')}] of ${dtype} is not a whole number of bytes`);
   if (end - begin !== bytes) {
-    throw new Error(`${who}: shape [${shape.join(', ')}] of ${dtype} needs ${bytes} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`);
+    throw new Error(
+      `${who}: shape [${shape.join(', ')}] of ${dtype} needs ${bytes} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
+    );
   }
   return { dtype: dtype as SafetensorsDType, shape: [...shape], dataOffsets: [begin, end] };
 }
@@ -370,7 +386,8 @@ async function readFully(fh: FileHandle, into: Uint8Array, position: number): Pr
   while (done < into.length) {
     const want = Math.min(READ_CHUNK, into.length - done);
     const { bytesRead } = await fh.read(into, done, want, position + done);
-    if (bytesRead === 0) throw new Error(`the file ended at byte ${position + done} while reading (it shrank while being read?)`);
+    if (bytesRead === 0)
+      throw new Error(`the file ended at byte ${position + done} while reading (it shrank while being read?)`);
     done += bytesRead;
   }
 }
@@ -398,12 +415,17 @@ export class SafetensorsFile {
 
   /** Opens `file` and checks its header (structure and bounds); throws SafetensorsError naming the problem. */
   static async open(file: string): Promise<SafetensorsFile> {
-    if (typeof file !== 'string' || file === '') throw new TypeError('SafetensorsFile.open: file must be a non-empty path string');
+    if (typeof file !== 'string' || file === '')
+      throw new TypeError('SafetensorsFile.open: file must be a non-empty path string');
     let fh: FileHandle;
     try {
       fh = await fsp.open(file, 'r');
     } catch (e) {
-      throw new SafetensorsError(file, `cannot open the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
+      throw new SafetensorsError(
+        file,
+        `cannot open the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+        { cause: e },
+      );
     }
     try {
       const stat = await fh.stat();
@@ -451,7 +473,7 @@ export class SafetensorsFile {
     const [begin, end] = this.info(name).dataOffsets;
     const chunk = new Uint8Array(Math.max(1, Math.min(chunkBytes, end - begin)));
     let crc = 0;
-    for (let at = begin; at < end; ) {
+    for (let at = begin; at < end;) {
       const view = chunk.subarray(0, Math.min(chunk.length, end - at));
       await this.#read(view, this.dataStart + at);
       crc = crc32(view, crc);
@@ -477,7 +499,9 @@ export class SafetensorsFile {
 }
 
 /** Reads every tensor and the metadata of a safetensors file. */
-export async function readSafetensors(file: string): Promise<{ tensors: Record<string, SafetensorsTensor>; metadata: Record<string, string> }> {
+export async function readSafetensors(
+  file: string,
+): Promise<{ tensors: Record<string, SafetensorsTensor>; metadata: Record<string, string> }> {
   const f = await SafetensorsFile.open(file);
   try {
     const tensors: Record<string, SafetensorsTensor> = {};
@@ -533,7 +557,10 @@ function headerBytes(tensors: readonly PlannedTensor[], metadata: Record<string,
   }
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const padded = Math.ceil(json.length / 8) * 8;
-  if (padded > MAX_HEADER_BYTES) throw new RangeError(`the header would be ${padded} bytes, over the ${MAX_HEADER_BYTES}-byte limit of the format (too many tensors or too much metadata)`);
+  if (padded > MAX_HEADER_BYTES)
+    throw new RangeError(
+      `the header would be ${padded} bytes, over the ${MAX_HEADER_BYTES}-byte limit of the format (too many tensors or too much metadata)`,
+    );
   const out = new Uint8Array(8 + padded).fill(0x20);
   new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
   out.set(json, 8);
@@ -544,7 +571,11 @@ function headerBytes(tensors: readonly PlannedTensor[], metadata: Record<string,
  * Writes planned tensors in the given order, one at a time: each producer is called only
  * when the previous tensor's bytes are on their way to the file. Atomic.
  */
-export async function writeSafetensorsStream(file: string, tensors: readonly PlannedTensor[], options: StreamWriteOptions = {}): Promise<void> {
+export async function writeSafetensorsStream(
+  file: string,
+  tensors: readonly PlannedTensor[],
+  options: StreamWriteOptions = {},
+): Promise<void> {
   const names = new Set<string>();
   for (const t of tensors) {
     if (typeof t.name !== 'string') throw new TypeError('writeSafetensors: tensor names must be strings');
@@ -561,11 +592,15 @@ export async function writeSafetensorsStream(file: string, tensors: readonly Pla
     for (const t of tensors) {
       const data = await t.produce();
       if (!ArrayBuffer.isView(data) || !dataFits(t.dtype, data as TensorData)) {
-        throw new TypeError(`writeSafetensors: tensor ${JSON.stringify(t.name)} of dtype ${t.dtype} was produced as ${describeData(data)}`);
+        throw new TypeError(
+          `writeSafetensors: tensor ${JSON.stringify(t.name)} of dtype ${t.dtype} was produced as ${describeData(data)}`,
+        );
       }
       const bytes = bytesOf(data as TensorData);
       if (bytes.length !== t.byteLength) {
-        throw new RangeError(`writeSafetensors: tensor ${JSON.stringify(t.name)} was produced with ${bytes.length} bytes but its shape [${t.shape.join(', ')}] of ${t.dtype} needs ${t.byteLength}`);
+        throw new RangeError(
+          `writeSafetensors: tensor ${JSON.stringify(t.name)} was produced with ${bytes.length} bytes but its shape [${t.shape.join(', ')}] of ${t.dtype} needs ${t.byteLength}`,
+        );
       }
       let crc = 0;
       for (let o = 0; o < bytes.length; o += WRITE_CHUNK) {
@@ -579,7 +614,8 @@ export async function writeSafetensorsStream(file: string, tensors: readonly Pla
     }
     if (options.metadata) {
       const final = headerBytes(tensors, metadataFor());
-      if (final.length !== first.length) throw new Error('writeSafetensors: the metadata changed length after the data was written');
+      if (final.length !== first.length)
+        throw new Error('writeSafetensors: the metadata changed length after the data was written');
       await writeAll(fh, final, 0);
     }
     await options.beforeCommit?.();
@@ -602,9 +638,11 @@ function describeData(data: unknown): string {
 
 function checkMetadata(metadata: unknown): Record<string, string> | undefined {
   if (metadata === undefined) return undefined;
-  if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) throw new TypeError('writeSafetensors: metadata must be an object of strings');
+  if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata))
+    throw new TypeError('writeSafetensors: metadata must be an object of strings');
   for (const [k, v] of Object.entries(metadata)) {
-    if (typeof v !== 'string') throw new TypeError(`writeSafetensors: metadata[${JSON.stringify(k)}] must be a string, got ${typeof v}`);
+    if (typeof v !== 'string')
+      throw new TypeError(`writeSafetensors: metadata[${JSON.stringify(k)}] must be a string, got ${typeof v}`);
   }
   return metadata as Record<string, string>;
 }
@@ -616,23 +654,38 @@ export function planTensor(name: string, input: SafetensorsTensorInput): Planned
   const { data } = input;
   const lazy = typeof data === 'function';
   if (!lazy && !(ArrayBuffer.isView(data) && dtypeOfData(data) !== undefined)) {
-    throw new TypeError(`${who}: data must be a typed array (Float32Array, Uint16Array, ...) or a function producing one, got ${describeData(data)}`);
+    throw new TypeError(
+      `${who}: data must be a typed array (Float32Array, Uint16Array, ...) or a function producing one, got ${describeData(data)}`,
+    );
   }
-  if (lazy && (input.dtype === undefined || input.shape === undefined)) throw new TypeError(`${who}: dtype and shape are required when data is a function`);
+  if (lazy && (input.dtype === undefined || input.shape === undefined))
+    throw new TypeError(`${who}: dtype and shape are required when data is a function`);
   const dtype = input.dtype ?? dtypeOfData(data)!;
-  if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BITS, dtype)) throw new TypeError(`${who}: unknown dtype ${JSON.stringify(dtype)}`);
+  if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BITS, dtype))
+    throw new TypeError(`${who}: unknown dtype ${JSON.stringify(dtype)}`);
   const elements = lazy ? undefined : (data as TensorData).length / (dtype === 'C64' ? 2 : 1);
   const shape = input.shape === undefined ? [elements!] : [...input.shape];
-  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`${who}: shape must be an array of non-negative integers, got [${shape.join(', ')}]`);
+  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    throw new RangeError(`${who}: shape must be an array of non-negative integers, got [${shape.join(', ')}]`);
   const byteLength = byteLengthOf(dtype, numelOf(shape));
-  if (byteLength === undefined) throw new RangeError(`${who}: shape [${shape.join(', ')}] of ${dtype} is not a whole number of bytes`);
+  if (byteLength === undefined)
+    throw new RangeError(`${who}: shape [${shape.join(', ')}] of ${dtype} is not a whole number of bytes`);
   if (!lazy) {
-    if (!dataFits(dtype, data as TensorData)) throw new TypeError(`${who}: a ${describeData(data)} cannot hold ${dtype} data`);
+    if (!dataFits(dtype, data as TensorData))
+      throw new TypeError(`${who}: a ${describeData(data)} cannot hold ${dtype} data`);
     if ((data as TensorData).byteLength !== byteLength) {
-      throw new RangeError(`${who}: shape [${shape.join(', ')}] of ${dtype} needs ${byteLength} bytes but the data has ${(data as TensorData).byteLength}`);
+      throw new RangeError(
+        `${who}: shape [${shape.join(', ')}] of ${dtype} needs ${byteLength} bytes but the data has ${(data as TensorData).byteLength}`,
+      );
     }
   }
-  return { name, dtype, shape, byteLength, produce: lazy ? (data as () => TensorData | Promise<TensorData>) : () => data as TensorData };
+  return {
+    name,
+    dtype,
+    shape,
+    byteLength,
+    produce: lazy ? (data as () => TensorData | Promise<TensorData>) : () => data as TensorData,
+  };
 }
 
 /**
@@ -645,9 +698,14 @@ export async function writeSafetensors(
   tensors: Record<string, SafetensorsTensorInput> | Iterable<readonly [string, SafetensorsTensorInput]>,
   options: { metadata?: Record<string, string> } = {},
 ): Promise<void> {
-  if (typeof file !== 'string' || file === '') throw new TypeError('writeSafetensors: file must be a non-empty path string');
-  if (tensors === null || typeof tensors !== 'object') throw new TypeError('writeSafetensors: tensors must be an object or an iterable of [name, tensor] pairs');
-  const list = Symbol.iterator in tensors ? [...(tensors as Iterable<readonly [string, SafetensorsTensorInput]>)] : Object.entries(tensors);
+  if (typeof file !== 'string' || file === '')
+    throw new TypeError('writeSafetensors: file must be a non-empty path string');
+  if (tensors === null || typeof tensors !== 'object')
+    throw new TypeError('writeSafetensors: tensors must be an object or an iterable of [name, tensor] pairs');
+  const list =
+    Symbol.iterator in tensors
+      ? [...(tensors as Iterable<readonly [string, SafetensorsTensorInput]>)]
+      : Object.entries(tensors);
   const planned = fileOrder(list.map(([name, t]) => planTensor(name, t)));
   const metadata = checkMetadata(options.metadata);
   await writeSafetensorsStream(file, planned, { metadata: metadata ? () => metadata : undefined });

@@ -13,7 +13,16 @@ export class UsageError extends Error {
 export type OptionSpec =
   | { type: 'flag'; alias?: string; help: string }
   | { type: 'int'; alias?: string; help: string; min?: number; max?: number; default?: number; metavar?: string }
-  | { type: 'number'; alias?: string; help: string; min?: number; max?: number; minExclusive?: boolean; default?: number; metavar?: string }
+  | {
+      type: 'number';
+      alias?: string;
+      help: string;
+      min?: number;
+      max?: number;
+      minExclusive?: boolean;
+      default?: number;
+      metavar?: string;
+    }
   | { type: 'string'; alias?: string; help: string; default?: string; metavar?: string }
   | { type: 'choice'; alias?: string; help: string; choices: readonly string[]; default?: string; metavar?: string };
 
@@ -31,7 +40,11 @@ function checkInt(flag: string, value: string, spec: { min?: number; max?: numbe
   return n;
 }
 
-function checkNumber(flag: string, value: string, spec: { min?: number; max?: number; minExclusive?: boolean }): number {
+function checkNumber(
+  flag: string,
+  value: string,
+  spec: { min?: number; max?: number; minExclusive?: boolean },
+): number {
   const n = value.trim() === '' ? NaN : Number(value);
   if (!Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got ${JSON.stringify(value)}`);
   if (spec.min !== undefined && (spec.minExclusive ? n <= spec.min : n < spec.min)) {
@@ -42,7 +55,10 @@ function checkNumber(flag: string, value: string, spec: { min?: number; max?: nu
 }
 
 /** Parses `argv` against `specs` (keys are the long names without `--`). Defaults are filled in. */
-export function parseOptions(argv: readonly string[], specs: OptionSpecs): { options: ParsedOptions; positional: string[] } {
+export function parseOptions(
+  argv: readonly string[],
+  specs: OptionSpecs,
+): { options: ParsedOptions; positional: string[] } {
   const options: ParsedOptions = {};
   const positional: string[] = [];
   const byAlias = new Map<string, string>();
@@ -77,7 +93,8 @@ export function parseOptions(argv: readonly string[], specs: OptionSpecs): { opt
     if (eq >= 0) value = arg.slice(eq + 1);
     else {
       value = argv[++i];
-      if (value === undefined || (value.startsWith('--') && value.length > 2)) throw new UsageError(`${label} needs a value`);
+      if (value === undefined || (value.startsWith('--') && value.length > 2))
+        throw new UsageError(`${label} needs a value`);
     }
     if (options[name] !== undefined) throw new UsageError(`${label} was given twice`);
     switch (spec.type) {
@@ -88,7 +105,8 @@ export function parseOptions(argv: readonly string[], specs: OptionSpecs): { opt
         options[name] = checkNumber(label, value, spec);
         break;
       case 'choice':
-        if (!spec.choices.includes(value)) throw new UsageError(`${label} must be one of ${spec.choices.join(', ')}, got ${JSON.stringify(value)}`);
+        if (!spec.choices.includes(value))
+          throw new UsageError(`${label} must be one of ${spec.choices.join(', ')}, got ${JSON.stringify(value)}`);
         options[name] = value;
         break;
       default:
@@ -106,11 +124,17 @@ export function parseOptions(argv: readonly string[], specs: OptionSpecs): { opt
 export function describeOptions(specs: OptionSpecs): string {
   const rows = Object.entries(specs).map(([name, spec]) => {
     const metavar =
-      spec.type === 'flag' ? '' : spec.type === 'choice' ? ` ${spec.metavar ?? spec.choices.join('|')}` : ` ${spec.metavar ?? (spec.type === 'string' ? 'VALUE' : 'N')}`;
+      spec.type === 'flag'
+        ? ''
+        : spec.type === 'choice'
+          ? ` ${spec.metavar ?? spec.choices.join('|')}`
+          : ` ${spec.metavar ?? (spec.type === 'string' ? 'VALUE' : 'N')}`;
     const left = `${spec.alias ? `-${spec.alias}, ` : '    '}--${name}${metavar}`;
     const def = spec.type !== 'flag' && spec.default !== undefined ? ` (default ${spec.default})` : '';
     return [left, `${spec.help}${def}`] as const;
   });
   const width = Math.min(34, Math.max(...rows.map(([l]) => l.length)) + 2);
-  return rows.map(([l, r]) => `  ${l.padEnd(width)}${l.length >= width ? `\n  ${''.padEnd(width)}` : ''}${r}`).join('\n');
+  return rows
+    .map(([l, r]) => `  ${l.padEnd(width)}${l.length >= width ? `\n  ${''.padEnd(width)}` : ''}${r}`)
+    .join('\n');
 }

@@ -18,9 +18,11 @@ export function runBench(argv: readonly string[]): number {
   if (help) process.stdout.write(`${BENCH_USAGE}\n`);
   if (!existsSync(script)) {
     if (help) return 0;
-    throw new Error(`the benchmark suite is not in this copy of fused-optim (no ${script}); it ships in the package from the release that adds it`);
+    throw new Error(
+      `the benchmark suite is not in this copy of fused-optim (no ${script}); it ships in the package from the release that adds it`,
+    );
   }
-  if (help) process.stdout.write('\nThe suite\'s own options (bench/run.mjs --help):\n\n');
+  if (help) process.stdout.write("\nThe suite's own options (bench/run.mjs --help):\n\n");
   const r = spawnSync(process.execPath, [script, ...argv], { stdio: 'inherit', cwd: process.cwd() });
   if (r.error) throw r.error;
   if (r.signal) {

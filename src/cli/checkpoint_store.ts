@@ -73,7 +73,8 @@ function memoryStore(why: string): CheckpointStore {
     async load(path, { params, optimizer, scheduler }) {
       const ck = saved.get(path);
       if (!ck) throw new Error(`no checkpoint was saved at ${path}`);
-      if (ck.params.length !== params.length) throw new Error(`the checkpoint has ${ck.params.length} params but the model has ${params.length}`);
+      if (ck.params.length !== params.length)
+        throw new Error(`the checkpoint has ${ck.params.length} params but the model has ${params.length}`);
       params.forEach((p, i) => p.data.copyFrom(ck.params[i]));
       // Optimizer first: it restores each group's lr and initial_lr; then the schedule.
       optimizer.loadStateDict(structuredClone(ck.optimizer) as never);

@@ -23,14 +23,57 @@ import { ProgressBar, formatLr } from './progress';
 import { renderSvg } from './svg_plot';
 
 export const DEMO_OPTIONS: OptionSpecs = {
-  optimizer: { type: 'choice', choices: ['adamw', 'adamwdl', 'lion'], default: 'adamw', help: 'AdamW, AdamWDL (layer-wise lr decay) or Lion' },
-  dtype: { type: 'choice', choices: ['float32', 'float16', 'bfloat16'], default: 'float32', help: 'param dtype; grads stay float32, half params get fp32 master weights' },
-  device: { type: 'choice', choices: ['cpu', 'cuda'], help: 'where params and optimizer state live (default: the GPU when usable, else the CPU)' },
-  steps: { type: 'int', min: 10, max: 1_000_000, default: 600, help: 'optimizer steps in all, half of them after the checkpoint' },
-  seed: { type: 'int', min: 0, max: 2 ** 32 - 1, default: 1234, help: 'seed of the data, the initial weights and the batch order' },
-  lr: { type: 'number', min: 0, minExclusive: true, max: 1, metavar: 'X', help: 'peak learning rate (default 0.01, Lion 0.003)' },
-  out: { type: 'string', alias: 'o', default: 'fused-optim-demo.svg', metavar: 'FILE', help: 'where to write the loss/lr plot (SVG)' },
-  checkpoint: { type: 'string', metavar: 'FILE', help: 'keep the halfway checkpoint here (default: a temporary file, removed at the end)' },
+  optimizer: {
+    type: 'choice',
+    choices: ['adamw', 'adamwdl', 'lion'],
+    default: 'adamw',
+    help: 'AdamW, AdamWDL (layer-wise lr decay) or Lion',
+  },
+  dtype: {
+    type: 'choice',
+    choices: ['float32', 'float16', 'bfloat16'],
+    default: 'float32',
+    help: 'param dtype; grads stay float32, half params get fp32 master weights',
+  },
+  device: {
+    type: 'choice',
+    choices: ['cpu', 'cuda'],
+    help: 'where params and optimizer state live (default: the GPU when usable, else the CPU)',
+  },
+  steps: {
+    type: 'int',
+    min: 10,
+    max: 1_000_000,
+    default: 600,
+    help: 'optimizer steps in all, half of them after the checkpoint',
+  },
+  seed: {
+    type: 'int',
+    min: 0,
+    max: 2 ** 32 - 1,
+    default: 1234,
+    help: 'seed of the data, the initial weights and the batch order',
+  },
+  lr: {
+    type: 'number',
+    min: 0,
+    minExclusive: true,
+    max: 1,
+    metavar: 'X',
+    help: 'peak learning rate (default 0.01, Lion 0.003)',
+  },
+  out: {
+    type: 'string',
+    alias: 'o',
+    default: 'fused-optim-demo.svg',
+    metavar: 'FILE',
+    help: 'where to write the loss/lr plot (SVG)',
+  },
+  checkpoint: {
+    type: 'string',
+    metavar: 'FILE',
+    help: 'keep the halfway checkpoint here (default: a temporary file, removed at the end)',
+  },
   'no-progress': { type: 'flag', help: 'no progress bar on stderr' },
   help: { type: 'flag', alias: 'h', help: 'show this help' },
 };
@@ -137,7 +180,12 @@ class BatchOrder {
 /** The MLP's four params (torch.nn.Linear's init) and float32 grads, on `device`. */
 class Mlp {
   readonly params: Parameter[];
-  readonly grads = [new Float32Array(HIDDEN * IN), new Float32Array(HIDDEN), new Float32Array(HIDDEN), new Float32Array(1)];
+  readonly grads = [
+    new Float32Array(HIDDEN * IN),
+    new Float32Array(HIDDEN),
+    new Float32Array(HIDDEN),
+    new Float32Array(1),
+  ];
   readonly #h = new Float32Array(HIDDEN);
 
   constructor(dtype: DType, device: DeviceName, seed: number) {
@@ -244,18 +292,28 @@ function makeSetup(model: Mlp, h: Hyper): Setup {
   const groups = noDecayParamGroups(model.params, { weightDecay: h.weightDecay });
   let optimizer: DemoOptimizer;
   if (h.name === 'lion') optimizer = new Lion(groups, { lr: h.lr, betas: [0.9, 0.99] });
-  else if (h.name === 'adamwdl') optimizer = new AdamWDL(groups, { lr: h.lr, betas: [0.9, 0.999], eps: 1e-8, layerwiseDecay: 0.8, nLayers: 2 });
+  else if (h.name === 'adamwdl')
+    optimizer = new AdamWDL(groups, { lr: h.lr, betas: [0.9, 0.999], eps: 1e-8, layerwiseDecay: 0.8, nLayers: 2 });
   else optimizer = new AdamW(groups, { lr: h.lr, betas: [0.9, 0.999], eps: 1e-8 });
   const scheduler = new TransformerLR(optimizer, { dModel: HIDDEN, warmupSteps: h.warmupSteps, factor: h.factor });
   return { optimizer, scheduler };
 }
 
 function describeOptimizer(s: Setup, h: Hyper): string {
-  const groups = s.optimizer.paramGroups.map((g) => `weight decay ${g.weightDecay} on ${g.params.map((p) => p.name.replace('encoder.layers.', 'L')).join(', ')}`);
-  const kind = h.name === 'lion' ? 'Lion, betas [0.9, 0.99]' : h.name === 'adamwdl' ? 'AdamWDL, betas [0.9, 0.999], layerwiseDecay 0.8, nLayers 2' : 'AdamW, betas [0.9, 0.999]';
+  const groups = s.optimizer.paramGroups.map(
+    (g) => `weight decay ${g.weightDecay} on ${g.params.map((p) => p.name.replace('encoder.layers.', 'L')).join(', ')}`,
+  );
+  const kind =
+    h.name === 'lion'
+      ? 'Lion, betas [0.9, 0.99]'
+      : h.name === 'adamwdl'
+        ? 'AdamWDL, betas [0.9, 0.999], layerwiseDecay 0.8, nLayers 2'
+        : 'AdamW, betas [0.9, 0.999]';
   let text = `${kind}, peak lr ${h.lr}; groups: ${groups.join('; ')}`;
   if (s.optimizer instanceof AdamWDL) {
-    const ratios = [...s.optimizer.ratios].map(([name, r]) => `${name.replace('encoder.layers.', 'L')} x${Number(r.ratio.toFixed(4))}`);
+    const ratios = [...s.optimizer.ratios].map(
+      ([name, r]) => `${name.replace('encoder.layers.', 'L')} x${Number(r.ratio.toFixed(4))}`,
+    );
     text += `\n           lr ratios (layer-wise decay): ${ratios.join(', ')}`;
   }
   return text;
@@ -315,7 +373,9 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   log('fused-optim demo');
   log(`backend:   ${fmtInfo(info)}; params on ${device}`);
   const model = new Mlp(dtype, device, seed + 1);
-  log(`model:     ${IN} -> ${HIDDEN} -> 1 tanh MLP, ${model.numel} params (${dtype}, grads float32), ${N_TRAIN} samples, batch ${BATCH}`);
+  log(
+    `model:     ${IN} -> ${HIDDEN} -> 1 tanh MLP, ${model.numel} params (${dtype}, grads float32), ${N_TRAIN} samples, batch ${BATCH}`,
+  );
   const first = makeSetup(model, h);
   log(`optimizer: ${describeOptimizer(first, h)}`);
   const lastLr = h.lr * Math.sqrt(h.warmupSteps / Math.max(steps - 1, h.warmupSteps));
@@ -345,7 +405,8 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     const savedLoss = model.loss(train, allRows, false);
     const savedLr = first.optimizer.paramGroups.map((g) => g.lr);
     await store.save(ckptPath, { params: model.params, optimizer: first.optimizer, scheduler: first.scheduler });
-    const where = store.kind === 'file' ? ` to ${ckptPath}${tempDir ? ' (temporary: --checkpoint FILE keeps it)' : ''}` : '';
+    const where =
+      store.kind === 'file' ? ` to ${ckptPath}${tempDir ? ' (temporary: --checkpoint FILE keeps it)' : ''}` : '';
     log(`checkpoint: step ${half} saved with ${store.description}${where}`);
 
     // The uninterrupted run goes on a few steps: the reference the resumed run must match.
@@ -382,16 +443,25 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
       bar?.update({ step, loss: r.loss, lr: r.lr }, step === steps);
     }
     const seconds = (performance.now() - started) / 1000;
-    const resumeOk = mismatches.length === 0 && same(loadedLoss, savedLoss) && loadedLr.every((v, i) => same(v, savedLr[i]));
+    const resumeOk =
+      mismatches.length === 0 && same(loadedLoss, savedLoss) && loadedLr.every((v, i) => same(v, savedLr[i]));
     if (resumeOk) {
-      log(`resume:    seamless: steps ${half + 1}-${half + check} of the resumed run have the same losses and lrs, bit for bit, as the uninterrupted run`);
+      log(
+        `resume:    seamless: steps ${half + 1}-${half + check} of the resumed run have the same losses and lrs, bit for bit, as the uninterrupted run`,
+      );
     } else {
-      log(`resume:    NOT seamless: the resumed run differs from the uninterrupted one:\n           ${mismatches.slice(0, 5).join('\n           ') || 'after loading'}`);
+      log(
+        `resume:    NOT seamless: the resumed run differs from the uninterrupted one:\n           ${mismatches.slice(0, 5).join('\n           ') || 'after loading'}`,
+      );
     }
 
     // --- Result and plot -------------------------------------------------------------------
     const finalLoss = resumed.loss(train, allRows, false);
-    const heldOut = resumed.loss(test, Array.from({ length: N_TEST }, (_, i) => i), false);
+    const heldOut = resumed.loss(
+      test,
+      Array.from({ length: N_TEST }, (_, i) => i),
+      false,
+    );
     const ratio = initialLoss / finalLoss;
     log(
       `result:    train loss ${initialLoss.toFixed(6)} -> ${finalLoss.toFixed(6)} (${ratio >= 1.05 ? `${ratio.toFixed(ratio >= 10 ? 0 : 1)}x lower` : 'did not fall'}), ` +

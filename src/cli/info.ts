@@ -68,16 +68,25 @@ export function runInfo(argv: readonly string[]): number {
     ]);
     if (info.backend !== 'cuda') rows.push(['', `not used: ${info.cudaError}`]);
   } else {
-    rows.push(['GPU', info.cudaCompiled ? `none usable: ${n.cudaError}` : 'not supported by this binary (built without CUDA)']);
+    rows.push([
+      'GPU',
+      info.cudaCompiled ? `none usable: ${n.cudaError}` : 'not supported by this binary (built without CUDA)',
+    ]);
   }
-  rows.push(['binary', `${relative(process.cwd(), binaryPath).startsWith('..') ? binaryPath : relative(process.cwd(), binaryPath)} (${binaryKind})`]);
+  rows.push([
+    'binary',
+    `${relative(process.cwd(), binaryPath).startsWith('..') ? binaryPath : relative(process.cwd(), binaryPath)} (${binaryKind})`,
+  ]);
   rows.push([
     'built with',
     info.cudaCompiled
       ? `CUDA ${cudaVersion(info.cudaRuntimeVersion) ?? '?'} runtime (linked statically: needs only the NVIDIA driver), GPU code ${info.cudaArchs}; CPU backend`
       : 'CPU backend only (no CUDA compiler at build time)',
   ]);
-  rows.push(['CPU threads', `${n.threads}${process.env.FUSED_OPTIM_THREADS ? ' (FUSED_OPTIM_THREADS)' : ' (set FUSED_OPTIM_THREADS to change)'}`]);
+  rows.push([
+    'CPU threads',
+    `${n.threads}${process.env.FUSED_OPTIM_THREADS ? ' (FUSED_OPTIM_THREADS)' : ' (set FUSED_OPTIM_THREADS to change)'}`,
+  ]);
   const width = Math.max(...rows.map(([k]) => k.length)) + 2;
   for (const [k, v] of rows) process.stdout.write(`${(k ? `${k}:` : '').padEnd(width)}${v}\n`);
   return 0;

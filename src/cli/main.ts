@@ -75,7 +75,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     const cmd = COMMANDS[rest[0]];
     if (!cmd) {
-      process.stderr.write(`fused-optim: unknown command ${JSON.stringify(rest[0])}${suggest(rest[0])}\n\n${usage()}\n`);
+      process.stderr.write(
+        `fused-optim: unknown command ${JSON.stringify(rest[0])}${suggest(rest[0])}\n\n${usage()}\n`,
+      );
       return 2;
     }
     process.stdout.write(`${cmd.usage()}\n`);
@@ -87,7 +89,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const cmd = COMMANDS[name];
   if (!cmd) {
-    process.stderr.write(`fused-optim: unknown command ${JSON.stringify(name)}${suggest(name)}\nRun \`fused-optim help\` for the commands.\n`);
+    process.stderr.write(
+      `fused-optim: unknown command ${JSON.stringify(name)}${suggest(name)}\nRun \`fused-optim help\` for the commands.\n`,
+    );
     return 2;
   }
   try {
@@ -95,7 +99,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (e) {
     if (e instanceof UsageError) {
       const first = cmd.usage().split('\n')[0];
-      process.stderr.write(`fused-optim ${name}: ${e.message}\n${first}\nRun \`fused-optim ${name} --help\` for the options.\n`);
+      process.stderr.write(
+        `fused-optim ${name}: ${e.message}\n${first}\nRun \`fused-optim ${name} --help\` for the options.\n`,
+      );
       return 2;
     }
     const message = e instanceof Error ? e.message : String(e);

@@ -32,9 +32,11 @@ interface Schedule {
   describe(o: ParsedOptions): string;
 }
 
-const totalSteps = (o: ParsedOptions) => (o['total-steps'] as number | undefined) ?? (o.steps as number | undefined) ?? 10_000;
+const totalSteps = (o: ParsedOptions) =>
+  (o['total-steps'] as number | undefined) ?? (o.steps as number | undefined) ?? 10_000;
 /** --warmup-steps, else `fallback` (transformer: 4000, as the paper), else 10% of the steps. */
-const warmup = (o: ParsedOptions, fallback?: number) => (o['warmup-steps'] as number | undefined) ?? fallback ?? Math.round(0.1 * totalSteps(o));
+const warmup = (o: ParsedOptions, fallback?: number) =>
+  (o['warmup-steps'] as number | undefined) ?? fallback ?? Math.round(0.1 * totalSteps(o));
 
 export const SCHEDULES: Record<string, Schedule> = {
   transformer: {
@@ -43,11 +45,17 @@ export const SCHEDULES: Record<string, Schedule> = {
     defaultLr: 1,
     defaultSteps: (o) => 5 * warmup(o, 4000),
     create: (opt, o) =>
-      new TransformerLR(opt, { dModel: (o['d-model'] as number | undefined) ?? 512, warmupSteps: warmup(o, 4000), factor: (o.factor as number | undefined) ?? 1 }),
-    describe: (o) => `TransformerLR(dModel ${(o['d-model'] as number | undefined) ?? 512}, warmupSteps ${warmup(o, 4000)}, factor ${(o.factor as number | undefined) ?? 1})`,
+      new TransformerLR(opt, {
+        dModel: (o['d-model'] as number | undefined) ?? 512,
+        warmupSteps: warmup(o, 4000),
+        factor: (o.factor as number | undefined) ?? 1,
+      }),
+    describe: (o) =>
+      `TransformerLR(dModel ${(o['d-model'] as number | undefined) ?? 512}, warmupSteps ${warmup(o, 4000)}, factor ${(o.factor as number | undefined) ?? 1})`,
   },
   'linear-warmup': {
-    about: 'linearWarmup (Hugging Face get_linear_schedule_with_warmup): 0 -> lr over the warmup, then linearly to 0 at --total-steps',
+    about:
+      'linearWarmup (Hugging Face get_linear_schedule_with_warmup): 0 -> lr over the warmup, then linearly to 0 at --total-steps',
     options: ['warmup-steps', 'total-steps'],
     defaultLr: 1e-3,
     defaultSteps: (o) => totalSteps(o),
@@ -55,12 +63,19 @@ export const SCHEDULES: Record<string, Schedule> = {
     describe: (o) => `linearWarmup(warmupSteps ${warmup(o)}, totalSteps ${totalSteps(o)})`,
   },
   'cosine-warmup': {
-    about: 'cosineWithWarmup (get_cosine_schedule_with_warmup): 0 -> lr over the warmup, then a cosine to 0 at --total-steps',
+    about:
+      'cosineWithWarmup (get_cosine_schedule_with_warmup): 0 -> lr over the warmup, then a cosine to 0 at --total-steps',
     options: ['warmup-steps', 'total-steps', 'num-cycles'],
     defaultLr: 1e-3,
     defaultSteps: (o) => totalSteps(o),
-    create: (opt, o) => cosineWithWarmup(opt, { warmupSteps: warmup(o), totalSteps: totalSteps(o), numCycles: (o['num-cycles'] as number | undefined) ?? 0.5 }),
-    describe: (o) => `cosineWithWarmup(warmupSteps ${warmup(o)}, totalSteps ${totalSteps(o)}, numCycles ${(o['num-cycles'] as number | undefined) ?? 0.5})`,
+    create: (opt, o) =>
+      cosineWithWarmup(opt, {
+        warmupSteps: warmup(o),
+        totalSteps: totalSteps(o),
+        numCycles: (o['num-cycles'] as number | undefined) ?? 0.5,
+      }),
+    describe: (o) =>
+      `cosineWithWarmup(warmupSteps ${warmup(o)}, totalSteps ${totalSteps(o)}, numCycles ${(o['num-cycles'] as number | undefined) ?? 0.5})`,
   },
   'constant-warmup': {
     about: 'constantWithWarmup (get_constant_schedule_with_warmup): 0 -> lr over the warmup, then constant',
@@ -71,15 +86,18 @@ export const SCHEDULES: Record<string, Schedule> = {
     describe: (o) => `constantWithWarmup(warmupSteps ${warmup(o)})`,
   },
   'inverse-sqrt-warmup': {
-    about: 'inverseSqrtWithWarmup (get_inverse_sqrt_schedule): 0 -> lr over the warmup, then lr / sqrt((s + shift) / timescale)',
+    about:
+      'inverseSqrtWithWarmup (get_inverse_sqrt_schedule): 0 -> lr over the warmup, then lr / sqrt((s + shift) / timescale)',
     options: ['warmup-steps', 'timescale'],
     defaultLr: 1e-3,
     defaultSteps: (o) => 10 * Math.max(1, warmup(o)),
-    create: (opt, o) => inverseSqrtWithWarmup(opt, { warmupSteps: warmup(o), timescale: o.timescale as number | undefined }),
-    describe: (o) => `inverseSqrtWithWarmup(warmupSteps ${warmup(o)}${o.timescale !== undefined ? `, timescale ${o.timescale}` : ''})`,
+    create: (opt, o) =>
+      inverseSqrtWithWarmup(opt, { warmupSteps: warmup(o), timescale: o.timescale as number | undefined }),
+    describe: (o) =>
+      `inverseSqrtWithWarmup(warmupSteps ${warmup(o)}${o.timescale !== undefined ? `, timescale ${o.timescale}` : ''})`,
   },
   linear: {
-    about: "LinearLR (torch): the factor goes linearly from --start-factor to --end-factor over --total-iters steps",
+    about: 'LinearLR (torch): the factor goes linearly from --start-factor to --end-factor over --total-iters steps',
     options: ['start-factor', 'end-factor', 'total-iters'],
     defaultLr: 1e-3,
     defaultSteps: (o) => Math.max(10, 2 * ((o['total-iters'] as number | undefined) ?? 5)),
@@ -90,34 +108,77 @@ export const SCHEDULES: Record<string, Schedule> = {
         totalIters: (o['total-iters'] as number | undefined) ?? 5,
       }),
     describe: (o) =>
-      `LinearLR(startFactor ${Number((((o['start-factor'] as number | undefined) ?? 1 / 3)).toFixed(4))}, endFactor ${(o['end-factor'] as number | undefined) ?? 1}, totalIters ${(o['total-iters'] as number | undefined) ?? 5})`,
+      `LinearLR(startFactor ${Number(((o['start-factor'] as number | undefined) ?? 1 / 3).toFixed(4))}, endFactor ${(o['end-factor'] as number | undefined) ?? 1}, totalIters ${(o['total-iters'] as number | undefined) ?? 5})`,
   },
   'cosine-annealing': {
     about: 'CosineAnnealingLR (torch): a cosine from lr down to --eta-min over --t-max steps, then back up',
     options: ['t-max', 'eta-min'],
     defaultLr: 1e-3,
     defaultSteps: (o) => 2 * ((o['t-max'] as number | undefined) ?? 1000),
-    create: (opt, o) => new CosineAnnealingLR(opt, { tMax: (o['t-max'] as number | undefined) ?? 1000, etaMin: (o['eta-min'] as number | undefined) ?? 0 }),
-    describe: (o) => `CosineAnnealingLR(tMax ${(o['t-max'] as number | undefined) ?? 1000}, etaMin ${(o['eta-min'] as number | undefined) ?? 0})`,
+    create: (opt, o) =>
+      new CosineAnnealingLR(opt, {
+        tMax: (o['t-max'] as number | undefined) ?? 1000,
+        etaMin: (o['eta-min'] as number | undefined) ?? 0,
+      }),
+    describe: (o) =>
+      `CosineAnnealingLR(tMax ${(o['t-max'] as number | undefined) ?? 1000}, etaMin ${(o['eta-min'] as number | undefined) ?? 0})`,
   },
 };
 
 export const PLOT_LR_OPTIONS: OptionSpecs = {
   steps: { type: 'int', min: 1, max: 10_000_000, help: 'steps to plot (default: a span that shows the whole shape)' },
-  lr: { type: 'number', min: 0, minExclusive: true, metavar: 'X', help: "the optimizer's base lr (default 1 for transformer, else 0.001)" },
+  lr: {
+    type: 'number',
+    min: 0,
+    minExclusive: true,
+    metavar: 'X',
+    help: "the optimizer's base lr (default 1 for transformer, else 0.001)",
+  },
   'warmup-steps': { type: 'int', min: 0, help: 'warmup length (default 4000 for transformer, else 10% of the steps)' },
   'd-model': { type: 'int', min: 1, help: 'transformer: the model width d_model (default 512)' },
-  factor: { type: 'number', min: 0, minExclusive: true, metavar: 'X', help: 'transformer: a constant multiplier (default 1)' },
-  'total-steps': { type: 'int', min: 1, help: 'linear-warmup, cosine-warmup: the step where the lr reaches 0 (default --steps or 10000)' },
-  'num-cycles': { type: 'number', min: 0, minExclusive: true, metavar: 'X', help: 'cosine-warmup: cosine waves after the warmup (default 0.5)' },
-  timescale: { type: 'int', min: 1, help: 'inverse-sqrt-warmup: the decay time scale (default: warmup steps, or 10000)' },
-  'start-factor': { type: 'number', min: 0, minExclusive: true, max: 1, metavar: 'X', help: 'linear: the factor at step 0 (default 1/3)' },
+  factor: {
+    type: 'number',
+    min: 0,
+    minExclusive: true,
+    metavar: 'X',
+    help: 'transformer: a constant multiplier (default 1)',
+  },
+  'total-steps': {
+    type: 'int',
+    min: 1,
+    help: 'linear-warmup, cosine-warmup: the step where the lr reaches 0 (default --steps or 10000)',
+  },
+  'num-cycles': {
+    type: 'number',
+    min: 0,
+    minExclusive: true,
+    metavar: 'X',
+    help: 'cosine-warmup: cosine waves after the warmup (default 0.5)',
+  },
+  timescale: {
+    type: 'int',
+    min: 1,
+    help: 'inverse-sqrt-warmup: the decay time scale (default: warmup steps, or 10000)',
+  },
+  'start-factor': {
+    type: 'number',
+    min: 0,
+    minExclusive: true,
+    max: 1,
+    metavar: 'X',
+    help: 'linear: the factor at step 0 (default 1/3)',
+  },
   'end-factor': { type: 'number', min: 0, max: 1, metavar: 'X', help: 'linear: the final factor (default 1)' },
   'total-iters': { type: 'int', min: 1, help: 'linear: steps from start to end factor (default 5)' },
   't-max': { type: 'int', min: 1, help: 'cosine-annealing: steps of one half cosine (default 1000)' },
   'eta-min': { type: 'number', min: 0, metavar: 'X', help: 'cosine-annealing: the lowest lr (default 0)' },
   log: { type: 'flag', help: 'log-scale lr axis' },
-  out: { type: 'string', alias: 'o', metavar: 'FILE', help: "the SVG to write, '-' for stdout (default lr-SCHEDULE.svg)" },
+  out: {
+    type: 'string',
+    alias: 'o',
+    metavar: 'FILE',
+    help: "the SVG to write, '-' for stdout (default lr-SCHEDULE.svg)",
+  },
   help: { type: 'flag', alias: 'h', help: 'show this help' },
 };
 
@@ -130,7 +191,10 @@ uses). Example:
 
 schedules:
 ${Object.entries(SCHEDULES)
-  .map(([name, s]) => `  ${name.padEnd(20)}${s.about}\n  ${''.padEnd(20)}options: ${s.options.map((k) => `--${k}`).join(', ')}`)
+  .map(
+    ([name, s]) =>
+      `  ${name.padEnd(20)}${s.about}\n  ${''.padEnd(20)}options: ${s.options.map((k) => `--${k}`).join(', ')}`,
+  )
   .join('\n')}
 
 options:
@@ -170,11 +234,14 @@ export function runPlotLr(argv: readonly string[]): number {
   if (positional.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(positional[1])}`);
   const name = positional[0];
   const schedule = SCHEDULES[name];
-  if (!schedule) throw new UsageError(`unknown schedule ${JSON.stringify(name)}; one of ${Object.keys(SCHEDULES).join(', ')}`);
+  if (!schedule)
+    throw new UsageError(`unknown schedule ${JSON.stringify(name)}; one of ${Object.keys(SCHEDULES).join(', ')}`);
   const common = new Set(['steps', 'lr', 'log', 'out', 'help']);
   for (const key of Object.keys(o)) {
     if (o[key] !== undefined && !common.has(key) && !schedule.options.includes(key)) {
-      throw new UsageError(`--${key} does not apply to ${name} (its options: ${schedule.options.map((k) => `--${k}`).join(', ')})`);
+      throw new UsageError(
+        `--${key} does not apply to ${name} (its options: ${schedule.options.map((k) => `--${k}`).join(', ')})`,
+      );
     }
   }
   const steps = (o.steps as number | undefined) ?? schedule.defaultSteps(o);
@@ -197,7 +264,9 @@ export function runPlotLr(argv: readonly string[]): number {
     process.stdout.write(svg);
   } else {
     writeFileSync(resolve(out), svg);
-    process.stdout.write(`${schedule.describe(o)}, base lr ${baseLr}, ${steps} steps: ${summary}\nwrote ${resolve(out)}\n`);
+    process.stdout.write(
+      `${schedule.describe(o)}, base lr ${baseLr}, ${steps} steps: ${summary}\nwrote ${resolve(out)}\n`,
+    );
   }
   return 0;
 }

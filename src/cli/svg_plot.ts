@@ -45,7 +45,10 @@ const FONT = 'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial,
 
 /** Escapes text for SVG content and attribute values. */
 export function escapeXml(s: string): string {
-  return s.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&#39;' })[c] as string);
+  return s.replace(
+    /[<>&"']/g,
+    (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&#39;' })[c] as string,
+  );
 }
 
 /** A short label for a tick value: 0.001, 2.5e-4, 20k, 1.2e6. */
@@ -108,7 +111,14 @@ function finiteRange(values: number[], log: boolean): [number, number] | undefin
   return lo <= hi ? [lo, hi] : undefined;
 }
 
-function makeScale(values: number[], opts: AxisOptions, pxLo: number, pxHi: number, padZero: boolean, headroom = true): Scale {
+function makeScale(
+  values: number[],
+  opts: AxisOptions,
+  pxLo: number,
+  pxHi: number,
+  padZero: boolean,
+  headroom = true,
+): Scale {
   const log = opts.log ?? false;
   const range = finiteRange(values, log);
   const dataHi = range?.[1];
@@ -137,11 +147,13 @@ function makeScale(values: number[], opts: AxisOptions, pxLo: number, pxHi: numb
     const step = ticks.length > 1 ? ticks[1] - ticks[0] : 0;
     if (step > 0) {
       lo = Math.min(lo, ticks[0]);
-      if (hi > ticks[ticks.length - 1] + step * 1e-9) ticks.push(Number((ticks[ticks.length - 1] + step).toPrecision(12)));
+      if (hi > ticks[ticks.length - 1] + step * 1e-9)
+        ticks.push(Number((ticks[ticks.length - 1] + step).toPrecision(12)));
       hi = Math.max(hi, ticks[ticks.length - 1]);
     }
     // Headroom above a curve whose maximum sits on the top tick, so its peak is not cut by the frame.
-    if (headroom && opts.max === undefined && dataHi !== undefined && dataHi >= hi - (hi - lo) * 0.01) hi += (hi - lo) * 0.04;
+    if (headroom && opts.max === undefined && dataHi !== undefined && dataHi >= hi - (hi - lo) * 0.01)
+      hi += (hi - lo) * 0.04;
   }
   const f = (v: number) => (log ? Math.log10(v) : v);
   const a = f(lo);
@@ -182,7 +194,11 @@ const r2 = (v: number) => Math.round(v * 100) / 100;
 export function renderSvg(o: PlotOptions): string {
   const W = o.width ?? 900;
   const H = o.height ?? 500;
-  const series = o.series.map((s, i) => ({ ...s, axis: s.axis ?? 'left', color: s.color ?? PALETTE[i % PALETTE.length] }));
+  const series = o.series.map((s, i) => ({
+    ...s,
+    axis: s.axis ?? 'left',
+    color: s.color ?? PALETTE[i % PALETTE.length],
+  }));
   const hasRight = series.some((s) => s.axis === 'right');
   const top = (o.title ? 44 : 16) + (o.subtitle ? 16 : 0) + 26; // title, subtitle, legend row
   const margin = { top, right: hasRight ? 84 : 24, bottom: 56, left: 84 };
@@ -195,31 +211,54 @@ export function renderSvg(o: PlotOptions): string {
 
   const xs = series.flatMap((s) => Array.from(s.x));
   const xScale = makeScale(xs.concat((o.markers ?? []).map((m) => m.x)), {}, x0, x1, true, false);
-  const yLeft = makeScale(series.filter((s) => s.axis === 'left').flatMap((s) => Array.from(s.y)), o.left ?? {}, y0, y1, true);
-  const yRight = makeScale(series.filter((s) => s.axis === 'right').flatMap((s) => Array.from(s.y)), o.right ?? {}, y0, y1, true);
+  const yLeft = makeScale(
+    series.filter((s) => s.axis === 'left').flatMap((s) => Array.from(s.y)),
+    o.left ?? {},
+    y0,
+    y1,
+    true,
+  );
+  const yRight = makeScale(
+    series.filter((s) => s.axis === 'right').flatMap((s) => Array.from(s.y)),
+    o.right ?? {},
+    y0,
+    y1,
+    true,
+  );
 
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ${FONT} font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ${FONT} font-size="12">`,
+  );
   out.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`);
   let ty = 26;
   if (o.title) {
-    out.push(`<text x="${W / 2}" y="${ty}" text-anchor="middle" font-size="16" font-weight="600" fill="#222">${escapeXml(o.title)}</text>`);
+    out.push(
+      `<text x="${W / 2}" y="${ty}" text-anchor="middle" font-size="16" font-weight="600" fill="#222">${escapeXml(o.title)}</text>`,
+    );
     ty += 18;
   }
-  if (o.subtitle) out.push(`<text x="${W / 2}" y="${ty}" text-anchor="middle" font-size="12" fill="#666">${escapeXml(o.subtitle)}</text>`);
+  if (o.subtitle)
+    out.push(
+      `<text x="${W / 2}" y="${ty}" text-anchor="middle" font-size="12" fill="#666">${escapeXml(o.subtitle)}</text>`,
+    );
 
   // Grid and ticks. Horizontal grid lines follow the left axis (or the right one alone).
   const gridY = series.some((s) => s.axis === 'left') ? yLeft : yRight;
   out.push('<g stroke="#e6e6e6" stroke-width="1">');
-  for (const t of gridY.ticks) out.push(`<line x1="${x0}" x2="${x1}" y1="${r2(gridY.toPx(t))}" y2="${r2(gridY.toPx(t))}"/>`);
-  for (const t of xScale.ticks) out.push(`<line x1="${r2(xScale.toPx(t))}" x2="${r2(xScale.toPx(t))}" y1="${y1}" y2="${y0}"/>`);
+  for (const t of gridY.ticks)
+    out.push(`<line x1="${x0}" x2="${x1}" y1="${r2(gridY.toPx(t))}" y2="${r2(gridY.toPx(t))}"/>`);
+  for (const t of xScale.ticks)
+    out.push(`<line x1="${r2(xScale.toPx(t))}" x2="${r2(xScale.toPx(t))}" y1="${y1}" y2="${y0}"/>`);
   out.push('</g>');
   out.push(`<rect x="${x0}" y="${y1}" width="${plotW}" height="${plotH}" fill="none" stroke="#888" stroke-width="1"/>`);
 
   out.push('<g fill="#444">');
   for (const t of xScale.ticks) {
     const px = r2(xScale.toPx(t));
-    out.push(`<line x1="${px}" x2="${px}" y1="${y0}" y2="${y0 + 5}" stroke="#888"/><text x="${px}" y="${y0 + 18}" text-anchor="middle">${formatTick(t)}</text>`);
+    out.push(
+      `<line x1="${px}" x2="${px}" y1="${y0}" y2="${y0 + 5}" stroke="#888"/><text x="${px}" y="${y0 + 18}" text-anchor="middle">${formatTick(t)}</text>`,
+    );
   }
   const axisColor = (side: 'left' | 'right') => {
     const on = series.filter((s) => s.axis === side);
@@ -239,19 +278,26 @@ export function renderSvg(o: PlotOptions): string {
     if (label) {
       const lx = side === 'left' ? 20 : W - 14;
       const ly = (y0 + y1) / 2;
-      out.push(`<text x="${lx}" y="${ly}" transform="rotate(-90 ${lx} ${ly})" text-anchor="middle" font-size="13" fill="${color}">${escapeXml(label)}${scale.log ? ' (log scale)' : ''}</text>`);
+      out.push(
+        `<text x="${lx}" y="${ly}" transform="rotate(-90 ${lx} ${ly})" text-anchor="middle" font-size="13" fill="${color}">${escapeXml(label)}${scale.log ? ' (log scale)' : ''}</text>`,
+      );
     }
   };
   if (series.some((s) => s.axis === 'left')) drawY(yLeft, 'left', o.left?.label);
   if (hasRight) drawY(yRight, 'right', o.right?.label);
-  if (o.xLabel) out.push(`<text x="${(x0 + x1) / 2}" y="${H - 14}" text-anchor="middle" font-size="13">${escapeXml(o.xLabel)}</text>`);
+  if (o.xLabel)
+    out.push(
+      `<text x="${(x0 + x1) / 2}" y="${H - 14}" text-anchor="middle" font-size="13">${escapeXml(o.xLabel)}</text>`,
+    );
   out.push('</g>');
 
   // Markers: dashed vertical lines, labelled near the bottom (after the curves, on a halo).
   const markerLabels: string[] = [];
   for (const m of o.markers ?? []) {
     const px = r2(xScale.toPx(m.x));
-    out.push(`<line x1="${px}" x2="${px}" y1="${y1}" y2="${y0}" stroke="#555" stroke-width="1.25" stroke-dasharray="6 4"/>`);
+    out.push(
+      `<line x1="${px}" x2="${px}" y1="${y1}" y2="${y0}" stroke="#555" stroke-width="1.25" stroke-dasharray="6 4"/>`,
+    );
     const right = px + 6 + 7 * m.label.length < x1;
     markerLabels.push(
       `<text x="${right ? px + 6 : px - 6}" y="${y0 - 10}" text-anchor="${right ? 'start' : 'end'}" fill="#333" font-size="12" ` +
@@ -274,7 +320,9 @@ export function renderSvg(o: PlotOptions): string {
       d += `${pen ? 'L' : 'M'}${r2(xScale.toPx(x))} ${r2(scale.toPx(y))}`;
       pen = true;
     }
-    out.push(`<path d="${d}" stroke="${s.color}" stroke-width="${s.width ?? 1.75}"${s.dashed ? ' stroke-dasharray="7 4"' : ''}/>`);
+    out.push(
+      `<path d="${d}" stroke="${s.color}" stroke-width="${s.width ?? 1.75}"${s.dashed ? ' stroke-dasharray="7 4"' : ''}/>`,
+    );
   }
   out.push('</g>');
   out.push(...markerLabels);

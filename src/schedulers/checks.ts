@@ -20,7 +20,8 @@ export function checkOptionsObject(value: unknown, what: string): Record<string,
 
 export function checkNumberArray(value: unknown, what: string, length: number, min = 0): number[] {
   if (!Array.isArray(value)) throw new TypeError(`${what} must be an array of numbers, got ${describe(value)}`);
-  if (value.length !== length) throw new RangeError(`${what} has ${value.length} entries but ${length} were expected (one per param group)`);
+  if (value.length !== length)
+    throw new RangeError(`${what} has ${value.length} entries but ${length} were expected (one per param group)`);
   return value.map((v, i) => checkFiniteNumber(v, `${what}[${i}]`, { min }));
 }
 

@@ -21,7 +21,11 @@ export class LambdaLR extends LRScheduler {
   /** One lambda per param group (a single lambda is shared by every group). */
   declare readonly lrLambdas: readonly LrLambda[];
 
-  constructor(optimizer: SchedulableOptimizer, lrLambda: LrLambda | readonly LrLambda[], options: SchedulerOptions = {}) {
+  constructor(
+    optimizer: SchedulableOptimizer,
+    lrLambda: LrLambda | readonly LrLambda[],
+    options: SchedulerOptions = {},
+  ) {
     const name = new.target.name;
     checkOptimizer(optimizer, name);
     super(optimizer, options, { lrLambdas: normalizeLambdas(lrLambda, optimizer.paramGroups.length, name) });
@@ -47,11 +51,15 @@ export class LambdaLR extends LRScheduler {
     if (saved !== undefined) {
       if (!Array.isArray(saved)) throw new TypeError(`${where}: lr_lambdas must be an array, got ${describe(saved)}`);
       if (saved.length !== this.lrLambdas.length) {
-        throw new RangeError(`${where}: lr_lambdas has ${saved.length} entries but the scheduler has ${this.lrLambdas.length} lambdas`);
+        throw new RangeError(
+          `${where}: lr_lambdas has ${saved.length} entries but the scheduler has ${this.lrLambdas.length} lambdas`,
+        );
       }
       saved.forEach((entry, i) => {
         if (entry !== null) {
-          throw new TypeError(`${where}: lr_lambdas[${i}] holds the state of a Python callable object, which a JavaScript lambda cannot take`);
+          throw new TypeError(
+            `${where}: lr_lambdas[${i}] holds the state of a Python callable object, which a JavaScript lambda cannot take`,
+          );
         }
       });
     }
@@ -66,14 +74,17 @@ function checkedFactor(lambdas: readonly LrLambda[], i: number, step: number, na
   if (typeof f === 'number' && Number.isFinite(f) && f >= 0) return f;
   // One lambda shared by every group is named without an index.
   const who = `${name}: lrLambda${lambdas.every((l) => l === lambdas[0]) ? '' : `[${i}]`}`;
-  if (typeof f !== 'number') throw new TypeError(`${who} returned ${describe(f)} at step ${step}; it must return a number`);
+  if (typeof f !== 'number')
+    throw new TypeError(`${who} returned ${describe(f)} at step ${step}; it must return a number`);
   throw new RangeError(`${who} returned ${f} at step ${step}; the factor must be a finite number >= 0`);
 }
 
 function normalizeLambdas(lrLambda: unknown, groups: number, name: string): LrLambda[] {
   if (typeof lrLambda === 'function') return new Array<LrLambda>(groups).fill(lrLambda as LrLambda);
   if (!Array.isArray(lrLambda)) {
-    throw new TypeError(`${name}: lrLambda must be a function or an array of functions (one per param group), got ${describe(lrLambda)}`);
+    throw new TypeError(
+      `${name}: lrLambda must be a function or an array of functions (one per param group), got ${describe(lrLambda)}`,
+    );
   }
   if (lrLambda.length !== groups) {
     throw new RangeError(`${name}: expected ${groups} lr lambdas (one per param group), got ${lrLambda.length}`);

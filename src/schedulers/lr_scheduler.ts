@@ -223,7 +223,8 @@ export abstract class LRScheduler {
 
   #checkLrs(values: unknown): asserts values is number[] {
     const name = this.constructor.name;
-    if (!Array.isArray(values)) throw new TypeError(`${name}: computeLr() must return an array of numbers, got ${describe(values)}`);
+    if (!Array.isArray(values))
+      throw new TypeError(`${name}: computeLr() must return an array of numbers, got ${describe(values)}`);
     values.forEach((v, i) => {
       if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
         throw new RangeError(
@@ -258,6 +259,7 @@ export function checkOptimizer(optimizer: unknown, name: string): asserts optimi
   }
   (optimizer.paramGroups as ParamGroup[]).forEach((g, i) => {
     checkFiniteNumber(g.lr, `${name}: optimizer.paramGroups[${i}].lr`, { min: 0 });
-    if (g.initialLr !== undefined) checkFiniteNumber(g.initialLr, `${name}: optimizer.paramGroups[${i}].initialLr`, { min: 0 });
+    if (g.initialLr !== undefined)
+      checkFiniteNumber(g.initialLr, `${name}: optimizer.paramGroups[${i}].initialLr`, { min: 0 });
   });
 }

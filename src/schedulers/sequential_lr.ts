@@ -80,9 +80,12 @@ export class SequentialLR extends LRScheduler {
     const lastEpoch = checkInteger(sd.last_epoch, `${where}: last_epoch`, -1);
     const lastLrs = checkNumberArray(sd._last_lr, `${where}: _last_lr`, this.lastLrs.length);
     const saved = sd._schedulers;
-    if (!Array.isArray(saved)) throw new TypeError(`${where}: _schedulers must be an array of state dicts, got ${describe(saved)}`);
+    if (!Array.isArray(saved))
+      throw new TypeError(`${where}: _schedulers must be an array of state dicts, got ${describe(saved)}`);
     if (saved.length !== this.schedulers.length) {
-      throw new RangeError(`${where}: _schedulers has ${saved.length} entries but the SequentialLR has ${this.schedulers.length} schedulers`);
+      throw new RangeError(
+        `${where}: _schedulers has ${saved.length} entries but the SequentialLR has ${this.schedulers.length} schedulers`,
+      );
     }
     const commits = this.schedulers.map((s, i) => s[PARSE_STATE_DICT](saved[i], `${where}: _schedulers[${i}]`));
     return () => {
@@ -115,18 +118,28 @@ export class SequentialLR extends LRScheduler {
 
 function checkSequence(optimizer: SchedulableOptimizer, schedulers: unknown, milestones: unknown, name: string) {
   if (!Array.isArray(schedulers) || schedulers.length === 0) {
-    throw new TypeError(`${name}: options.schedulers must be a non-empty array of schedulers, got ${describe(schedulers)}`);
+    throw new TypeError(
+      `${name}: options.schedulers must be a non-empty array of schedulers, got ${describe(schedulers)}`,
+    );
   }
   schedulers.forEach((s, i) => {
-    if (!(s instanceof LRScheduler)) throw new TypeError(`${name}: options.schedulers[${i}] is not a scheduler, got ${describe(s)}`);
-    if (s instanceof SequentialLR) throw new TypeError(`${name}: options.schedulers[${i}] is a SequentialLR; they do not nest`);
+    if (!(s instanceof LRScheduler))
+      throw new TypeError(`${name}: options.schedulers[${i}] is not a scheduler, got ${describe(s)}`);
+    if (s instanceof SequentialLR)
+      throw new TypeError(`${name}: options.schedulers[${i}] is a SequentialLR; they do not nest`);
     if (s.optimizer !== optimizer) {
-      throw new Error(`${name}: options.schedulers[${i}] drives a different optimizer; every scheduler must belong to the one passed in`);
+      throw new Error(
+        `${name}: options.schedulers[${i}] drives a different optimizer; every scheduler must belong to the one passed in`,
+      );
     }
   });
-  if (new Set(schedulers).size !== schedulers.length) throw new Error(`${name}: options.schedulers lists a scheduler twice`);
+  if (new Set(schedulers).size !== schedulers.length)
+    throw new Error(`${name}: options.schedulers lists a scheduler twice`);
   optimizer.paramGroups.forEach((g, i) => {
-    if (g.initialLr === undefined) throw new Error(`${name}: optimizer.paramGroups[${i}] has no initialLr (it was added after the schedulers were created)`);
+    if (g.initialLr === undefined)
+      throw new Error(
+        `${name}: optimizer.paramGroups[${i}] has no initialLr (it was added after the schedulers were created)`,
+      );
   });
   return {
     schedulers: [...schedulers] as LRScheduler[],

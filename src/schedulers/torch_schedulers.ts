@@ -55,7 +55,12 @@ export class LinearLR extends LRScheduler {
   }
 
   override stateDict(): LinearLRStateDict {
-    return { start_factor: this.startFactor, end_factor: this.endFactor, total_iters: this.totalIters, ...this.baseStateDict() };
+    return {
+      start_factor: this.startFactor,
+      end_factor: this.endFactor,
+      total_iters: this.totalIters,
+      ...this.baseStateDict(),
+    };
   }
 
   override [PARSE_STATE_DICT](stateDict: unknown, where: string): () => void {
@@ -73,7 +78,8 @@ function checkLinear(start: unknown, end: unknown, total: unknown, prefix: strin
   const key = (camel: string, snakeName: string) => `${prefix}${snake ? snakeName : camel}`;
   // torch 1.13 accepts a start factor of 0 and then divides by zero at step 1; torch 2 rejects it.
   const startFactor = checkFiniteNumber(start, key('startFactor', 'start_factor'), { min: 0, minExclusive: true });
-  if (startFactor > 1) throw new RangeError(`${key('startFactor', 'start_factor')} must be in (0, 1], got ${startFactor}`);
+  if (startFactor > 1)
+    throw new RangeError(`${key('startFactor', 'start_factor')} must be in (0, 1], got ${startFactor}`);
   const endFactor = checkFiniteNumber(end, key('endFactor', 'end_factor'), { min: 0 });
   if (endFactor > 1) throw new RangeError(`${key('endFactor', 'end_factor')} must be in [0, 1], got ${endFactor}`);
   const totalIters = checkInteger(total, key('totalIters', 'total_iters'), 1);
@@ -99,8 +105,13 @@ export class CosineAnnealingLR extends LRScheduler {
   constructor(optimizer: SchedulableOptimizer, options: CosineAnnealingLROptions) {
     const name = new.target.name;
     const opts = checkOptionsObject(options, `${name}: options`);
-    if (opts.tMax === undefined) throw new TypeError(`${name}: options.tMax is required (the steps of one half cosine)`);
-    super(optimizer, { lastEpoch: opts.lastEpoch as number | undefined }, checkCosine(opts.tMax, opts.etaMin ?? 0, `${name}: options.`, false));
+    if (opts.tMax === undefined)
+      throw new TypeError(`${name}: options.tMax is required (the steps of one half cosine)`);
+    super(
+      optimizer,
+      { lastEpoch: opts.lastEpoch as number | undefined },
+      checkCosine(opts.tMax, opts.etaMin ?? 0, `${name}: options.`, false),
+    );
   }
 
   protected computeLr(): number[] {
@@ -118,7 +129,8 @@ export class CosineAnnealingLR extends LRScheduler {
       return baseLrs.slice(0, n).map((b, i) => groups[i].lr + ((b - etaMin) * (1 - Math.cos(Math.PI / tMax))) / 2);
     }
     return groups.map(
-      (g) => ((1 + Math.cos((Math.PI * e) / tMax)) / (1 + Math.cos((Math.PI * (e - 1)) / tMax))) * (g.lr - etaMin) + etaMin,
+      (g) =>
+        ((1 + Math.cos((Math.PI * e) / tMax)) / (1 + Math.cos((Math.PI * (e - 1)) / tMax))) * (g.lr - etaMin) + etaMin,
     );
   }
 

@@ -40,7 +40,8 @@ export class TransformerLR extends LambdaLR {
   constructor(optimizer: SchedulableOptimizer, options: TransformerLROptions) {
     const name = new.target.name;
     const opts = checkOptionsObject(options, `${name}: options`);
-    if (opts.dModel === undefined) throw new TypeError(`${name}: options.dModel is required (the model width, e.g. 512)`);
+    if (opts.dModel === undefined)
+      throw new TypeError(`${name}: options.dModel is required (the model width, e.g. 512)`);
     const shape = checkShape(opts.dModel, opts.warmupSteps ?? 4000, opts.factor ?? 1, `${name}: options.`);
     super(optimizer, (step) => transformerLrFactor(step, shape), { lastEpoch: opts.lastEpoch as number | undefined });
     this.#shape = shape;
@@ -70,7 +71,9 @@ export class TransformerLR extends LambdaLR {
     const present = ['d_model', 'warmup_steps', 'factor'].filter((k) => sd[k] !== undefined);
     if (present.length === 0) return commit;
     if (present.length !== 3) {
-      throw new TypeError(`${where}: d_model, warmup_steps and factor go together; the dict has only ${present.join(', ')}`);
+      throw new TypeError(
+        `${where}: d_model, warmup_steps and factor go together; the dict has only ${present.join(', ')}`,
+      );
     }
     const shape = checkShape(sd.d_model, sd.warmup_steps, sd.factor, `${where}: `, true);
     return () => {
@@ -82,10 +85,13 @@ export class TransformerLR extends LambdaLR {
 
 function checkShape(dModel: unknown, warmupSteps: unknown, factor: unknown, prefix: string, snake = false): Shape {
   const key = (camel: string, snakeName: string) => `${prefix}${snake ? snakeName : camel}`;
-  if (typeof dModel !== 'number') throw new TypeError(`${key('dModel', 'd_model')} must be a positive integer, got ${describe(dModel)}`);
+  if (typeof dModel !== 'number')
+    throw new TypeError(`${key('dModel', 'd_model')} must be a positive integer, got ${describe(dModel)}`);
   checkInteger(dModel, key('dModel', 'd_model'), 1);
   if (typeof warmupSteps !== 'number') {
-    throw new TypeError(`${key('warmupSteps', 'warmup_steps')} must be a positive integer, got ${describe(warmupSteps)}`);
+    throw new TypeError(
+      `${key('warmupSteps', 'warmup_steps')} must be a positive integer, got ${describe(warmupSteps)}`,
+    );
   }
   checkInteger(warmupSteps, key('warmupSteps', 'warmup_steps'), 1);
   checkFiniteNumber(factor, key('factor', 'factor'), { min: 0, minExclusive: true });

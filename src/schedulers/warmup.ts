@@ -45,7 +45,10 @@ export function cosineWithWarmup(optimizer: SchedulableOptimizer, options: Cosin
   const o = checkOptionsObject(options, 'cosineWithWarmup: options');
   const w = warmup(o, 'cosineWithWarmup');
   const t = total(o, w, 'cosineWithWarmup');
-  const cycles = checkFiniteNumber(o.numCycles ?? 0.5, 'cosineWithWarmup: options.numCycles', { min: 0, minExclusive: true });
+  const cycles = checkFiniteNumber(o.numCycles ?? 0.5, 'cosineWithWarmup: options.numCycles', {
+    min: 0,
+    minExclusive: true,
+  });
   return new LambdaLR(
     optimizer,
     (s) => {
@@ -68,13 +71,20 @@ export function constantWithWarmup(optimizer: SchedulableOptimizer, options: Con
  * transformers' get_inverse_sqrt_schedule: 0 -> 1 over warmup, then 1 / sqrt((s + shift) / timescale)
  * with shift = timescale - warmupSteps, so the decay starts at exactly 1.
  */
-export function inverseSqrtWithWarmup(optimizer: SchedulableOptimizer, options: InverseSqrtWithWarmupOptions): LambdaLR {
+export function inverseSqrtWithWarmup(
+  optimizer: SchedulableOptimizer,
+  options: InverseSqrtWithWarmupOptions,
+): LambdaLR {
   const o = checkOptionsObject(options, 'inverseSqrtWithWarmup: options');
   const w = warmup(o, 'inverseSqrtWithWarmup');
   // transformers: `timescale = num_warmup_steps or 10_000`.
   const timescale = checkInteger(o.timescale ?? (w || 10_000), 'inverseSqrtWithWarmup: options.timescale', 1);
   const shift = timescale - w;
-  return new LambdaLR(optimizer, (s) => (s < w ? s / Math.max(1, w) : 1 / Math.sqrt((s + shift) / timescale)), lastEpochOf(o));
+  return new LambdaLR(
+    optimizer,
+    (s) => (s < w ? s / Math.max(1, w) : 1 / Math.sqrt((s + shift) / timescale)),
+    lastEpochOf(o),
+  );
 }
 
 function warmup(o: Record<string, unknown>, name: string): number {
@@ -83,9 +93,11 @@ function warmup(o: Record<string, unknown>, name: string): number {
 }
 
 function total(o: Record<string, unknown>, warmupSteps: number, name: string): number {
-  if (o.totalSteps === undefined) throw new TypeError(`${name}: options.totalSteps is required (the step at which the lr reaches 0)`);
+  if (o.totalSteps === undefined)
+    throw new TypeError(`${name}: options.totalSteps is required (the step at which the lr reaches 0)`);
   const t = checkInteger(o.totalSteps, `${name}: options.totalSteps`, 1);
-  if (t < warmupSteps) throw new RangeError(`${name}: options.totalSteps (${t}) must be >= options.warmupSteps (${warmupSteps})`);
+  if (t < warmupSteps)
+    throw new RangeError(`${name}: options.totalSteps (${t}) must be >= options.warmupSteps (${warmupSteps})`);
   return t;
 }
 

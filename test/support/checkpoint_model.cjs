@@ -16,7 +16,15 @@ const { createHash } = require('node:crypto');
 
 const KINDS = ['AdamW', 'AdamWDL', 'Lion'];
 const DTYPES = ['float32', 'float16', 'bfloat16'];
-const SCHEDULERS = ['none', 'TransformerLR', 'LambdaLR', 'LinearLR', 'CosineAnnealingLR', 'SequentialLR', 'linearWarmup'];
+const SCHEDULERS = [
+  'none',
+  'TransformerLR',
+  'LambdaLR',
+  'LinearLR',
+  'CosineAnnealingLR',
+  'SequentialLR',
+  'linearWarmup',
+];
 
 /** mulberry32: reproducible uniform numbers in [0, 1). */
 function rng(seed) {
@@ -46,9 +54,18 @@ const SPECS = [
 ];
 
 const GROUPS = {
-  AdamW: [{ lr: 0.03, weightDecay: 0.1, amsgrad: true }, { lr: 0.02, weightDecay: 0.01, maximize: true }],
-  AdamWDL: [{ lr: 0.03, weightDecay: 0.1, amsgrad: true }, { lr: 0.02, weightDecay: 0.01 }],
-  Lion: [{ lr: 0.01, weightDecay: 5e-4 }, { lr: 0.02, betas: [0.95, 0.98], weightDecay: 0 }],
+  AdamW: [
+    { lr: 0.03, weightDecay: 0.1, amsgrad: true },
+    { lr: 0.02, weightDecay: 0.01, maximize: true },
+  ],
+  AdamWDL: [
+    { lr: 0.03, weightDecay: 0.1, amsgrad: true },
+    { lr: 0.02, weightDecay: 0.01 },
+  ],
+  Lion: [
+    { lr: 0.01, weightDecay: 5e-4 },
+    { lr: 0.02, betas: [0.95, 0.98], weightDecay: 0 },
+  ],
 };
 
 /**
@@ -64,7 +81,10 @@ function build(lib, o) {
   const params = SPECS.map(
     (s) =>
       new lib.Parameter(
-        lib.Tensor.from(values(s.shape.reduce((a, b) => a * b, 1) * scale, next, 0.5), { dtype, shape: [s.shape[0] * scale, ...s.shape.slice(1)] }),
+        lib.Tensor.from(values(s.shape.reduce((a, b) => a * b, 1) * scale, next, 0.5), {
+          dtype,
+          shape: [s.shape[0] * scale, ...s.shape.slice(1)],
+        }),
         { name: s.name },
       ),
   );
@@ -108,7 +128,9 @@ function build(lib, o) {
     default:
       throw new Error(`unknown scheduler ${scheduler}`);
   }
-  const gradTensors = params.map((p, i) => lib.Tensor.zeros(p.data.shape, { dtype: SPECS[i].grad === 'own' ? dtype : 'float32' }));
+  const gradTensors = params.map((p, i) =>
+    lib.Tensor.zeros(p.data.shape, { dtype: SPECS[i].grad === 'own' ? dtype : 'float32' }),
+  );
   /** Gives every param its grad for step `s` (the same in every process for every init). */
   function grads(s) {
     const g = rng(1000 + s);
@@ -133,7 +155,10 @@ function build(lib, o) {
 }
 
 function hashBits(a) {
-  return createHash('sha1').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest('hex').slice(0, 16);
+  return createHash('sha1')
+    .update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** Everything a resume must reproduce, with buffers as hashes of their bits, by param name. */
@@ -151,7 +176,12 @@ function fingerprint(m) {
   for (const [i, s] of Object.entries(sd.state)) state[flat[Number(i)].name] = walk(s);
   const { state: _s, param_groups, ...others } = sd;
   return {
-    params: Object.fromEntries(m.params.map((p) => [p.name, `${p.data.dtype}:${hashBits(p.data.dtype === 'float32' ? p.data.toFloat32Array() : p.data.toBits())}`])),
+    params: Object.fromEntries(
+      m.params.map((p) => [
+        p.name,
+        `${p.data.dtype}:${hashBits(p.data.dtype === 'float32' ? p.data.toFloat32Array() : p.data.toBits())}`,
+      ]),
+    ),
     state,
     groups: param_groups.map((g, gi) => ({ ...g, params: m.opt.paramGroups[gi].params.map((p) => p.name).sort() })),
     others: walk(others),
@@ -189,7 +219,8 @@ if (require.main === module) {
       const tensors = {};
       for (let step = Number(from); step < Number(to); step++) {
         m.grads(step);
-        for (const p of m.params) if (p.grad) tensors[`grad.${step}.${p.name}`] = { data: p.grad.toFloat32Array(), shape: [...p.data.shape] };
+        for (const p of m.params)
+          if (p.grad) tensors[`grad.${step}.${p.name}`] = { data: p.grad.toFloat32Array(), shape: [...p.data.shape] };
       }
       await lib.writeSafetensors(rest[0], tensors);
       return;
@@ -200,7 +231,13 @@ if (require.main === module) {
     for (let i = 0; i < rest.length; i += 2) args[rest[i]] = rest[i + 1];
     if (args.load) await lib.loadCheckpoint(args.load, { params: m.params, optimizer: m.opt, scheduler: m.sched });
     m.train(Number(from), Number(to));
-    if (args.save) await lib.saveCheckpoint(args.save, { params: m.params, optimizer: m.opt, scheduler: m.sched, extra: { step: Number(to) } });
+    if (args.save)
+      await lib.saveCheckpoint(args.save, {
+        params: m.params,
+        optimizer: m.opt,
+        scheduler: m.sched,
+        extra: { step: Number(to) },
+      });
     process.stdout.write(`${JSON.stringify({ fingerprint: fingerprint(m) })}\n`);
   })().catch((e) => {
     process.stderr.write(`${e.stack}\n`);

@@ -2,7 +2,8 @@
 import type { DType, Parameter } from '../../src/index';
 
 export type Kind = 'AdamW' | 'AdamWDL' | 'Lion';
-export type SchedulerKind = 'none' | 'TransformerLR' | 'LambdaLR' | 'LinearLR' | 'CosineAnnealingLR' | 'SequentialLR' | 'linearWarmup';
+export type SchedulerKind =
+  'none' | 'TransformerLR' | 'LambdaLR' | 'LinearLR' | 'CosineAnnealingLR' | 'SequentialLR' | 'linearWarmup';
 
 export interface ModelOptions {
   kind: Kind;

@@ -5,14 +5,21 @@ import { createHash } from 'node:crypto';
 import type { Parameter } from '../../src/index';
 
 export function hashBits(a: ArrayBufferView): string {
-  return createHash('sha1').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest('hex').slice(0, 16);
+  return createHash('sha1')
+    .update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 export function paramHash(p: Parameter): string {
   return `${p.data.dtype}:${hashBits(p.data.dtype === 'float32' ? p.data.toFloat32Array() : p.data.toBits())}`;
 }
 
-type AnyDict = { state: Record<string, Record<string, unknown>>; param_groups: Array<Record<string, unknown>>; [k: string]: unknown };
+type AnyDict = {
+  state: Record<string, Record<string, unknown>>;
+  param_groups: Array<Record<string, unknown>>;
+  [k: string]: unknown;
+};
 
 /** The state dict with every typed array replaced by `dtype:length:hash`. */
 export function dictFingerprint(sd: unknown): unknown {
@@ -32,7 +39,11 @@ export interface HasStateDict {
 }
 
 /** Everything a resume must reproduce: param bits, the optimizer's dict, its live groups. */
-export function fingerprint(opt: HasStateDict | undefined, params: readonly Parameter[], scheduler?: { stateDict(): unknown }): Record<string, unknown> {
+export function fingerprint(
+  opt: HasStateDict | undefined,
+  params: readonly Parameter[],
+  scheduler?: { stateDict(): unknown },
+): Record<string, unknown> {
   return {
     params: Object.fromEntries(params.map((p) => [p.name, paramHash(p)])),
     ...(opt

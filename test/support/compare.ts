@@ -4,7 +4,11 @@ export function bitsOf(a: Float32Array): Uint32Array {
 }
 
 /** Throws unless a and b hold the same bit patterns. */
-export function expectSameBits(actual: Uint32Array | Uint16Array, expected: Uint32Array | Uint16Array, what: string): void {
+export function expectSameBits(
+  actual: Uint32Array | Uint16Array,
+  expected: Uint32Array | Uint16Array,
+  what: string,
+): void {
   if (actual.length !== expected.length) throw new Error(`${what}: length ${actual.length} != ${expected.length}`);
   let diffs = 0;
   let first = -1;
@@ -15,12 +19,19 @@ export function expectSameBits(actual: Uint32Array | Uint16Array, expected: Uint
     }
   }
   if (diffs) {
-    throw new Error(`${what}: ${diffs} of ${actual.length} elements differ; first at ${first}: got 0x${actual[first].toString(16)}, expected 0x${expected[first].toString(16)}`);
+    throw new Error(
+      `${what}: ${diffs} of ${actual.length} elements differ; first at ${first}: got 0x${actual[first].toString(16)}, expected 0x${expected[first].toString(16)}`,
+    );
   }
 }
 
 /** Throws unless |actual - expected| <= atol + rtol * |expected| everywhere. */
-export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, { rtol = 1e-6, atol = 1e-7 } = {}): void {
+export function expectClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  what: string,
+  { rtol = 1e-6, atol = 1e-7 } = {},
+): void {
   if (actual.length !== expected.length) throw new Error(`${what}: length ${actual.length} != ${expected.length}`);
   let worst = -1;
   let worstExcess = 0;
@@ -32,6 +43,8 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     }
   }
   if (worst >= 0) {
-    throw new Error(`${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} (rtol ${rtol}, atol ${atol})`);
+    throw new Error(
+      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} (rtol ${rtol}, atol ${atol})`,
+    );
   }
 }

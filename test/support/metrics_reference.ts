@@ -38,7 +38,9 @@ const sign = (x: number) => (x > 0 ? 1 : x < 0 ? -1 : 0);
 
 // torch's lerp (ATen/native/Lerp.h): exact at both ends.
 function lerp(start: number, end: number, weight: number, r: (x: number) => number): number {
-  return weight < 0.5 && weight > -0.5 ? r(start + r(weight * r(end - start))) : r(end - r(r(end - start) * r(1 - weight)));
+  return weight < 0.5 && weight > -0.5
+    ? r(start + r(weight * r(end - start)))
+    : r(end - r(r(end - start) * r(1 - weight)));
 }
 
 /** DecoupledLionW: the param after one step (the moment is not returned: metrics use the current one). */
@@ -159,9 +161,13 @@ export function expectMetricsClose(
   for (const k of e) {
     const got = actual[k];
     const want = expected[k];
-    const ok = k.startsWith('l2_norm/') ? Math.abs(got - want) <= rtol * Math.abs(want) + 1e-300 : Math.abs(got - want) <= atol;
+    const ok = k.startsWith('l2_norm/')
+      ? Math.abs(got - want) <= rtol * Math.abs(want) + 1e-300
+      : Math.abs(got - want) <= atol;
     if (!ok || typeof got !== 'number' || Number.isNaN(got)) {
-      throw new Error(`${what}: ${k} is ${got}, expected ${want} (${k.startsWith('l2_norm/') ? `rtol ${rtol}` : `atol ${atol}`})`);
+      throw new Error(
+        `${what}: ${k} is ${got}, expected ${want} (${k.startsWith('l2_norm/') ? `rtol ${rtol}` : `atol ${atol}`})`,
+      );
     }
   }
 }

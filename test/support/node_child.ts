@@ -2,7 +2,10 @@
 // read once per process, and for builds that must be loaded in isolation).
 import { spawnSync } from 'node:child_process';
 
-export function runNode(code: string, { env = {}, cwd }: { env?: Record<string, string | undefined>; cwd?: string } = {}) {
+export function runNode(
+  code: string,
+  { env = {}, cwd }: { env?: Record<string, string | undefined>; cwd?: string } = {},
+) {
   const r = spawnSync(process.execPath, ['-e', code], {
     cwd,
     env: { ...process.env, ...env },

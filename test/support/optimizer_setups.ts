@@ -27,20 +27,81 @@ export interface ParamSpec {
 
 /** Odd sizes, one over a CUDA/CPU chunk (65536), every dtype pair, and the absent cases. */
 export const SPECS: ParamSpec[] = [
-  { name: 'embeddings.word_embeddings.weight', n: 1001, shape: [7, 143], dtype: 'float32', gradDtype: 'float32', group: 0, stepped: true, atMetrics: 'random' },
-  { name: 'encoder.layers.0.attention.weight', n: 70001, dtype: 'bfloat16', gradDtype: 'float32', group: 0, stepped: true, atMetrics: 'random' },
-  { name: 'encoder.layers.3.output.bias', n: 7, dtype: 'float16', gradDtype: 'float16', group: 1, stepped: true, atMetrics: 'random' },
-  { name: 'pooler.dense.weight', n: 1, dtype: 'float32', gradDtype: 'float32', group: 1, stepped: true, atMetrics: 'random' },
-  { name: 'encoder.layers.2.zero_grad.weight', n: 37, dtype: 'float16', gradDtype: 'float32', group: 0, stepped: true, atMetrics: 'zero' },
-  { name: 'encoder.layers.1.no_grad_now.weight', n: 33, dtype: 'bfloat16', gradDtype: 'bfloat16', group: 1, stepped: true, atMetrics: null },
-  { name: 'head.no_state.weight', n: 13, dtype: 'float32', gradDtype: 'float32', group: 1, stepped: false, atMetrics: 'random' },
+  {
+    name: 'embeddings.word_embeddings.weight',
+    n: 1001,
+    shape: [7, 143],
+    dtype: 'float32',
+    gradDtype: 'float32',
+    group: 0,
+    stepped: true,
+    atMetrics: 'random',
+  },
+  {
+    name: 'encoder.layers.0.attention.weight',
+    n: 70001,
+    dtype: 'bfloat16',
+    gradDtype: 'float32',
+    group: 0,
+    stepped: true,
+    atMetrics: 'random',
+  },
+  {
+    name: 'encoder.layers.3.output.bias',
+    n: 7,
+    dtype: 'float16',
+    gradDtype: 'float16',
+    group: 1,
+    stepped: true,
+    atMetrics: 'random',
+  },
+  {
+    name: 'pooler.dense.weight',
+    n: 1,
+    dtype: 'float32',
+    gradDtype: 'float32',
+    group: 1,
+    stepped: true,
+    atMetrics: 'random',
+  },
+  {
+    name: 'encoder.layers.2.zero_grad.weight',
+    n: 37,
+    dtype: 'float16',
+    gradDtype: 'float32',
+    group: 0,
+    stepped: true,
+    atMetrics: 'zero',
+  },
+  {
+    name: 'encoder.layers.1.no_grad_now.weight',
+    n: 33,
+    dtype: 'bfloat16',
+    gradDtype: 'bfloat16',
+    group: 1,
+    stepped: true,
+    atMetrics: null,
+  },
+  {
+    name: 'head.no_state.weight',
+    n: 13,
+    dtype: 'float32',
+    gradDtype: 'float32',
+    group: 1,
+    stepped: false,
+    atMetrics: 'random',
+  },
 ];
 
 /** The names metrics() must report (grad and state both present). */
 export const PRESENT = SPECS.filter((s) => s.stepped && s.atMetrics !== null).map((s) => s.name);
 
 // AdamWDL's rule for the setups: nLayers 4, decay 0.8, no decay for biases.
-export const DL_OPTIONS = { layerwiseDecay: 0.8, nLayers: 4, applyDecayParamFun: (name: string) => !name.endsWith('.bias') };
+export const DL_OPTIONS = {
+  layerwiseDecay: 0.8,
+  nLayers: 4,
+  applyDecayParamFun: (name: string) => !name.endsWith('.bias'),
+};
 export function dlRatio(name: string): number {
   const m = /encoder\.layers\.(\d+)/.exec(name);
   if (m) return 0.8 ** (4 - Number(m[1]));
@@ -74,20 +135,25 @@ export interface Setup {
   metricGrads(): void;
 }
 
-export function makeSetup(kind: Kind, { device = 'cpu', seed = 1, specs = SPECS }: { device?: DeviceName; seed?: number; specs?: ParamSpec[] } = {}): Setup {
+export function makeSetup(
+  kind: Kind,
+  { device = 'cpu', seed = 1, specs = SPECS }: { device?: DeviceName; seed?: number; specs?: ParamSpec[] } = {},
+): Setup {
   const init = rng(seed);
   const params = specs.map(
-    (s) => new Parameter(Tensor.from(randn(s.n, init, 0.02), { dtype: s.dtype, shape: s.shape ?? [s.n], device }), { name: s.name }),
+    (s) =>
+      new Parameter(Tensor.from(randn(s.n, init, 0.02), { dtype: s.dtype, shape: s.shape ?? [s.n], device }), {
+        name: s.name,
+      }),
   );
   const groups = GROUPS[kind].map((g, gi) => ({ ...g, params: params.filter((_, i) => specs[i].group === gi) }));
-  const opt = (
-    kind === 'Lion'
-      ? new Lion(groups)
-      : kind === 'AdamW'
-        ? new AdamW(groups, { betas: [0.9, 0.99] })
-        : new AdamWDL(groups, { betas: [0.9, 0.99], ...DL_OPTIONS })
-  ) as unknown as AnyOptimizer;
-  const grad = (s: ParamSpec, values: Float32Array) => Tensor.from(values, { dtype: s.gradDtype, shape: s.shape ?? [s.n], device });
+  const opt = (kind === 'Lion'
+    ? new Lion(groups)
+    : kind === 'AdamW'
+      ? new AdamW(groups, { betas: [0.9, 0.99] })
+      : new AdamWDL(groups, { betas: [0.9, 0.99], ...DL_OPTIONS })) as unknown as AnyOptimizer;
+  const grad = (s: ParamSpec, values: Float32Array) =>
+    Tensor.from(values, { dtype: s.gradDtype, shape: s.shape ?? [s.n], device });
   return {
     kind,
     specs,
@@ -129,7 +195,9 @@ export function stateBits(opt: AnyOptimizer): unknown {
   const sd = opt.stateDict();
   const state: Record<string, Record<string, unknown>> = {};
   for (const [k, s] of Object.entries(sd.state)) {
-    state[k] = Object.fromEntries(Object.entries(s).map(([n, v]) => [n, v instanceof Float32Array ? Array.from(bitsOf(v)) : v]));
+    state[k] = Object.fromEntries(
+      Object.entries(s).map(([n, v]) => [n, v instanceof Float32Array ? Array.from(bitsOf(v)) : v]),
+    );
   }
   return { state, param_groups: sd.param_groups };
 }
@@ -153,18 +221,35 @@ export function expectedMetrics(setup: Setup, precision: RulePrecision): Metrics
     const s = sd.state[i];
     if (!s || !p.grad) return;
     const gi = opt.paramGroups.findIndex((g) => g.params.includes(p));
-    const g = opt.paramGroups[gi] as unknown as Record<string, unknown> & { lr: number; betas: [number, number]; weightDecay: number };
+    const g = opt.paramGroups[gi] as unknown as Record<string, unknown> & {
+      lr: number;
+      betas: [number, number];
+      weightDecay: number;
+    };
     const param = s.master ?? p.data.toFloat32Array();
     const grad = p.grad.toFloat32Array();
     const next =
       kind === 'Lion'
-        ? lionNext(param, grad, s.exp_avg, { lr: g.lr, betas: g.betas, weightDecay: g.weightDecay, initialLr: GROUPS.Lion[gi].lr as number }, precision)
+        ? lionNext(
+            param,
+            grad,
+            s.exp_avg,
+            { lr: g.lr, betas: g.betas, weightDecay: g.weightDecay, initialLr: GROUPS.Lion[gi].lr as number },
+            precision,
+          )
         : adamwNext(
             param,
             grad,
             { m: s.exp_avg, v: s.exp_avg_sq!, vmax: s.max_exp_avg_sq },
             s.step! + 1,
-            { lr: g.lr, betas: g.betas, eps: g.eps as number, weightDecay: g.weightDecay, amsgrad: g.amsgrad as boolean, maximize: g.maximize as boolean },
+            {
+              lr: g.lr,
+              betas: g.betas,
+              eps: g.eps as number,
+              weightDecay: g.weightDecay,
+              amsgrad: g.amsgrad as boolean,
+              maximize: g.maximize as boolean,
+            },
             kind === 'AdamWDL' ? { ratio: dlRatio(p.name), applyDecay: DL_OPTIONS.applyDecayParamFun(p.name) } : {},
             precision,
           );
