@@ -8,6 +8,7 @@
 #include "../cpu/copy_bandwidth.h"
 #include "../cpu/thread_pool.h"
 #include "../cuda/cuda_backend.h"
+#include "emulator_wrap.h"
 #include "js_errors.h"
 #include "grad_ops_wrap.h"
 #include "optimizer_wrap.h"
@@ -33,6 +34,11 @@ Napi::Value native_info(const Napi::CallbackInfo& info) {
   o.Set("cudaRuntimeVersion", Napi::Number::New(env, p.runtime_version));
   o.Set("cudaDriverVersion", Napi::Number::New(env, p.driver_version));
   o.Set("cudaArchs", Napi::String::New(env, p.compiled_archs));
+#if defined(FO_CUDA_EMULATED)
+  o.Set("cudaEmulated", Napi::Boolean::New(env, true));
+#else
+  o.Set("cudaEmulated", Napi::Boolean::New(env, false));
+#endif
   o.Set("threads", Napi::Number::New(env, cpu::ThreadPool::instance().threads()));
   return o;
 }
@@ -98,6 +104,7 @@ static Napi::Object InitFusedOptim(Napi::Env env, Napi::Object exports) {
   exports.Set("nativeInfo", Napi::Function::New(env, native_info));
   register_grad_ops(env, exports);
   exports.Set("copyBandwidth", Napi::Function::New(env, copy_bandwidth));
+  register_emulator(env, exports);
   return exports;
 }
 
