@@ -57,6 +57,7 @@
 
 #include "../common/adamw_plan.h"  // kChunkElements
 #include "../common/adamw_rule.h"  // kStochasticRounding
+#include "../common/block_reduce.h"
 #include "../common/dtype.h"
 #include "../common/grad_transform.h"
 #include "../common/metrics.h"
@@ -67,8 +68,11 @@
 
 namespace fo::cuda::mt {
 
-constexpr int kThreads = 256;  // threads per block; one block per chunk
-constexpr int kVec = 4;        // elements per thread per iteration on the aligned path
+// Threads per block (one block per chunk) and elements per thread per iteration on the
+// aligned path: also the lanes and groups of the reduction order both backends share
+// (NOTE(deterministic reductions) in native/common/block_reduce.h).
+constexpr int kThreads = kReduceLanes;
+constexpr int kVec = kReduceVec;
 constexpr int kInlineSlots = 64;
 static_assert((kThreads & (kThreads - 1)) == 0, "the block reduction halves kThreads");
 
