@@ -169,6 +169,26 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   }
 
   /**
+   * CUDA: the stream the steps run on, a `cudaStream_t` as a bigint (null on the CPU), for
+   * ordering your own work after a step (record an event on it and wait for that event on
+   * your stream). Steps already wait for work on the legacy default stream.
+   */
+  get cudaStream(): bigint | null {
+    return this.handle().cudaStream;
+  }
+
+  /**
+   * CUDA: the following steps wait, on the device, for `event`, a `cudaEvent_t` (as a bigint)
+   * that your code recorded, for example after the kernels that produced the grads on a
+   * stream of another library. The host does not wait. A TypeError on the CPU.
+   */
+  waitFor(event: bigint): void {
+    if (typeof event !== 'bigint')
+      throw new TypeError(`waitFor: event must be a bigint (a cudaEvent_t), got ${typeof event}`);
+    this.handle().waitFor(event);
+  }
+
+  /**
    * Per-parameter metrics (llm-foundry's set) for every param with a grad and state, keyed
    * `${metric}/${name}`, from one fused pass over memory. "update" is what step() would
    * subtract now, with the current grads and hyperparameters.
@@ -184,6 +204,10 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   }
 
   stateDict(): StateDict<S, GD> {
+    // A step that failed part way on the GPU left params and moments out of step: such a
+    // state must not be saved (loadStateDict / loadCheckpoint make the optimizer usable again).
+    const broken = this.handle().brokenReason;
+    if (broken) throw new Error(`stateDict: ${broken}`);
     const state: Record<number, S> = {};
     this.params.forEach((_, i) => {
       const s = this.handle().getState(i);

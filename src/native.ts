@@ -59,6 +59,12 @@ export interface NativeOptimizerHandle {
   setState(index: number, state: NativeParamState): void;
   /** Times the launch plan was rebuilt (a new lr must not cause one). */
   readonly planUploads: number;
+  /** Why the optimizer refuses to continue (a step failed part way on the GPU), or null. */
+  readonly brokenReason: string | null;
+  /** Later steps wait (on the device) for this cudaEvent_t. */
+  waitFor(event: bigint): void;
+  /** The cudaStream_t the steps run on, or null on the CPU. */
+  readonly cudaStream: bigint | null;
 }
 
 export interface NativeInfo {
@@ -90,8 +96,11 @@ export interface NativeCudaEmulator {
     liveBytes: number;
     pendingOps: number;
   };
-  /** The next call of `kind` after `skip` successful ones fails (skip < 0 cancels). */
-  failAfter(kind: 'malloc' | 'launch' | 'sync' | 'memcpy', skip: number): void;
+  /** The `times` (default 1) calls of `kind` after `skip` successful ones fail (skip < 0 cancels). */
+  failAfter(kind: 'malloc' | 'launch' | 'sync' | 'memcpy', skip: number, times?: number): void;
+  /** A new event recorded on the legacy default stream (for tests of ordering); free with destroyEvent. */
+  recordEvent(): bigint;
+  destroyEvent(event: bigint): void;
   /** e.g. "threads=fiber exec=deferred thread-order=forward block-order=forward seed=1 protect=pkey" */
   readonly config: string;
 }

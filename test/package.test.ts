@@ -152,7 +152,7 @@ describe.skipIf(!run)(title, () => {
     expect(out.after[1]).toBeCloseTo(2.1, 5);
     expect(out.after[2]).toBeCloseTo(2.9, 5);
 
-    // A binary built where nvcc was found carries the GPU code for sm_75..sm_90 and PTX.
+    // A binary built where nvcc was found carries the GPU code for sm_75..sm_120 and PTX.
     if (out.info.cudaCompiled) {
       const { listFatbins } = (await import(pathToFileURL(join(root, 'scripts', 'fatbin.mjs')).href)) as {
         listFatbins(b: Buffer): Array<Array<{ arch: string }>>;
@@ -162,7 +162,8 @@ describe.skipIf(!run)(title, () => {
           .flat()
           .map((e) => e.arch),
       );
-      for (const a of ['sm_75', 'sm_80', 'sm_86', 'sm_89', 'sm_90', 'compute_90']) expect(archs).toContain(a);
+      for (const a of ['sm_75', 'sm_80', 'sm_86', 'sm_89', 'sm_90', 'sm_100', 'sm_120', 'compute_90'])
+        expect(archs).toContain(a);
     }
   });
 

@@ -36,6 +36,9 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
                                  Base::InstanceMethod("getState", &OptimizerWrap::get_state),
                                  Base::InstanceMethod("setState", &OptimizerWrap::set_state),
                                  Base::InstanceAccessor("planUploads", &OptimizerWrap::plan_uploads, nullptr),
+                                 Base::InstanceAccessor("brokenReason", &OptimizerWrap::broken_reason, nullptr),
+                                 Base::InstanceMethod("waitFor", &OptimizerWrap::wait_for),
+                                 Base::InstanceAccessor("cudaStream", &OptimizerWrap::cuda_stream, nullptr),
                                  Base::InstanceMethod("getRng", &OptimizerWrap::get_rng),
                                  Base::InstanceMethod("setRng", &OptimizerWrap::set_rng),
                              });
@@ -161,6 +164,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       auto prepared = engine_->prepare(hyper_arg(info[0]), false, control_arg(info[1]));
       engine_->execute(*prepared);
+      engine_->commit(*prepared);  // throws what the launch threw; nothing moved unless it ran
       return Napi::Boolean::New(info.Env(), prepared->skipped);
     });
   }
@@ -174,21 +178,27 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
           engine_(std::move(engine)),
           step_(std::move(step)) {}
     Napi::Promise promise() { return deferred_.Promise(); }
+    // execute() records its outcome instead of throwing; finish() on the JavaScript thread
+    // commits or throws it.
     void Execute() override {
+      engine_->execute(*step_);
+      if (step_->outcome != EngineT::PreparedStep::Outcome::Queued) return;
       try {
-        engine_->execute(*step_);
         engine_->synchronize();
       } catch (const std::exception& e) {
-        Napi::AsyncWorker::SetError(e.what());
+        step_->outcome = EngineT::PreparedStep::Outcome::PartlyQueued;  // queued, then the device failed
+        step_->error = e.what();
       }
     }
     void OnOK() override {
-      engine_->finish(*step_);
-      deferred_.Resolve(Napi::Boolean::New(Napi::AsyncWorker::Env(), step_->skipped));
-    }
-    void OnError(const Napi::Error& e) override {
-      engine_->finish(*step_);
-      deferred_.Reject(e.Value());
+      Napi::Env env = Napi::AsyncWorker::Env();
+      try {
+        engine_->finish(*step_);
+      } catch (const std::exception& e) {
+        deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+        return;
+      }
+      deferred_.Resolve(Napi::Boolean::New(env, step_->skipped));
     }
 
    private:
@@ -280,6 +290,29 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       };
       engine_->set_rng(integer(info[0], "seed"), integer(info[1], "counter"));
     });
+  }
+
+  // waitFor(event: bigint): later steps wait for a cudaEvent_t of the caller's.
+  void wait_for(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] {
+      if (!info[0].IsBigInt()) throw fo::TypeError("waitFor: event must be a bigint (a cudaEvent_t)");
+      bool lossless = false;
+      const uint64_t event = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+      if (!lossless) throw fo::TypeError("waitFor: event must be a non-negative 64-bit address");
+      engine_->wait_for_event(reinterpret_cast<void*>(uintptr_t(event)));
+    });
+  }
+
+  Napi::Value cuda_stream(const Napi::CallbackInfo& info) {
+    void* s = engine_->cuda_stream();
+    if (!s) return info.Env().Null();
+    return Napi::BigInt::New(info.Env(), uint64_t(reinterpret_cast<uintptr_t>(s)));
+  }
+
+  // Why the optimizer refuses to step (a step failed part way on the GPU), or null.
+  Napi::Value broken_reason(const Napi::CallbackInfo& info) {
+    const std::string why = engine_->broken_reason();
+    return why.empty() ? info.Env().Null() : Napi::String::New(info.Env(), why);
   }
 
   Napi::Value plan_uploads(const Napi::CallbackInfo& info) {

@@ -41,6 +41,11 @@ class ChunkRunner {
     items_.push_back(chunks_.size());  // end of the last item
   }
 
+  // This step's grad pointers, one per tensor of the last set_tensors (the engine checks them).
+  void set_grads(const std::vector<const void*>& grads) {
+    for (size_t i = 0; i < tensors_.size() && i < grads.size(); ++i) tensors_[i].grad = grads[i];
+  }
+
   // With use_prepass, the coefficients of the last prepare_grads scale each tensor's grads
   // (the engine does not run a step whose prepass found an inf).
   void run(const Slot* slots, bool use_prepass = false) const {
