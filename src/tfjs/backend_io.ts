@@ -6,14 +6,16 @@
 // dataSync() returns its own array; the wasm backend's would copy out of the wasm heap, so
 // its typedArrayFromHeap() view is read instead. Other backends (tfjs-node) copy.
 //
-// Writing (updated values back into a variable): on the wasm backend, straight into the
-// variable's heap memory when no other tensor shares it (refCount 1: wasm kernels never
-// alias memory across tensors except by sharing the tensor's data, which refCount counts).
-// Everywhere else the variable gets a new tensor, as tfjs's own optimizers do with assign():
-// on the CPU backend an array that dataSync() returned earlier, or the output of a
-// contiguous tf.slice() (a subarray of the variable's array), must keep the old values. The
-// new array is allocated uninitialized (Buffer.allocUnsafeSlow: no zero fill) and filled by
-// one copy from the fused tensor; the CPU backend keeps it as it is.
+// Writing (updated values back into a variable): always into a new tensor that the variable
+// is then assigned, as tfjs's own optimizers do, never into the variable's current memory.
+// tfjs lets tensors share memory without telling (on the CPU backend, an array returned by
+// dataSync() earlier, or the output of a contiguous tf.slice(), is the variable's own array),
+// and the wasm backend's XNNPACK matmul caches the weights it packed under the tensor's id,
+// so a weight changed in place would go on multiplying with its old values. The new tensor
+// costs one copy from the fused tensor: on the wasm backend into a fresh tf.zeros() (written
+// through its heap view before anyone else sees it), elsewhere into an uninitialized array
+// (Buffer.allocUnsafeSlow: no zero fill) that tf.tensor() keeps as it is on the CPU backend
+// (other backends, such as tfjs-node's, copy it once more into their own memory).
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '../tensor';
 
@@ -29,14 +31,14 @@ export interface TransferCounts {
   readsHeapView: number;
   /** Reads through dataSync() (no copy on the CPU backend, a copy on others). */
   readsDataSync: number;
-  /** Writes into a variable's own memory. */
-  writesInPlace: number;
-  /** Writes that gave the variable a new tensor (assign). */
-  writesAssigned: number;
+  /** Writes into a new wasm tensor through its heap view. */
+  writesHeapView: number;
+  /** Writes into a new array that tf.tensor() takes (kept as is on the CPU backend). */
+  writesArray: number;
 }
 
 export function newTransferCounts(): TransferCounts {
-  return { readsHeapView: 0, readsDataSync: 0, writesInPlace: 0, writesAssigned: 0 };
+  return { readsHeapView: 0, readsDataSync: 0, writesHeapView: 0, writesArray: 0 };
 }
 
 // The backend holding a tensor's data: the engine's record (tfjs-core 4.x), else none.
@@ -53,11 +55,11 @@ function wasmLike(backend: unknown): WasmLikeBackend | null {
 }
 
 // A live view of a float32 tensor in a wasm-like backend, or null (then use the public path).
-function heapView(t: tf.Tensor): { view: Float32Array; backend: WasmLikeBackend } | null {
+function heapView(t: tf.Tensor): { view: Float32Array } | null {
   const backend = wasmLike(ownerOf(t));
   if (!backend || backend.refCount(t.dataId) < 1) return null;
   const view = backend.typedArrayFromHeap({ dataId: t.dataId, shape: t.shape, dtype: t.dtype });
-  return view instanceof Float32Array && view.length === t.size ? { view, backend } : null;
+  return view instanceof Float32Array && view.length === t.size ? { view } : null;
 }
 
 /**
@@ -77,17 +79,21 @@ export function readValues(t: tf.Tensor, counts: TransferCounts): Float32Array {
   return values;
 }
 
-/** Copies the fused tensor `from` into the variable (see the top of this file for how). */
+/** Gives the variable a new tensor holding the fused tensor's values (see the top of this file). */
 export function writeValues(variable: tf.Variable, from: Tensor, counts: TransferCounts): void {
-  const heap = heapView(variable);
-  if (heap && heap.backend.refCount(variable.dataId) === 1) {
-    from.copyTo(heap.view);
-    counts.writesInPlace++;
-    return;
-  }
-  const buffer = Buffer.allocUnsafeSlow(variable.size * 4);
-  const values = new Float32Array(buffer.buffer, buffer.byteOffset, variable.size);
-  from.copyTo(values);
-  tf.tidy(() => variable.assign(tf.tensor(values, variable.shape, 'float32')));
-  counts.writesAssigned++;
+  tf.tidy(() => {
+    const fresh = tf.zeros(variable.shape, 'float32');
+    const heap = heapView(fresh);
+    if (heap) {
+      from.copyTo(heap.view);
+      counts.writesHeapView++;
+      variable.assign(fresh);
+      return;
+    }
+    const buffer = Buffer.allocUnsafeSlow(variable.size * 4);
+    const values = new Float32Array(buffer.buffer, buffer.byteOffset, variable.size);
+    from.copyTo(values);
+    counts.writesArray++;
+    variable.assign(tf.tensor(values, variable.shape, 'float32'));
+  });
 }
