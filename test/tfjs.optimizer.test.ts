@@ -94,7 +94,7 @@ for (const backend of BACKENDS) {
       for (let t = 1; t <= 50; t++) {
         // Every seventh step tiny grads, where eps matters.
         const g = randn(1000, next, t % 7 === 0 ? 1e-4 : 1);
-        tf.tidy(() => adam.applyGradients({ [v.name]: tf.tensor(g) }));
+        tf.tidy(() => adam.applyGradients([{ name: v.name, tensor: tf.tensor(g) }]));
         emulated.update(g);
         expect(Array.from(v.dataSync()), `step ${t}`).toEqual(Array.from(emulated.p));
       }

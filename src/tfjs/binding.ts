@@ -12,8 +12,8 @@ import { type TransferCounts, readValues, writeValues } from './backend_io';
 import { describe, shapeText } from './checks';
 import type { NamedVariable } from './variables';
 
-/** Any fused optimizer (AdamW, AdamWDL, Lion). */
-export type AnyFusedOptimizer = FusedOptimizer<ParamGroup, object, object>;
+/** Any fused optimizer (AdamW, AdamWDL, Lion): every group has an lr. */
+export type AnyFusedOptimizer = FusedOptimizer<ParamGroup & { lr: number }, object, object>;
 
 /** Makes the fused optimizer over the Parameters, e.g. `(params) => new AdamW(params, { lr: 1e-3 })`. */
 export type FusedBuilder<F extends AnyFusedOptimizer> = (params: Parameter[]) => F;

@@ -24,7 +24,7 @@ export interface Recipe {
   format: string;
   version: number;
   algorithm: Algorithm;
-  /** The params in the optimizer's order: name and shape. */
+  /** The params in the TfjsOptimizer's variable order (how a model's variables bind): name and shape. */
   params: Array<{ name: string; shape: number[] }>;
   /** Each group's hyperparameters (camelCase, as the constructors take them) and param names. */
   paramGroups: Array<{ params: string[]; [key: string]: unknown }>;
@@ -42,9 +42,10 @@ function algorithmOf(fused: AnyFusedOptimizer): Algorithm {
   );
 }
 
-export function recipeOf(fused: AnyFusedOptimizer): Recipe {
+/** The recipe of `fused`, whose params are `ordered` (the TfjsOptimizer's variable order). */
+export function recipeOf(fused: AnyFusedOptimizer, ordered: readonly Parameter[]): Recipe {
   const algorithm = algorithmOf(fused);
-  const params = fused.paramGroups.flatMap((g) => g.params.map((p) => ({ name: p.name, shape: [...p.data.shape] })));
+  const params = ordered.map((p) => ({ name: p.name, shape: [...p.data.shape] }));
   const paramGroups = fused.paramGroups.map((g) => {
     const { params: groupParams, ...hyper } = g;
     return { ...(JSON.parse(JSON.stringify(hyper)) as object), params: groupParams.map((p) => p.name) };

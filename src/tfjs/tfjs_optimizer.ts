@@ -220,7 +220,7 @@ export class TfjsOptimizer<F extends AnyFusedOptimizer = AnyFusedOptimizer> exte
   /** What fromConfig() rebuilds the optimizer from (recipe.ts): tfjs saves it in model.json. */
   override getConfig(): tf.serialization.ConfigDict {
     this.#checkAlive('TfjsOptimizer.getConfig');
-    const recipe = this.#binding ? recipeOf(this.#binding.fused) : this.#recipe!;
+    const recipe = this.#binding ? recipeOf(this.#binding.fused, this.params) : this.#recipe!;
     return { recipe: encodeRecipe(recipe) };
   }
 

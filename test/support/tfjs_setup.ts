@@ -51,13 +51,14 @@ export function mlp(spec: MlpSpec, seed: number): tf.Sequential {
 export function seedWeights(model: tf.LayersModel, seed: number): void {
   const next = rng(seed);
   const values = model.weights.map((w) => {
+    const shape = w.read().shape;
     const v = randn(
-      w.shape.reduce((a, b) => a * b, 1),
+      shape.reduce((a, b) => a * b, 1),
       next,
       0.5,
     );
     if (w.originalName.endsWith('moving_variance')) for (let i = 0; i < v.length; i++) v[i] = 1 + Math.abs(v[i]);
-    return tf.tensor(v, w.shape);
+    return tf.tensor(v, shape);
   });
   model.setWeights(values);
   tf.dispose(values);
