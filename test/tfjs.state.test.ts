@@ -116,7 +116,9 @@ for (const backend of BACKENDS) {
         });
 
         const b = setup(`${backend}_resume`);
-        expect(b.model.weights[0].read().name).not.toBe(a.model.weights[0].read().name);
+        expect((b.model.weights[0].read() as tfTypes.Variable).name).not.toBe(
+          (a.model.weights[0].read() as tfTypes.Variable).name,
+        );
         const extra = await loadCheckpoint(file, { optimizer: b.opt, model: b.model, scheduler: b.sched });
         expect(extra).toEqual({ epoch: 2 });
         expect(b.opt.step).toBe(10); // 2 epochs of 5 batches
@@ -236,7 +238,8 @@ for (const backend of BACKENDS) {
         }),
         { includeOptimizer: true },
       );
-      const config = (artifacts!.trainingConfig as { optimizer_config: { class_name: string } }).optimizer_config;
+      const config = (artifacts!.trainingConfig as unknown as { optimizer_config: { class_name: string } })
+        .optimizer_config;
       expect(config.class_name).toBe('FusedOptimTfjsOptimizer');
 
       const loaded = await tf.loadLayersModel(tf.io.fromMemory(artifacts!));
