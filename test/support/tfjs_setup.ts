@@ -41,7 +41,13 @@ export function mlp(spec: MlpSpec, seed: number): tf.Sequential {
     if (spec.batchNorm && i === 0) layers.push(tf.layers.batchNormalization({ name: `${spec.prefix}_bn${i}` }));
     width = units;
   });
-  layers.push(tf.layers.dense({ units: spec.outputs, name: `${spec.prefix}_out` }));
+  layers.push(
+    tf.layers.dense({
+      units: spec.outputs,
+      name: `${spec.prefix}_out`,
+      ...(layers.length === 0 ? { inputShape: [width] } : {}),
+    }),
+  );
   const model = tf.sequential({ layers });
   seedWeights(model, seed);
   return model;
