@@ -190,7 +190,10 @@ describe('binding an optimizer restored by fromConfig', () => {
   function restoredFrom(prefix: string) {
     const model = mlp({ inputs: 3, hidden: [4], outputs: 2, prefix }, 1);
     const opt = new TfjsOptimizer(model, (ps) => new AdamW(ps, { lr: 1e-2 }));
-    const restored = TfjsOptimizer.fromConfig(TfjsOptimizer, JSON.parse(JSON.stringify(opt.getConfig())));
+    const restored = TfjsOptimizer.fromConfig(
+      TfjsOptimizer,
+      JSON.parse(JSON.stringify(opt.getConfig())),
+    ) as TfjsOptimizer;
     return { model, opt, restored };
   }
 
