@@ -82,13 +82,16 @@ export function readValues(t: tf.Tensor, counts: TransferCounts): Float32Array {
 /** Gives the variable a new tensor holding the fused tensor's values (see the top of this file). */
 export function writeValues(variable: tf.Variable, from: Tensor, counts: TransferCounts): void {
   tf.tidy(() => {
-    const fresh = tf.zeros(variable.shape, 'float32');
-    const heap = heapView(fresh);
-    if (heap) {
-      from.copyTo(heap.view);
-      counts.writesHeapView++;
-      variable.assign(fresh);
-      return;
+    // New tensors go to the current backend.
+    if (wasmLike(tf.backend())) {
+      const fresh = tf.zeros(variable.shape, 'float32');
+      const heap = heapView(fresh);
+      if (heap) {
+        from.copyTo(heap.view);
+        counts.writesHeapView++;
+        variable.assign(fresh);
+        return;
+      }
     }
     const buffer = Buffer.allocUnsafeSlow(variable.size * 4);
     const values = new Float32Array(buffer.buffer, buffer.byteOffset, variable.size);
