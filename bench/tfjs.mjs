@@ -114,7 +114,10 @@ export async function runTfjsBench({ fo, foTfjs, tf, quick, device, progress, co
   const runs = [];
   for (const b of backends) {
     if (!b.available) {
-      for (let i = 0; i < models.length * 2; i++) progress.done(`skipped: ${b.name}`);
+      for (let i = 0; i < models.length * 2; i++) {
+        progress.start(`tfjs ${b.name}`);
+        progress.done('skipped: not installed');
+      }
       continue;
     }
     await tf.setBackend(b.name);
