@@ -5,7 +5,7 @@
 // the optimizer, and a backend switch in the middle of training.
 import type * as tfTypes from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AdamW, Lion } from '../src/index';
+import { AdamW, Lion, backendInfo } from '../src/index';
 import { TfjsOptimizer } from '../src/tfjs/index';
 import { BACKENDS, mlp, mseLoss, regressionData, snapshot, useBackend } from './support/tfjs_setup';
 
@@ -151,5 +151,26 @@ describe('a backend switch in the middle of training', () => {
     }
     // Lion's update is lr * sign(.): both runs agree unless a sign flips (it does not here).
     results[1].forEach((w, i) => w.forEach((e, k) => expect(e).toBeCloseTo(results[0][i][k], 5)));
+  });
+});
+
+const cuda = backendInfo().computeCapability !== undefined;
+describe.skipIf(!cuda)('fused tensors on the GPU (device: cuda)', () => {
+  it('give the same bits as on the CPU (grads in and values out through the host)', async () => {
+    tf = await useBackend('cpu');
+    const results: Float32Array[][] = [];
+    for (const device of ['cpu', 'cuda'] as const) {
+      const model = mlp({ inputs: 300, hidden: [230], outputs: 3, prefix: `device_${device}` }, 7);
+      const { x, y } = regressionData(8, 300, 3, 8);
+      const opt = new TfjsOptimizer(model, (ps) => new AdamW(ps, { lr: 1e-3 }), { device });
+      expect(opt.params[0].data.device).toBe(device);
+      for (let s = 0; s < 5; s++) opt.minimize(() => mseLoss(model, x, y));
+      results.push(snapshot(model));
+      tf.dispose([x, y]);
+      opt.dispose();
+      model.dispose();
+    }
+    // Both backends evaluate the update in the same IEEE order (README: What runs where).
+    results[1].forEach((w, i) => expect(Array.from(w), `weight ${i}`).toEqual(Array.from(results[0][i])));
   });
 });
