@@ -59,7 +59,7 @@ export class TfjsOptimizer<F extends AnyFusedOptimizer = AnyFusedOptimizer> exte
   /** What the last getWeights() returned: the optimizer owns it until the next call. */
   #lastWeights: tf.Tensor[] = [];
   #disposed = false;
-  /** @internal how values moved (tests and the benchmark read it). */
+  /** How many reads and writes took each path (docs/tfjs.md: what a step does). */
   readonly transfers: TransferCounts = newTransferCounts();
 
   /**
