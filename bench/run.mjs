@@ -446,7 +446,6 @@ if (runTfjs) {
       quick: opts.quick,
       device,
       progress,
-      copyGBps: copyStart.gbps,
     });
     for (const b of results.tfjs.backends)
       if (!b.available) results.skipped.push(`tfjs case, backend ${b.name}: ${b.reason}`);
@@ -509,6 +508,7 @@ for (const row of results.results) {
   row.vsJs = row.dtype === 'fp32' && js ? row.mparamsPerS / js.mparamsPerS : null;
   row.vsTfjs = row.dtype === 'fp32' && row.algo === 'adamw' && tf ? row.mparamsPerS / tf.mparamsPerS : null;
 }
+for (const t of results.tfjs?.runs ?? []) t.fractionOfCopy = t.gbps / reference;
 for (const p of results.peers) {
   const fused = results.results.find((r) => r.id === p.comparedWith);
   p.fusedMparamsPerS = fused?.mparamsPerS ?? null;

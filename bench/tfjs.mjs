@@ -105,9 +105,10 @@ export function tfjsProgressCount(quick) {
 
 /**
  * Runs the section: { backends, runs }. `fo` is fused-optim, `foTfjs` fused-optim/tfjs,
- * `tf` @tensorflow/tfjs (production mode). Fused tensors on `device`.
+ * `tf` @tensorflow/tfjs (production mode). Fused tensors on `device`. Each run's
+ * fractionOfCopy is left for the caller, who knows the reference copy bandwidth.
  */
-export async function runTfjsBench({ fo, foTfjs, tf, quick, device, progress, copyGBps }) {
+export async function runTfjsBench({ fo, foTfjs, tf, quick, device, progress }) {
   const models = MODELS[quick ? 'quick' : 'full'];
   const S = SETTINGS[quick ? 'quick' : 'full'];
   const backends = await loadBackends(tf);
@@ -171,7 +172,7 @@ export async function runTfjsBench({ fo, foTfjs, tf, quick, device, progress, co
         speedup: tfAdam.msMedian / fused.msMedian,
         bytesPerParam: TFJS_BYTES_PER_PARAM,
         gbps,
-        fractionOfCopy: copyGBps ? gbps / copyGBps : null,
+        fractionOfCopy: null, // set by run.mjs against the suite's reference copy bandwidth
         transfers: { ...opt.transfers },
         target: b.name === 'cpu' && spec.id === 'mlp-1m' && !quick ? 3 : null,
       });
