@@ -1,5 +1,6 @@
 // Turns the suite's results into tables: plain text for a terminal, or Markdown for
 // docs/benchmarks.md (--markdown). The JSON output (--json) is the results object itself.
+import { TFJS_BYTES_PER_PARAM, tfjsTable } from './tfjs.mjs';
 
 const fix = (x, d) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 const pct = (x) => (Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : 'n/a');
@@ -124,6 +125,34 @@ export function renderReport(r, { markdown = false } = {}) {
         ]),
         { markdown, right: [2, 4, 5, 6, 7] },
       ),
+    );
+  }
+  if (r.tfjs?.runs?.length) {
+    h('TensorFlow.js: TfjsOptimizer (AdamW, weightDecay 0) vs tf.train.adam, one applyGradients (same run)');
+    out.push(
+      formatTable(
+        [
+          'tfjs backend',
+          'model',
+          'variables',
+          'params',
+          'TfjsOptimizer ms',
+          'of which fused step',
+          'tf.train.adam ms',
+          'speed-up',
+          'GB/s',
+          'of copy',
+          'target',
+        ],
+        tfjsTable(r.tfjs),
+        { markdown, right: [2, 3, 4, 5, 6, 7, 8, 9] },
+      ),
+    );
+    out.push(
+      '',
+      `ms: median per step. GB/s: ${TFJS_BYTES_PER_PARAM} bytes per param (grads copied in, the fused step, values copied ` +
+        "into a new tensor) over TfjsOptimizer's time; of copy: over the copy bandwidth above. Fused tensors on " +
+        `${r.tfjs.runs[0].device}; tfjs's CPU and wasm backends compute on one thread.`,
     );
   }
   for (const s of r.skipped ?? []) out.push(`skipped: ${s}`);

@@ -5,10 +5,11 @@
 // after warm-up), Mparams/s, bytes per param (the DESIGN.md model, bench/cases.mjs), GB/s,
 // and the fraction of the copy bandwidth measured in the same run (copyBandwidth(), at the
 // start and at the end; the higher counts). Then the same cases for the peers (plain
-// JavaScript, tfjs's Adam), and the host overhead per step() call.
+// JavaScript, tfjs's Adam), TfjsOptimizer against tf.train.adam on tfjs models (bench/tfjs.mjs),
+// and the host overhead per step() call.
 //
 //   node bench/run.mjs [--quick] [--json | --markdown] [--filter REGEX] [--threads N]
-//                      [--device cpu|cuda] [--no-peers] [--no-overhead] [--out FILE]
+//                      [--device cpu|cuda] [--no-peers] [--no-tfjs] [--no-overhead] [--out FILE]
 //
 // Progress goes to stderr; the table (or JSON, or Markdown) to stdout. Timings are reported,
 // never asserted. Needs the TypeScript build (npm run build:ts) and the addon.
@@ -22,6 +23,7 @@ import { measureHostOverhead } from './host_overhead.mjs';
 import { createJsPeer, createTfjsPeer, loadTfjs, timePeer } from './peers.mjs';
 import { createProgress } from './progress.mjs';
 import { renderReport, targetFor } from './report.mjs';
+import { runTfjsBench, tfjsProgressCount } from './tfjs.mjs';
 import { median, nowMs, quantile } from './stats.mjs';
 
 const USAGE = `usage: node bench/run.mjs [options]
@@ -30,10 +32,12 @@ const USAGE = `usage: node bench/run.mjs [options]
   --markdown         print the tables as Markdown (for docs/benchmarks.md)
   --out FILE         also write the JSON results to FILE
   --filter REGEX     only the runs whose id "case/optimizer/dtype" matches, e.g. one-big/adamw/fp32,
-                     "transformer", "/lion/", "bf16$" (peers follow the fp32 runs selected)
+                     "transformer", "/lion/", "bf16$" (peers follow the fp32 runs selected;
+                     "tfjs" selects the TensorFlow.js case alone)
   --threads N        CPU threads (sets FUSED_OPTIM_THREADS; default: one per core)
   --device cpu|cuda  backend (sets FUSED_OPTIM_DEVICE; default: CUDA when usable, else CPU)
   --no-peers         skip the JavaScript and tfjs peers
+  --no-tfjs          skip the TensorFlow.js case (TfjsOptimizer vs tf.train.adam on tfjs models)
   --no-overhead      skip the host overhead measurement
   --no-progress      no progress output on stderr
   --from FILE        run nothing: print the results saved by --out FILE (as a table, --markdown or --json)`;
@@ -48,6 +52,7 @@ function parseArgs(argv) {
     threads: null,
     device: null,
     peers: true,
+    tfjs: true,
     overhead: true,
     progress: true,
   };
@@ -98,6 +103,9 @@ function parseArgs(argv) {
       }
       case '--no-peers':
         o.peers = false;
+        break;
+      case '--no-tfjs':
+        o.tfjs = false;
         break;
       case '--no-overhead':
         o.overhead = false;
@@ -221,6 +229,7 @@ const results = {
   cases: [],
   results: [],
   peers: [],
+  tfjs: null,
   hostOverhead: null,
   skipped: [],
 };
@@ -243,9 +252,15 @@ if (opts.peers) {
   }
 }
 const hostAlgos = opts.overhead ? ALGOS.filter((a) => runs.some((r) => r.algo === a)) : [];
+const runTfjs = opts.tfjs && (!opts.filter || opts.filter.test('tfjs'));
 
 const progress = createProgress({
-  total: 2 + runs.length + peerRuns.length + (hostAlgos.length ? hostAlgos.length + 1 : 0),
+  total:
+    2 +
+    runs.length +
+    peerRuns.length +
+    (runTfjs ? tfjsProgressCount(opts.quick) : 0) +
+    (hostAlgos.length ? hostAlgos.length + 1 : 0),
   enabled: opts.progress,
 });
 
@@ -409,6 +424,35 @@ for (const pr of peerRuns) {
   progress.done(`${t.msMedian.toFixed(1)} ms`);
 }
 
+// --- TensorFlow.js: TfjsOptimizer vs tf.train.adam on tfjs models ----------------------------
+if (runTfjs) {
+  const tf = await loadTfjs();
+  let foTfjs;
+  try {
+    foTfjs = tf.unavailable ? null : await import('fused-optim/tfjs');
+  } catch (e) {
+    tf.unavailable = e.message;
+  }
+  if (tf.unavailable || !foTfjs) {
+    results.skipped.push(
+      `tfjs case: @tensorflow/tfjs or fused-optim/tfjs could not be loaded (${String(tf.unavailable).split('\n')[0]})`,
+    );
+    for (let i = 0; i < tfjsProgressCount(opts.quick); i++) progress.done('skipped');
+  } else {
+    results.tfjs = await runTfjsBench({
+      fo,
+      foTfjs,
+      tf,
+      quick: opts.quick,
+      device,
+      progress,
+    });
+    for (const b of results.tfjs.backends)
+      if (!b.available) results.skipped.push(`tfjs case, backend ${b.name}: ${b.reason}`);
+  }
+  await collect();
+}
+
 // --- host overhead ----------------------------------------------------------------------------
 if (hostAlgos.length) {
   results.hostOverhead = measureHostOverhead(fo, { algos: hostAlgos, device, ...S.host, progress });
@@ -464,6 +508,7 @@ for (const row of results.results) {
   row.vsJs = row.dtype === 'fp32' && js ? row.mparamsPerS / js.mparamsPerS : null;
   row.vsTfjs = row.dtype === 'fp32' && row.algo === 'adamw' && tf ? row.mparamsPerS / tf.mparamsPerS : null;
 }
+for (const t of results.tfjs?.runs ?? []) t.fractionOfCopy = t.gbps / reference;
 for (const p of results.peers) {
   const fused = results.results.find((r) => r.id === p.comparedWith);
   p.fusedMparamsPerS = fused?.mparamsPerS ?? null;

@@ -7,6 +7,7 @@ import nodeGypBuild from 'node-gyp-build';
 export interface NativeTensorHandle {
   toFloat32(): Float32Array;
   toBits16(): Uint16Array;
+  copyToFloat32(out: Float32Array): void;
   copyFromFloat32(values: Float32Array): void;
   copyFromBits16(bits: Uint16Array): void;
   zero(): void;

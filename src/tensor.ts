@@ -108,6 +108,19 @@ export class Tensor {
     return this.handle.toFloat32();
   }
 
+  /**
+   * Writes the values as fp32 into `out` (same element count), without allocating: e.g.
+   * straight into another library's storage. A cuda tensor is copied through the host.
+   * Throws while a stepAsync() of an optimizer holding the tensor runs.
+   */
+  copyTo(out: Float32Array): void {
+    this.checkAlive();
+    if (!(out instanceof Float32Array)) throw new TypeError('copyTo: out must be a Float32Array');
+    if (out.length !== this.numel)
+      throw new RangeError(`copyTo: out has ${out.length} elements but the tensor has ${this.numel}`);
+    this.handle.copyToFloat32(out);
+  }
+
   /** The raw 16-bit patterns of a float16/bfloat16 tensor (a copy). */
   toBits(): Uint16Array {
     this.checkAlive();

@@ -434,6 +434,35 @@ describe('raw 16-bit patterns', () => {
   });
 });
 
+describe('copyTo: values into a caller-owned Float32Array', () => {
+  for (const dtype of DTYPES) {
+    it(`${dtype}: writes what toFloat32Array returns, only inside out's range of a larger buffer`, () => {
+      const values = randn(1001, rng(11));
+      const t = Tensor.from(values, { dtype, device: 'cpu' });
+      const buffer = new Float32Array(1001 + 6).fill(-7);
+      const out = buffer.subarray(3, 3 + 1001);
+      t.copyTo(out);
+      expectSameBits(bitsOf(out), bitsOf(t.toFloat32Array()), `${dtype} copyTo`);
+      expect([...buffer.subarray(0, 3), ...buffer.subarray(1004)]).toEqual([-7, -7, -7, -7, -7, -7]);
+      t.dispose();
+    });
+  }
+
+  it('a wrong type or length is an error naming out, and writes nothing', () => {
+    const t = Tensor.from([1, 2, 3], { device: 'cpu' });
+    const short = new Float32Array(2).fill(9);
+    expect(() => t.copyTo(short)).toThrow(RangeError);
+    expect(() => t.copyTo(short)).toThrow(/out has 2 elements but the tensor has 3/);
+    expect(Array.from(short)).toEqual([9, 9]);
+    expect(() => t.copyTo(new Float64Array(3) as unknown as Float32Array)).toThrow(/out must be a Float32Array/);
+    // The addon checks again, whatever the TypeScript layer lets through.
+    expect(() => t.handle.copyToFloat32(new Float32Array(4))).toThrow(/out has 4 elements/);
+    expect(() => t.handle.copyToFloat32(new Uint16Array(3) as unknown as Float32Array)).toThrow(/Float32Array/);
+    t.dispose();
+    expect(() => t.copyTo(new Float32Array(3))).toThrow(/disposed/);
+  });
+});
+
 describe('dispose', () => {
   for (const dtype of DTYPES) {
     it(`${dtype}: every method of a disposed tensor throws an Error saying disposed`, () => {
