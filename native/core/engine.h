@@ -3,11 +3,13 @@
 // (fp32 state buffers, fp32 masters, step counts), validation, and the launch plan handed
 // to a backend. Algo (algorithms.h) supplies the math-specific parts. Everything a step
 // needs is checked before anything is written, so a rejected step changes nothing.
+#include <atomic>
 #include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -69,6 +71,8 @@ class Engine {
   // benchmarks: hyperparameter changes must not cause one).
   int64_t plan_uploads() const { return plan_uploads_; }
 
+  // O(1) per param: the duplicate check looks the storage up in a hash set, so building an
+  // optimizer of n params is O(n).
   int add_param(std::shared_ptr<Tensor> data, int group, std::string name, ParamOptions options) {
     if (!data) throw TypeError("param '" + name + "': data is missing");
     data->storage->data(("param '" + name + "' data").c_str());
@@ -79,17 +83,44 @@ class Engine {
     if (!std::isfinite(options.lr_ratio) || options.lr_ratio < 0)
       throw RangeError("param '" + name + "': lr ratio must be a finite number >= 0, got " +
                        std::to_string(options.lr_ratio));
-    for (const Param& p : params_)
-      if (p.data->storage == data->storage) throw TypeError("param '" + name + "' appears twice in the optimizer");
+    if (held_storages_.count(data->storage.get()))
+      throw TypeError("param '" + name + "' appears twice in the optimizer");
+    if (params_.size() >= size_t(INT32_MAX)) throw RangeError("an optimizer holds at most 2^31 - 1 params");
+    const Storage* storage = data->storage.get();
     Param p;
     p.data = std::move(data);
     p.group = group;
     p.name = std::move(name);
     p.options = options;
     p.options.master_weights = options.master_weights && p.data->dtype != DType::Float32;
-    params_.push_back(std::move(p));
+    held_storages_.insert(storage);
+    try {
+      params_.push_back(std::move(p));
+    } catch (...) {
+      held_storages_.erase(storage);
+      throw;
+    }
     return int(params_.size()) - 1;
   }
+
+  // Bytes this engine holds beyond the tensors it was given: state buffers, masters and row
+  // lists while they are alive (device or host), plus the host bookkeeping (the param list,
+  // the launch plan, its key and the backend's copy of it, estimated). The addon reports
+  // this figure to V8 so that dropped optimizers are collected under memory pressure.
+  int64_t memory_bytes() const {
+    return owned_bytes_->load() +
+           int64_t(params_.capacity() * sizeof(Param) + held_storages_.size() * 32 +
+                   plan_key_.capacity() * sizeof(uint64_t)) +
+           table_bytes_;
+  }
+
+  // Frees the state buffers, masters and launch tables and lets go of the tensors: at once,
+  // or when the running stepAsync() finishes. The addon refuses every later call.
+  void dispose() {
+    disposed_ = true;
+    if (!busy_) release();
+  }
+  bool disposed() const { return disposed_; }
 
   // Safe while a stepAsync() runs: the running step uses its own copy of the plan.
   void set_grad(int index, std::shared_ptr<Tensor> grad) {
@@ -124,7 +155,7 @@ class Engine {
       if (seen[size_t(row)]) throw RangeError(who + ": row " + std::to_string(row) + " appears twice");
       seen[size_t(row)] = true;
     }
-    auto storage = Storage::allocate(device_, rows.size() * sizeof(int32_t));
+    auto storage = counted(Storage::allocate(device_, rows.size() * sizeof(int32_t)));
     if (!rows.empty()) {
       if (device_ == Device::CPU)
         std::memcpy(storage->data_unchecked(), rows.data(), rows.size() * sizeof(int32_t));
@@ -204,6 +235,7 @@ class Engine {
     for (auto& s : step.pinned) s->unpin();
     step.pinned.clear();
     busy_ = false;
+    if (disposed_) release();
   }
 
   void synchronize() {
@@ -455,6 +487,7 @@ class Engine {
     plan_key_ = key_of(plan);
     plan_uploaded_ = true;
     ++plan_uploads_;
+    table_bytes_ = int64_t(plan.size() * sizeof(Plan) * 2);  // the backend's tables, about
   }
 
   static void pin(const std::shared_ptr<Storage>& s, PreparedStep& step) {
@@ -481,7 +514,35 @@ class Engine {
   }
 
   std::shared_ptr<Storage> new_state_buffer(int64_t numel) {
-    return Storage::allocate(device_, size_t(numel) * sizeof(float));
+    return counted(Storage::allocate(device_, size_t(numel) * sizeof(float)));
+  }
+
+  // The same storage, its bytes counted in owned_bytes_ for as long as anything holds it
+  // (a pinned buffer of a running step included).
+  std::shared_ptr<Storage> counted(std::shared_ptr<Storage> storage) {
+    struct Holder {
+      Holder(std::shared_ptr<Storage> s, std::shared_ptr<std::atomic<int64_t>> c)
+          : storage(std::move(s)), counter(std::move(c)), bytes(int64_t(storage->bytes())) {
+        counter->fetch_add(bytes);
+      }
+      ~Holder() { counter->fetch_sub(bytes); }
+      std::shared_ptr<Storage> storage;
+      std::shared_ptr<std::atomic<int64_t>> counter;
+      int64_t bytes;
+    };
+    auto holder = std::make_shared<Holder>(std::move(storage), owned_bytes_);
+    return std::shared_ptr<Storage>(holder, holder->storage.get());
+  }
+
+  // dispose(): everything the engine holds goes (the tensors stay with their owners).
+  void release() {
+    params_ = {};
+    held_storages_ = {};
+    plan_key_ = {};
+    plan_uploaded_ = false;
+    table_bytes_ = 0;
+    cpu_ = typename Algo::CpuRunner{};
+    cuda_.reset();
   }
 
   void sync_master_from_param(Param& p) {
@@ -519,6 +580,10 @@ class Engine {
 
   Device device_;
   std::vector<Param> params_;
+  std::unordered_set<const Storage*> held_storages_;  // params_' data storages, for add_param
+  std::shared_ptr<std::atomic<int64_t>> owned_bytes_ = std::make_shared<std::atomic<int64_t>>(0);
+  int64_t table_bytes_ = 0;
+  bool disposed_ = false;
   std::vector<uint64_t> plan_key_;
   bool plan_uploaded_ = false;
   int64_t plan_uploads_ = 0;
