@@ -201,6 +201,9 @@ class Engine {
     for (Param& p : params_) {
       if (!p.grad) continue;
       ++p.step;
+      // The step writes the param: a new version, so another optimizer holding it re-seeds
+      // its master from the value written here instead of restoring a stale one.
+      p.data->storage->bump_version();
       if (p.master) p.master_version = p.data->storage->version();
       if (!for_async) continue;
       std::shared_ptr<Storage> used[] = {p.data->storage, p.grad->storage, p.master, p.rows};
