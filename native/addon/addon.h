@@ -14,11 +14,13 @@
 
 namespace fo::addon {
 
-// Whether an environment has begun to shut down, shared by the objects made in it: their
-// finalizers run during the teardown (after the cleanup hook has set the flag) and must not
-// report memory to a V8 heap that is going away.
+// What the objects of one environment share: whether it has begun to shut down (their
+// finalizers run during the teardown, after the cleanup hook has set the flag, and must not
+// report memory to a V8 heap that is going away), and the external-memory change not yet
+// told to V8. Used on the environment's JavaScript thread only (finalizers run there too).
 struct EnvLifetime {
   std::atomic<bool> closing{false};
+  int64_t unreported = 0;
 };
 
 class Addon : public Napi::Addon<Addon> {
@@ -37,20 +39,30 @@ class Addon : public Napi::Addon<Addon> {
   std::shared_ptr<EnvLifetime> lifetime_ = std::make_shared<EnvLifetime>();
 };
 
-// The bytes an object has reported to V8 with AdjustExternalMemory, given back when it is
-// released or finalized (not during the environment's teardown).
+// The bytes an object holds outside the V8 heap, reported with AdjustExternalMemory so that
+// the garbage collector weighs a dropped tensor or optimizer by its real size, and given back
+// when it is released or finalized. Changes are summed per environment and passed on once
+// they reach kBatchBytes: a million tiny tensors then cost a few calls into V8, not two
+// million (each call may start a GC check), and the total V8 knows is never off by more.
 class ExternalMemory {
  public:
+  static constexpr int64_t kBatchBytes = int64_t(1) << 20;
+
   explicit ExternalMemory(Napi::Env env) : env_(env), lifetime_(Addon::of(env).lifetime()) {}
   ~ExternalMemory() { set(0); }
   ExternalMemory(const ExternalMemory&) = delete;
   ExternalMemory& operator=(const ExternalMemory&) = delete;
 
-  // Reports `bytes` in all (the difference from the last report goes to V8).
+  // This object now holds `bytes` in all.
   void set(int64_t bytes) {
     if (bytes == reported_) return;
-    if (!lifetime_->closing.load()) Napi::MemoryManagement::AdjustExternalMemory(env_, bytes - reported_);
+    int64_t& unreported = lifetime_->unreported;
+    unreported += bytes - reported_;
     reported_ = bytes;
+    if ((unreported >= kBatchBytes || unreported <= -kBatchBytes) && !lifetime_->closing.load()) {
+      Napi::MemoryManagement::AdjustExternalMemory(env_, unreported);
+      unreported = 0;
+    }
   }
   int64_t reported() const { return reported_; }
 

@@ -26,8 +26,9 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
   static Napi::Function define(Napi::Env env, const char* name) {
     return Base::DefineClass(env, name,
                              {
-                                 Base::InstanceMethod("addParam", &OptimizerWrap::add_param),
+                                 Base::InstanceMethod("addParams", &OptimizerWrap::add_params),
                                  Base::InstanceMethod("setGrad", &OptimizerWrap::set_grad),
+                                 Base::InstanceMethod("setGrads", &OptimizerWrap::set_grads),
                                  Base::InstanceMethod("setSparseGrad", &OptimizerWrap::set_sparse_grad),
                                  Base::InstanceMethod("setLazyMode", &OptimizerWrap::set_lazy_mode),
                                  Base::InstanceMethod("step", &OptimizerWrap::step),
@@ -93,22 +94,63 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
     return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
   }
 
-  // addParam(tensor, group, name, { masterWeights?, lrRatio?, applyDecay? })
-  Napi::Value add_param(const Napi::CallbackInfo& info) {
+  // addParams(tensors, group, names, masterWeights, lrRatios?, applyDecay?) -> index of the
+  // first: one call per param group (a million tiny params are one crossing, not a million).
+  // lrRatios (Float64Array) and applyDecay (Uint8Array) have one entry per param, or are
+  // undefined for 1 and true. All or none are added (Engine::add_params).
+  Napi::Value add_params(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      auto tensor = TensorWrap::unwrap(info[0], "param data");
+      if (!info[0].IsArray()) throw fo::TypeError("addParams: tensors must be an array, got " + args::type_of(info[0]));
+      if (!info[2].IsArray()) throw fo::TypeError("addParams: names must be an array, got " + args::type_of(info[2]));
+      Napi::Array tensors = info[0].As<Napi::Array>();
+      Napi::Array names = info[2].As<Napi::Array>();
+      const uint32_t n = tensors.Length();
+      if (names.Length() != n) throw fo::RangeError("addParams: names and tensors differ in length");
       const int group = int(args::integer(info[1], "param group index", 0, INT32_MAX));
-      if (!info[2].IsString()) throw fo::TypeError("param name must be a string, got " + args::type_of(info[2]));
-      std::string name = info[2].As<Napi::String>().Utf8Value();
-      const char* what = "param options";
-      Napi::Object o = args::options(info[3], {"masterWeights", "applyDecay", "lrRatio"}, what);
-      typename EngineT::ParamOptions options;
-      options.master_weights = args::optional_boolean(o, "masterWeights", options.master_weights, what);
-      options.apply_decay = args::optional_boolean(o, "applyDecay", options.apply_decay, what);
-      options.lr_ratio = args::optional_number(o, "lrRatio", options.lr_ratio, what);
-      const int index = engine().add_param(std::move(tensor), group, std::move(name), options);
+      const bool master_weights = args::boolean(info[3], "masterWeights");
+      const double* ratios = nullptr;
+      const uint8_t* decay = nullptr;
+      if (!info[4].IsUndefined()) {
+        auto a = args::typed_array<double>(info[4], napi_float64_array, "Float64Array", "addParams: lrRatios");
+        if (a.ElementLength() != n) throw fo::RangeError("addParams: lrRatios must have one entry per param");
+        ratios = a.Data();
+      }
+      if (!info[5].IsUndefined()) {
+        auto a = args::typed_array<uint8_t>(info[5], napi_uint8_array, "Uint8Array", "addParams: applyDecay");
+        if (a.ElementLength() != n) throw fo::RangeError("addParams: applyDecay must have one entry per param");
+        decay = a.Data();
+      }
+      std::vector<typename EngineT::NewParam> list(n);
+      for (uint32_t i = 0; i < n; ++i) {
+        Napi::Value name = names.Get(i);
+        if (!name.IsString()) throw fo::TypeError("param name must be a string, got " + args::type_of(name));
+        list[i].name = name.As<Napi::String>().Utf8Value();
+        list[i].data = TensorWrap::unwrap(tensors.Get(i), "param data");
+        list[i].options.master_weights = master_weights;
+        if (ratios) list[i].options.lr_ratio = ratios[i];
+        if (decay) list[i].options.apply_decay = decay[i] != 0;
+      }
+      const int first = engine().add_params(std::move(list), group);
       report_memory();
-      return Napi::Number::New(info.Env(), index);
+      return Napi::Number::New(info.Env(), first);
+    });
+  }
+
+  // setGrads(first, grads): the grads of params first, first + 1, ... (a Tensor or null each).
+  void set_grads(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] {
+      const int first = index_arg(info[0]);
+      if (!info[1].IsArray()) throw fo::TypeError("setGrads: grads must be an array, got " + args::type_of(info[1]));
+      Napi::Array grads = info[1].As<Napi::Array>();
+      std::vector<std::shared_ptr<Tensor>> list(grads.Length());
+      for (uint32_t i = 0; i < grads.Length(); ++i) {
+        Napi::Value g = grads.Get(i);
+        if (!g.IsNull() && !g.IsUndefined()) list[i] = TensorWrap::unwrap(g, "grad");
+      }
+      EngineT& e = engine();
+      if (int64_t(first) + int64_t(list.size()) > e.param_count())
+        throw fo::RangeError("setGrads: more grads than params after index " + std::to_string(first));
+      for (size_t i = 0; i < list.size(); ++i) e.set_grad(first + int(i), std::move(list[i]));
     });
   }
 

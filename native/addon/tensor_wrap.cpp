@@ -9,6 +9,10 @@ namespace fo::addon {
 
 namespace {
 
+// Marks every TensorHandle (napi_type_tag_object): unwrap checks the tag, which is cheaper
+// than instanceof and cannot be faked by giving another object the class's prototype.
+constexpr napi_type_tag kTensorTag = {0x6f3c8f0b5a1e4d27ULL, 0x9b2d71c4e8a05f36ULL};
+
 // A sentinel passed by create()/from_device_pointer() so `new TensorHandle()` from
 // JavaScript cannot build an empty handle.
 struct Construct {
@@ -55,11 +59,12 @@ TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor
                                "TensorHandle cannot be constructed directly; use Tensor.from or Tensor.zeros");
   auto* c = info[0].As<Napi::External<Construct>>().Data();
   tensor_ = c->tensor;
+  info.This().As<Napi::Object>().TypeTag(&kTensorTag);
   if (tensor_->storage->owned()) memory_.set(int64_t(tensor_->byte_size()));
 }
 
 std::shared_ptr<Tensor> TensorWrap::unwrap(const Napi::Value& value, const char* what) {
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(Addon::of(value.Env()).tensor_class()))
+  if (!value.IsObject() || !value.As<Napi::Object>().CheckTypeTag(&kTensorTag))
     throw fo::TypeError(std::string(what) + " must be a Tensor, got " + args::type_of(value));
   return Unwrap(value.As<Napi::Object>())->tensor_;
 }

@@ -71,36 +71,42 @@ class Engine {
   // benchmarks: hyperparameter changes must not cause one).
   int64_t plan_uploads() const { return plan_uploads_; }
 
-  // O(1) per param: the duplicate check looks the storage up in a hash set, so building an
-  // optimizer of n params is O(n).
-  int add_param(std::shared_ptr<Tensor> data, int group, std::string name, ParamOptions options) {
-    if (!data) throw TypeError("param '" + name + "': data is missing");
-    data->storage->data(("param '" + name + "' data").c_str());
-    if (data->device() != device_)
-      throw TypeError("param '" + name + "' is on " + device_name(data->device()) + " but the optimizer runs on " +
-                      device_name(device_));
-    if (group < 0) throw RangeError("param '" + name + "': group index must be >= 0");
-    if (!std::isfinite(options.lr_ratio) || options.lr_ratio < 0)
-      throw RangeError("param '" + name + "': lr ratio must be a finite number >= 0, got " +
-                       std::to_string(options.lr_ratio));
-    if (held_storages_.count(data->storage.get()))
-      throw TypeError("param '" + name + "' appears twice in the optimizer");
-    if (params_.size() >= size_t(INT32_MAX)) throw RangeError("an optimizer holds at most 2^31 - 1 params");
-    const Storage* storage = data->storage.get();
-    Param p;
-    p.data = std::move(data);
-    p.group = group;
-    p.name = std::move(name);
-    p.options = options;
-    p.options.master_weights = options.master_weights && p.data->dtype != DType::Float32;
-    held_storages_.insert(storage);
-    try {
+  struct NewParam {
+    std::shared_ptr<Tensor> data;
+    std::string name;
+    ParamOptions options;
+  };
+
+  // Adds params to param group `group`, all or none: each is checked (present, alive, on
+  // this device, not held already, not twice in the list) before any is added. O(1) per
+  // param: the duplicate check looks storages up in a hash set, so an optimizer of n params
+  // is built in O(n). Returns the index of the first.
+  int add_params(std::vector<NewParam> list, int group) {
+    if (group < 0) throw RangeError("param group index must be >= 0");
+    if (list.size() > size_t(INT32_MAX) - params_.size())
+      throw RangeError("an optimizer holds at most 2^31 - 1 params");
+    std::unordered_set<const Storage*> batch;
+    for (const NewParam& n : list) check_new_param(n, batch);
+    const int first = int(params_.size());
+    params_.reserve(params_.size() + list.size());  // the pushes below cannot throw
+    held_storages_.reserve(held_storages_.size() + list.size());
+    for (NewParam& n : list) {
+      Param p;
+      p.data = std::move(n.data);
+      p.group = group;
+      p.name = std::move(n.name);
+      p.options = n.options;
+      p.options.master_weights = n.options.master_weights && p.data->dtype != DType::Float32;
+      held_storages_.insert(p.data->storage.get());
       params_.push_back(std::move(p));
-    } catch (...) {
-      held_storages_.erase(storage);
-      throw;
     }
-    return int(params_.size()) - 1;
+    return first;
+  }
+
+  int add_param(std::shared_ptr<Tensor> data, int group, std::string name, ParamOptions options) {
+    std::vector<NewParam> one;
+    one.push_back({std::move(data), std::move(name), options});
+    return add_params(std::move(one), group);
   }
 
   // Bytes this engine holds beyond the tensors it was given: state buffers, masters and row
@@ -334,6 +340,22 @@ class Engine {
     std::shared_ptr<Storage> rows;  // row-sparse grad: the rows it updates (on the device)
     int64_t row_count = 0, row_width = 0;
   };
+
+  // add_params' checks of one param; `batch` holds the storages of the list checked so far.
+  void check_new_param(const NewParam& n, std::unordered_set<const Storage*>& batch) const {
+    const std::string& name = n.name;
+    if (!n.data) throw TypeError("param '" + name + "': data is missing");
+    if (n.data->storage->disposed()) throw std::runtime_error("param '" + name + "' data has been disposed");
+    if (n.data->device() != device_)
+      throw TypeError("param '" + name + "' is on " + device_name(n.data->device()) + " but the optimizer runs on " +
+                      device_name(device_));
+    if (!std::isfinite(n.options.lr_ratio) || n.options.lr_ratio < 0)
+      throw RangeError("param '" + name + "': lr ratio must be a finite number >= 0, got " +
+                       std::to_string(n.options.lr_ratio));
+    const Storage* storage = n.data->storage.get();
+    if (held_storages_.count(storage) || !batch.insert(storage).second)
+      throw TypeError("param '" + name + "' appears twice in the optimizer");
+  }
 
   void check_index(int index) const {
     if (index < 0 || size_t(index) >= params_.size())
