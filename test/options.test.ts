@@ -8,6 +8,8 @@ import {
   AdamWDL,
   CosineAnnealingLR,
   GradScaler,
+  loadCheckpoint,
+  saveCheckpoint,
   LambdaLR,
   LinearLR,
   Lion,
@@ -182,6 +184,18 @@ describe('everything else that takes options', () => {
       () => layerwiseParamGroups([param()], { lr: 1, decay: 0.9, nLayers: 2, n_layers: 2 } as never),
       'n_layers',
       'nLayers',
+    );
+  });
+});
+
+describe('checkpoint options', () => {
+  it('saveCheckpoint and loadCheckpoint reject unknown keys before touching the file', async () => {
+    const params = [param('w')];
+    await expect(saveCheckpoint('/nonexistent-dir/x.ckpt', { params, sheduler: undefined } as never)).rejects.toThrow(
+      /saveCheckpoint: options: unknown option 'sheduler' \(did you mean 'scheduler'\?\)/,
+    );
+    await expect(loadCheckpoint('/nonexistent-dir/x.ckpt', { params, strict_: false } as never)).rejects.toThrow(
+      /loadCheckpoint: options: unknown option 'strict_' \(did you mean 'strict'\?\)/,
     );
   });
 });
