@@ -25,9 +25,8 @@ export abstract class Optimizer<G extends ParamGroup> {
   protected readonly params: Parameter[] = [];
   /** The keys a param group may have: params, initialLr and the hyperparameters (the defaults' keys). */
   readonly #groupKeys: readonly string[];
-  // The params and data tensors held, so a new group is checked against them in O(its size).
-  readonly #held = new Set<Parameter>();
-  readonly #heldData = new Set<Tensor>();
+  // Each data tensor held and its param, so a new group is checked against them in O(its size).
+  readonly #held = new Map<Tensor, Parameter>();
   // One weak reference for every grad listener: a parameter outliving its optimizer does
   // not keep it (and its state) alive.
   readonly #self = new WeakRef(this);
@@ -43,8 +42,8 @@ export abstract class Optimizer<G extends ParamGroup> {
   protected initGroups(params: ParamsInput<G>): void {
     const groups = this.normalizeInput(params);
     // Validate every group before registering any param, so a bad group changes nothing.
-    const seen = { params: new Set<Parameter>(), data: new Set<Tensor>() };
-    const completed = groups.map((g, i) => this.completeGroup(g, `param group ${i}`, seen));
+    // A failed constructor leaves no optimizer behind: the groups record into #held as they are checked.
+    const completed = groups.map((g, i) => this.completeGroup(g, `param group ${i}`, this.#held));
     for (const g of completed) this.registerGroup(g);
   }
 
@@ -73,9 +72,10 @@ export abstract class Optimizer<G extends ParamGroup> {
   addParamGroup(group: GroupInput<G>): void {
     this.checkNotDisposed('addParamGroup');
     checkObject(group, 'addParamGroup: group', 'a param group object');
-    const seen = { params: this.#held, data: this.#heldData };
-    const completed = this.completeGroup(group, `param group ${this.paramGroups.length}`, seen, false);
+    const fresh = new Map<Tensor, Parameter>();
+    const completed = this.completeGroup(group, `param group ${this.paramGroups.length}`, fresh, this.#held);
     this.registerGroup(completed);
+    for (const [data, p] of fresh) this.#held.set(data, p);
   }
 
   /** Clears every gradient: sets it to null (default) or fills it with zeros in place. */
@@ -142,16 +142,16 @@ export abstract class Optimizer<G extends ParamGroup> {
     });
   }
 
-  // `seen`: the params (and data tensors) of the groups checked so far; with `record` false
-  // (addParamGroup, where it is the optimizer's own sets) it is only read: registerGroup adds.
+  // `seen` gets the group's data tensors (and their params); `held`, the tensors held before,
+  // is only read.
   private completeGroup(
     input: GroupInput<G>,
     where: string,
-    seen: { params: Set<Parameter>; data: Set<Tensor> },
-    record = true,
+    seen: Map<Tensor, Parameter>,
+    held?: ReadonlyMap<Tensor, Parameter>,
   ): G {
     checkKeys(input, where, this.#groupKeys);
-    const params = this.groupParams(input.params, where, seen, record);
+    const params = this.groupParams(input.params, where, seen, held);
     this.checkParams(params, where);
     const group = { ...this.defaults, ...input, params } as G;
     for (const key of Object.keys(group))
@@ -164,8 +164,8 @@ export abstract class Optimizer<G extends ParamGroup> {
   private groupParams(
     raw: unknown,
     where: string,
-    seen: { params: Set<Parameter>; data: Set<Tensor> },
-    record: boolean,
+    seen: Map<Tensor, Parameter>,
+    held?: ReadonlyMap<Tensor, Parameter>,
   ): Parameter[] {
     if (raw === null || typeof raw !== 'object' || typeof (raw as Iterable<unknown>)[Symbol.iterator] !== 'function') {
       throw new TypeError(mustBe(`${where}: params`, 'an array of Parameters', raw));
@@ -173,25 +173,19 @@ export abstract class Optimizer<G extends ParamGroup> {
     const params = [...(raw as Iterable<unknown>)];
     if (params.length === 0) throw new RangeError(`${where}: params is empty`);
     let device = this.#device;
-    const mine = { params: new Set<Parameter>(), data: new Set<Tensor>() };
     params.forEach((p, i) => {
       if (!(p instanceof Parameter)) throw new TypeError(mustBe(`${where}: params[${i}]`, 'a Parameter', p));
       const label = `${where}: param '${p.name || `#${i}`}'`;
-      if (seen.params.has(p) || mine.params.has(p))
-        throw new Error(`${label} appears in more than one param group (or twice in one)`);
-      if (seen.data.has(p.data) || mine.data.has(p.data))
-        throw new Error(`${label} uses the same data tensor as another param of the optimizer`);
-      mine.params.add(p);
-      mine.data.add(p.data);
+      // One lookup per param: a Parameter has one data tensor, so a repeated Parameter is a repeated tensor.
+      const owner = seen.get(p.data) ?? held?.get(p.data);
+      if (owner === p) throw new Error(`${label} appears in more than one param group (or twice in one)`);
+      if (owner) throw new Error(`${label} uses the same data tensor as another param of the optimizer`);
+      seen.set(p.data, p);
       p.data.checkAlive(`${label} data`);
       device ??= p.data.device;
       if (p.data.device !== device)
         throw new TypeError(`${label} is on ${p.data.device} but the optimizer's params are on ${device}`);
     });
-    if (record) {
-      for (const p of mine.params) seen.params.add(p);
-      for (const t of mine.data) seen.data.add(t);
-    }
     return params as Parameter[];
   }
 
@@ -207,8 +201,6 @@ export abstract class Optimizer<G extends ParamGroup> {
     group.params.forEach((p, i) => {
       const index = first + i;
       this.params.push(p);
-      this.#held.add(p);
-      this.#heldData.add(p.data);
       if (p.sparseGrad)
         this.bindGrad(index, { ...p.sparseGrad, rowWidth: p.data.numel / Math.max(1, p.data.shape[0]) });
       p.onGradChange((grad) => {

@@ -114,18 +114,23 @@ export class Tensor {
     return new Tensor(FACTORY, handle, dtype, shape, 'cuda');
   }
 
+  // Kept here as well as natively: dispose() is the only way a tensor's memory is freed, and
+  // checkAlive() is on every path (a native call for it costs more than many a check).
+  #disposed = false;
+
   get disposed(): boolean {
-    return this.handle.disposed;
+    return this.#disposed;
   }
 
   /** Frees the memory now instead of when the tensor is garbage collected. */
   dispose(): void {
     this.handle.dispose();
+    this.#disposed = true;
   }
 
   /** @internal throws if disposed, naming `what`. */
   checkAlive(what = 'tensor'): void {
-    if (this.handle.disposed) throw new Error(`${what} has been disposed`);
+    if (this.#disposed) throw new Error(`${what} has been disposed`);
   }
 
   /** The values as fp32 (a copy). */

@@ -83,9 +83,9 @@ describe("a dict without the field (torch's) loads where its keys fit", () => {
     expect(opt.paramGroups[0].betas).toEqual([0.8, 0.9]);
     source.step();
     opt.step();
-    const [a, b] = [source.stateDict(), opt.stateDict()];
+    const [a, b] = [source.stateDict() as unknown as AnyDict, opt.stateDict() as unknown as AnyDict];
     expect(b.state[1].step).toBe(2);
-    expect(Array.from(b.state[1].exp_avg)).toEqual(Array.from(a.state[1].exp_avg));
+    expect(Array.from(b.state[1].exp_avg as Float32Array)).toEqual(Array.from(a.state[1].exp_avg as Float32Array));
   });
 
   it("AdamWDL takes a torch AdamW dict (same keys), Lion does not: AdamW's eps is not Lion's", () => {

@@ -85,11 +85,17 @@ class Engine {
     if (group < 0) throw RangeError("param group index must be >= 0");
     if (list.size() > size_t(INT32_MAX) - params_.size())
       throw RangeError("an optimizer holds at most 2^31 - 1 params");
-    std::unordered_set<const Storage*> batch;
-    for (const NewParam& n : list) check_new_param(n, batch);
-    const int first = int(params_.size());
     params_.reserve(params_.size() + list.size());  // the pushes below cannot throw
     held_storages_.reserve(held_storages_.size() + list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      try {
+        check_new_param(list[i]);  // and holds its storage
+      } catch (...) {
+        for (size_t j = 0; j < i; ++j) held_storages_.erase(list[j].data->storage.get());
+        throw;
+      }
+    }
+    const int first = int(params_.size());
     for (NewParam& n : list) {
       Param p;
       p.data = std::move(n.data);
@@ -97,7 +103,6 @@ class Engine {
       p.name = std::move(n.name);
       p.options = n.options;
       p.options.master_weights = n.options.master_weights && p.data->dtype != DType::Float32;
-      held_storages_.insert(p.data->storage.get());
       params_.push_back(std::move(p));
     }
     return first;
@@ -341,8 +346,8 @@ class Engine {
     int64_t row_count = 0, row_width = 0;
   };
 
-  // add_params' checks of one param; `batch` holds the storages of the list checked so far.
-  void check_new_param(const NewParam& n, std::unordered_set<const Storage*>& batch) const {
+  // add_params' checks of one param; then its storage is held (add_params lets go on failure).
+  void check_new_param(const NewParam& n) {
     const std::string& name = n.name;
     if (!n.data) throw TypeError("param '" + name + "': data is missing");
     if (n.data->storage->disposed()) throw std::runtime_error("param '" + name + "' data has been disposed");
@@ -352,8 +357,7 @@ class Engine {
     if (!std::isfinite(n.options.lr_ratio) || n.options.lr_ratio < 0)
       throw RangeError("param '" + name + "': lr ratio must be a finite number >= 0, got " +
                        std::to_string(n.options.lr_ratio));
-    const Storage* storage = n.data->storage.get();
-    if (held_storages_.count(storage) || !batch.insert(storage).second)
+    if (!held_storages_.insert(n.data->storage.get()).second)
       throw TypeError("param '" + name + "' appears twice in the optimizer");
   }
 
