@@ -1,4 +1,4 @@
-// Non-finite grads without a GradScaler (issue 13 item 12; docs/api.md, "Non-finite grads").
+// Non-finite grads without a GradScaler (issue 13 item 12; docs/behaviour.md, "Non-finite grads").
 // The optimizers do what torch's do, elementwise: AdamW and AdamWDL turn an element whose grad
 // is inf or NaN into NaN; Lion's sign(NaN) is 0, so a NaN grad freezes the element (its
 // exp_avg becomes NaN and stays NaN). Clipping by norm inside step() with a non-finite norm
@@ -64,6 +64,24 @@ describe('no clipping: elementwise, as torch', () => {
     expect(ps[0].data.toFloat32Array()[1]).toBe(still.ps[0].data.toFloat32Array()[1]);
     expect(ps[0].data.toFloat32Array()[0]).toBe(still.ps[0].data.toFloat32Array()[0]); // its neighbours step
   });
+});
+
+it('Lion: an inf grad moves its element once, then its exp_avg turns NaN and the element is frozen', () => {
+  const { ps, opt } = setup('Lion', null, infAt);
+  // The same element with no grad and no momentum: moved by the decoupled decay alone.
+  const still = setup('Lion', null, (grads) => (grads[1][70000] = 0));
+  const at = (q: Parameter[]) => q[1].data.toFloat32Array()[70000];
+  opt.step();
+  still.opt.step();
+  const [once, decayedOnce] = [at(ps), at(still.ps)];
+  expect(once).toBeLessThan(decayedOnce); // the inf moved it by lr, beyond the decay
+  expect(opt.stateDict().state[1].exp_avg[70000]).toBe(Infinity);
+  ps[1].grad!.copyFrom(new Float32Array(70001).fill(0.5));
+  opt.step();
+  still.opt.step();
+  expect(opt.stateDict().state[1].exp_avg[70000]).toBeNaN();
+  // The second step applied the decay alone: the same factor as on the element without a grad.
+  expect(at(ps) / once).toBeCloseTo(at(still.ps) / decayedOnce, 6);
 });
 
 describe('gradClip by norm with a non-finite norm poisons the step, as torch', () => {

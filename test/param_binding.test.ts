@@ -2,7 +2,7 @@
 // - p.data is read-only (an assignment throws, in sloppy-mode code too), so an optimizer can
 //   never keep updating a tensor the param no longer holds;
 // - a half param held by two optimizers with master weights gets every update: each step
-//   starts from the param's current value, as after copyFrom (docs/api.md, "One param in
+//   starts from the param's current value, as after copyFrom (docs/behaviour.md, "One param in
 //   two optimizers");
 // - misuse that used to give a confusing message gets one that names the value's type.
 import { describe, expect, it } from 'vitest';
