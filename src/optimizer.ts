@@ -195,7 +195,6 @@ export abstract class Optimizer<G extends ParamGroup> {
     const first = this.params.length;
     this.bindGroup(group.params, first, groupIndex); // all or none
     this.paramGroups.push(group);
-    const self = this.#self;
     const dense = group.params.map((p) => p.grad);
     if (dense.some((g) => g !== null)) this.bindGrads(first, dense);
     group.params.forEach((p, i) => {
@@ -203,12 +202,19 @@ export abstract class Optimizer<G extends ParamGroup> {
       this.params.push(p);
       if (p.sparseGrad)
         this.bindGrad(index, { ...p.sparseGrad, rowWidth: p.data.numel / Math.max(1, p.data.shape[0]) });
-      p.onGradChange((grad) => {
-        const opt = self.deref();
-        if (opt === undefined || opt.#disposed) return false; // stops listening
-        opt.bindGrad(index, grad);
-        return true;
-      });
+      p.onGradChange(Optimizer.#gradListener(this.#self, index));
     });
+  }
+
+  // Made here, where nothing but `self` and `index` is in scope: a closure keeps its whole
+  // scope alive, and one made inside registerGroup would hold the optimizer (`this`) strongly
+  // from every param, so an optimizer over long-lived params would never be collected.
+  static #gradListener<G extends ParamGroup>(self: WeakRef<Optimizer<G>>, index: number) {
+    return (grad: GradBinding): boolean => {
+      const opt = self.deref();
+      if (opt === undefined || opt.#disposed) return false; // stops listening
+      opt.bindGrad(index, grad);
+      return true;
+    };
   }
 }
