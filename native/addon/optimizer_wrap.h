@@ -122,6 +122,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       }
       std::vector<typename EngineT::NewParam> list(n);
       for (uint32_t i = 0; i < n; ++i) {
+        Napi::HandleScope scope(info.Env());  // a million params must not mean a million live handles
         Napi::Value name = names.Get(i);
         if (!name.IsString()) throw fo::TypeError("param name must be a string, got " + args::type_of(name));
         list[i].name = name.As<Napi::String>().Utf8Value();
@@ -144,6 +145,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       Napi::Array grads = info[1].As<Napi::Array>();
       std::vector<std::shared_ptr<Tensor>> list(grads.Length());
       for (uint32_t i = 0; i < grads.Length(); ++i) {
+        Napi::HandleScope scope(info.Env());
         Napi::Value g = grads.Get(i);
         if (!g.IsNull() && !g.IsUndefined()) list[i] = TensorWrap::unwrap(g, "grad");
       }
