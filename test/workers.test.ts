@@ -47,8 +47,8 @@ describe('worker threads', () => {
       stayers: Run[];
       serial: Run[];
     }>('exits');
-    // process.exit(0) twice, terminate() once (exit code 1).
-    expect(r.earlyExitCodes).toEqual([0, 0, 1]);
+    // process.exit(0) twice, terminate() three times (exit code 1).
+    expect(r.earlyExitCodes).toEqual([0, 0, 1, 1, 1]);
     expect(r.stayers.map((s) => s.fingerprint)).toEqual(r.serial.map((s) => s.fingerprint));
     expect(r.main.keep).toEqual([1, 2, 3]);
     // The main thread's two steps after the exits, against the same two steps here.

@@ -107,9 +107,14 @@ async function scenario(dist, name) {
     const leaver = startWorker(dist, { kind: 'leave' });
     const async = startWorker(dist, { kind: 'exit-during-step' });
     const stayers = [1, 2].map((i) => startWorker(dist, { kind: 'train', config: i, seed: seeds[i] }));
-    const killed = startWorker(dist, { kind: 'spin' });
-    killed.worker.once('message', () => killed.worker.terminate());
-    const early = await Promise.all([leaver.result, async.result, killed.result]);
+    // Terminated at different points of their step loops (a termination that lands inside a
+    // native call must not abort the process).
+    const killed = [0, 3, 10].map((delayMs) => {
+      const w = startWorker(dist, { kind: 'spin' });
+      w.worker.once('message', () => setTimeout(() => w.worker.terminate(), delayMs));
+      return w;
+    });
+    const early = await Promise.all([leaver.result, async.result, ...killed.map((k) => k.result)]);
     // The main thread after three workers went away: new tensors, optimizers, steps.
     const p = new fo.Parameter(fo.Tensor.from([0.5, -0.5]));
     p.grad = fo.Tensor.from([1, 1]);
