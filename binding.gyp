@@ -29,7 +29,11 @@
         'native/cpu/thread_pool.cpp',
       ],
       'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,sm_100,sm_120,compute_90"'],
+      # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: an error raised while a worker thread is being
+      # terminated cannot be thrown into its JavaScript; without this, node-addon-api throws
+      # a C++ exception out of the callback and the whole process aborts (docs/workers.md).
+      'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS',
+                  'FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,sm_100,sm_120,compute_90"'],
       'cflags!': ['-fno-exceptions'],
       'cflags_cc!': ['-fno-exceptions', '-fno-rtti', '-std=gnu++17', '-std=gnu++20'],
       # Same float rules as CMake: no FMA contraction, no fast math (bit-exact backends).

@@ -6,10 +6,16 @@
 // and the fraction of the copy bandwidth measured in the same run (copyBandwidth(), at the
 // start and at the end; the higher counts). Then the same cases for the peers (plain
 // JavaScript, tfjs's Adam), TfjsOptimizer against tf.train.adam on tfjs models (bench/tfjs.mjs),
-// and the host overhead per step() call.
+// the host overhead per step() call, and the cost of building and first stepping an optimizer
+// of many tiny params (bench/many_params.mjs).
 //
 //   node bench/run.mjs [--quick] [--json | --markdown] [--filter REGEX] [--threads N]
-//                      [--device cpu|cuda] [--no-peers] [--no-tfjs] [--no-overhead] [--out FILE]
+//                      [--device cpu|cuda] [--no-peers] [--no-tfjs] [--no-overhead]
+//                      [--no-many-params] [--out FILE]
+//
+// Mistakes are found before anything runs: an unknown option or a --filter that selects
+// nothing exits 2, a --device that is not usable or an --out that cannot be written exits 1,
+// each with one line on stderr.
 //
 // Progress goes to stderr; the table (or JSON, or Markdown) to stdout. Timings are reported,
 // never asserted. Needs the TypeScript build (npm run build:ts) and the addon.
@@ -20,6 +26,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { ALGOS, DTYPES, bytesPerParam, loadCases, scaledTensors } from './cases.mjs';
 import { measureHostOverhead } from './host_overhead.mjs';
+import { MANY_PARAMS_COUNTS, manyParamsId, measureManyParams } from './many_params.mjs';
 import { createJsPeer, createTfjsPeer, loadTfjs, timePeer } from './peers.mjs';
 import { createProgress } from './progress.mjs';
 import { renderReport, targetFor } from './report.mjs';
@@ -39,6 +46,8 @@ const USAGE = `usage: node bench/run.mjs [options]
   --no-peers         skip the JavaScript and tfjs peers
   --no-tfjs          skip the TensorFlow.js case (TfjsOptimizer vs tf.train.adam on tfjs models)
   --no-overhead      skip the host overhead measurement
+  --no-many-params   skip building and first-stepping optimizers of 100k and 1M tiny params
+                     (their ids: many-params/100k, many-params/1m; --quick: 10k, 100k)
   --no-progress      no progress output on stderr
   --from FILE        run nothing: print the results saved by --out FILE (as a table, --markdown or --json)`;
 
@@ -54,6 +63,7 @@ function parseArgs(argv) {
     peers: true,
     tfjs: true,
     overhead: true,
+    manyParams: true,
     progress: true,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -110,6 +120,9 @@ function parseArgs(argv) {
       case '--no-overhead':
         o.overhead = false;
         break;
+      case '--no-many-params':
+        o.manyParams = false;
+        break;
       case '--no-progress':
         o.progress = false;
         break;
@@ -130,7 +143,30 @@ function fail(message) {
   process.exit(2);
 }
 
+/** A runtime error found before the run: one line, exit 1. */
+function stop(message) {
+  console.error(`bench: ${message}`);
+  process.exit(1);
+}
+
+// --out must be writable before minutes of measurements are spent on results it would lose
+// (the check is the CLI's: dist/cjs/cli/output_path.js, built with the package).
+async function checkWritable(file) {
+  let check;
+  try {
+    ({ checkWritable: check } = await import('../dist/cjs/cli/output_path.js'));
+  } catch (e) {
+    stop(`cannot load the package's JavaScript (run \`npm run build:ts\`): ${e.message}`);
+  }
+  try {
+    check(file, '--out');
+  } catch (e) {
+    stop(e.message);
+  }
+}
+
 const opts = parseArgs(process.argv.slice(2));
+if (opts.out) await checkWritable(opts.out);
 if (opts.from) {
   let saved;
   try {
@@ -152,6 +188,11 @@ try {
 } catch (e) {
   console.error(`bench: cannot load fused-optim (run \`npm run build:ts\`, and build the addon): ${e.message}`);
   process.exit(1);
+}
+try {
+  fo.backendInfo(); // --device cuda without a usable GPU, a bad FUSED_OPTIM_DEVICE
+} catch (e) {
+  stop(`${opts.device ? `--device ${opts.device}: ` : ''}${e.message}`);
 }
 if (typeof fo.copyBandwidth !== 'function') {
   console.error(
@@ -231,6 +272,7 @@ const results = {
   peers: [],
   tfjs: null,
   hostOverhead: null,
+  manyParams: [],
   skipped: [],
 };
 
@@ -253,6 +295,17 @@ if (opts.peers) {
 }
 const hostAlgos = opts.overhead ? ALGOS.filter((a) => runs.some((r) => r.algo === a)) : [];
 const runTfjs = opts.tfjs && (!opts.filter || opts.filter.test('tfjs'));
+const manyCounts = opts.manyParams
+  ? MANY_PARAMS_COUNTS[opts.quick ? 'quick' : 'full'].filter((n) => selected(manyParamsId(n)))
+  : [];
+if (opts.filter && runs.length === 0 && manyCounts.length === 0 && !runTfjs) {
+  const ids = [...cases.map((c) => c.id), ...MANY_PARAMS_COUNTS[opts.quick ? 'quick' : 'full'].map(manyParamsId)];
+  console.error(
+    `bench: --filter ${opts.filter.source} matches no run. Runs are named case/optimizer/dtype: cases ${ids.join(', ')}; ` +
+      `optimizers ${ALGOS.map((a) => a.id).join(', ')}; dtypes ${DTYPES.map((d) => d.id).join(', ')}; and tfjs`,
+  );
+  process.exit(2);
+}
 
 const progress = createProgress({
   total:
@@ -260,7 +313,8 @@ const progress = createProgress({
     runs.length +
     peerRuns.length +
     (runTfjs ? tfjsProgressCount(opts.quick) : 0) +
-    (hostAlgos.length ? hostAlgos.length + 1 : 0),
+    (hostAlgos.length ? hostAlgos.length + 1 : 0) +
+    manyCounts.length,
   enabled: opts.progress,
 });
 
@@ -458,6 +512,10 @@ if (hostAlgos.length) {
   results.hostOverhead = measureHostOverhead(fo, { algos: hostAlgos, device, ...S.host, progress });
 }
 
+// --- many tiny params ---------------------------------------------------------------------------
+if (manyCounts.length)
+  results.manyParams = await measureManyParams(fo, { counts: manyCounts, device, progress, collect });
+
 // --- copy bandwidth at the end, and the derived figures ---------------------------------------
 const copyEnd = measureCopy('end');
 progress.finish();
@@ -515,6 +573,14 @@ for (const p of results.peers) {
   p.ratio = fused ? fused.mparamsPerS / p.mparamsPerS : null;
 }
 
-if (opts.out) writeFileSync(opts.out, `${JSON.stringify(results, null, 2)}\n`);
+// The report first: a failing --out write (checked at the start, but a disk can fill) must
+// not lose the results.
 if (opts.format === 'json') process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
 else process.stdout.write(`${renderReport(results, { markdown: opts.format === 'markdown' })}\n`);
+if (opts.out) {
+  try {
+    writeFileSync(opts.out, `${JSON.stringify(results, null, 2)}\n`);
+  } catch (e) {
+    stop(`--out ${opts.out}: the results could not be written (${e.message}); they are printed above`);
+  }
+}

@@ -23,11 +23,13 @@ export interface NativeParamState {
   [buffer: string]: Float32Array | number | undefined;
 }
 
+/** How a group's params are registered (one addParams call per group). */
 export interface NativeParamOptions {
   masterWeights: boolean;
-  /** Scales the param's step, not its decoupled decay (AdamWDL's layer-wise ratio). */
-  lrRatio?: number;
-  applyDecay?: boolean;
+  /** Per param: scales its step, not its decoupled decay (AdamWDL's layer-wise ratio); default 1. */
+  lrRatios?: Float64Array;
+  /** Per param: 1 for decoupled weight decay, 0 for none; default all 1. */
+  applyDecay?: Uint8Array;
 }
 
 /** What a step does to the grads first; see native/addon/optimizer_wrap.h. */
@@ -44,8 +46,18 @@ export interface NativeStepControl {
 
 /** AdamWHandle and LionHandle: one native optimizer engine. */
 export interface NativeOptimizerHandle {
-  addParam(data: NativeTensorHandle, group: number, name: string, options: NativeParamOptions): number;
+  /** Registers a group's params, all or none; returns the index of the first. */
+  addParams(
+    data: NativeTensorHandle[],
+    group: number,
+    names: string[],
+    masterWeights: boolean,
+    lrRatios?: Float64Array,
+    applyDecay?: Uint8Array,
+  ): number;
   setGrad(index: number, grad: NativeTensorHandle | null): void;
+  /** The grads of params first, first + 1, ... */
+  setGrads(first: number, grads: Array<NativeTensorHandle | null>): void;
   setSparseGrad(index: number, values: NativeTensorHandle, rows: Int32Array, rowWidth: number): void;
   setLazyMode(on: boolean): void;
   /** Returns true when the step was skipped (an inf/NaN grad under checkFinite). */
@@ -66,6 +78,11 @@ export interface NativeOptimizerHandle {
   waitFor(event: bigint): void;
   /** The cudaStream_t the steps run on, or null on the CPU. */
   readonly cudaStream: bigint | null;
+  /** Frees the state now (after a running stepAsync); later calls throw. Idempotent. */
+  dispose(): void;
+  readonly disposed: boolean;
+  /** Bytes of state, masters and tables last reported to V8 with AdjustExternalMemory. */
+  readonly memoryBytes: number;
 }
 
 export interface NativeInfo {

@@ -149,7 +149,9 @@ describe('copyBandwidth()', () => {
   });
 
   it('validates its options', () => {
-    expect(() => copyBandwidth({ bytes: 1.5 })).toThrow(TypeError);
+    // 1.5 is a number but not an integer: out of range (RangeError), as Node's ERR_OUT_OF_RANGE.
+    expect(() => copyBandwidth({ bytes: 1.5 })).toThrow(RangeError);
+    expect(() => copyBandwidth({ bytes: '4096' as never })).toThrow(TypeError);
     expect(() => copyBandwidth({ bytes: 100 })).toThrow(RangeError);
     expect(() => copyBandwidth({ bytes: 2 ** 41 })).toThrow(RangeError);
     expect(() => copyBandwidth({ iterations: 0 })).toThrow(RangeError);

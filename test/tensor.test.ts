@@ -519,13 +519,25 @@ describe('bad arguments', () => {
     }
   });
 
-  it('negative, fractional or non-numeric dimensions: RangeError showing the shape', () => {
-    const cases: unknown[] = [[-1], [2, -3], [2.5], [1, 0.5], [NaN], [Infinity], ['3'], -1, 1.5];
-    for (const shape of cases) {
+  it('negative, fractional or non-numeric dimensions: RangeError (TypeError for a string) naming the dimension', () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [[-1], /shape\[0\] must be >= 0, got -1/],
+      [[2, -3], /shape\[1\] must be >= 0, got -3/],
+      [[2.5], /shape\[0\] must be an integer, got 2.5/],
+      [[1, 0.5], /shape\[1\] must be an integer, got 0.5/],
+      [[NaN], /shape\[0\] must be an integer, got NaN/],
+      [[Infinity], /shape\[0\] must be an integer, got Infinity/],
+      [-1, /shape\[0\] must be >= 0, got -1/],
+      [1.5, /shape\[0\] must be an integer, got 1.5/],
+    ];
+    for (const [shape, message] of cases) {
       const make = () => Tensor.zeros(shape as number[], { device: 'cpu' });
       expect(make, JSON.stringify(shape)).toThrow(RangeError);
-      expect(make, JSON.stringify(shape)).toThrow(/shape.*non-negative integers/);
+      expect(make, JSON.stringify(shape)).toThrow(message);
     }
+    // A string is the wrong type, and the message shows it is one (not "got [3]").
+    expect(() => Tensor.zeros(['3'] as never, { device: 'cpu' })).toThrow(TypeError);
+    expect(() => Tensor.zeros(['3'] as never, { device: 'cpu' })).toThrow(/shape\[0\] must be an integer, got "3"/);
     expect(() => Tensor.from([1, 2], { shape: [-2], device: 'cpu' })).toThrow(RangeError);
     expect(() => Tensor.from([1, 2], { shape: [-2], device: 'cpu' })).toThrow(/shape.*-2/);
     expect(() => Tensor.from([1, 2], { shape: [0.5, 4], device: 'cpu' })).toThrow(/shape.*0\.5/);

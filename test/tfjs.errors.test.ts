@@ -68,7 +68,7 @@ describe('construction', () => {
   it('unknown options and bad option values', () => {
     const v = [tf.variable(tf.zeros([3]), true, 'opt_a')];
     expect(() => new TfjsOptimizer(v, adamw, { lr: 1 } as object)).toThrow(
-      /unknown option 'lr' \(known: paramName, device\)/,
+      /unknown option 'lr'; the options are 'paramName', 'device'/,
     );
     expect(() => new TfjsOptimizer(v, adamw, { device: 'gpu' as 'cpu' })).toThrow(
       /device must be 'cpu' or 'cuda', got "gpu"/,

@@ -3,6 +3,7 @@
 // (fp32 state buffers, fp32 masters, step counts), validation, and the launch plan handed
 // to a backend. Algo (algorithms.h) supplies the math-specific parts. Everything a step
 // needs is checked before anything is written, so a rejected step changes nothing.
+#include <atomic>
 #include <cstdint>
 #include <cmath>
 #include <cstring>
@@ -80,34 +81,66 @@ class Engine {
   // benchmarks: hyperparameter changes must not cause one).
   int64_t plan_uploads() const { return plan_uploads_; }
 
-  int add_param(std::shared_ptr<Tensor> data, int group, std::string name, ParamOptions options) {
-    if (!data) throw TypeError("param '" + name + "': data is missing");
-    data->storage->data(("param '" + name + "' data").c_str());
-    if (data->device() != device_)
-      throw TypeError("param '" + name + "' is on " + device_name(data->device()) + " but the optimizer runs on " +
-                      device_name(device_));
-    if (group < 0) throw RangeError("param '" + name + "': group index must be >= 0");
-    if (!std::isfinite(options.lr_ratio) || options.lr_ratio < 0)
-      throw RangeError("param '" + name + "': lr ratio must be a finite number >= 0, got " +
-                       std::to_string(options.lr_ratio));
-    // Two params over the same memory (the same tensor twice, or overlapping device-pointer
-    // views) would be updated twice, by concurrent blocks on a GPU.
-    const MemoryRange range = range_of(*data);
-    if (const int other = param_ranges_.overlapping(range); other >= 0) {
-      if (params_[size_t(other)].data->storage == data->storage)
-        throw TypeError("param '" + name + "' appears twice in the optimizer");
-      throw TypeError("param '" + name + "' overlaps the memory of param '" + params_[size_t(other)].name + "'");
+  struct NewParam {
+    std::shared_ptr<Tensor> data;
+    std::string name;
+    ParamOptions options;
+  };
+
+  // Adds params to param group `group`, all or none: each is checked (present, alive, on
+  // this device, not over the memory of a param held already or earlier in the list) before
+  // any is added. O(log n) per param (param_ranges_), so an optimizer of n params is built in
+  // O(n log n). Returns the index of the first.
+  int add_params(std::vector<NewParam> list, int group) {
+    if (group < 0) throw RangeError("param group index must be >= 0");
+    if (list.size() > size_t(INT32_MAX) - params_.size())
+      throw RangeError("an optimizer holds at most 2^31 - 1 params");
+    params_.reserve(params_.size() + list.size());  // the pushes below cannot throw
+    for (size_t i = 0; i < list.size(); ++i) {
+      try {
+        check_new_param(list, i);  // and records its memory
+      } catch (...) {
+        for (size_t j = 0; j < i; ++j) param_ranges_.erase(range_of(*list[j].data), list[j].data->storage->owned());
+        throw;
+      }
     }
-    param_ranges_.insert(range, int(params_.size()), data->storage->owned());
-    Param p;
-    p.data = std::move(data);
-    p.group = group;
-    p.name = std::move(name);
-    p.options = options;
-    p.options.master_weights = options.master_weights && p.data->dtype != DType::Float32;
-    params_.push_back(std::move(p));
-    return int(params_.size()) - 1;
+    const int first = int(params_.size());
+    for (NewParam& n : list) {
+      Param p;
+      p.data = std::move(n.data);
+      p.group = group;
+      p.name = std::move(n.name);
+      p.options = n.options;
+      p.options.master_weights = n.options.master_weights && p.data->dtype != DType::Float32;
+      params_.push_back(std::move(p));
+    }
+    return first;
   }
+
+  int add_param(std::shared_ptr<Tensor> data, int group, std::string name, ParamOptions options) {
+    std::vector<NewParam> one;
+    one.push_back({std::move(data), std::move(name), options});
+    return add_params(std::move(one), group);
+  }
+
+  // Bytes this engine holds beyond the tensors it was given: state buffers, masters and row
+  // lists while they are alive (device or host), plus the host bookkeeping (the param list,
+  // the launch plan, its key and the backend's copy of it, estimated). The addon reports
+  // this figure to V8 so that dropped optimizers are collected under memory pressure.
+  int64_t memory_bytes() const {
+    return owned_bytes_->load() +
+           int64_t(params_.capacity() * sizeof(Param) + param_ranges_.size() * 48 +
+                   plan_key_.capacity() * sizeof(uint64_t)) +
+           table_bytes_;
+  }
+
+  // Frees the state buffers, masters and launch tables and lets go of the tensors: at once,
+  // or when the running stepAsync() finishes. The addon refuses every later call.
+  void dispose() {
+    disposed_ = true;
+    if (!busy_) release();
+  }
+  bool disposed() const { return disposed_; }
 
   // Safe while a stepAsync() runs: the running step uses its own copy of the plan.
   void set_grad(int index, std::shared_ptr<Tensor> grad) {
@@ -143,7 +176,7 @@ class Engine {
       if (seen[size_t(row)]) throw RangeError(who + ": row " + std::to_string(row) + " appears twice");
       seen[size_t(row)] = true;
     }
-    auto storage = Storage::allocate(device_, rows.size() * sizeof(int32_t));
+    auto storage = counted(Storage::allocate(device_, rows.size() * sizeof(int32_t)));
     if (!rows.empty()) {
       if (device_ == Device::CPU)
         std::memcpy(storage->data_unchecked(), rows.data(), rows.size() * sizeof(int32_t));
@@ -236,6 +269,9 @@ class Engine {
     for (int i : step.stepped) {
       Param& p = params_[size_t(i)];
       ++p.step;
+      // The step wrote the param: a new version, so another optimizer holding it re-seeds
+      // its master from the value written here instead of restoring a stale one.
+      p.data->storage->bump_version();
       if (p.master) p.master_version = p.data->storage->version();
     }
   }
@@ -263,6 +299,10 @@ class Engine {
     for (auto& s : step.pinned) s->unpin();
     step.pinned.clear();
     busy_ = false;
+    if (disposed_) {
+      release();  // nothing is left to commit to
+      return;
+    }
     commit(step);
   }
 
@@ -382,6 +422,32 @@ class Engine {
            ". Load a state dict or checkpoint (loadStateDict / loadCheckpoint) to continue";
   }
 
+  // add_params' checks of list[i] (which will be params_[params_.size() + i]); then its memory
+  // is recorded (add_params forgets it on failure). Two params over the same memory (the same
+  // tensor twice, or overlapping device-pointer views) would be updated twice, by concurrent
+  // blocks on a GPU.
+  void check_new_param(const std::vector<NewParam>& list, size_t i) {
+    const NewParam& n = list[i];
+    const std::string& name = n.name;
+    if (!n.data) throw TypeError("param '" + name + "': data is missing");
+    if (n.data->storage->disposed()) throw std::runtime_error("param '" + name + "' data has been disposed");
+    if (n.data->device() != device_)
+      throw TypeError("param '" + name + "' is on " + device_name(n.data->device()) + " but the optimizer runs on " +
+                      device_name(device_));
+    if (!std::isfinite(n.options.lr_ratio) || n.options.lr_ratio < 0)
+      throw RangeError("param '" + name + "': lr ratio must be a finite number >= 0, got " +
+                       std::to_string(n.options.lr_ratio));
+    const MemoryRange range = range_of(*n.data);
+    if (const int other = param_ranges_.overlapping(range); other >= 0) {
+      const size_t k = size_t(other);
+      const Tensor& t = k < params_.size() ? *params_[k].data : *list[k - params_.size()].data;
+      if (t.storage == n.data->storage) throw TypeError("param '" + name + "' appears twice in the optimizer");
+      const std::string& other_name = k < params_.size() ? params_[k].name : list[k - params_.size()].name;
+      throw TypeError("param '" + name + "' overlaps the memory of param '" + other_name + "'");
+    }
+    param_ranges_.insert(range, int(params_.size() + i), n.data->storage->owned());
+  }
+
   void check_index(int index) const {
     if (index < 0 || size_t(index) >= params_.size())
       throw RangeError("param index " + std::to_string(index) + " is out of range");
@@ -442,14 +508,18 @@ class Engine {
   // so only the same storage twice can overlap: an O(n) check. Device-pointer views
   // (foreign storages) may overlap anything, which takes an ordered pass.
   void check_grad_overlaps() const {
-    std::unordered_map<const Storage*, int> seen;
+    std::unordered_map<const Storage*, int> seen, data_of;  // grad and data storages -> param
     bool any_foreign = param_ranges_.any_foreign();
+    for (size_t i = 0; i < params_.size(); ++i) data_of.emplace(params_[i].data->storage.get(), int(i));
     for (size_t i = 0; i < params_.size(); ++i) {
       const Param& p = params_[i];
       if (!p.grad) continue;
       const Storage* g = p.grad->storage.get();
       any_foreign |= !g->owned();
       if (g == p.data->storage.get()) throw TypeError("param '" + p.name + "': its grad is its own data tensor");
+      if (const auto d = data_of.find(g); d != data_of.end())
+        throw TypeError("param '" + p.name + "': its grad overlaps the memory of param '" +
+                        params_[size_t(d->second)].name + "'");
       const auto found = seen.emplace(g, int(i));
       if (!found.second)
         throw TypeError("param '" + p.name + "': its grad is also the grad of param '" +
@@ -580,6 +650,7 @@ class Engine {
       plan_key_ = std::move(key);
       plan_uploaded_ = true;
       ++plan_uploads_;
+      table_bytes_ = int64_t(plan.size() * sizeof(Plan) * 2);  // the backend's tables, about
       return;
     }
     std::vector<const void*> grads(plan.size());
@@ -614,7 +685,35 @@ class Engine {
   }
 
   std::shared_ptr<Storage> new_state_buffer(int64_t numel) {
-    return Storage::allocate(device_, size_t(numel) * sizeof(float));
+    return counted(Storage::allocate(device_, size_t(numel) * sizeof(float)));
+  }
+
+  // The same storage, its bytes counted in owned_bytes_ for as long as anything holds it
+  // (a pinned buffer of a running step included).
+  std::shared_ptr<Storage> counted(std::shared_ptr<Storage> storage) {
+    struct Holder {
+      Holder(std::shared_ptr<Storage> s, std::shared_ptr<std::atomic<int64_t>> c)
+          : storage(std::move(s)), counter(std::move(c)), bytes(int64_t(storage->bytes())) {
+        counter->fetch_add(bytes);
+      }
+      ~Holder() { counter->fetch_sub(bytes); }
+      std::shared_ptr<Storage> storage;
+      std::shared_ptr<std::atomic<int64_t>> counter;
+      int64_t bytes;
+    };
+    auto holder = std::make_shared<Holder>(std::move(storage), owned_bytes_);
+    return std::shared_ptr<Storage>(holder, holder->storage.get());
+  }
+
+  // dispose(): everything the engine holds goes (the tensors stay with their owners).
+  void release() {
+    params_ = {};
+    param_ranges_ = {};
+    plan_key_ = {};
+    plan_uploaded_ = false;
+    table_bytes_ = 0;
+    cpu_ = typename Algo::CpuRunner{};
+    cuda_.reset();
   }
 
   void sync_master_from_param(Param& p) {
@@ -655,6 +754,9 @@ class Engine {
   RangeSet param_ranges_;              // every param's memory, for the overlap checks
   mutable bool grads_changed_ = true;  // grads were bound since the last overlap check
   std::string broken_;                 // why the state is inconsistent (empty: it is not)
+  std::shared_ptr<std::atomic<int64_t>> owned_bytes_ = std::make_shared<std::atomic<int64_t>>(0);
+  int64_t table_bytes_ = 0;
+  bool disposed_ = false;
   std::vector<uint64_t> plan_key_;
   bool plan_uploaded_ = false;
   int64_t plan_uploads_ = 0;

@@ -38,6 +38,13 @@ class RangeSet {
     if (!owned) ++foreign_;
   }
 
+  // Forgets a range inserted with these begin and owned values.
+  void erase(const MemoryRange& r, bool owned) {
+    if (ranges_.erase(r.begin) && !owned) --foreign_;
+  }
+
+  size_t size() const { return ranges_.size(); }
+
   // Some range belongs to memory the library does not own (a device-pointer view).
   bool any_foreign() const { return foreign_ > 0; }
 

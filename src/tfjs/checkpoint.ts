@@ -70,7 +70,7 @@ function checkOptimizer(optimizer: unknown, op: string): TfjsOptimizer {
 /** Saves the model's weights, the optimizer, the scheduler and `extra` in one file, atomically. */
 export async function saveCheckpoint(file: string, options: TfjsSaveCheckpointOptions): Promise<void> {
   const op = 'saveCheckpoint';
-  const o = checkOptions(options, ['optimizer', 'model', 'scheduler', 'scaler', 'extra'], `${op}: options`);
+  const o = checkOptions(options, `${op}: options`, ['optimizer', 'model', 'scheduler', 'scaler', 'extra']);
   const optimizer = checkOptimizer(o.optimizer, op);
   optimizer.syncFromVariables();
   const extras = modelExtras(o.model as ModelLike | undefined, optimizer, op);
@@ -96,7 +96,7 @@ export async function saveCheckpoint(file: string, options: TfjsSaveCheckpointOp
  */
 export async function loadCheckpoint(file: string, options: TfjsLoadCheckpointOptions): Promise<unknown> {
   const op = 'loadCheckpoint';
-  const o = checkOptions(options, ['optimizer', 'model', 'scheduler', 'scaler', 'strict'], `${op}: options`);
+  const o = checkOptions(options, `${op}: options`, ['optimizer', 'model', 'scheduler', 'scaler', 'strict']);
   const optimizer = checkOptimizer(o.optimizer, op);
   optimizer.syncFromVariables();
   const extras = modelExtras(o.model as ModelLike | undefined, optimizer, op);

@@ -69,7 +69,7 @@ export class TfjsOptimizer<F extends AnyFusedOptimizer = AnyFusedOptimizer> exte
   constructor(variables: VariablesInput, builder: FusedBuilder<F>, options?: TfjsOptimizerOptions) {
     super();
     const where = 'TfjsOptimizer';
-    const o = checkOptions(options, ['paramName', 'device'], `${where}: options`);
+    const o = checkOptions(options, `${where}: options`, ['paramName', 'device']);
     this.#naming = checkNaming(o.paramName, `${where}: options.paramName`);
     if (o.device !== undefined && !DEVICES.includes(o.device as DeviceName))
       throw new TypeError(`${where}: options.device must be 'cpu' or 'cuda', got ${describe(o.device)}`);
@@ -150,7 +150,7 @@ export class TfjsOptimizer<F extends AnyFusedOptimizer = AnyFusedOptimizer> exte
    */
   schedulerCallback(scheduler: { step(): void }, options?: SchedulerCallbackOptions): SchedulerCallback {
     const where = 'TfjsOptimizer.schedulerCallback';
-    const o = checkOptions(options, ['every'], `${where}: options`);
+    const o = checkOptions(options, `${where}: options`, ['every']);
     if (scheduler === null || typeof scheduler !== 'object' || typeof scheduler.step !== 'function')
       throw new TypeError(`${where}: scheduler must have a step() method, got ${describe(scheduler)}`);
     if (scheduler instanceof LRScheduler && scheduler.optimizer !== (this.fused as unknown))
