@@ -10,9 +10,13 @@
     {
       'target_name': 'fused_optim',
       'sources': [
+        'native/addon/checkpoint_wrap.cpp',
         'native/addon/grad_ops_wrap.cpp',
         'native/addon/module.cpp',
         'native/addon/tensor_wrap.cpp',
+        'native/checkpoint/crc32.cpp',
+        'native/checkpoint/file_io.cpp',
+        'native/checkpoint/transfer.cpp',
         'native/core/grad_ops.cpp',
         'native/core/storage.cpp',
         'native/core/tensor.cpp',

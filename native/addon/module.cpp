@@ -8,6 +8,7 @@
 #include "../cpu/copy_bandwidth.h"
 #include "../cpu/thread_pool.h"
 #include "../cuda/cuda_backend.h"
+#include "checkpoint_wrap.h"
 #include "js_errors.h"
 #include "grad_ops_wrap.h"
 #include "optimizer_wrap.h"
@@ -97,6 +98,7 @@ static Napi::Object InitFusedOptim(Napi::Env env, Napi::Object exports) {
   exports.Set("LionHandle", OptimizerWrap<fo::LionAlgo>::define(env, "LionHandle"));
   exports.Set("nativeInfo", Napi::Function::New(env, native_info));
   register_grad_ops(env, exports);
+  register_checkpoint_io(env, exports);
   exports.Set("copyBandwidth", Napi::Function::New(env, copy_bandwidth));
   return exports;
 }
