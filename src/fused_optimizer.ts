@@ -3,11 +3,13 @@
 // fused metrics. Subclasses describe their hyperparameters and state buffers.
 import { deviceCode } from './dtype';
 import { type MetricsDict, metricsFromSums } from './metrics';
+import { BufferSlot, NativeBuffer } from './checkpoint/native_io';
 import {
   type NativeOptimizerHandle,
   type NativeParamOptions,
   type NativeParamState,
   type NativeStepControl,
+  type NativeStorageRef,
 } from './native';
 import { Optimizer, type ParamGroup, checkBoolean, checkFiniteNumber } from './optimizer';
 import type { GradBinding, Parameter } from './parameter';
@@ -45,6 +47,66 @@ export interface StateDict<S, GD> {
   /** Stochastic rounding's stream, present when it is on: restoring it makes a resume exact. */
   rng?: { seed: number; counter: number };
 }
+
+/** @internal see FusedOptimizer.checkpointLock. */
+export interface CheckpointLock {
+  release(): void;
+  unlocked<T>(fn: () => T): T;
+}
+
+/** @internal what loadCheckpoint reads into an optimizer, and how it commits (checkpointPlanLoad). */
+export interface CheckpointLoadPlan {
+  /** Each param with saved state: its index and the names of its buffers. */
+  readonly targets: ReadonlyArray<{ index: number; names: string[] }>;
+  /**
+   * The buffers to read param `index`'s state into: its own, or new ones held aside (listed
+   * in `fresh`: not yet the optimizer's, so they may be filled before the file is checked).
+   */
+  stage(index: number): { buffers: Record<string, NativeStorageRef>; fresh: string[] };
+  /** Step counts, staged buffers, resets of params without saved state, rounding stream, hyperparameters. */
+  commit(paramLoaded: (index: number) => boolean): void;
+  /** Drops staged buffers (the load failed). */
+  abort(): void;
+}
+
+/** Checks one state buffer of a dict (`where` names it) and returns what loading it needs. */
+type BufferCheck<B> = (value: unknown, where: string, numel: number) => B;
+
+interface CheckedState<B> {
+  index: number;
+  step: number;
+  entry: Record<string, unknown>;
+  buffers: Record<string, B>;
+}
+
+interface CheckedDict<G, B> {
+  groups: G[];
+  updates: Array<CheckedState<B>>;
+  loaded: Set<number>;
+  rng?: { seed: number; counter: number };
+}
+
+// loadStateDict: the param's state dtype is fp32; other float/integer arrays and number[] are converted.
+const hostBuffer: BufferCheck<Float32Array> = (v, where, numel) => {
+  const isNumbers = Array.isArray(v)
+    ? v.every((x) => typeof x === 'number')
+    : ArrayBuffer.isView(v) &&
+      !(v instanceof DataView) &&
+      !(v instanceof BigInt64Array) &&
+      !(v instanceof BigUint64Array);
+  if (!isNumbers) throw new TypeError(`${where} must be a Float32Array (or another typed array or array of numbers)`);
+  const values = v as ArrayLike<number>;
+  if (values.length !== numel)
+    throw new RangeError(`${where} has ${values.length} elements but the param has ${numel}`);
+  return values instanceof Float32Array ? values : Float32Array.from(values);
+};
+
+// loadCheckpoint: the buffer stays in the file until the whole file is checked; its size is known.
+const slotBuffer: BufferCheck<BufferSlot> = (v, where, numel) => {
+  if (!(v instanceof BufferSlot)) throw new TypeError(`${where} must be a tensor`);
+  if (v.numel !== numel) throw new RangeError(`${where} has ${v.numel} elements but the param has ${numel}`);
+  return v;
+};
 
 function checkGradClip(clip: unknown, where: string): NativeStepControl {
   if (clip === undefined || clip === null) return {};
@@ -184,11 +246,110 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   }
 
   stateDict(): StateDict<S, GD> {
+    return this.#dictWith((i) => this.handle().getState(i));
+  }
+
+  /** Restores hyperparameters and state; checks the whole dict before changing anything. */
+  loadStateDict(sd: StateDict<S, GD>): void {
+    const checked = this.#checkDict(sd, hostBuffer);
+    // torch replaces the whole state: params the dict has no state for start afresh (step 0,
+    // zero buffers; a half param's master is re-seeded from its value at its next step).
+    const resets: Array<[number, NativeParamState]> = [];
+    this.params.forEach((p, index) => {
+      if (checked.loaded.has(index)) return;
+      const current = this.handle().getState(index);
+      if (!current) return;
+      const zeros: NativeParamState = { step: 0 };
+      for (const [k, v] of Object.entries(current))
+        if (v instanceof Float32Array && k !== 'master') zeros[k] = new Float32Array(p.data.numel);
+      resets.push([index, zeros]);
+    });
+    // State first: the native side refuses while a stepAsync() runs, before anything changed.
+    for (const u of checked.updates)
+      this.handle().setState(u.index, { ...u.entry, ...u.buffers, step: u.step } as NativeParamState);
+    for (const [index, s] of resets) this.handle().setState(index, s);
+    this.#commitRest(checked);
+  }
+
+  /**
+   * @internal checkpoints: refuses steps and state changes (natively, with a clear error)
+   * until release(). Throws while a stepAsync() runs. unlocked(fn) runs fn (synchronous, so
+   * nothing else can run meanwhile) with the lock lifted: the checkpoint's own state changes.
+   */
+  checkpointLock(): CheckpointLock {
+    const handle = this.handle();
+    handle.checkpointBegin();
+    let held = true;
+    return {
+      release: () => {
+        if (held) handle.checkpointEnd();
+        held = false;
+      },
+      unlocked: (fn) => {
+        if (!held) return fn();
+        handle.checkpointEnd();
+        try {
+          return fn();
+        } finally {
+          handle.checkpointBegin();
+        }
+      },
+    };
+  }
+
+  /**
+   * @internal saveCheckpoint: stateDict() with each state buffer as a NativeBuffer, the
+   * optimizer's own memory rather than a copy (hold checkpointLock() while it is used).
+   */
+  checkpointStateDict(): StateDict<S, GD> {
+    return this.#dictWith((i) => {
+      const s = this.handle().checkpointState(i);
+      if (!s) return null;
+      const numel = this.params[i].data.numel;
+      const out: Record<string, unknown> = { step: s.step };
+      for (const [k, ref] of Object.entries(s.buffers)) out[k] = new NativeBuffer(ref, 'F32', numel);
+      return out;
+    });
+  }
+
+  /**
+   * @internal loadCheckpoint: checks a state dict exactly as loadStateDict() does, but with
+   * each state buffer given as a BufferSlot (its element count) rather than its values, and
+   * returns what to read where, and the commit. Nothing changes until commit().
+   */
+  checkpointPlanLoad(sd: StateDict<S, GD>): CheckpointLoadPlan {
+    const checked = this.#checkDict(sd, slotBuffer);
+    const handle = this.handle();
+    const staged = new Set<number>();
+    return {
+      targets: checked.updates.map((u) => ({ index: u.index, names: Object.keys(u.buffers) })),
+      stage: (index) => {
+        const u = checked.updates.find((x) => x.index === index);
+        if (!u) throw new RangeError(`checkpointPlanLoad: param ${index} has no saved state`);
+        staged.add(index);
+        return handle.checkpointStage(index, Object.keys(u.buffers));
+      },
+      commit: (paramLoaded) => {
+        for (const u of checked.updates)
+          handle.checkpointCommit(u.index, u.step, 'master' in u.buffers, paramLoaded(u.index));
+        this.params.forEach((_, index) => {
+          if (!checked.loaded.has(index)) handle.checkpointReset(index);
+        });
+        this.#commitRest(checked);
+      },
+      abort: () => {
+        for (const index of staged) handle.checkpointAbort(index);
+        staged.clear();
+      },
+    };
+  }
+
+  #dictWith(stateOf: (index: number) => object | null): StateDict<S, GD> {
     const state: Record<number, S> = {};
     this.params.forEach((_, i) => {
-      const s = this.handle().getState(i);
+      const s = stateOf(i);
       if (!s) return;
-      if (!this.hasStepCount) delete (s as Partial<NativeParamState>).step;
+      if (!this.hasStepCount) delete (s as { step?: number }).step;
       state[i] = s as unknown as S;
     });
     let index = 0;
@@ -198,8 +359,8 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     return dict;
   }
 
-  /** Restores hyperparameters and state; checks the whole dict before changing anything. */
-  loadStateDict(sd: StateDict<S, GD>): void {
+  // The checks of loadStateDict, in torch's terms; `buffer` checks (and converts) one state buffer.
+  #checkDict<B>(sd: StateDict<S, GD>, buffer: BufferCheck<B>): CheckedDict<G, B> {
     if (
       sd === null ||
       typeof sd !== 'object' ||
@@ -209,73 +370,19 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     ) {
       throw new TypeError('loadStateDict: expected { state, param_groups }');
     }
-    if (sd.param_groups.length !== this.paramGroups.length) {
-      throw new RangeError(
-        `loadStateDict: the dict has ${sd.param_groups.length} param groups but the optimizer has ${this.paramGroups.length}`,
-      );
-    }
-    const groups = sd.param_groups.map((saved, i) => {
-      const where = `loadStateDict: param_groups[${i}]`;
-      if (saved === null || typeof saved !== 'object') throw new TypeError(`${where} must be an object`);
-      if (!Array.isArray(saved.params) || saved.params.length !== this.paramGroups[i].params.length) {
-        throw new RangeError(
-          `${where} has ${saved.params?.length} params but the optimizer's group has ${this.paramGroups[i].params.length}`,
-        );
-      }
-      return this.checkGroup(this.groupFromDict(saved, { ...this.paramGroups[i] }), where);
-    });
+    const groups = this.#checkGroups(sd);
     // torch maps saved ids to params by position in group order.
     const byId = new Map<number, number>();
     let flat = 0;
     sd.param_groups.forEach((saved) => saved.params.forEach((id) => byId.set(id, flat++)));
-    const updates: Array<[number, NativeParamState]> = [];
+    const updates: Array<CheckedState<B>> = [];
     for (const [key, s] of Object.entries(sd.state) as Array<[string, Record<string, unknown>]>) {
       const index = byId.get(Number(key));
       if (index === undefined) throw new RangeError(`loadStateDict: state ${key} does not belong to any param group`);
-      const p = this.params[index];
-      const where = `loadStateDict: state ${key} (param '${p.name}')`;
-      if (s === null || typeof s !== 'object') throw new TypeError(`${where} must be an object`);
-      p.data.checkAlive(`${where}: data`);
-      const step = this.hasStepCount ? s.step : (s.step ?? 1);
-      if (!Number.isSafeInteger(step) || (step as number) < 0)
-        throw new RangeError(`${where}: step must be a non-negative integer`);
-      const { required, optional } = this.stateBuffers;
-      const buffers: Record<string, Float32Array> = {};
-      for (const k of [...required, ...optional, 'master']) {
-        const v = s[k];
-        if (v === undefined && !required.includes(k)) continue;
-        // The param's state dtype is fp32: other float/integer arrays and number[] are converted.
-        const isNumbers = Array.isArray(v)
-          ? v.every((x) => typeof x === 'number')
-          : ArrayBuffer.isView(v) &&
-            !(v instanceof DataView) &&
-            !(v instanceof BigInt64Array) &&
-            !(v instanceof BigUint64Array);
-        if (!isNumbers)
-          throw new TypeError(`${where}: ${k} must be a Float32Array (or another typed array or array of numbers)`);
-        const values = v as ArrayLike<number>;
-        if (values.length !== p.data.numel)
-          throw new RangeError(`${where}: ${k} has ${values.length} elements but the param has ${p.data.numel}`);
-        buffers[k] = values instanceof Float32Array ? values : Float32Array.from(values);
-      }
-      if (s.master !== undefined && (p.data.dtype === 'float32' || !this.masterWeights)) {
-        throw new TypeError(`${where}: the param keeps no master weights, but the dict has one`);
-      }
-      updates.push([index, { ...(s as object), ...buffers, step: step as number } as NativeParamState]);
+      updates.push(
+        this.#checkState(index, `loadStateDict: state ${key} (param '${this.params[index].name}')`, s, buffer),
+      );
     }
-    // torch replaces the whole state: params the dict has no state for start afresh (step 0,
-    // zero buffers; a half param's master is re-seeded from its value at its next step).
-    const loaded = new Set(updates.map(([index]) => index));
-    const resets: Array<[number, NativeParamState]> = [];
-    this.params.forEach((p, index) => {
-      if (loaded.has(index)) return;
-      const current = this.handle().getState(index);
-      if (!current) return;
-      const zeros: NativeParamState = { step: 0 };
-      for (const [k, v] of Object.entries(current))
-        if (v instanceof Float32Array && k !== 'master') zeros[k] = new Float32Array(p.data.numel);
-      resets.push([index, zeros]);
-    });
     let rng: { seed: number; counter: number } | undefined;
     if (sd.rng !== undefined) {
       if (sd.rng === null || typeof sd.rng !== 'object')
@@ -285,10 +392,51 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
         counter: checkSeed(sd.rng.counter, 'loadStateDict: rng.counter'),
       };
     }
-    // State first: the native side refuses while a stepAsync() runs, before anything changed.
-    for (const [index, s] of [...updates, ...resets]) this.handle().setState(index, s);
-    if (rng) this.handle().setRng(rng.seed, rng.counter);
-    groups.forEach((g, i) => {
+    return { groups, updates, loaded: new Set(updates.map((u) => u.index)), rng };
+  }
+
+  #checkGroups(sd: StateDict<S, GD>): G[] {
+    if (sd.param_groups.length !== this.paramGroups.length) {
+      throw new RangeError(
+        `loadStateDict: the dict has ${sd.param_groups.length} param groups but the optimizer has ${this.paramGroups.length}`,
+      );
+    }
+    return sd.param_groups.map((saved, i) => {
+      const where = `loadStateDict: param_groups[${i}]`;
+      if (saved === null || typeof saved !== 'object') throw new TypeError(`${where} must be an object`);
+      if (!Array.isArray(saved.params) || saved.params.length !== this.paramGroups[i].params.length) {
+        throw new RangeError(
+          `${where} has ${saved.params?.length} params but the optimizer's group has ${this.paramGroups[i].params.length}`,
+        );
+      }
+      return this.checkGroup(this.groupFromDict(saved, { ...this.paramGroups[i] }), where);
+    });
+  }
+
+  #checkState<B>(index: number, where: string, s: Record<string, unknown>, buffer: BufferCheck<B>): CheckedState<B> {
+    const p = this.params[index];
+    if (s === null || typeof s !== 'object') throw new TypeError(`${where} must be an object`);
+    p.data.checkAlive(`${where}: data`);
+    const step = this.hasStepCount ? s.step : (s.step ?? 1);
+    if (!Number.isSafeInteger(step) || (step as number) < 0)
+      throw new RangeError(`${where}: step must be a non-negative integer`);
+    const { required, optional } = this.stateBuffers;
+    const buffers: Record<string, B> = {};
+    for (const k of [...required, ...optional, 'master']) {
+      const v = s[k];
+      if (v === undefined && !required.includes(k)) continue;
+      buffers[k] = buffer(v, `${where}: ${k}`, p.data.numel);
+    }
+    if (s.master !== undefined && (p.data.dtype === 'float32' || !this.masterWeights)) {
+      throw new TypeError(`${where}: the param keeps no master weights, but the dict has one`);
+    }
+    return { index, step: step as number, entry: s, buffers };
+  }
+
+  // What follows the state: the rounding stream and the groups' hyperparameters.
+  #commitRest(checked: CheckedDict<G, unknown>): void {
+    if (checked.rng) this.handle().setRng(checked.rng.seed, checked.rng.counter);
+    checked.groups.forEach((g, i) => {
       const target = this.paramGroups[i];
       for (const key of Object.keys(target)) if (key !== 'params' && !(key in g)) delete target[key];
       Object.assign(target, g, { params: target.params });

@@ -15,6 +15,9 @@ export interface NativeTensorHandle {
   readonly devicePointer: bigint;
 }
 
+/** An opaque handle to a tensor's native memory (an optimizer state buffer, a snapshot). */
+export type NativeStorageRef = { readonly __brand: 'NativeStorageRef' };
+
 /** A param's state as the addon moves it: step count plus named fp32 buffers. */
 export interface NativeParamState {
   step: number;
@@ -59,6 +62,15 @@ export interface NativeOptimizerHandle {
   setState(index: number, state: NativeParamState): void;
   /** Times the launch plan was rebuilt (a new lr must not cause one). */
   readonly planUploads: number;
+  // Checkpoints (native/core/engine.h, "Checkpoint I/O"): steps and state changes are
+  // refused between checkpointBegin() and checkpointEnd().
+  checkpointBegin(): void;
+  checkpointEnd(): void;
+  checkpointState(index: number): { step: number; buffers: Record<string, NativeStorageRef> } | null;
+  checkpointStage(index: number, names: string[]): { buffers: Record<string, NativeStorageRef>; fresh: string[] };
+  checkpointCommit(index: number, step: number, masterLoaded: boolean, paramLoaded: boolean): void;
+  checkpointAbort(index: number): void;
+  checkpointReset(index: number): void;
 }
 
 export interface NativeInfo {
@@ -85,6 +97,25 @@ export interface NativeModule {
   gradNormSums(grads: NativeTensorHandle[], normType: number): Float64Array;
   scaleGrads(grads: NativeTensorHandle[], coef: number): void;
   clampGrads(grads: NativeTensorHandle[], min: number, max: number): void;
+  // Checkpoint transfers (src/checkpoint/native_io.ts).
+  checkpointWrite(
+    fd: number,
+    sources: Array<NativeStorageRef | NativeTensorHandle | ArrayBufferView>,
+    offsets: Float64Array,
+    stagingBytes: number,
+    release: boolean,
+  ): Promise<Uint32Array>;
+  checkpointRead(
+    fd: number,
+    destinations: Array<NativeStorageRef | NativeTensorHandle | null>,
+    offsets: Float64Array,
+    fileBytes: Float64Array,
+    converts: Uint8Array,
+    stagingBytes: number,
+  ): Promise<Uint32Array>;
+  checkpointSnapshot(sources: Array<NativeStorageRef | NativeTensorHandle>): Promise<NativeStorageRef[]>;
+  crc32(data: ArrayBufferView, crc?: number): number;
+  crc32Method(): string;
 }
 
 // The package root holds build/ and prebuilds/; this file runs from src/ (tests) or

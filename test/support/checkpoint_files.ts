@@ -2,6 +2,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 as zlibCrc32 } from 'node:zlib';
 
 /** A fresh temporary folder and a function that removes it. */
 export function tempDir(prefix = 'fused-optim-ckpt-'): { dir: string; cleanup: () => void } {
@@ -37,4 +38,25 @@ export function editHeader(file: string, edit: (header: Record<string, any>) => 
 /** The raw little-endian bytes of a typed array. */
 export function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/**
+ * Recomputes a version-2 checkpoint's header CRC-32 after a deliberate edit (written here
+ * from the format's description, with zlib's CRC, not with the code under test).
+ */
+export function resealHeader(file: string): void {
+  const bytes = readFileSync(file);
+  const n = Number(bytes.readBigUInt64LE(0));
+  const key = '"fused_optim.header_crc32":"';
+  const at = bytes.indexOf(key, 8) + key.length;
+  if (at < key.length || at > 8 + n) throw new Error(`${file} has no header CRC to reseal`);
+  bytes.write('00000000', at, 'latin1');
+  bytes.write(
+    zlibCrc32(bytes.subarray(0, 8 + n))
+      .toString(16)
+      .padStart(8, '0'),
+    at,
+    'latin1',
+  );
+  writeFileSync(file, bytes);
 }

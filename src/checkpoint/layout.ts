@@ -1,0 +1,115 @@
+// The header of a version-2 checkpoint: a plain safetensors header whose __metadata__ starts
+// with two fixed-width fields, so they can be filled in after the data is written, without
+// serializing the header again:
+//
+//   {"__metadata__":{"fused_optim.header_crc32":"<8 hex>","fused_optim.tensor_crc32":"<8 hex per tensor>",
+//    "format":"fused-optim/checkpoint","format_version":"2","fused_optim.manifest":"<JSON>"},
+//    "<tensor>":{"dtype":...,"shape":[...],"data_offsets":[...]},...}
+//
+// tensor_crc32 lists the CRC-32 of each tensor in file order. header_crc32 is the CRC-32 of
+// the first 8 + N bytes of the file (length, header, padding) with its own 8 digits read as
+// "00000000": it covers every byte of the header, so a flipped bit anywhere in the header
+// (offsets, shapes, manifest, the tensor CRCs) is found before anything else is believed.
+import { crc32, crcHex } from './crc32';
+import { fail } from './errors';
+import { type SafetensorsDType, type SafetensorsTensorInfo, frameHeader } from './safetensors_header';
+
+export const HEADER_CRC_KEY = 'fused_optim.header_crc32';
+export const TENSOR_CRCS_KEY = 'fused_optim.tensor_crc32';
+
+const PREFIX = `{"__metadata__":{"${HEADER_CRC_KEY}":"`;
+const BETWEEN = `","${TENSOR_CRCS_KEY}":"`;
+/** Where the header CRC's digits are, from the start of the file. */
+const HEADER_CRC_AT = 8 + PREFIX.length;
+/** Where the first tensor CRC's digits are. */
+const TENSOR_CRCS_AT = HEADER_CRC_AT + 8 + BETWEEN.length;
+const ZEROS = new Uint8Array(8).fill(0x30);
+
+export interface LaidOutTensor {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: readonly number[];
+  byteLength: number;
+}
+
+export interface CheckpointLayout {
+  /** The first bytes of the file: length and header, CRC digits zero until seal(). */
+  header: Uint8Array;
+  /** Each tensor's position in the file. */
+  offsets: Float64Array;
+  /** Writes the tensors' CRC-32s (in layout order), then the header's own. */
+  seal(crcs: Uint32Array): void;
+}
+
+/** Lays out tensors one after another in the given order, after a header with `metadata`. */
+export function layoutCheckpoint(
+  tensors: readonly LaidOutTensor[],
+  metadata: Readonly<Record<string, string>>,
+): CheckpointLayout {
+  const parts: string[] = [PREFIX, '00000000', BETWEEN, '0'.repeat(8 * tensors.length), '"'];
+  for (const [k, v] of Object.entries(metadata)) parts.push(`,${JSON.stringify(k)}:${JSON.stringify(v)}`);
+  parts.push('}');
+  const relative = new Float64Array(tensors.length);
+  let at = 0;
+  tensors.forEach((t, i) => {
+    relative[i] = at;
+    const end = at + t.byteLength;
+    parts.push(
+      `,${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${at},${end}]}`,
+    );
+    at = end;
+  });
+  parts.push('}');
+  const header = frameHeader(Buffer.from(parts.join(''), 'utf8'));
+  const offsets = relative.map((r) => r + header.length);
+  return {
+    header,
+    offsets,
+    seal(crcs) {
+      if (crcs.length !== tensors.length) throw new Error(`seal: ${crcs.length} CRCs for ${tensors.length} tensors`);
+      const text = Buffer.from(header.buffer, header.byteOffset, header.byteLength);
+      for (let i = 0; i < crcs.length; i++) text.write(crcHex(crcs[i]), TENSOR_CRCS_AT + 8 * i, 'latin1');
+      text.write('00000000', HEADER_CRC_AT, 'latin1');
+      text.write(crcHex(crc32(header)), HEADER_CRC_AT, 'latin1');
+    },
+  };
+}
+
+/** Checks the header CRC of a version-2 checkpoint (`bytes`: the file's first 8 + N bytes). */
+export function checkHeaderCrc(bytes: Uint8Array, stored: string | undefined): void {
+  const prefix = Buffer.from(PREFIX, 'latin1');
+  const where = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (
+    typeof stored !== 'string' ||
+    !/^[0-9a-f]{8}$/.test(stored) ||
+    bytes.length < TENSOR_CRCS_AT ||
+    !where.subarray(8, HEADER_CRC_AT).equals(prefix) ||
+    where.toString('latin1', HEADER_CRC_AT, HEADER_CRC_AT + 8) !== stored
+  ) {
+    fail(
+      'ChecksumMismatch',
+      `the header's ${HEADER_CRC_KEY} is missing or not where fused-optim writes it (a corrupt file, or a header rewritten by another tool)`,
+    );
+  }
+  let crc = crc32(bytes.subarray(0, HEADER_CRC_AT));
+  crc = crc32(ZEROS, crc);
+  crc = crc32(bytes.subarray(HEADER_CRC_AT + 8), crc);
+  if (crcHex(crc) !== stored)
+    fail(
+      'ChecksumMismatch',
+      `the header fails its checksum (stored crc32 ${stored}, computed ${crcHex(crc)}): the file is corrupt`,
+    );
+}
+
+/** The tensor CRCs of a version-2 checkpoint, by name (`tensors` in file order). */
+export function tensorCrcsOf(
+  list: string | undefined,
+  tensors: ReadonlyMap<string, SafetensorsTensorInfo>,
+): Map<string, string> {
+  if (typeof list !== 'string' || list.length !== 8 * tensors.size || !/^[0-9a-f]*$/.test(list))
+    fail('InvalidManifest', `${TENSOR_CRCS_KEY} must hold 8 hex digits for each of the ${tensors.size} tensors`);
+  const crcs = new Map<string, string>();
+  let i = 0;
+  for (const name of tensors.keys()) crcs.set(name, list.slice(8 * i, 8 * ++i));
+  return crcs;
+}
