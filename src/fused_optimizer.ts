@@ -321,10 +321,11 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     const checked = this.#checkDict(sd, slotBuffer);
     const handle = this.handle();
     const staged = new Set<number>();
+    const byIndex = new Map(checked.updates.map((u) => [u.index, u]));
     return {
       targets: checked.updates.map((u) => ({ index: u.index, names: Object.keys(u.buffers) })),
       stage: (index) => {
-        const u = checked.updates.find((x) => x.index === index);
+        const u = byIndex.get(index);
         if (!u) throw new RangeError(`checkpointPlanLoad: param ${index} has no saved state`);
         staged.add(index);
         return handle.checkpointStage(index, Object.keys(u.buffers));

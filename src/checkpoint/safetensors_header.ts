@@ -342,31 +342,25 @@ function describeJson(v: unknown): string {
 
 /**
  * The first key that appears twice in one object of a valid JSON text (JSON.parse keeps the
- * last silently), or undefined.
+ * last silently), or undefined. One pass: strings are skipped with indexOf (most of a header
+ * is strings, the manifest above all), and only object keys are compared.
  */
 export function findDuplicateKey(text: string): string | undefined {
-  const stack: Array<{ keys: Set<string>; expectKey: boolean } | null> = [];
+  const stack: Array<KeySet | null> = []; // null: an array
+  let nextBackslash = -2;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22 /* " */) {
-      let j = i + 1;
-      let escaped = false;
-      for (; j < text.length; j++) {
-        const d = text.charCodeAt(j);
-        if (d === 0x5c /* \ */) {
-          escaped = true;
-          j++;
-        } else if (d === 0x22) break;
-      }
+      const end = closingQuote(text, i);
       const top = stack[stack.length - 1];
-      if (top && top.expectKey) {
-        const key = escaped ? (JSON.parse(text.slice(i, j + 1)) as string) : text.slice(i + 1, j);
-        if (top.keys.has(key)) return key;
-        top.keys.add(key);
-        top.expectKey = false;
+      if (top?.expectKey) {
+        if (nextBackslash < i && nextBackslash !== -1) nextBackslash = text.indexOf('\\', i);
+        const escaped = nextBackslash !== -1 && nextBackslash < end;
+        const key = escaped ? (JSON.parse(text.slice(i, end + 1)) as string) : text.slice(i + 1, end);
+        if (!top.add(key)) return key;
       }
-      i = j;
-    } else if (c === 0x7b /* { */) stack.push({ keys: new Set(), expectKey: true });
+      i = end;
+    } else if (c === 0x7b /* { */) stack.push(new KeySet());
     else if (c === 0x5b /* [ */) stack.push(null);
     else if (c === 0x7d /* } */ || c === 0x5d /* ] */) stack.pop();
     else if (c === 0x2c /* , */) {
@@ -375,6 +369,40 @@ export function findDuplicateKey(text: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/** The index of the quote that closes the string opening at `open` (one not escaped). */
+function closingQuote(text: string, open: number): number {
+  let end = text.indexOf('"', open + 1);
+  for (;;) {
+    let backslashes = 0;
+    while (text.charCodeAt(end - 1 - backslashes) === 0x5c) backslashes++;
+    if (backslashes % 2 === 0 || end === -1) return end === -1 ? text.length : end;
+    end = text.indexOf('"', end + 1);
+  }
+}
+
+/** An object's keys: a list while short (most objects have three), a Set beyond. */
+class KeySet {
+  expectKey = true;
+  #list: string[] | undefined = [];
+  #set: Set<string> | undefined;
+  /** Adds a key; false if it was there already. */
+  add(key: string): boolean {
+    this.expectKey = false;
+    if (this.#list) {
+      if (this.#list.includes(key)) return false;
+      this.#list.push(key);
+      if (this.#list.length > 16) {
+        this.#set = new Set(this.#list);
+        this.#list = undefined;
+      }
+      return true;
+    }
+    if (this.#set!.has(key)) return false;
+    this.#set!.add(key);
+    return true;
+  }
 }
 
 // ---------------------------------------------------------------------------------------
