@@ -3,13 +3,13 @@
 // fused metrics. Subclasses describe their hyperparameters and state buffers.
 import { deviceCode } from './dtype';
 import { type MetricsDict, metricsFromSums } from './metrics';
-import { BufferSlot, NativeBuffer } from './checkpoint/native_io';
+import { BufferSlot } from './checkpoint/native_io';
 import {
   type NativeOptimizerHandle,
   type NativeParamOptions,
   type NativeParamState,
   type NativeStepControl,
-  type NativeStorageRef,
+  type NativeTensorTable,
 } from './native';
 import { Optimizer, type ParamGroup, checkBoolean, checkFiniteNumber } from './optimizer';
 import type { GradBinding, Parameter } from './parameter';
@@ -54,15 +54,32 @@ export interface CheckpointLock {
   unlocked<T>(fn: () => T): T;
 }
 
+/** @internal what saveCheckpoint writes of a fused optimizer (FusedOptimizer.checkpointState). */
+export interface CheckpointState {
+  /** stateDict() but `state` (empty). */
+  dict: StateDict<unknown, unknown>;
+  /** Buffer names by mask bit (bit 7: the master; undefined: unused bits). */
+  names: ReadonlyArray<string | undefined>;
+  /** Per param (the optimizer's order): its step count, -1 when it has no state. */
+  steps: Float64Array;
+  /** Per param: which buffers it has (bit b: names[b]). */
+  masks: Uint8Array;
+  /** Every param's buffers, param by param, by bit order. */
+  table: NativeTensorTable;
+  /** Whether state dicts carry step counts (DecoupledLionW's do not). */
+  hasStep: boolean;
+}
+
 /** @internal what loadCheckpoint reads into an optimizer, and how it commits (checkpointPlanLoad). */
 export interface CheckpointLoadPlan {
-  /** Each param with saved state: its index and the names of its buffers. */
-  readonly targets: ReadonlyArray<{ index: number; names: string[] }>;
+  /** Each param with saved state: its index, and its buffers in the order stage() lists them. */
+  readonly targets: ReadonlyArray<{ index: number; slots: BufferSlot[] }>;
   /**
-   * The buffers to read param `index`'s state into: its own, or new ones held aside (listed
-   * in `fresh`: not yet the optimizer's, so they may be filled before the file is checked).
+   * The buffers to read the targets' state into, in target order: the params' own, or new
+   * ones held aside (marked in `fresh`: not yet the optimizer's, so they may be filled
+   * before the file is checked).
    */
-  stage(index: number): { buffers: Record<string, NativeStorageRef>; fresh: string[] };
+  stage(): { table: NativeTensorTable; fresh: Uint8Array };
   /** Step counts, staged buffers, resets of params without saved state, rounding stream, hyperparameters. */
   commit(paramLoaded: (index: number) => boolean): void;
   /** Drops staged buffers (the load failed). */
@@ -298,18 +315,14 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   }
 
   /**
-   * @internal saveCheckpoint: stateDict() with each state buffer as a NativeBuffer, the
-   * optimizer's own memory rather than a copy (hold checkpointLock() while it is used).
+   * @internal saveCheckpoint: stateDict() without its per-param state, and that state as
+   * the optimizer's own buffers (no copies), in one tensor table; hold checkpointLock()
+   * while they are used.
    */
-  checkpointStateDict(): StateDict<S, GD> {
-    return this.#dictWith((i) => {
-      const s = this.handle().checkpointState(i);
-      if (!s) return null;
-      const numel = this.params[i].data.numel;
-      const out: Record<string, unknown> = { step: s.step };
-      for (const [k, ref] of Object.entries(s.buffers)) out[k] = new NativeBuffer(ref, 'F32', numel);
-      return out;
-    });
+  checkpointState(): CheckpointState {
+    const handle = this.handle();
+    const { steps, masks, table } = handle.checkpointStates();
+    return { dict: this.#dictWith(() => null), names: this.#bufferNames(), steps, masks, table, hasStep: this.hasStepCount };
   }
 
   /**
@@ -320,29 +333,42 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   checkpointPlanLoad(sd: StateDict<S, GD>): CheckpointLoadPlan {
     const checked = this.#checkDict(sd, slotBuffer);
     const handle = this.handle();
-    const staged = new Set<number>();
-    const byIndex = new Map(checked.updates.map((u) => [u.index, u]));
+    const names = this.#bufferNames();
+    const indices = Int32Array.from(checked.updates, (u) => u.index);
+    const masks = Uint8Array.from(checked.updates, (u) =>
+      names.reduce((m, name, bit) => (name !== undefined && name in u.buffers ? m | (1 << bit) : m), 0),
+    );
+    let staged = false;
     return {
-      targets: checked.updates.map((u) => ({ index: u.index, names: Object.keys(u.buffers) })),
-      stage: (index) => {
-        const u = byIndex.get(index);
-        if (!u) throw new RangeError(`checkpointPlanLoad: param ${index} has no saved state`);
-        staged.add(index);
-        return handle.checkpointStage(index, Object.keys(u.buffers));
+      targets: checked.updates.map((u) => ({
+        index: u.index,
+        slots: names.flatMap((name) => (name !== undefined && name in u.buffers ? [u.buffers[name]] : [])),
+      })),
+      stage: () => {
+        staged = true;
+        return handle.checkpointStage(indices, masks);
       },
       commit: (paramLoaded) => {
-        for (const u of checked.updates)
-          handle.checkpointCommit(u.index, u.step, 'master' in u.buffers, paramLoaded(u.index));
-        this.params.forEach((_, index) => {
-          if (!checked.loaded.has(index)) handle.checkpointReset(index);
-        });
+        const steps = Float64Array.from(checked.updates, (u) => u.step);
+        const flags = Uint8Array.from(checked.updates, (u) => ('master' in u.buffers ? 1 : 0) | (paramLoaded(u.index) ? 2 : 0));
+        handle.checkpointCommit(indices, steps, flags);
+        const rest = this.params.flatMap((_, index) => (checked.loaded.has(index) ? [] : [index]));
+        handle.checkpointReset(Int32Array.from(rest));
         this.#commitRest(checked);
       },
       abort: () => {
-        for (const index of staged) handle.checkpointAbort(index);
-        staged.clear();
+        if (staged) handle.checkpointAbort(indices);
+        staged = false;
       },
     };
+  }
+
+  // The state buffer names by mask bit (native/addon/optimizer_checkpoint.h): bit 7 is the master.
+  #bufferNames(): Array<string | undefined> {
+    const names: Array<string | undefined> = [...this.handle().checkpointBufferNames()];
+    while (names.length < 7) names.push(undefined);
+    names[7] = 'master';
+    return names;
   }
 
   #dictWith(stateOf: (index: number) => object | null): StateDict<S, GD> {

@@ -16,12 +16,16 @@ namespace fo::addon {
 
 namespace {
 
-// "fused-optim storage ref", random: marks the externals made by storage_ref().
-constexpr napi_type_tag kStorageRefTag = {0x6f1d2c9a5e3b4f70ULL, 0x8a41c3d2b7e6f915ULL};
+// Random: marks the externals made by tensor_table().
+constexpr napi_type_tag kTensorTableTag = {0x6f1d2c9a5e3b4f70ULL, 0x8a41c3d2b7e6f915ULL};
 
-struct RefHolder {
-  std::shared_ptr<Tensor> tensor;  // emptied when a background save has written and freed it
+struct TableHolder {
+  std::vector<std::shared_ptr<Tensor>> tensors;
+  bool released = false;  // a background save wrote it and freed its memory
 };
+
+// ---------------------------------------------------------------------------------------
+// Arguments
 
 double number_arg(const Napi::Value& v, const char* what) {
   if (!v.IsNumber()) throw fo::TypeError(std::string(what) + " must be a number");
@@ -48,11 +52,6 @@ size_t staging_arg(const Napi::Value& v) {
   return size_t(n);
 }
 
-Napi::Array array_arg(const Napi::Value& v, const char* what) {
-  if (!v.IsArray()) throw fo::TypeError(std::string(what) + " must be an array");
-  return v.As<Napi::Array>();
-}
-
 std::vector<uint64_t> offsets_arg(const Napi::Value& v, const char* what, size_t count) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
     throw fo::TypeError(std::string(what) + " must be a Float64Array");
@@ -61,18 +60,70 @@ std::vector<uint64_t> offsets_arg(const Napi::Value& v, const char* what, size_t
     throw fo::RangeError(std::string(what) + " has " + std::to_string(a.ElementLength()) + " entries, expected " +
                          std::to_string(count));
   std::vector<uint64_t> out(count);
-  for (size_t i = 0; i < count; ++i) out[i] = safe_integer(a[i], std::string(what) + "[" + std::to_string(i) + "]");
+  for (size_t i = 0; i < count; ++i) {
+    const double d = a[i];
+    if (!(d >= 0) || d > 9007199254740991.0 || d != std::floor(d))
+      throw fo::RangeError(std::string(what) + "[" + std::to_string(i) + "] must be an integer from 0 to 2^53 - 1");
+    out[i] = uint64_t(d);
+  }
   return out;
 }
 
-RefHolder* holder_of(const Napi::Value& v) {
-  if (!v.IsExternal()) return nullptr;
-  auto e = v.As<Napi::External<RefHolder>>();
-  return e.CheckTypeTag(&kStorageRefTag) ? e.Data() : nullptr;
+TableHolder* table_arg(const Napi::Value& v) {
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  if (v.IsExternal()) {
+    auto e = v.As<Napi::External<TableHolder>>();
+    if (e.CheckTypeTag(&kTensorTableTag)) {
+      if (e.Data()->released) throw fo::TypeError("the tensor table was released by a finished save");
+      return e.Data();
+    }
+  }
+  throw fo::TypeError("table must be a tensor table");
 }
 
-// A live tensor's storage, pinned for the transfer (dispose() waits, tensor reads and writes
-// through the public API are refused until unpinned).
+// The items of a transfer: item i is table[tableIndex[i]] where tableIndex[i] >= 0, else
+// list[i] (a TensorHandle, or what the transfer allows besides: a typed array, null).
+class Items {
+ public:
+  Items(const Napi::Value& list, const Napi::Value& table, const Napi::Value& index, const char* what)
+      : what_(what), table_(table_arg(table)) {
+    if (!list.IsArray()) throw fo::TypeError(std::string(what) + " must be an array");
+    list_ = list.As<Napi::Array>();
+    count_ = list_.Length();
+    if (!table_) return;
+    if (!index.IsTypedArray() || index.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        index.As<Napi::Int32Array>().ElementLength() != count_)
+      throw fo::TypeError("tableIndex must be an Int32Array with one entry per item");
+    index_ = index.As<Napi::Int32Array>();
+    for (size_t i = 0; i < count_; ++i)
+      if (index_[i] >= int32_t(table_->tensors.size()))
+        throw fo::RangeError("tableIndex[" + std::to_string(i) + "] is past the end of the table");
+  }
+  size_t size() const { return count_; }
+  TableHolder* table() const { return table_; }
+  bool in_table(size_t i) const { return table_ && index_[i] >= 0; }
+  Napi::Value value(size_t i) const { return list_.Get(uint32_t(i)); }
+  // The live tensor of item i: from the table, or a TensorHandle in the list.
+  std::shared_ptr<Tensor> tensor(size_t i) const {
+    std::shared_ptr<Tensor> t = in_table(i) ? table_->tensors[size_t(index_[i])] : TensorWrap::unwrap(value(i), what_);
+    if (t->storage->disposed()) throw std::runtime_error(name(i) + " has been disposed");
+    return t;
+  }
+  std::string name(size_t i) const { return std::string(what_) + "[" + std::to_string(i) + "]"; }
+
+ private:
+  const char* what_;
+  TableHolder* table_;
+  Napi::Array list_;
+  Napi::Int32Array index_;
+  size_t count_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// Jobs
+
+// Storages pinned for a transfer: dispose() waits, and tensor reads and writes through the
+// public API are refused, until the job is done.
 class Pins {
  public:
   ~Pins() { release(); }
@@ -89,24 +140,17 @@ class Pins {
   std::vector<std::shared_ptr<Storage>> pinned_;
 };
 
-std::shared_ptr<Tensor> live_tensor(const Napi::Value& v, const std::string& what) {
-  std::shared_ptr<Tensor> t = tensor_of(v, what.c_str());
-  t->storage->data(what.c_str());  // throws if disposed
-  return t;
-}
-
-// A promise settled on the JavaScript thread by a job run on a worker thread.
+// A promise settled on the JavaScript thread by work run on a worker thread.
 template <typename Result>
 class Job : public Napi::AsyncWorker {
  public:
-  explicit Job(Napi::Env env, const char* name)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Job(Napi::Env env, const char* name) : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
+  Pins pins;
 
  protected:
   virtual Result run() = 0;
   virtual Napi::Value to_js(Napi::Env env, Result& r) = 0;
-  Pins pins_;
 
  private:
   void Execute() override {
@@ -117,17 +161,31 @@ class Job : public Napi::AsyncWorker {
     }
   }
   void OnOK() override {
-    pins_.release();
+    pins.release();
     deferred_.Resolve(to_js(Env(), result_));
   }
   void OnError(const Napi::Error& e) override {
-    pins_.release();
+    pins.release();
     deferred_.Reject(e.Value());
   }
 
   Napi::Promise::Deferred deferred_;
   Result result_{};
 };
+
+// Builds a job and queues it, or deletes it if building throws.
+template <typename J, typename Build>
+Napi::Value queue(J* job, Build&& build) {
+  try {
+    build(*job);
+  } catch (...) {
+    delete job;
+    throw;
+  }
+  Napi::Promise promise = job->promise();
+  job->Queue();
+  return promise;
+}
 
 Napi::Value crcs_to_js(Napi::Env env, const std::vector<uint32_t>& crcs) {
   auto out = Napi::Uint32Array::New(env, crcs.size());
@@ -136,22 +194,20 @@ Napi::Value crcs_to_js(Napi::Env env, const std::vector<uint32_t>& crcs) {
 }
 
 // ---------------------------------------------------------------------------------------
-// checkpointWrite(fd, sources, offsets: Float64Array, stagingBytes, release) -> Promise<Uint32Array>
-// sources: TensorHandles, storage refs, or typed arrays (copied now: JavaScript memory is
-// never read from another thread). release: empty the storage refs among the sources and
-// free their memory once written (a background save's snapshot).
+// checkpointWrite(fd, sources, offsets: Float64Array, stagingBytes, release, table?,
+// tableIndex?) -> Promise<Uint32Array>: writes each item at its offset, resolves with their
+// CRC-32s. Items: TensorHandles, typed arrays (copied now: JavaScript memory is never read
+// from another thread), table entries. release: the table is a snapshot, freed once written.
 
 class WriteJob : public Job<std::vector<uint32_t>> {
  public:
-  WriteJob(Napi::Env env, int fd, size_t staging)
-      : Job(env, "fused-optim:checkpoint-write"), fd_(fd), staging_(staging) {}
+  WriteJob(Napi::Env env, int fd, size_t staging) : Job(env, "fused-optim:checkpoint-write"), fd_(fd), staging_(staging) {}
   std::vector<ckpt::WriteItem> items;
-  void pin(const std::shared_ptr<Storage>& s) { pins_.add(s); }
 
  private:
   std::vector<uint32_t> run() override {
     std::vector<uint32_t> crcs = ckpt::write_items(fd_, items, staging_);
-    items.clear();  // frees released snapshot memory here, off the JavaScript thread
+    items.clear();  // frees a released snapshot here, off the JavaScript thread
     return crcs;
   }
   Napi::Value to_js(Napi::Env env, std::vector<uint32_t>& crcs) override { return crcs_to_js(env, crcs); }
@@ -172,53 +228,40 @@ ckpt::Source copy_of_view(const Napi::Value& v) {
 
 Napi::Value checkpoint_write(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Env env = info.Env();
     const int fd = fd_arg(info[0]);
-    Napi::Array sources = array_arg(info[1], "sources");
-    const std::vector<uint64_t> offsets = offsets_arg(info[2], "offsets", sources.Length());
+    Items items(info[1], info[5], info[6], "sources");
+    const std::vector<uint64_t> offsets = offsets_arg(info[2], "offsets", items.size());
     const size_t staging = staging_arg(info[3]);
     const bool release = info[4].ToBoolean();
-    auto* job = new WriteJob(env, fd, staging);
-    try {
-      job->items.reserve(sources.Length());
-      for (uint32_t i = 0; i < sources.Length(); ++i) {
-        Napi::Value v = sources.Get(i);
-        const std::string what = "sources[" + std::to_string(i) + "]";
-        if (v.IsTypedArray()) {
-          job->items.push_back({copy_of_view(v), offsets[i]});
+    return queue(new WriteJob(info.Env(), fd, staging), [&](WriteJob& job) {
+      job.items.reserve(items.size());
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (!items.in_table(i) && items.value(i).IsTypedArray()) {
+          job.items.push_back({copy_of_view(items.value(i)), offsets[i]});
           continue;
         }
-        RefHolder* holder = holder_of(v);
-        std::shared_ptr<Tensor> t = live_tensor(v, what);
-        if (release && holder) {
-          holder->tensor.reset();
-        } else {
-          job->pin(t->storage);
-        }
-        job->items.push_back({{t->storage, t->byte_size()}, offsets[i]});
+        std::shared_ptr<Tensor> t = items.tensor(i);
+        if (!(release && items.in_table(i))) job.pins.add(t->storage);
+        job.items.push_back({{t->storage, t->byte_size()}, offsets[i]});
       }
-    } catch (...) {
-      delete job;
-      throw;
-    }
-    Napi::Promise promise = job->promise();
-    job->Queue();
-    return promise;
+      if (release && items.table()) {
+        items.table()->tensors.clear();
+        items.table()->released = true;
+      }
+    });
   });
 }
 
 // ---------------------------------------------------------------------------------------
 // checkpointRead(fd, destinations, offsets, fileBytes: Float64Array, converts: Uint8Array,
-// stagingBytes) -> Promise<Uint32Array>: the CRC-32 of each item's file bytes. A null
-// destination is checked only; others (TensorHandles or storage refs) receive the bytes,
-// converted to fp32 where converts[i] says (1 BF16, 2 F16, 3 F64).
+// stagingBytes, table?, tableIndex?) -> Promise<Uint32Array>: the CRC-32 of each item's file
+// bytes. A null destination is checked only; others (TensorHandles, table entries) receive
+// the bytes, widened to fp32 where converts[i] says (1 BF16, 2 F16, 3 F64).
 
 class ReadJob : public Job<std::vector<uint32_t>> {
  public:
-  ReadJob(Napi::Env env, int fd, size_t staging)
-      : Job(env, "fused-optim:checkpoint-read"), fd_(fd), staging_(staging) {}
+  ReadJob(Napi::Env env, int fd, size_t staging) : Job(env, "fused-optim:checkpoint-read"), fd_(fd), staging_(staging) {}
   std::vector<ckpt::ReadItem> items;
-  void pin(const std::shared_ptr<Storage>& s) { pins_.add(s); }
 
  private:
   std::vector<uint32_t> run() override {
@@ -236,12 +279,29 @@ class ReadJob : public Job<std::vector<uint32_t>> {
   size_t staging_;
 };
 
+ckpt::ReadItem read_item(const Items& items, size_t i, uint64_t offset, uint64_t file_bytes, uint8_t convert) {
+  if (convert > 3) throw fo::RangeError("converts[" + std::to_string(i) + "] must be 0 to 3");
+  ckpt::ReadItem item;
+  item.offset = offset;
+  item.file_bytes = file_bytes;
+  item.convert = ckpt::Convert(convert);
+  if (!items.in_table(i) && items.value(i).IsNull()) return item;
+  std::shared_ptr<Tensor> t = items.tensor(i);
+  const bool converted = item.convert != ckpt::Convert::None;
+  if (converted && t->dtype != DType::Float32)
+    throw fo::TypeError(items.name(i) + ": only float32 tensors receive converted values");
+  if (ckpt::file_bytes_for(item.convert, t->byte_size()) != file_bytes || (converted && t->byte_size() % 4 != 0))
+    throw fo::RangeError(items.name(i) + ": " + std::to_string(file_bytes) + " file bytes do not fill its " +
+                         std::to_string(t->byte_size()) + " bytes");
+  item.destination = {t->storage, t->byte_size()};
+  return item;
+}
+
 Napi::Value checkpoint_read(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Env env = info.Env();
     const int fd = fd_arg(info[0]);
-    Napi::Array destinations = array_arg(info[1], "destinations");
-    const size_t count = destinations.Length();
+    Items items(info[1], info[6], info[7], "destinations");
+    const size_t count = items.size();
     const std::vector<uint64_t> offsets = offsets_arg(info[2], "offsets", count);
     const std::vector<uint64_t> file_bytes = offsets_arg(info[3], "fileBytes", count);
     if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
@@ -249,87 +309,55 @@ Napi::Value checkpoint_read(const Napi::CallbackInfo& info) {
       throw fo::TypeError("converts must be a Uint8Array with one entry per destination");
     Napi::Uint8Array converts = info[4].As<Napi::Uint8Array>();
     const size_t staging = staging_arg(info[5]);
-    auto* job = new ReadJob(env, fd, staging);
-    try {
-      job->items.reserve(count);
-      for (uint32_t i = 0; i < count; ++i) {
-        const std::string what = "destinations[" + std::to_string(i) + "]";
-        if (converts[i] > 3) throw fo::RangeError("converts[" + std::to_string(i) + "] must be 0 to 3");
-        ckpt::ReadItem item;
-        item.offset = offsets[i];
-        item.file_bytes = file_bytes[i];
-        item.convert = ckpt::Convert(converts[i]);
-        Napi::Value v = destinations.Get(i);
-        if (!v.IsNull()) {
-          std::shared_ptr<Tensor> t = live_tensor(v, what);
-          if (item.convert != ckpt::Convert::None && t->dtype != DType::Float32)
-            throw fo::TypeError(what + ": only float32 tensors receive converted values");
-          const bool fits = ckpt::file_bytes_for(item.convert, t->byte_size()) == item.file_bytes &&
-                            (item.convert == ckpt::Convert::None || t->byte_size() % 4 == 0);
-          if (!fits)
-            throw fo::RangeError(what + ": " + std::to_string(item.file_bytes) + " file bytes do not fill its " +
-                                 std::to_string(t->byte_size()) + " bytes");
-          job->pin(t->storage);
-          item.destination = {t->storage, t->byte_size()};
-        }
-        job->items.push_back(std::move(item));
+    return queue(new ReadJob(info.Env(), fd, staging), [&](ReadJob& job) {
+      job.items.reserve(count);
+      for (size_t i = 0; i < count; ++i) {
+        job.items.push_back(read_item(items, i, offsets[i], file_bytes[i], converts[i]));
+        if (job.items.back().destination.storage) job.pins.add(job.items.back().destination.storage);
       }
-    } catch (...) {
-      delete job;
-      throw;
-    }
-    Napi::Promise promise = job->promise();
-    job->Queue();
-    return promise;
+    });
   });
 }
 
 // ---------------------------------------------------------------------------------------
-// checkpointSnapshot(sources) -> Promise<storage ref[]>: host copies, for a background save.
+// checkpointSnapshot(sources, table?, tableIndex?) -> Promise<table>: host copies of every
+// item, in item order (a background save's consistent snapshot).
 
 class SnapshotJob : public Job<std::vector<std::shared_ptr<Storage>>> {
  public:
   explicit SnapshotJob(Napi::Env env) : Job(env, "fused-optim:checkpoint-snapshot") {}
   std::vector<ckpt::Source> sources;
   std::vector<std::shared_ptr<Tensor>> tensors;
-  void pin(const std::shared_ptr<Storage>& s) { pins_.add(s); }
 
  private:
   std::vector<std::shared_ptr<Storage>> run() override { return ckpt::snapshot(sources); }
   Napi::Value to_js(Napi::Env env, std::vector<std::shared_ptr<Storage>>& copies) override {
-    Napi::Array out = Napi::Array::New(env, copies.size());
+    std::vector<std::shared_ptr<Tensor>> out;
+    out.reserve(copies.size());
     for (size_t i = 0; i < copies.size(); ++i) {
       auto t = std::make_shared<Tensor>();
       t->storage = std::move(copies[i]);
       t->dtype = tensors[i]->dtype;
       t->numel = tensors[i]->numel;
-      out.Set(uint32_t(i), storage_ref(env, std::move(t)));
+      out.push_back(std::move(t));
     }
     sources.clear();
     tensors.clear();
-    return out;
+    return tensor_table(env, std::move(out));
   }
 };
 
 Napi::Value checkpoint_snapshot(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Env env = info.Env();
-    Napi::Array sources = array_arg(info[0], "sources");
-    auto* job = new SnapshotJob(env);
-    try {
-      for (uint32_t i = 0; i < sources.Length(); ++i) {
-        std::shared_ptr<Tensor> t = live_tensor(sources.Get(i), "sources[" + std::to_string(i) + "]");
-        job->pin(t->storage);
-        job->sources.push_back({t->storage, t->byte_size()});
-        job->tensors.push_back(std::move(t));
+    Items items(info[0], info[1], info[2], "sources");
+    return queue(new SnapshotJob(info.Env()), [&](SnapshotJob& job) {
+      for (size_t i = 0; i < items.size(); ++i) {
+        std::shared_ptr<Tensor> t = items.tensor(i);
+        job.pins.add(t->storage);
+        job.sources.push_back({t->storage, t->byte_size()});
+        job.tensors.push_back(std::move(t));
       }
-    } catch (...) {
-      delete job;
-      throw;
-    }
-    Napi::Promise promise = job->promise();
-    job->Queue();
-    return promise;
+    });
   });
 }
 
@@ -339,17 +367,20 @@ Napi::Value crc32_js(const Napi::CallbackInfo& info) {
     if (!info[0].IsTypedArray() && !info[0].IsDataView())
       throw fo::TypeError("crc32: data must be a typed array or DataView");
     const uint32_t crc = info[1].IsUndefined() ? 0 : uint32_t(safe_integer(number_arg(info[1], "crc32: crc"), "crc"));
-    const uint8_t* data;
-    size_t bytes;
+    Napi::ArrayBuffer buffer;
+    size_t offset, bytes;
     if (info[0].IsDataView()) {
       auto view = info[0].As<Napi::DataView>();
-      data = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
+      buffer = view.ArrayBuffer();
+      offset = view.ByteOffset();
       bytes = view.ByteLength();
     } else {
       auto view = info[0].As<Napi::TypedArray>();
-      data = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
+      buffer = view.ArrayBuffer();
+      offset = view.ByteOffset();
       bytes = view.ByteLength();
     }
+    const auto* data = static_cast<const uint8_t*>(buffer.Data()) + offset;
     return Napi::Number::New(info.Env(), double(ckpt::crc32(crc, data, bytes)));
   });
 }
@@ -360,19 +391,11 @@ Napi::Value crc32_method_js(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-Napi::Value storage_ref(Napi::Env env, std::shared_ptr<Tensor> tensor) {
-  auto ref =
-      Napi::External<RefHolder>::New(env, new RefHolder{std::move(tensor)}, [](Napi::Env, RefHolder* h) { delete h; });
-  ref.TypeTag(&kStorageRefTag);
-  return ref;
-}
-
-std::shared_ptr<Tensor> tensor_of(const Napi::Value& value, const char* what) {
-  if (RefHolder* h = holder_of(value)) {
-    if (!h->tensor) throw fo::TypeError(std::string(what) + " was released by a finished save");
-    return h->tensor;
-  }
-  return TensorWrap::unwrap(value, what);
+Napi::Value tensor_table(Napi::Env env, std::vector<std::shared_ptr<Tensor>> tensors) {
+  auto table = Napi::External<TableHolder>::New(env, new TableHolder{std::move(tensors)},
+                                                [](Napi::Env, TableHolder* h) { delete h; });
+  table.TypeTag(&kTensorTableTag);
+  return table;
 }
 
 void register_checkpoint_io(Napi::Env env, Napi::Object exports) {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "../core/engine.h"
-#include "checkpoint_wrap.h"
+#include "optimizer_checkpoint.h"
 #include "js_errors.h"
 #include "tensor_wrap.h"
 
@@ -41,7 +41,8 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
                                  Base::InstanceMethod("setRng", &OptimizerWrap::set_rng),
                                  Base::InstanceMethod("checkpointBegin", &OptimizerWrap::checkpoint_begin),
                                  Base::InstanceMethod("checkpointEnd", &OptimizerWrap::checkpoint_end),
-                                 Base::InstanceMethod("checkpointState", &OptimizerWrap::checkpoint_state),
+                                 Base::InstanceMethod("checkpointBufferNames", &OptimizerWrap::checkpoint_names),
+                                 Base::InstanceMethod("checkpointStates", &OptimizerWrap::checkpoint_states),
                                  Base::InstanceMethod("checkpointStage", &OptimizerWrap::checkpoint_stage),
                                  Base::InstanceMethod("checkpointCommit", &OptimizerWrap::checkpoint_commit),
                                  Base::InstanceMethod("checkpointAbort", &OptimizerWrap::checkpoint_abort),
@@ -290,95 +291,26 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
     });
   }
 
-  // ---- Checkpoints (src/checkpoint/optimizer_io.ts): state buffers as storage refs, so the
-  // checkpoint transfers stream them without host copies (native/core/engine.h explains each).
+  // ---- Checkpoints: optimizer_checkpoint.h.
   void checkpoint_begin(const Napi::CallbackInfo& info) {
     guarded(info.Env(), [&] { engine_->begin_checkpoint_io(); });
   }
   void checkpoint_end(const Napi::CallbackInfo&) { engine_->end_checkpoint_io(); }
-
-  static std::shared_ptr<Tensor> state_tensor(std::shared_ptr<Storage> storage) {
-    auto t = std::make_shared<Tensor>();
-    t->storage = std::move(storage);
-    t->dtype = DType::Float32;
-    t->numel = int64_t(t->storage->bytes() / 4);
-    return t;
+  Napi::Value checkpoint_names(const Napi::CallbackInfo& info) { return checkpoint::buffer_names<Algo>(info.Env()); }
+  Napi::Value checkpoint_states(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] { return checkpoint::states(info.Env(), *engine_); });
   }
-
-  // checkpointState(index) -> null | { step, buffers: { exp_avg: ref, ..., master?: ref } }
-  Napi::Value checkpoint_state(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      Napi::Env env = info.Env();
-      const int index = index_arg(info[0]);
-      auto b = engine_->state_buffers(index);
-      if (!b.has_state) return env.Null();
-      Napi::Object buffers = Napi::Object::New(env);
-      for (int k = 0; k < Algo::kStates; ++k)
-        if (b.states[k]) buffers.Set(Algo::state_name(k), storage_ref(env, state_tensor(b.states[k])));
-      if (b.master) buffers.Set("master", storage_ref(env, state_tensor(b.master)));
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("step", Napi::Number::New(env, double(b.step)));
-      o.Set("buffers", buffers);
-      return o;
-    });
-  }
-
-  // checkpointStage(index, names: string[]) -> { buffers: { name: ref }, fresh: string[] }:
-  // the buffers to read into, and which of them were created for the load.
   Napi::Value checkpoint_stage(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      Napi::Env env = info.Env();
-      const int index = index_arg(info[0]);
-      if (!info[1].IsArray()) throw fo::TypeError("checkpointStage: names must be an array");
-      Napi::Array names = info[1].As<Napi::Array>();
-      bool states[Algo::kStates] = {};
-      bool master = false;
-      for (uint32_t i = 0; i < names.Length(); ++i) {
-        const std::string name = names.Get(i).ToString().Utf8Value();
-        int k = 0;
-        while (k < Algo::kStates && name != Algo::state_name(k)) ++k;
-        if (k < Algo::kStates)
-          states[k] = true;
-        else if (name == "master")
-          master = true;
-        else
-          throw fo::TypeError("checkpointStage: unknown state buffer '" + name + "'");
-      }
-      auto b = engine_->stage_load(index, states, master);
-      Napi::Object buffers = Napi::Object::New(env);
-      Napi::Array fresh = Napi::Array::New(env);
-      auto add = [&](const char* name, const std::shared_ptr<Storage>& s, bool is_fresh) {
-        if (!s) return;
-        buffers.Set(name, storage_ref(env, state_tensor(s)));
-        if (is_fresh) fresh.Set(fresh.Length(), Napi::String::New(env, name));
-      };
-      for (int k = 0; k < Algo::kStates; ++k) add(Algo::state_name(k), b.states[k], b.fresh[k]);
-      add("master", b.master, b.fresh_master);
-      Napi::Object out = Napi::Object::New(env);
-      out.Set("buffers", buffers);
-      out.Set("fresh", fresh);
-      return out;
-    });
+    return guarded(info.Env(), [&] { return checkpoint::stage(info, *engine_); });
   }
-
-  // checkpointCommit(index, step, masterLoaded, paramLoaded)
   void checkpoint_commit(const Napi::CallbackInfo& info) {
-    guarded(info.Env(), [&] {
-      const int index = index_arg(info[0]);
-      if (!info[1].IsNumber()) throw fo::TypeError("state.step must be a number");
-      const double s = info[1].As<Napi::Number>().DoubleValue();
-      if (!(s >= 0) || s > 9007199254740991.0 || s != std::floor(s))
-        throw fo::RangeError("state.step must be a non-negative integer");
-      engine_->commit_load(index, int64_t(s), info[2].ToBoolean(), info[3].ToBoolean());
-    });
+    guarded(info.Env(), [&] { checkpoint::commit(info, *engine_); });
   }
-
   void checkpoint_abort(const Napi::CallbackInfo& info) {
-    guarded(info.Env(), [&] { engine_->abort_load(index_arg(info[0])); });
+    guarded(info.Env(), [&] { checkpoint::abort(info, *engine_); });
   }
-
   void checkpoint_reset(const Napi::CallbackInfo& info) {
-    guarded(info.Env(), [&] { engine_->reset_state(index_arg(info[0])); });
+    guarded(info.Env(), [&] { checkpoint::reset(info, *engine_); });
   }
 
   Napi::Value plan_uploads(const Napi::CallbackInfo& info) {

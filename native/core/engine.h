@@ -311,12 +311,11 @@ class Engine {
     if (checkpoint_io_ > 0) --checkpoint_io_;
   }
 
-  // The buffers a save writes, the device synchronized first. A master whose half param was
+  // The buffers a save writes (call synchronize() first). A master whose half param was
   // written since the last step is re-synced from it first, as the next step would do (and
   // metrics() does), so the file holds what the next step would use.
   StateBuffers state_buffers(int index) {
     check_index(index);
-    synchronize();
     Param& p = params_[size_t(index)];
     StateBuffers b;
     b.step = p.step;

@@ -37,7 +37,7 @@ export async function applyLoad(a: LoadToApply): Promise<unknown> {
   for (const { param, tensor } of a.paramValues) {
     if (optimizer?.mastered.has(param)) continue; // loadStateDict() wrote it from the master
     param.data.checkAlive(`param '${param.name}' data`);
-    targets.set(tensor, { ref: param.data.handle, convert: CONVERT.none });
+    targets.set(tensor, { place: param.data.handle, convert: CONVERT.none });
     written.add(param);
   }
   try {

@@ -132,7 +132,8 @@ function describeType(v: unknown): string {
 
 /** Defines an own property (safe for keys such as "__proto__"). */
 function define(o: object, key: string, value: unknown): void {
-  Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
+  if (key === '__proto__') Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
+  else (o as Record<string, unknown>)[key] = value;
 }
 
 /**

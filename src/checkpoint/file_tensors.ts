@@ -1,17 +1,16 @@
 // The tensors of an open checkpoint, read against their CRC-32s: small ones into JavaScript
 // values, every one checksummed in one native pass, and native destinations filled from the
 // file (native_io.ts).
-import type { NativeStorageRef, NativeTensorHandle } from '../native';
 import type { FileHandle } from './atomic';
 import { crc32, crcHex } from './crc32';
 import { fail } from './errors';
-import { CONVERT, readTensors } from './native_io';
+import { CONVERT, type TensorPlace, readTensors } from './native_io';
 import { type ParsedHeader, type SafetensorsDType, type TensorData, typedArrayOf } from './safetensors_header';
 import { readFully } from './safetensors_reader';
 
 /** A destination of a native read: where a tensor's bytes go, widened to fp32 or not. */
 export interface Destination {
-  ref: NativeStorageRef | NativeTensorHandle;
+  place: Exclude<TensorPlace, ArrayBufferView | null>;
   convert: number;
 }
 
@@ -23,14 +22,29 @@ export function stateConvert(dtype: SafetensorsDType): number | undefined {
 export class FileTensors {
   readonly #fh: FileHandle;
   readonly #header: ParsedHeader;
-  readonly #crcs: ReadonlyMap<string, string>;
+  /** Expected CRC-32 of each tensor, in file order. */
+  readonly #crcs: Uint32Array;
   readonly #stagingBytes: number;
+  readonly #names: string[];
+  readonly #index: Map<string, number>;
+  readonly #offsets: Float64Array;
+  readonly #bytes: Float64Array;
 
-  constructor(fh: FileHandle, header: ParsedHeader, crcs: ReadonlyMap<string, string>, stagingBytes: number) {
+  constructor(fh: FileHandle, header: ParsedHeader, crcs: Uint32Array, stagingBytes: number) {
     this.#fh = fh;
     this.#header = header;
     this.#crcs = crcs;
     this.#stagingBytes = stagingBytes;
+    this.#names = [...header.tensors.keys()];
+    this.#index = new Map(this.#names.map((name, i) => [name, i]));
+    const n = this.#names.length;
+    this.#offsets = new Float64Array(n);
+    this.#bytes = new Float64Array(n);
+    let i = 0;
+    for (const { dataOffsets } of header.tensors.values()) {
+      this.#offsets[i] = header.dataStart + dataOffsets[0];
+      this.#bytes[i++] = dataOffsets[1] - dataOffsets[0];
+    }
   }
 
   dtypeOf(name: string): SafetensorsDType {
@@ -41,61 +55,60 @@ export class FileTensors {
   async readValues(names: readonly string[]): Promise<Map<string, TensorData>> {
     const out = new Map<string, TensorData>();
     for (const name of names) {
-      const info = this.#header.tensors.get(name)!;
-      const [begin, end] = info.dataOffsets;
-      const bytes = new Uint8Array(new ArrayBuffer(end - begin));
-      await readFully(this.#fh, bytes, this.#header.dataStart + begin);
-      this.#check(name, crc32(bytes), 'ChecksumMismatch');
-      out.set(name, typedArrayOf(info.dtype, bytes));
+      const i = this.#index.get(name)!;
+      const bytes = new Uint8Array(new ArrayBuffer(this.#bytes[i]));
+      await readFully(this.#fh, bytes, this.#offsets[i]);
+      this.#check(i, crc32(bytes), 'ChecksumMismatch');
+      out.set(name, typedArrayOf(this.dtypeOf(name), bytes));
     }
     return out;
   }
 
   /** Checksums every tensor of the file; those in `fill` are read into their destination on the way. */
   async verify(fill: ReadonlyMap<string, Destination>): Promise<void> {
-    const names = [...this.#header.tensors.keys()];
-    await this.#read(names, (name) => fill.get(name), 'ChecksumMismatch');
+    const n = this.#names.length;
+    const places: TensorPlace[] = new Array(n).fill(null);
+    const converts = new Uint8Array(n);
+    for (const [name, d] of fill) {
+      const i = this.#index.get(name)!;
+      places[i] = d.place;
+      converts[i] = d.convert;
+    }
+    const crcs = await readTensors(this.#fh.fd, places, this.#offsets, this.#bytes, converts, this.#stagingBytes);
+    for (let i = 0; i < n; i++) if (crcs[i] !== this.#crcs[i]) this.#check(i, crcs[i], 'ChecksumMismatch');
   }
 
   /** Reads tensors into destinations; a tensor that no longer matches its CRC means the file changed. */
   async readInto(targets: ReadonlyMap<string, Destination>): Promise<void> {
-    const names = [...this.#header.tensors.keys()].filter((n) => targets.has(n));
-    await this.#read(names, (name) => targets.get(name), 'PartlyApplied');
-  }
-
-  async #read(
-    names: readonly string[],
-    destination: (name: string) => Destination | undefined,
-    onMismatch: 'ChecksumMismatch' | 'PartlyApplied',
-  ): Promise<void> {
-    const n = names.length;
-    const offsets = new Float64Array(n);
-    const fileBytes = new Float64Array(n);
+    const order = [...targets.keys()].map((name) => this.#index.get(name)!).sort((a, b) => a - b);
+    const n = order.length;
+    const places: TensorPlace[] = new Array(n);
     const converts = new Uint8Array(n);
-    const refs: Array<NativeStorageRef | NativeTensorHandle | null> = new Array(n);
-    names.forEach((name, i) => {
-      const [begin, end] = this.#header.tensors.get(name)!.dataOffsets;
-      offsets[i] = this.#header.dataStart + begin;
-      fileBytes[i] = end - begin;
-      const d = destination(name);
-      refs[i] = d?.ref ?? null;
-      converts[i] = d?.convert ?? 0;
+    const offsets = new Float64Array(n);
+    const bytes = new Float64Array(n);
+    order.forEach((t, i) => {
+      const d = targets.get(this.#names[t])!;
+      places[i] = d.place;
+      converts[i] = d.convert;
+      offsets[i] = this.#offsets[t];
+      bytes[i] = this.#bytes[t];
     });
-    const crcs = await readTensors(this.#fh.fd, refs, offsets, fileBytes, converts, this.#stagingBytes);
-    names.forEach((name, i) => this.#check(name, crcs[i], onMismatch));
+    const crcs = await readTensors(this.#fh.fd, places, offsets, bytes, converts, this.#stagingBytes);
+    order.forEach((t, i) => this.#check(t, crcs[i], 'PartlyApplied'));
   }
 
-  #check(name: string, crc: number, onMismatch: 'ChecksumMismatch' | 'PartlyApplied'): void {
-    const expected = this.#crcs.get(name)!;
-    if (crcHex(crc) === expected) return;
+  #check(i: number, crc: number, onMismatch: 'ChecksumMismatch' | 'PartlyApplied'): void {
+    if (crc === this.#crcs[i]) return;
+    const name = JSON.stringify(this.#names[i]);
+    const [expected, computed] = [crcHex(this.#crcs[i]), crcHex(crc)];
     if (onMismatch === 'PartlyApplied')
       fail(
         'PartlyApplied',
-        `tensor ${JSON.stringify(name)} changed while the checkpoint was being loaded (stored crc32 ${expected}, now ${crcHex(crc)}): the checkpoint is only partly applied`,
+        `tensor ${name} changed while the checkpoint was being loaded (stored crc32 ${expected}, now ${computed}): the checkpoint is only partly applied`,
       );
     fail(
       'ChecksumMismatch',
-      `tensor ${JSON.stringify(name)} fails its checksum (stored crc32 ${expected}, computed ${crcHex(crc)}): the file is corrupt`,
+      `tensor ${name} fails its checksum (stored crc32 ${expected}, computed ${computed}): the file is corrupt`,
     );
   }
 }

@@ -12,7 +12,7 @@
 // (offsets, shapes, manifest, the tensor CRCs) is found before anything else is believed.
 import { crc32, crcHex } from './crc32';
 import { fail } from './errors';
-import { type SafetensorsDType, type SafetensorsTensorInfo, frameHeader } from './safetensors_header';
+import { type SafetensorsDType, frameHeader } from './safetensors_header';
 
 export const HEADER_CRC_KEY = 'fused_optim.header_crc32';
 export const TENSOR_CRCS_KEY = 'fused_optim.tensor_crc32';
@@ -67,12 +67,18 @@ export function layoutCheckpoint(
     offsets,
     seal(crcs) {
       if (crcs.length !== tensors.length) throw new Error(`seal: ${crcs.length} CRCs for ${tensors.length} tensors`);
-      const text = Buffer.from(header.buffer, header.byteOffset, header.byteLength);
-      for (let i = 0; i < crcs.length; i++) text.write(crcHex(crcs[i]), TENSOR_CRCS_AT + 8 * i, 'latin1');
-      text.write('00000000', HEADER_CRC_AT, 'latin1');
-      text.write(crcHex(crc32(header)), HEADER_CRC_AT, 'latin1');
+      for (let i = 0; i < crcs.length; i++) writeHex(header, TENSOR_CRCS_AT + 8 * i, crcs[i]);
+      header.set(ZEROS, HEADER_CRC_AT);
+      writeHex(header, HEADER_CRC_AT, crc32(header));
     },
   };
+}
+
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+
+/** Writes `crc` as 8 lowercase hex digits at bytes[at...]. */
+function writeHex(bytes: Uint8Array, at: number, crc: number): void {
+  for (let d = 7; d >= 0; d--, crc >>>= 4) bytes[at + d] = HEX_DIGITS[crc & 15];
 }
 
 /** Checks the header CRC of a version-2 checkpoint (`bytes`: the file's first 8 + N bytes). */
@@ -101,15 +107,11 @@ export function checkHeaderCrc(bytes: Uint8Array, stored: string | undefined): v
     );
 }
 
-/** The tensor CRCs of a version-2 checkpoint, by name (`tensors` in file order). */
-export function tensorCrcsOf(
-  list: string | undefined,
-  tensors: ReadonlyMap<string, SafetensorsTensorInfo>,
-): Map<string, string> {
-  if (typeof list !== 'string' || list.length !== 8 * tensors.size || !/^[0-9a-f]*$/.test(list))
-    fail('InvalidManifest', `${TENSOR_CRCS_KEY} must hold 8 hex digits for each of the ${tensors.size} tensors`);
-  const crcs = new Map<string, string>();
-  let i = 0;
-  for (const name of tensors.keys()) crcs.set(name, list.slice(8 * i, 8 * ++i));
+/** The tensor CRCs of a version-2 checkpoint, in file order (`count` tensors). */
+export function tensorCrcsOf(list: string | undefined, count: number): Uint32Array {
+  if (typeof list !== 'string' || list.length !== 8 * count || !/^[0-9a-f]*$/.test(list))
+    fail('InvalidManifest', `${TENSOR_CRCS_KEY} must hold 8 hex digits for each of the ${count} tensors`);
+  const crcs = new Uint32Array(count);
+  for (let i = 0; i < count; i++) crcs[i] = parseInt(list.slice(8 * i, 8 * i + 8), 16);
   return crcs;
 }

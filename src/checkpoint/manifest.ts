@@ -58,10 +58,10 @@ export interface Manifest {
 
 export const PARAM_DTYPES: Record<DType, SafetensorsDType> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
 
-/** A checked manifest and the expected CRC-32 of every tensor, by name. */
+/** A checked manifest and the expected CRC-32 of every tensor, in file order. */
 export interface ReadManifest {
   manifest: Manifest;
-  crcs: Map<string, string>;
+  crcs: Uint32Array;
 }
 
 /** Reads and checks the manifest of a checkpoint's header (raw bytes and parse). */
@@ -73,10 +73,10 @@ export function readManifest(
   const version = formatVersion(metadata);
   const text = metadata[MANIFEST_KEY];
   if (typeof text !== 'string') fail('InvalidManifest', `the metadata has no ${MANIFEST_KEY}`);
-  let crcs: Map<string, string>;
+  let crcs: Uint32Array;
   if (version >= 2) {
     checkHeaderCrc(headerBytes, metadata[HEADER_CRC_KEY]);
-    crcs = tensorCrcsOf(metadata[TENSOR_CRCS_KEY], tensors);
+    crcs = tensorCrcsOf(metadata[TENSOR_CRCS_KEY], tensors.size);
   } else {
     checkManifestCrc(text, metadata[MANIFEST_CRC_KEY]);
   }
@@ -138,12 +138,12 @@ const index = (v: unknown, where: string) =>
 const shape = (v: unknown, where: string) => arr(v, where).map((d, i) => index(d, `${where}[${i}]`));
 
 /** Version 1: the manifest's table of tensors must match the header; it holds their CRCs. */
-function crcsFromV1Table(json: unknown, tensors: ReadonlyMap<string, SafetensorsTensorInfo>): Map<string, string> {
+function crcsFromV1Table(json: unknown, tensors: ReadonlyMap<string, SafetensorsTensorInfo>): Uint32Array {
   const table = obj(obj(json, 'the manifest').tensors, 'tensors');
   const names = Object.keys(table);
   if (names.length !== tensors.size)
     fail('InvalidManifest', `the header has ${tensors.size} tensors but the manifest lists ${names.length}`);
-  const crcs = new Map<string, string>();
+  const crcs = new Map<string, number>();
   for (const name of names) {
     const where = `tensors[${JSON.stringify(name)}]`;
     const t = obj(table[name], where);
@@ -160,9 +160,9 @@ function crcsFromV1Table(json: unknown, tensors: ReadonlyMap<string, Safetensors
         `tensor ${JSON.stringify(name)} is ${info.dtype} [${info.shape.join(', ')}] in the header but ${dtype} [${dims.join(', ')}] in the manifest`,
       );
     }
-    crcs.set(name, crc);
+    crcs.set(name, parseInt(crc, 16));
   }
-  return crcs;
+  return Uint32Array.from(tensors.keys(), (name) => crcs.get(name)!);
 }
 
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {

@@ -2,7 +2,7 @@
 // native/checkpoint/transfer.h): tensor bytes between memory and an open file, with a CRC-32
 // per tensor, on a worker thread and in bounded memory (two staging buffers, together at most
 // `stagingBytes`). The JavaScript thread only hands over lists.
-import { type NativeStorageRef, type NativeTensorHandle, native } from '../native';
+import { type NativeTensorHandle, type NativeTensorTable, native } from '../native';
 import type { SafetensorsDType } from './safetensors_header';
 
 /** Default and limits of the staging budget (native/checkpoint/transfer.h). */
@@ -10,17 +10,29 @@ export const DEFAULT_STAGING_BYTES = 64 << 20;
 export const MIN_STAGING_BYTES = 1 << 20;
 export const MAX_STAGING_BYTES = 2 ** 34;
 
+/** Entry `index` of a tensor table (an optimizer's state buffers, a snapshot). */
+export class TableEntry {
+  readonly table: NativeTensorTable;
+  readonly index: number;
+  constructor(table: NativeTensorTable, index: number) {
+    this.table = table;
+    this.index = index;
+  }
+}
+
 /**
- * A tensor's bytes in native memory: a param's data, an optimizer state buffer (through a
- * storage ref, no copy), or a snapshot of either. The state dicts a checkpoint writes hold
- * these where stateDict() would hold host copies.
+ * Where a tensor's bytes are, or go: a tensor (TensorHandle), a table entry, a typed array
+ * (written only; copied when the write starts), or null (read: checksummed only).
  */
+export type TensorPlace = NativeTensorHandle | TableEntry | ArrayBufferView | null;
+
+/** A tensor's bytes in native memory: a param's data, an optimizer state buffer, a snapshot of either. */
 export class NativeBuffer {
-  readonly ref: NativeStorageRef | NativeTensorHandle;
+  readonly place: NativeTensorHandle | TableEntry;
   readonly dtype: SafetensorsDType;
   readonly numel: number;
-  constructor(ref: NativeStorageRef | NativeTensorHandle, dtype: SafetensorsDType, numel: number) {
-    this.ref = ref;
+  constructor(place: NativeTensorHandle | TableEntry, dtype: SafetensorsDType, numel: number) {
+    this.place = place;
     this.dtype = dtype;
     this.numel = numel;
   }
@@ -40,18 +52,45 @@ export class BufferSlot {
   }
 }
 
-/** What a write takes its bytes from: native memory, or a typed array (copied when the write starts). */
-export type WriteSource = NativeStorageRef | NativeTensorHandle | ArrayBufferView;
+// The addon's form of a list of places: the table entries by index, the rest in a list.
+function split(places: readonly TensorPlace[]): {
+  list: Array<NativeTensorHandle | ArrayBufferView | null | undefined>;
+  table?: NativeTensorTable;
+  index?: Int32Array;
+} {
+  const list: Array<NativeTensorHandle | ArrayBufferView | null | undefined> = new Array(places.length);
+  const index = new Int32Array(places.length).fill(-1);
+  let table: NativeTensorTable | undefined;
+  places.forEach((p, i) => {
+    if (!(p instanceof TableEntry)) {
+      list[i] = p;
+      return;
+    }
+    if (table !== undefined && p.table !== table) throw new Error('a checkpoint transfer takes one tensor table');
+    table = p.table;
+    index[i] = p.index;
+  });
+  return table === undefined ? { list } : { list, table, index };
+}
 
-/** Writes each source at its file offset; resolves with their CRC-32s. `release`: free snapshot memory as it goes. */
+/** Writes each tensor at its file offset; resolves with their CRC-32s. `release`: the table is a snapshot, freed once written. */
 export function writeTensors(
   fd: number,
-  sources: readonly WriteSource[],
+  places: readonly TensorPlace[],
   offsets: Float64Array,
   stagingBytes: number,
   release = false,
 ): Promise<Uint32Array> {
-  return native().checkpointWrite(fd, sources as WriteSource[], offsets, stagingBytes, release);
+  const { list, table, index } = split(places);
+  return native().checkpointWrite(
+    fd,
+    list as Array<NativeTensorHandle | ArrayBufferView | undefined>,
+    offsets,
+    stagingBytes,
+    release,
+    table,
+    index,
+  );
 }
 
 /** How file bytes become a destination's (native/checkpoint/transfer.h). */
@@ -63,25 +102,28 @@ export const CONVERT = { none: 0, bf16: 1, f16: 2, f64: 3 } as const;
  */
 export function readTensors(
   fd: number,
-  destinations: ReadonlyArray<NativeStorageRef | NativeTensorHandle | null>,
+  places: readonly TensorPlace[],
   offsets: Float64Array,
   fileBytes: Float64Array,
   converts: Uint8Array,
   stagingBytes: number,
 ): Promise<Uint32Array> {
+  const { list, table, index } = split(places);
   return native().checkpointRead(
     fd,
-    destinations as Array<NativeStorageRef | NativeTensorHandle | null>,
+    list as Array<NativeTensorHandle | null | undefined>,
     offsets,
     fileBytes,
     converts,
     stagingBytes,
+    table,
+    index,
   );
 }
 
-/** Host copies of native tensors (a background save's consistent snapshot). */
-export function snapshotTensors(
-  sources: ReadonlyArray<NativeStorageRef | NativeTensorHandle>,
-): Promise<NativeStorageRef[]> {
-  return native().checkpointSnapshot(sources as Array<NativeStorageRef | NativeTensorHandle>);
+/** Host copies of native tensors, as entries of one new table (a background save's snapshot). */
+export async function snapshotTensors(places: ReadonlyArray<NativeTensorHandle | TableEntry>): Promise<TableEntry[]> {
+  const { list, table, index } = split(places);
+  const copies = await native().checkpointSnapshot(list as Array<NativeTensorHandle | undefined>, table, index);
+  return places.map((_, i) => new TableEntry(copies, i));
 }

@@ -11,7 +11,7 @@ import { fail } from './errors';
 import { type Destination, type FileTensors, stateConvert } from './file_tensors';
 import { bf16BitsToFloat32, f16BitsToFloat32 } from './half';
 import { type OptimizerPart, decodeValue } from './load_checks';
-import { BufferSlot } from './native_io';
+import { BufferSlot, TableEntry } from './native_io';
 import type { TensorData } from './safetensors_header';
 
 export interface OptimizerLoad {
@@ -71,25 +71,20 @@ function planFused(
   }
   const fresh = new Map<string, Destination>();
   const inPlace = new Map<string, Destination>();
-  try {
-    for (const { index, names } of plan.targets) {
-      const slots = state[index] as Record<string, BufferSlot>;
-      const staged = plan.stage(index);
-      for (const name of names) {
-        const tensor = slots[name].tensor;
-        const dtype = file.dtypeOf(tensor);
-        const convert = stateConvert(dtype);
-        if (convert === undefined)
-          fail(
-            'OptimizerMismatch',
-            `tensor ${JSON.stringify(tensor)} is ${dtype}; optimizer state must be a float type`,
-          );
-        (staged.fresh.includes(name) ? fresh : inPlace).set(tensor, { ref: staged.buffers[name], convert });
-      }
+  for (const { slots } of plan.targets)
+    for (const { tensor } of slots)
+      if (stateConvert(file.dtypeOf(tensor)) === undefined)
+        fail(
+          'OptimizerMismatch',
+          `tensor ${JSON.stringify(tensor)} is ${file.dtypeOf(tensor)}; optimizer state must be a float type`,
+        );
+  const staged = plan.stage();
+  let entry = 0;
+  for (const { slots } of plan.targets) {
+    for (const { tensor } of slots) {
+      const place = new TableEntry(staged.table, entry);
+      (staged.fresh[entry++] ? fresh : inPlace).set(tensor, { place, convert: stateConvert(file.dtypeOf(tensor))! });
     }
-  } catch (e) {
-    plan.abort();
-    throw e;
   }
   return {
     fresh,

@@ -264,7 +264,9 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number): ParsedHe
     list.push([name, checkTensorInfo(name, info)]);
   }
   // Offsets must tile the buffer: sorted by position, each tensor starts where the last ended.
-  list.sort((a, b) => a[1].dataOffsets[0] - b[1].dataOffsets[0] || a[1].dataOffsets[1] - b[1].dataOffsets[1]);
+  const before = (a: [string, SafetensorsTensorInfo], b: [string, SafetensorsTensorInfo]) =>
+    a[1].dataOffsets[0] - b[1].dataOffsets[0] || a[1].dataOffsets[1] - b[1].dataOffsets[1];
+  if (!list.every((t, i) => i === 0 || before(list[i - 1], t) <= 0)) list.sort(before); // writers write in order
   const bufferLength = fileSize - 8 - headerLength;
   let at = 0;
   for (const [name, info] of list) {
@@ -295,44 +297,34 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number): ParsedHe
 }
 
 function checkTensorInfo(name: string, info: unknown): SafetensorsTensorInfo {
-  const who = `tensor ${JSON.stringify(name)}`;
+  const bad = (problem: string): never => {
+    throw new FormatError('TensorInvalidInfo', `tensor ${JSON.stringify(name)}: ${problem}`);
+  };
   if (info === null || typeof info !== 'object' || Array.isArray(info))
-    throw new FormatError(
-      'TensorInvalidInfo',
-      `${who}: expected { dtype, shape, data_offsets }, got ${describeJson(info)}`,
-    );
+    bad(`expected { dtype, shape, data_offsets }, got ${describeJson(info)}`);
   const { dtype, shape, data_offsets: offsets } = info as Record<string, unknown>;
-  if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BITS, dtype))
-    throw new FormatError('TensorInvalidInfo', `${who}: unknown dtype ${describeJson(dtype)}`);
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new FormatError(
-      'TensorInvalidInfo',
-      `${who}: shape must be an array of non-negative integers, got ${describeJson(shape)}`,
-    );
-  }
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-    throw new FormatError(
-      'TensorInvalidInfo',
-      `${who}: data_offsets must be two non-negative integers, got ${describeJson(offsets)}`,
-    );
-  }
+  if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BITS, dtype)) bad(`unknown dtype ${describeJson(dtype)}`);
+  if (!Array.isArray(shape) || !allIndices(shape))
+    bad(`shape must be an array of non-negative integers, got ${describeJson(shape)}`);
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !allIndices(offsets))
+    bad(`data_offsets must be two non-negative integers, got ${describeJson(offsets)}`);
   const [begin, end] = offsets as [number, number];
-  if (end < begin)
-    throw new FormatError('TensorInvalidInfo', `${who}: data_offsets [${begin}, ${end}] end before they begin`);
-  const numel = numelOf(shape);
+  if (end < begin) bad(`data_offsets [${begin}, ${end}] end before they begin`);
+  const dims = shape as number[];
+  const numel = numelOf(dims);
   const bytes = Number.isSafeInteger(numel) ? byteLengthOf(dtype as SafetensorsDType, numel) : undefined;
-  if (bytes === undefined)
-    throw new FormatError(
-      'TensorInvalidInfo',
-      `${who}: shape [${shape.join(', ')}] of ${dtype} is not a whole number of bytes`,
+  if (bytes === undefined) bad(`shape [${dims.join(', ')}] of ${dtype} is not a whole number of bytes`);
+  if (end - begin !== bytes)
+    bad(
+      `shape [${dims.join(', ')}] of ${dtype} needs ${bytes} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
     );
-  if (end - begin !== bytes) {
-    throw new FormatError(
-      'TensorInvalidInfo',
-      `${who}: shape [${shape.join(', ')}] of ${dtype} needs ${bytes} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
-    );
-  }
-  return { dtype: dtype as SafetensorsDType, shape: [...shape], dataOffsets: [begin, end] };
+  // The parsed arrays are this header's own: no copies needed.
+  return { dtype: dtype as SafetensorsDType, shape: dims, dataOffsets: offsets as [number, number] };
+}
+
+function allIndices(a: unknown[]): boolean {
+  for (const d of a) if (!Number.isSafeInteger(d) || (d as number) < 0) return false;
+  return true;
 }
 
 function describeJson(v: unknown): string {

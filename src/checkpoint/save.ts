@@ -20,7 +20,10 @@ import {
   type ManifestParam,
   PARAM_DTYPES,
 } from './manifest';
-import { NativeBuffer, type WriteSource, snapshotTensors, writeTensors } from './native_io';
+import type { CheckpointState } from '../fused_optimizer';
+import type { NativeTensorHandle } from '../native';
+import type { Parameter } from '../parameter';
+import { NativeBuffer, TableEntry, type TensorPlace, snapshotTensors, writeTensors } from './native_io';
 import { backgroundWritten, takeTurn, throwUnreportedFailure } from './queue';
 import { fileOrder } from './safetensors_header';
 
@@ -59,7 +62,7 @@ export async function save(call: SaveCall): Promise<void | BackgroundSave> {
 // Snapshot now (host copies of every native tensor), write later.
 async function startInBackground(call: SaveCall, release: () => void): Promise<BackgroundSave> {
   const c = collect(call);
-  let sources: WriteSource[];
+  let sources: TensorPlace[];
   try {
     sources = await snapshot(c.sources);
   } finally {
@@ -92,7 +95,7 @@ function probeOptimizer(call: SaveCall): void {
 
 interface Collected {
   /** Each tensor's bytes, in file order. */
-  sources: WriteSource[];
+  sources: TensorPlace[];
   layout: CheckpointLayout;
   /** Lets the optimizer step again (idempotent). */
   unlock: () => void;
@@ -124,7 +127,7 @@ function collect(call: SaveCall): Collected {
     throw e;
   }
   const tensors = fileOrder([...params, ...encoder.tensors]);
-  const sources = tensors.map((t) => (t.source instanceof NativeBuffer ? t.source.ref : t.source));
+  const sources = tensors.map((t) => (t.source instanceof NativeBuffer ? t.source.place : t.source));
   const layout = layoutCheckpoint(tensors, {
     format: CHECKPOINT_FORMAT,
     format_version: String(CHECKPOINT_VERSION),
@@ -189,8 +192,10 @@ function collectOptimizer(call: SaveCall, encoder: StateEncoder): ManifestOptimi
   const optimizer = call.optimizer!;
   const fused = fusedOptimizer(optimizer);
   let sd: TorchDict;
+  let native: CheckpointState | undefined;
   try {
-    sd = (fused && ownsMethod(fused, 'stateDict') ? fused.checkpointStateDict() : optimizer.stateDict()) as TorchDict;
+    if (fused && ownsMethod(fused, 'stateDict')) native = fused.checkpointState();
+    sd = (native ? native.dict : optimizer.stateDict()) as TorchDict;
   } catch (e) {
     throw new CheckpointError(op, call.file, `cannot read the optimizer's state (${(e as Error).message})`, 'Busy', {
       cause: e,
@@ -208,23 +213,53 @@ function collectOptimizer(call: SaveCall, encoder: StateEncoder): ManifestOptimi
     const dict = encoder.encode(rest, `optimizer.param_groups.${gi}`, `optimizer param_groups[${gi}]`);
     return { dict: dict as { [key: string]: Json }, params: ids as number[], param_names: names };
   });
+  const state = native ? nativeState(native, call.flat!, encoder) : encodedState(sd.state, call.flat!, encoder);
+  const { state: _state, param_groups: _groups, ...others } = sd;
+  const dict = encoder.encode(others, 'optimizer', 'optimizer state dict') as { [key: string]: Json };
+  return { class: className(optimizer), dict, param_groups, state };
+}
+
+function encodedState(
+  sdState: Record<string, unknown>,
+  flat: readonly Parameter[],
+  encoder: StateEncoder,
+): ManifestOptimizer['state'] {
   const state: ManifestOptimizer['state'] = {};
-  for (const [key, entry] of Object.entries(sd.state)) {
-    const p = call.flat![Number(key)];
+  for (const [key, entry] of Object.entries(sdState)) {
+    const p = flat[Number(key)];
     if (!p)
       throw new Error(
         `${op}: optimizer.stateDict() has state for param index ${key}, which the optimizer does not have`,
       );
     state[p.name] = encoder.encode(entry, `optimizer.state.${p.name}`, `optimizer state of param '${p.name}'`);
   }
-  const { state: _state, param_groups: _groups, ...others } = sd;
-  const dict = encoder.encode(others, 'optimizer', 'optimizer state dict') as { [key: string]: Json };
-  return { class: className(optimizer), dict, param_groups, state };
+  return state;
+}
+
+// A fused optimizer's state, as encoding its stateDict() would give, with each buffer written
+// from the optimizer's own memory (one tensor table for all).
+function nativeState(st: CheckpointState, flat: readonly Parameter[], encoder: StateEncoder): ManifestOptimizer['state'] {
+  const state: ManifestOptimizer['state'] = {};
+  let entry = 0;
+  flat.forEach((p, i) => {
+    if (st.steps[i] < 0) return;
+    const out: { [key: string]: Json } = st.hasStep ? { step: st.steps[i] } : {};
+    const numel = p.data.numel;
+    st.names.forEach((key, bit) => {
+      if (key === undefined || !(st.masks[i] & (1 << bit))) return;
+      const name = encoder.reserve(`optimizer.state.${p.name}.${key}`);
+      const source = new NativeBuffer(new TableEntry(st.table, entry++), 'F32', numel);
+      encoder.tensors.push({ name, dtype: 'F32', source, byteLength: source.byteLength, numel, shape: [numel] });
+      out[key] = { $tensor: name };
+    });
+    state[p.name] = out;
+  });
+  return state;
 }
 
 /** Host copies of the native sources (typed arrays too: the caller may change them once we return). */
-async function snapshot(sources: readonly WriteSource[]): Promise<WriteSource[]> {
-  const native = sources.filter((s) => !ArrayBuffer.isView(s)) as Array<Exclude<WriteSource, ArrayBufferView>>;
+async function snapshot(sources: readonly TensorPlace[]): Promise<TensorPlace[]> {
+  const native = sources.filter((s) => !ArrayBuffer.isView(s)) as Array<NativeTensorHandle | TableEntry>;
   const copies = await snapshotTensors(native);
   let next = 0;
   return sources.map((s) => (ArrayBuffer.isView(s) ? (s as Uint8Array).slice() : copies[next++]));
