@@ -322,7 +322,14 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   checkpointState(): CheckpointState {
     const handle = this.handle();
     const { steps, masks, table } = handle.checkpointStates();
-    return { dict: this.#dictWith(() => null), names: this.#bufferNames(), steps, masks, table, hasStep: this.hasStepCount };
+    return {
+      dict: this.#dictWith(() => null),
+      names: this.#bufferNames(),
+      steps,
+      masks,
+      table,
+      hasStep: this.hasStepCount,
+    };
   }
 
   /**
@@ -350,7 +357,10 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
       },
       commit: (paramLoaded) => {
         const steps = Float64Array.from(checked.updates, (u) => u.step);
-        const flags = Uint8Array.from(checked.updates, (u) => ('master' in u.buffers ? 1 : 0) | (paramLoaded(u.index) ? 2 : 0));
+        const flags = Uint8Array.from(
+          checked.updates,
+          (u) => ('master' in u.buffers ? 1 : 0) | (paramLoaded(u.index) ? 2 : 0),
+        );
         handle.checkpointCommit(indices, steps, flags);
         const rest = this.params.flatMap((_, index) => (checked.loaded.has(index) ? [] : [index]));
         handle.checkpointReset(Int32Array.from(rest));

@@ -201,7 +201,8 @@ Napi::Value crcs_to_js(Napi::Env env, const std::vector<uint32_t>& crcs) {
 
 class WriteJob : public Job<std::vector<uint32_t>> {
  public:
-  WriteJob(Napi::Env env, int fd, size_t staging) : Job(env, "fused-optim:checkpoint-write"), fd_(fd), staging_(staging) {}
+  WriteJob(Napi::Env env, int fd, size_t staging)
+      : Job(env, "fused-optim:checkpoint-write"), fd_(fd), staging_(staging) {}
   std::vector<ckpt::WriteItem> items;
 
  private:
@@ -260,7 +261,8 @@ Napi::Value checkpoint_write(const Napi::CallbackInfo& info) {
 
 class ReadJob : public Job<std::vector<uint32_t>> {
  public:
-  ReadJob(Napi::Env env, int fd, size_t staging) : Job(env, "fused-optim:checkpoint-read"), fd_(fd), staging_(staging) {}
+  ReadJob(Napi::Env env, int fd, size_t staging)
+      : Job(env, "fused-optim:checkpoint-read"), fd_(fd), staging_(staging) {}
   std::vector<ckpt::ReadItem> items;
 
  private:

@@ -34,7 +34,8 @@ inline Napi::Int32Array indices_arg(const Napi::Value& v, int param_count) {
     throw fo::TypeError("param indices must be an Int32Array");
   auto a = v.As<Napi::Int32Array>();
   for (size_t i = 0; i < a.ElementLength(); ++i)
-    if (a[i] < 0 || a[i] >= param_count) throw fo::RangeError("param index " + std::to_string(a[i]) + " is out of range");
+    if (a[i] < 0 || a[i] >= param_count)
+      throw fo::RangeError("param index " + std::to_string(a[i]) + " is out of range");
   return a;
 }
 

@@ -245,8 +245,8 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       Napi::Object o = Napi::Object::New(env);
       o.Set("step", Napi::Number::New(env, double(st.step)));
       for (int k = 0; k < Algo::kStates; ++k)
-        if (!st.states[k].empty()) o.Set(Algo::state_name(k), to_js(env, st.states[k]));
-      if (!st.master.empty()) o.Set("master", to_js(env, st.master));
+        if (st.present[k]) o.Set(Algo::state_name(k), to_js(env, st.states[k]));
+      if (st.has_master) o.Set("master", to_js(env, st.master));
       return o;
     });
   }
@@ -264,8 +264,13 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
         throw fo::RangeError("state.step must be a non-negative integer");
       st.step = int64_t(s);
       st.has_state = true;
-      for (int k = 0; k < Algo::kStates; ++k) st.states[k] = from_js(o, Algo::state_name(k), Algo::state_required(k));
+      auto given = [&](const char* key) { return !o.Get(key).IsUndefined() && !o.Get(key).IsNull(); };
+      for (int k = 0; k < Algo::kStates; ++k) {
+        st.states[k] = from_js(o, Algo::state_name(k), Algo::state_required(k));
+        st.present[k] = given(Algo::state_name(k));
+      }
       st.master = from_js(o, "master", false);
+      st.has_master = given("master");
       engine_->set_state(index, st);
     });
   }

@@ -56,6 +56,9 @@ class Engine {
     bool has_state = false;
     std::vector<float> states[kStates];
     std::vector<float> master;
+    // Which buffers are given (a param with 0 elements has empty ones that are still there).
+    bool present[kStates] = {};
+    bool has_master = false;
   };
 
   explicit Engine(Device device) : device_(device) {
@@ -248,8 +251,12 @@ class Engine {
     st.has_state = p.step > 0 && p.states[0];
     if (!st.has_state) return st;
     const int64_t n = p.data->numel;
-    for (int k = 0; k < kStates; ++k) st.states[k] = read_floats(p.states[k], n);
+    for (int k = 0; k < kStates; ++k) {
+      st.states[k] = read_floats(p.states[k], n);
+      st.present[k] = p.states[k] != nullptr;
+    }
     st.master = read_floats(p.master, n);
+    st.has_master = p.master != nullptr;
     return st;
   }
 
@@ -265,13 +272,13 @@ class Engine {
     synchronize();
     const int64_t n = p.data->numel;
     for (int k = 0; k < kStates; ++k) {
-      if (st.states[k].empty()) continue;
+      if (!st.present[k]) continue;
       if (!p.states[k]) p.states[k] = new_state_buffer(n);
       write_floats(p.states[k], st.states[k]);
     }
     if (p.options.master_weights) {
       if (!p.master) p.master = new_state_buffer(n);
-      if (!st.master.empty()) {
+      if (st.has_master) {
         write_floats(p.master, st.master);
         write_float32(*p.data, st.master.data());  // the param is the master, rounded
         p.master_version = p.data->storage->version();
@@ -583,12 +590,13 @@ class Engine {
     if (st.step < 0) throw RangeError(who + ": step must be >= 0");
     for (int k = 0; k < kStates; ++k) {
       const size_t len = st.states[k].size();
-      if (len == 0 && !Algo::state_required(k)) continue;
+      if (!st.present[k] && !Algo::state_required(k)) continue;
+      if (!st.present[k]) throw RangeError(who + ": " + Algo::state_name(k) + " is missing");
       if (len != n)
         throw RangeError(who + ": " + Algo::state_name(k) + " has " + std::to_string(len) +
                          " elements; the param has " + std::to_string(n) + " elements");
     }
-    if (!st.master.empty() && (st.master.size() != n || !p.options.master_weights))
+    if (st.has_master && (st.master.size() != n || !p.options.master_weights))
       throw RangeError(who + ": master must have " + std::to_string(n) +
                        " elements, and only half params with master weights have one");
     p.data->storage->data(("param '" + p.name + "' data").c_str());

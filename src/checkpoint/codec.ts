@@ -49,7 +49,7 @@ export class StateEncoder {
   #encode(value: unknown, name: string, where: string, stack: Set<object>): Json | undefined {
     if (stack.size >= MAX_DEPTH)
       throw new TypeError(
-        `${where.slice(0, 80)}... is nested more than ${MAX_DEPTH} levels deep (a ${describeType(value)} there), which a checkpoint cannot hold`,
+        `${where.slice(0, 80)}... is nested more than ${MAX_DEPTH} levels deep (${describeType(value)} there), which a checkpoint cannot hold`,
       );
     if (value === null || typeof value === 'boolean' || typeof value === 'string') return value;
     if (typeof value === 'number') {
@@ -124,15 +124,17 @@ export class StateEncoder {
   }
 }
 
+/** "a string", "an Array", "a Float32Array", "null": for messages. */
 function describeType(v: unknown): string {
   if (v === null) return 'null';
-  if (typeof v !== 'object') return typeof v;
-  return Array.isArray(v) ? 'array' : ((v as object).constructor?.name ?? 'object');
+  const name = typeof v !== 'object' ? typeof v : ((v as object).constructor?.name ?? 'Object');
+  return /^[aeiouAEIOU]/.test(name) ? `an ${name}` : `a ${name}`;
 }
 
 /** Defines an own property (safe for keys such as "__proto__"). */
 function define(o: object, key: string, value: unknown): void {
-  if (key === '__proto__') Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
+  if (key === '__proto__')
+    Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
   else (o as Record<string, unknown>)[key] = value;
 }
 

@@ -238,7 +238,11 @@ function encodedState(
 
 // A fused optimizer's state, as encoding its stateDict() would give, with each buffer written
 // from the optimizer's own memory (one tensor table for all).
-function nativeState(st: CheckpointState, flat: readonly Parameter[], encoder: StateEncoder): ManifestOptimizer['state'] {
+function nativeState(
+  st: CheckpointState,
+  flat: readonly Parameter[],
+  encoder: StateEncoder,
+): ManifestOptimizer['state'] {
   const state: ManifestOptimizer['state'] = {};
   let entry = 0;
   flat.forEach((p, i) => {
