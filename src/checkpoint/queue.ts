@@ -41,16 +41,26 @@ export class WrittenPromise extends Promise<void> {
   }
 }
 
-/** A promise for a background write, reported to the next save if it fails unobserved. */
-export function backgroundWritten(write: Promise<void>): WrittenPromise {
+/**
+ * The `written` promise of a background write, which holds the turn until it settles: a
+ * failure is recorded for the next save before the turn passes on.
+ */
+export function backgroundWritten(write: Promise<void>, release: () => void): WrittenPromise {
   let settle!: { resolve: () => void; reject: (e: unknown) => void };
   const written = new WrittenPromise((resolve, reject) => (settle = { resolve, reject }));
   // Handled here, without marking it observed: an unawaited failure must not end the process.
   Promise.prototype.then.call(written, undefined, () => {});
-  write.then(settle.resolve, (e: CheckpointError) => {
-    unreported = { error: e, written };
-    settle.reject(e);
-  });
+  write.then(
+    () => {
+      release();
+      settle.resolve();
+    },
+    (e: CheckpointError) => {
+      unreported = { error: e, written };
+      release();
+      settle.reject(e);
+    },
+  );
   return written;
 }
 

@@ -78,7 +78,7 @@ async function startInBackground(call: SaveCall, release: () => void): Promise<B
     c.layout.seal(crcs);
     await writeAll(fh, c.layout.header, 0);
   });
-  return { written: backgroundWritten(write.finally(release)) };
+  return { written: backgroundWritten(write, release) };
 }
 
 // A stepAsync() of a fused optimizer that is running now is an error at once (a CheckpointError
