@@ -1,16 +1,21 @@
 # node-gyp build of the same sources as CMakeLists.txt: used by node-gyp-build at install
 # time (when no prebuilt binary fits) and by prebuildify. CUDA is compiled when
 # scripts/find-cuda.js finds nvcc on PATH; otherwise the CPU-only stub is linked.
+# FUSED_OPTIM_CUDA=EMULATE builds the CUDA sources against the CUDA host emulator
+# (tools/cuda-emu, tests only) and FUSED_OPTIM_SANITIZE adds -fsanitize=, as in CMake.
 {
   'variables': {
     'nvcc%': '<!(node scripts/find-cuda.js nvcc)',
     'cuda_lib%': '<!(node scripts/find-cuda.js lib)',
+    'cuda_mode%': '<!(node scripts/find-cuda.js mode)',
+    'sanitize%': '<!(node scripts/find-cuda.js sanitize)',
   },
   'targets': [
     {
       'target_name': 'fused_optim',
       'sources': [
         'native/addon/checkpoint_wrap.cpp',
+        'native/addon/emulator_wrap.cpp',
         'native/addon/grad_ops_wrap.cpp',
         'native/addon/module.cpp',
         'native/addon/tensor_wrap.cpp',
@@ -35,10 +40,27 @@
       'cflags_cc': ['-std=c++17', '-O3', '-fexceptions', '-ffp-contract=off', '-fno-math-errno', '-fvisibility=hidden'],
       'libraries': ['-lpthread'],
       'conditions': [
-        ['nvcc==""', {
+        ['cuda_mode=="off"', {
           'sources': ['native/cuda/cuda_stub.cpp', 'native/cuda/cuda_bandwidth_stub.cpp'],
         }],
-        ['nvcc!=""', {
+        ['cuda_mode=="emulate"', {
+          'sources': [
+            'tools/cuda-emu/units/cuda_adamw.cpp', 'tools/cuda-emu/units/cuda_bandwidth.cpp',
+            'tools/cuda-emu/units/cuda_device.cpp', 'tools/cuda-emu/units/cuda_grad_ops.cpp',
+            'tools/cuda-emu/units/cuda_lion.cpp',
+            'tools/cuda-emu/src/config.cpp', 'tools/cuda-emu/src/executor.cpp', 'tools/cuda-emu/src/faults.cpp',
+            'tools/cuda-emu/src/memory.cpp', 'tools/cuda-emu/src/runtime_api.cpp', 'tools/cuda-emu/src/streams.cpp',
+          ],
+          'include_dirs': ['tools/cuda-emu/include'],
+          'defines!': ['FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,compute_90"'],
+          'defines': ['FO_CUDA_EMULATED=1', 'FO_CUDA_ARCHS="emulated"'],
+          'cflags_cc': ['-fno-strict-aliasing', '-Wno-unknown-pragmas', '-Wno-subobject-linkage'],
+        }],
+        ['sanitize!=""', {
+          'cflags_cc': ['-fsanitize=<(sanitize)', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all'],
+          'ldflags': ['-fsanitize=<(sanitize)'],
+        }],
+        ['cuda_mode=="nvcc"', {
           'sources': ['native/cuda/cuda_device.cu', 'native/cuda/cuda_adamw.cu', 'native/cuda/cuda_lion.cu',
                       'native/cuda/cuda_grad_ops.cu', 'native/cuda/cuda_bandwidth.cu'],
           'rules': [

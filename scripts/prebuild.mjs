@@ -96,6 +96,11 @@ function fail(message) {
   process.exit(1);
 }
 
+// The published binary is never a test build: no CUDA host emulator, no sanitizers.
+if (/^emulate$/i.test(process.env.FUSED_OPTIM_CUDA ?? ''))
+  fail('FUSED_OPTIM_CUDA=EMULATE builds the CUDA host emulator, which is for tests only: unset it to prebuild');
+if (process.env.FUSED_OPTIM_SANITIZE) fail('FUSED_OPTIM_SANITIZE is for test builds only: unset it to prebuild');
+
 // --- Node's headers, without a download ---------------------------------------------------
 let nodedir = process.env.npm_config_nodedir;
 if (!nodedir) {

@@ -86,7 +86,29 @@ export interface NativeInfo {
   cudaRuntimeVersion: number;
   cudaDriverVersion: number;
   cudaArchs: string;
+  /** The CUDA backend is the host emulator (a test build: FUSED_OPTIM_CUDA=EMULATE). */
+  cudaEmulated: boolean;
   threads: number;
+}
+
+/** Present in builds against the CUDA host emulator only (tools/cuda-emu). */
+export interface NativeCudaEmulator {
+  counters(): {
+    launches: number;
+    blocks: number;
+    hostSyncs: number;
+    copies: number;
+    memsets: number;
+    mallocs: number;
+    frees: number;
+    liveAllocations: number;
+    liveBytes: number;
+    pendingOps: number;
+  };
+  /** The next call of `kind` after `skip` successful ones fails (skip < 0 cancels). */
+  failAfter(kind: 'malloc' | 'launch' | 'sync' | 'memcpy', skip: number): void;
+  /** e.g. "threads=fiber exec=deferred thread-order=forward block-order=forward seed=1 protect=pkey" */
+  readonly config: string;
 }
 
 export interface NativeModule {
@@ -128,6 +150,7 @@ export interface NativeModule {
   ): Promise<NativeTensorTable>;
   crc32(data: ArrayBufferView, crc?: number): number;
   crc32Method(): string;
+  cudaEmulator?: NativeCudaEmulator;
 }
 
 // The package root holds build/ and prebuilds/; this file runs from src/ (tests) or

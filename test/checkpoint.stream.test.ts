@@ -2,7 +2,7 @@
 // coalesce small ones, widening state tensors saved in other float types (files imported
 // from PyTorch), and background saves (a consistent snapshot, training going on while it is
 // written, one save at a time, failures reported on `written` or by the next save).
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -173,7 +173,7 @@ describe('state saved in another float type (a file imported from PyTorch) is wi
         opt.step(); // buffers exist: read into in place
       }
       await loadCheckpoint(file, { params: [p], optimizer: opt }, { stagingBytes: MiB });
-      const s = opt.stateDict().state[0] as Record<string, Float32Array | number>;
+      const s = opt.stateDict().state[0] as unknown as Record<string, Float32Array | number>;
       const same = (x: unknown, y: Float32Array) =>
         Buffer.from((x as Float32Array).buffer).equals(Buffer.from(y.buffer));
       expect(s.step).toBe(7);

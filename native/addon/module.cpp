@@ -9,6 +9,7 @@
 #include "../cpu/thread_pool.h"
 #include "../cuda/cuda_backend.h"
 #include "checkpoint_wrap.h"
+#include "emulator_wrap.h"
 #include "js_errors.h"
 #include "grad_ops_wrap.h"
 #include "optimizer_wrap.h"
@@ -34,6 +35,11 @@ Napi::Value native_info(const Napi::CallbackInfo& info) {
   o.Set("cudaRuntimeVersion", Napi::Number::New(env, p.runtime_version));
   o.Set("cudaDriverVersion", Napi::Number::New(env, p.driver_version));
   o.Set("cudaArchs", Napi::String::New(env, p.compiled_archs));
+#if defined(FO_CUDA_EMULATED)
+  o.Set("cudaEmulated", Napi::Boolean::New(env, true));
+#else
+  o.Set("cudaEmulated", Napi::Boolean::New(env, false));
+#endif
   o.Set("threads", Napi::Number::New(env, cpu::ThreadPool::instance().threads()));
   return o;
 }
@@ -100,6 +106,7 @@ static Napi::Object InitFusedOptim(Napi::Env env, Napi::Object exports) {
   register_grad_ops(env, exports);
   register_checkpoint_io(env, exports);
   exports.Set("copyBandwidth", Napi::Function::New(env, copy_bandwidth));
+  register_emulator(env, exports);
   return exports;
 }
 

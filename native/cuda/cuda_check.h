@@ -1,8 +1,20 @@
 #pragma once
-// Error handling shared by the CUDA backend's translation units (not part of its interface).
+// Error handling and the kernel launch syntax shared by the CUDA backend's translation units
+// (not part of its interface).
 #include <cuda_runtime.h>
 #include <stdexcept>
 #include <string>
+
+// FO_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...) launches a kernel: the
+// triple-chevron launch under nvcc, and the CUDA host emulator's launch (tools/cuda-emu,
+// docs/cuda-emulator.md) when these files are compiled as host C++ against its
+// cuda_runtime.h. Every launch site uses it, so one source compiles both ways.
+#if defined(FO_CUDA_EMULATED)
+#define FO_LAUNCH(kernel, grid, block, shared_bytes, stream) \
+  ::cuda_emu::launch(kernel, grid, block, shared_bytes, stream, #kernel, __FILE__, __LINE__)
+#else
+#define FO_LAUNCH(kernel, grid, block, shared_bytes, stream) kernel<<<grid, block, shared_bytes, stream>>>
+#endif
 
 namespace fo::cuda {
 

@@ -216,13 +216,14 @@ void convert_to_float32(float* dst, const void* src, DType src_dtype, int64_t n)
   (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on this launch
   switch (src_dtype) {
     case DType::Float32:
-      convert_kernel<DType::Float32><<<grid, kConvertThreads>>>(dst, static_cast<const float*>(src), n);
+      FO_LAUNCH(convert_kernel<DType::Float32>, grid, kConvertThreads, 0, 0)(dst, static_cast<const float*>(src), n);
       break;
     case DType::Float16:
-      convert_kernel<DType::Float16><<<grid, kConvertThreads>>>(dst, static_cast<const uint16_t*>(src), n);
+      FO_LAUNCH(convert_kernel<DType::Float16>, grid, kConvertThreads, 0, 0)(dst, static_cast<const uint16_t*>(src), n);
       break;
     case DType::BFloat16:
-      convert_kernel<DType::BFloat16><<<grid, kConvertThreads>>>(dst, static_cast<const uint16_t*>(src), n);
+      FO_LAUNCH(convert_kernel<DType::BFloat16>, grid, kConvertThreads, 0, 0)
+      (dst, static_cast<const uint16_t*>(src), n);
       break;
     default:
       throw std::runtime_error("convert_to_float32: unknown source dtype");

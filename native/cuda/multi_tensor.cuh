@@ -709,8 +709,8 @@ class Launcher {
     (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
     for (const Launch& l : launches_) {
       const StepFn<Op> kernel = l.sparse ? kSparse[l.combo] : kDense[l.combo];
-      kernel<<<unsigned(l.blocks), kThreads, 0, stream_>>>(table, work + l.first_block, args.inline_slots, args.buffer,
-                                                           found_inf, coefs);
+      FO_LAUNCH(kernel, unsigned(l.blocks), kThreads, 0, stream_)
+      (table, work + l.first_block, args.inline_slots, args.buffer, found_inf, coefs);
       check(cudaGetLastError(), what("kernel launch", "step").c_str());
     }
   }
@@ -739,15 +739,15 @@ class Launcher {
     if (measure) {
       for (const Launch& l : launches_) {
         // Block b of the whole map writes partials[b], whichever launch runs it.
-        kPartials[l.combo]<<<unsigned(l.blocks), kThreads, 0, stream_>>>(table, work + l.first_block, pass.inv_scale,
-                                                                         partials + l.first_block);
+        FO_LAUNCH(kPartials[l.combo], unsigned(l.blocks), kThreads, 0, stream_)
+        (table, work + l.first_block, pass.inv_scale, partials + l.first_block);
         check(cudaGetLastError(), what("kernel launch", "grad partials").c_str());
       }
     }
-    grad_finalize_kernel<Op><<<1, kThreads, 0, stream_>>>(
-        static_cast<const TensorBlocks*>(ranges_.get()), int32_t(tensor_staging_.size()),
-        measure && !launches_.empty() ? partials : nullptr, pass, static_cast<double*>(tensor_sums_.get()),
-        static_cast<float*>(coefs_.get()), static_cast<int32_t*>(found_inf_.get()));
+    FO_LAUNCH(grad_finalize_kernel<Op>, 1, kThreads, 0, stream_)
+    (static_cast<const TensorBlocks*>(ranges_.get()), int32_t(tensor_staging_.size()),
+     measure && !launches_.empty() ? partials : nullptr, pass, static_cast<double*>(tensor_sums_.get()),
+     static_cast<float*>(coefs_.get()), static_cast<int32_t*>(found_inf_.get()));
     check(cudaGetLastError(), what("kernel launch", "grad finalize").c_str());
     prepass_ready_ = true;
   }
@@ -797,8 +797,8 @@ class Launcher {
     (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
     for (const Launch& l : launches_) {
       // Block b of the whole map writes partials[b], whichever launch runs it.
-      kKernels[l.combo]<<<unsigned(l.blocks), kThreads, 0, stream_>>>(table, work + l.first_block, args.inline_slots,
-                                                                      args.buffer, partials + l.first_block);
+      FO_LAUNCH(kKernels[l.combo], unsigned(l.blocks), kThreads, 0, stream_)
+      (table, work + l.first_block, args.inline_slots, args.buffer, partials + l.first_block);
       check(cudaGetLastError(), what("kernel launch", "metrics").c_str());
     }
 
