@@ -45,8 +45,8 @@ bool is_device_pointer(const void* ptr);
 void convert_to_float32(float* dst, const void* src, DType src_dtype, int64_t n);
 
 // Checkpoint staging (native/checkpoint/transfer.cpp): page-locked host buffers and a stream
-// whose copies overlap the file reads and writes. The stream is a blocking one, so its copies
-// also wait for earlier work on the legacy default stream.
+// whose copies overlap the file reads and writes. Its copies follow all device work queued
+// before it was created (on the legacy default stream and every blocking stream).
 void* alloc_pinned(size_t bytes);  // cudaHostAlloc
 void free_pinned(void* ptr) noexcept;
 class CopyStream {

@@ -262,6 +262,12 @@ CopyStream::CopyStream() {
   check(cudaStreamCreate(&impl->stream), "cudaStreamCreate (checkpoint staging)");
   for (cudaEvent_t& e : impl->marks)
     check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate (checkpoint staging)");
+  // Blocking streams are not ordered with each other, only with the legacy default stream: a
+  // point recorded there follows every launch queued so far on any of them (the optimizers'),
+  // and this stream's copies start after it. (Recording alone would order a blocking stream;
+  // the wait says so explicitly. test/cuda.checkpoint.test.ts fails without both.)
+  check(cudaEventRecord(impl->marks[0], 0), "cudaEventRecord (checkpoint staging)");
+  check(cudaStreamWaitEvent(impl->stream, impl->marks[0], 0), "cudaStreamWaitEvent (checkpoint staging)");
   impl_ = std::move(impl);
 }
 
