@@ -21,6 +21,7 @@
         'native/addon/tensor_wrap.cpp',
         'native/checkpoint/crc32.cpp',
         'native/checkpoint/file_io.cpp',
+        'native/checkpoint/header_parser.cpp',
         'native/checkpoint/transfer.cpp',
         'native/core/grad_ops.cpp',
         'native/core/storage.cpp',

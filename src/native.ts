@@ -150,6 +150,12 @@ export interface NativeModule {
   ): Promise<NativeTensorTable>;
   crc32(data: ArrayBufferView, crc?: number): number;
   crc32Method(): string;
+  /** native/checkpoint/header_parser.h: the tensors of a header, or null to leave it to TypeScript. */
+  parseSafetensorsHeader(
+    header: Uint8Array,
+    fileSize: number,
+  ): Promise<import('./checkpoint/header_table').NativeHeaderColumns | null>;
+  safetensorsDTypes(): string[];
   cudaEmulator?: NativeCudaEmulator;
 }
 

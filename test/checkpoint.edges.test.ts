@@ -78,7 +78,8 @@ describe('params with 0 elements, among normal ones', () => {
         const sd = a.opt.stateDict();
         expect(Object.keys(sd.state)).toEqual(['0', '1', '2', '3']); // the empty ones have state too
         const buffers = kind === 'Lion' ? ['exp_avg'] : ['exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'];
-        for (const b of buffers) expect((sd.state[0] as unknown as Record<string, Float32Array>)[b]).toEqual(new Float32Array(0));
+        for (const b of buffers)
+          expect((sd.state[0] as unknown as Record<string, Float32Array>)[b]).toEqual(new Float32Array(0));
 
         const b = model(kind, dtype, 2, 1);
         b.opt.loadStateDict(sd as never);

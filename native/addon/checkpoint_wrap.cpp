@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../checkpoint/crc32.h"
+#include "../checkpoint/header_parser.h"
 #include "../checkpoint/transfer.h"
 #include "js_errors.h"
 #include "tensor_wrap.h"
@@ -363,6 +364,97 @@ Napi::Value checkpoint_snapshot(const Napi::CallbackInfo& info) {
   });
 }
 
+// parseHeader(header: Uint8Array, fileSize) -> Promise<null | { metadata: string[] (key,
+// value, ...), names: string (all names; nameEnds: Uint32Array, UTF-16 ends), dtypes:
+// Uint8Array (safetensorsDTypes() index), shapeEnds: Uint32Array, dims, begins, ends:
+// Float64Array }>: the tensors in file order, or null where the TypeScript parser must decide
+// (native/checkpoint/header_parser.h). The header is a buffer of the loader's own, kept alive
+// by the job and never handed to user code, so it is read where it is.
+
+struct HeaderResult {
+  bool ok = false;
+  ckpt::ParsedTensors tensors;
+};
+
+class HeaderJob : public Job<HeaderResult> {
+ public:
+  HeaderJob(Napi::Env env, Napi::Uint8Array header, uint64_t file_size)
+      : Job(env, "fused-optim:safetensors-header"),
+        header_(Napi::Persistent(header)),
+        data_(header.Data()),
+        size_(header.ByteLength()),
+        file_size_(file_size) {}
+
+ private:
+  HeaderResult run() override {
+    HeaderResult r;
+    r.ok = ckpt::parse_header_fast(data_, size_, file_size_, r.tensors);
+    return r;
+  }
+  Napi::Value to_js(Napi::Env env, HeaderResult& r) override {
+    header_.Reset();
+    if (!r.ok) return env.Null();
+    const ckpt::ParsedTensors& t = r.tensors;
+    Napi::Array metadata = Napi::Array::New(env, 2 * t.metadata.size());
+    for (size_t i = 0; i < t.metadata.size(); ++i) {
+      metadata.Set(uint32_t(2 * i), Napi::String::New(env, t.metadata[i].first));
+      metadata.Set(uint32_t(2 * i + 1), Napi::String::New(env, t.metadata[i].second));
+    }
+    const size_t n = t.dtypes.size();
+    auto name_ends = Napi::Uint32Array::New(env, n);
+    size_t units = 0, at = 0;
+    for (size_t i = 0; i < n; ++i) {
+      for (; at < t.name_ends[i]; ++at) {
+        const uint8_t c = uint8_t(t.names[at]);
+        if ((c & 0xc0) != 0x80) units += c >= 0xf0 ? 2 : 1;  // a lead byte: one UTF-16 unit, two above U+FFFF
+      }
+      name_ends[i] = uint32_t(units);
+    }
+    auto dtypes = Napi::Uint8Array::New(env, n);
+    auto shape_ends = Napi::Uint32Array::New(env, n);
+    auto begins = Napi::Float64Array::New(env, n);
+    auto ends = Napi::Float64Array::New(env, n);
+    for (size_t i = 0; i < n; ++i) {
+      dtypes[i] = t.dtypes[i];
+      shape_ends[i] = uint32_t(t.shape_ends[i]);
+      begins[i] = double(t.begins[i]);
+      ends[i] = double(t.ends[i]);
+    }
+    auto dims = Napi::Float64Array::New(env, t.dims.size());
+    for (size_t i = 0; i < t.dims.size(); ++i) dims[i] = double(t.dims[i]);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("metadata", metadata);
+    o.Set("names", Napi::String::New(env, t.names));
+    o.Set("nameEnds", name_ends);
+    o.Set("dtypes", dtypes);
+    o.Set("shapeEnds", shape_ends);
+    o.Set("dims", dims);
+    o.Set("begins", begins);
+    o.Set("ends", ends);
+    return o;
+  }
+  Napi::Reference<Napi::Uint8Array> header_;
+  const uint8_t* data_;
+  size_t size_;
+  uint64_t file_size_;
+};
+
+Napi::Value parse_header_js(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw fo::TypeError("parseHeader: header must be a Uint8Array");
+    const uint64_t file_size = safe_integer(number_arg(info[1], "parseHeader: fileSize"), "fileSize");
+    return queue(new HeaderJob(info.Env(), info[0].As<Napi::Uint8Array>(), file_size), [](HeaderJob&) {});
+  });
+}
+
+Napi::Value header_dtypes_js(const Napi::CallbackInfo& info) {
+  Napi::Array out = Napi::Array::New(info.Env(), size_t(ckpt::kHeaderDTypeCount));
+  for (int i = 0; i < ckpt::kHeaderDTypeCount; ++i)
+    out.Set(uint32_t(i), Napi::String::New(info.Env(), ckpt::kHeaderDTypes[i].name));
+  return out;
+}
+
 // crc32(data: ArrayBufferView, crc = 0) -> number, on the calling thread (small inputs).
 Napi::Value crc32_js(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -406,6 +498,8 @@ void register_checkpoint_io(Napi::Env env, Napi::Object exports) {
   exports.Set("checkpointSnapshot", Napi::Function::New(env, checkpoint_snapshot));
   exports.Set("crc32", Napi::Function::New(env, crc32_js));
   exports.Set("crc32Method", Napi::Function::New(env, crc32_method_js));
+  exports.Set("parseSafetensorsHeader", Napi::Function::New(env, parse_header_js));
+  exports.Set("safetensorsDTypes", Napi::Function::New(env, header_dtypes_js));
 }
 
 }  // namespace fo::addon

@@ -184,7 +184,7 @@ export interface ParsedHeader {
   dataStart: number;
   metadata: Record<string, string>;
   /** In file order (ascending offsets). */
-  tensors: Map<string, SafetensorsTensorInfo>;
+  tensors: ReadonlyMap<string, SafetensorsTensorInfo>;
 }
 
 /** Reads the header length from the first 8 bytes and checks it against the limit and the file size. */

@@ -5,13 +5,13 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from './atomic';
 import { crc32 } from './crc32';
 import { FormatError, SafetensorsError } from './errors';
+import { parseHeaderOffThread } from './header_table';
 import {
   type ParsedHeader,
   type SafetensorsDType,
   type SafetensorsTensorInfo,
   type TensorData,
   checkHeaderLength,
-  parseHeader,
   typedArrayOf,
 } from './safetensors_header';
 
@@ -56,7 +56,7 @@ export async function readHeader(fh: FileHandle): Promise<RawHeader> {
   const bytes = new Uint8Array(8 + headerLength);
   bytes.set(prefix);
   await readFully(fh, bytes.subarray(8), 8);
-  return { fileSize: size, bytes, parsed: parseHeader(bytes.subarray(8), size) };
+  return { fileSize: size, bytes, parsed: await parseHeaderOffThread(bytes.subarray(8), size) };
 }
 
 /** Opens a file for reading; a failure is a SafetensorsError ('IoError') naming it. */
