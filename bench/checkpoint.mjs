@@ -160,8 +160,20 @@ function buildModel(fo, kind, scale) {
   return { params, opt, numel: shapes.reduce((a, b) => a + b, 0), tensors: shapes.length };
 }
 
+/** The longest event-loop gap while nothing runs (what the machine itself causes), over `ms`. */
+async function idleGap(ms) {
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  await new Promise((r) => setTimeout(r, ms));
+  loop.disable();
+  return loop.max / 1e6;
+}
+
 async function runModel(fo, kind, o, dir) {
+  const built = performance.now();
   const m = buildModel(fo, kind, o.scale);
+  const buildSeconds = (performance.now() - built) / 1000;
+  const idleGapMs = await idleGap(3000);
   const file = path.join(dir, `${kind}.safetensors`);
   const io = o.staging === undefined ? {} : { stagingBytes: o.staging };
   const best = async (op) => {
@@ -191,7 +203,18 @@ async function runModel(fo, kind, o, dir) {
   const disk = await measureDisk(dir, bytes);
   rmSync(file, { force: true });
   for (const p of m.params) p.data.dispose();
-  return { model: kind, params: m.numel, tensors: m.tensors, bytes, disk, save, load, background };
+  return {
+    model: kind,
+    params: m.numel,
+    tensors: m.tensors,
+    bytes,
+    disk,
+    idleGapMs,
+    buildSeconds,
+    save,
+    load,
+    background,
+  };
 }
 
 function rows(results) {
@@ -241,7 +264,9 @@ function render(results, markdown) {
   ]);
   const disks = results.map(
     (r) =>
-      `${r.model}: disk write ${r.disk.writeGBps.toFixed(3)} GB/s (16 MiB blocks + fsync), read ${r.disk.readGBps.toFixed(3)} GB/s`,
+      `${r.model}: ${r.params} params in ${r.tensors} tensors (built in ${r.buildSeconds.toFixed(1)} s); disk write ` +
+      `${r.disk.writeGBps.toFixed(3)} GB/s (16 MiB blocks + fsync), read ${r.disk.readGBps.toFixed(3)} GB/s; ` +
+      `longest event-loop gap while idle ${r.idleGapMs.toFixed(1)} ms`,
   );
   if (markdown) {
     const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
@@ -274,9 +299,14 @@ async function main() {
     memoryGiB: os.totalmem() / 2 ** 30,
     scale: o.scale,
     stagingBytes: o.staging ?? 64 * MiB,
+    loadAverage: os.loadavg(),
   };
   if (o.format === 'json') console.log(JSON.stringify({ ...meta, results, rows: rows(results) }, null, 2));
-  else console.log(render(results, o.format === 'markdown'));
+  else
+    console.log(
+      `${render(results, o.format === 'markdown')}\n\n${meta.date}, node ${meta.node}, ${meta.cpus}, ` +
+        `${meta.memoryGiB.toFixed(0)} GiB, load average ${meta.loadAverage.map((x) => x.toFixed(1)).join(' ')}`,
+    );
 }
 
 main().catch((e) => {

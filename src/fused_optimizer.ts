@@ -337,8 +337,11 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
    * each state buffer given as a BufferSlot (its element count) rather than its values, and
    * returns what to read where, and the commit. Nothing changes until commit().
    */
-  checkpointPlanLoad(sd: StateDict<S, GD>): CheckpointLoadPlan {
-    const checked = this.#checkDict(sd, slotBuffer);
+  async checkpointPlanLoad(sd: StateDict<S, GD>, pace: () => Promise<void> | void): Promise<CheckpointLoadPlan> {
+    const steps = this.#checkDictSteps(sd, slotBuffer);
+    let next = steps.next();
+    for (; !next.done; next = steps.next()) await pace(); // a turn of the event loop now and then
+    const checked = next.value;
     const handle = this.handle();
     const names = this.#bufferNames();
     const indices = Int32Array.from(checked.updates, (u) => u.index);
@@ -398,6 +401,16 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
 
   // The checks of loadStateDict, in torch's terms; `buffer` checks (and converts) one state buffer.
   #checkDict<B>(sd: StateDict<S, GD>, buffer: BufferCheck<B>): CheckedDict<G, B> {
+    const steps = this.#checkDictSteps(sd, buffer);
+    for (;;) {
+      const next = steps.next();
+      if (next.done) return next.value;
+    }
+  }
+
+  // #checkDict as a generator that yields after each param's state, so that a checkpoint of
+  // many params can give the event loop turns while it is checked.
+  *#checkDictSteps<B>(sd: StateDict<S, GD>, buffer: BufferCheck<B>): Generator<void, CheckedDict<G, B>> {
     if (
       sd === null ||
       typeof sd !== 'object' ||
@@ -419,6 +432,7 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
       updates.push(
         this.#checkState(index, `loadStateDict: state ${key} (param '${this.params[index].name}')`, s, buffer),
       );
+      yield;
     }
     let rng: { seed: number; counter: number } | undefined;
     if (sd.rng !== undefined) {

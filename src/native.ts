@@ -148,6 +148,8 @@ export interface NativeModule {
     table?: NativeTensorTable,
     tableIndex?: Int32Array,
   ): Promise<NativeTensorTable>;
+  checkpointPin(tensors: NativeTensorHandle[], table?: NativeTensorTable): NativeTensorTable;
+  checkpointUnpin(table: NativeTensorTable): void;
   crc32(data: ArrayBufferView, crc?: number): number;
   crc32Method(): string;
   /** native/checkpoint/header_parser.h: the tensors of a header, or null to leave it to TypeScript. */

@@ -23,7 +23,16 @@ import {
   saveCheckpoint,
 } from '../src/index';
 import { temporaryPathFor } from '../src/checkpoint/atomic';
-import { bytesOf, editHeader, joinFile, resealHeader, splitFile, tempDir } from './support/checkpoint_files';
+import {
+  bytesOf,
+  editHeader,
+  fullManifest,
+  joinFile,
+  resealHeader,
+  setFullManifest,
+  splitFile,
+  tempDir,
+} from './support/checkpoint_files';
 import type * as ModelTypes from './support/checkpoint_model.cjs';
 
 const model = createRequire(__filename)('./support/checkpoint_model.cjs') as typeof ModelTypes;
@@ -57,9 +66,9 @@ function editManifest(file: string, edit: (manifest: Record<string, any>) => voi
   editHeader(
     file,
     (h) => {
-      const m = JSON.parse(h.__metadata__['fused_optim.manifest']);
+      const m = fullManifest(h.__metadata__);
       edit(m);
-      h.__metadata__['fused_optim.manifest'] = JSON.stringify(m);
+      setFullManifest(h.__metadata__, m);
     },
     out,
   );
@@ -168,7 +177,7 @@ describe('the file', () => {
     const { tensors, metadata } = await readSafetensors(file);
     expect(metadata.format).toBe('fused-optim/checkpoint');
     expect(metadata.format_version).toBe('2');
-    const manifest = JSON.parse(metadata['fused_optim.manifest']);
+    const manifest = fullManifest(metadata);
     // The header's CRC, over the whole header with its own digits as zeros.
     const bytes = readFileSync(file);
     const headerEnd = 8 + Number(bytes.readBigUInt64LE(0));

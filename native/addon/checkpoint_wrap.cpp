@@ -23,6 +23,14 @@ constexpr napi_type_tag kTensorTableTag = {0x6f1d2c9a5e3b4f70ULL, 0x8a41c3d2b7e6
 struct TableHolder {
   std::vector<std::shared_ptr<Tensor>> tensors;
   bool released = false;  // a background save wrote it and freed its memory
+  bool pinned = false;    // checkpointPin made it: its storages are pinned until unpin()
+
+  void unpin() {
+    if (!pinned) return;
+    for (auto& t : tensors) t->storage->unpin();
+    pinned = false;
+  }
+  ~TableHolder() { unpin(); }
 };
 
 // ---------------------------------------------------------------------------------------
@@ -247,6 +255,7 @@ Napi::Value checkpoint_write(const Napi::CallbackInfo& info) {
         job.items.push_back({{t->storage, t->byte_size()}, offsets[i]});
       }
       if (release && items.table()) {
+        items.table()->unpin();
         items.table()->tensors.clear();
         items.table()->released = true;
       }
@@ -455,6 +464,35 @@ Napi::Value header_dtypes_js(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// checkpointPin(tensors: TensorHandle[], table?) -> table: the tensors, then the table's
+// entries, as one new table whose storages are pinned (writes through the public API refused,
+// dispose() deferred) until checkpointUnpin(table), or until the table is collected. A save
+// pins what it reads while it formats the header, so nothing can change in between.
+Napi::Value checkpoint_pin(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsArray()) throw fo::TypeError("checkpointPin: tensors must be an array");
+    Napi::Array list = info[0].As<Napi::Array>();
+    TableHolder* more = table_arg(info[1]);
+    std::vector<std::shared_ptr<Tensor>> tensors;
+    tensors.reserve(list.Length() + (more ? more->tensors.size() : 0));
+    for (uint32_t i = 0; i < list.Length(); ++i) tensors.push_back(TensorWrap::unwrap(list.Get(i), "tensors[i]"));
+    if (more) tensors.insert(tensors.end(), more->tensors.begin(), more->tensors.end());
+    for (const auto& t : tensors)
+      if (t->storage->disposed()) throw std::runtime_error("a tensor to save has been disposed");
+    Napi::Value table = tensor_table(info.Env(), std::move(tensors));
+    TableHolder* h = table.As<Napi::External<TableHolder>>().Data();
+    for (auto& t : h->tensors) t->storage->pin();
+    h->pinned = true;
+    return table;
+  });
+}
+
+void checkpoint_unpin(const Napi::CallbackInfo& info) {
+  guarded(info.Env(), [&] {
+    if (TableHolder* h = table_arg(info[0])) h->unpin();
+  });
+}
+
 // crc32(data: ArrayBufferView, crc = 0) -> number, on the calling thread (small inputs).
 Napi::Value crc32_js(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -496,6 +534,8 @@ void register_checkpoint_io(Napi::Env env, Napi::Object exports) {
   exports.Set("checkpointWrite", Napi::Function::New(env, checkpoint_write));
   exports.Set("checkpointRead", Napi::Function::New(env, checkpoint_read));
   exports.Set("checkpointSnapshot", Napi::Function::New(env, checkpoint_snapshot));
+  exports.Set("checkpointPin", Napi::Function::New(env, checkpoint_pin));
+  exports.Set("checkpointUnpin", Napi::Function::New(env, checkpoint_unpin));
   exports.Set("crc32", Napi::Function::New(env, crc32_js));
   exports.Set("crc32Method", Napi::Function::New(env, crc32_method_js));
   exports.Set("parseSafetensorsHeader", Napi::Function::New(env, parse_header_js));

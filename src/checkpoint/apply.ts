@@ -12,6 +12,7 @@ import { type Destination, type FileTensors } from './file_tensors';
 import type { ParamValue } from './load_checks';
 import { CONVERT } from './native_io';
 import type { OptimizerLoad } from './optimizer_load';
+import type { Slicer } from './yielding';
 
 export interface LoadToApply {
   call: LoadCall;
@@ -21,6 +22,7 @@ export interface LoadToApply {
   optimizer?: OptimizerLoad;
   /** The optimizer's checkpoint lock, lifted for the checkpoint's own changes of its state. */
   lock: CheckpointLock;
+  slicer: Slicer;
 }
 
 export async function applyLoad(a: LoadToApply): Promise<unknown> {
@@ -35,6 +37,7 @@ export async function applyLoad(a: LoadToApply): Promise<unknown> {
   const written = new Set<Parameter>();
   const targets = new Map<string, Destination>(optimizer?.inPlace ?? []);
   for (const { param, tensor } of a.paramValues) {
+    if (a.slicer.due()) await a.slicer.yield();
     if (optimizer?.mastered.has(param)) continue; // loadStateDict() wrote it from the master
     param.data.checkAlive(`param '${param.name}' data`);
     targets.set(tensor, { place: param.data.handle, convert: CONVERT.none });

@@ -7,6 +7,7 @@ import { fail } from './errors';
 import { CONVERT, type TensorPlace, readTensors } from './native_io';
 import { type ParsedHeader, type SafetensorsDType, type TensorData, typedArrayOf } from './safetensors_header';
 import { readFully } from './safetensors_reader';
+import type { Slicer } from './yielding';
 
 /** A destination of a native read: where a tensor's bytes go, widened to fp32 or not. */
 export interface Destination {
@@ -30,21 +31,35 @@ export class FileTensors {
   readonly #offsets: Float64Array;
   readonly #bytes: Float64Array;
 
-  constructor(fh: FileHandle, header: ParsedHeader, crcs: Uint32Array, stagingBytes: number) {
+  private constructor(fh: FileHandle, header: ParsedHeader, crcs: Uint32Array, stagingBytes: number) {
     this.#fh = fh;
     this.#header = header;
     this.#crcs = crcs;
     this.#stagingBytes = stagingBytes;
-    this.#names = [...header.tensors.keys()];
-    this.#index = new Map(this.#names.map((name, i) => [name, i]));
-    const n = this.#names.length;
+    const n = header.tensors.size;
+    this.#names = new Array(n);
+    this.#index = new Map();
     this.#offsets = new Float64Array(n);
     this.#bytes = new Float64Array(n);
+  }
+
+  static async create(
+    fh: FileHandle,
+    header: ParsedHeader,
+    crcs: Uint32Array,
+    stagingBytes: number,
+    slicer: Slicer,
+  ): Promise<FileTensors> {
+    const f = new FileTensors(fh, header, crcs, stagingBytes);
     let i = 0;
-    for (const { dataOffsets } of header.tensors.values()) {
-      this.#offsets[i] = header.dataStart + dataOffsets[0];
-      this.#bytes[i++] = dataOffsets[1] - dataOffsets[0];
+    for (const [name, { dataOffsets }] of header.tensors) {
+      if (slicer.due()) await slicer.yield();
+      f.#names[i] = name;
+      f.#index.set(name, i);
+      f.#offsets[i] = header.dataStart + dataOffsets[0];
+      f.#bytes[i++] = dataOffsets[1] - dataOffsets[0];
     }
+    return f;
   }
 
   dtypeOf(name: string): SafetensorsDType {
@@ -65,11 +80,12 @@ export class FileTensors {
   }
 
   /** Checksums every tensor of the file; those in `fill` are read into their destination on the way. */
-  async verify(fill: ReadonlyMap<string, Destination>): Promise<void> {
+  async verify(fill: ReadonlyMap<string, Destination>, slicer: Slicer): Promise<void> {
     const n = this.#names.length;
     const places: TensorPlace[] = new Array(n).fill(null);
     const converts = new Uint8Array(n);
     for (const [name, d] of fill) {
+      if (slicer.due()) await slicer.yield();
       const i = this.#index.get(name)!;
       places[i] = d.place;
       converts[i] = d.convert;

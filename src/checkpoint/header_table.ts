@@ -11,6 +11,7 @@ import {
   type SafetensorsTensorInfo,
   parseHeader,
 } from './safetensors_header';
+import { Slicer } from './yielding';
 
 /** Parses and checks a header, as parseHeader() does, natively where it can. */
 export async function parseHeaderOffThread(headerBytes: Uint8Array, fileSize: number): Promise<ParsedHeader> {
@@ -24,7 +25,7 @@ export async function parseHeaderOffThread(headerBytes: Uint8Array, fileSize: nu
     headerLength: headerBytes.length,
     dataStart: 8 + headerBytes.length,
     metadata,
-    tensors: new TensorTable(fast),
+    tensors: await TensorTable.create(fast),
   };
 }
 
@@ -55,14 +56,25 @@ class TensorTable implements ReadonlyMap<string, SafetensorsTensorInfo> {
   readonly #index: Map<string, number>;
   readonly #infos: Array<SafetensorsTensorInfo | undefined>;
 
-  constructor(columns: NativeHeaderColumns) {
+  private constructor(columns: NativeHeaderColumns) {
     this.#c = columns;
     const n = columns.dtypes.length;
     this.#names = new Array(n);
-    let at = 0;
-    for (let i = 0; i < n; i++) this.#names[i] = columns.names.slice(at, (at = columns.nameEnds[i]));
-    this.#index = new Map(this.#names.map((name, i) => [name, i]));
+    this.#index = new Map();
     this.#infos = new Array(n);
+  }
+
+  static async create(columns: NativeHeaderColumns): Promise<TensorTable> {
+    const t = new TensorTable(columns);
+    const slicer = new Slicer();
+    let at = 0;
+    for (let i = 0; i < t.#names.length; i++) {
+      if (slicer.due()) await slicer.yield();
+      const name = columns.names.slice(at, (at = columns.nameEnds[i]));
+      t.#names[i] = name;
+      t.#index.set(name, i);
+    }
+    return t;
   }
 
   get size(): number {

@@ -13,6 +13,7 @@
 import { crc32, crcHex } from './crc32';
 import { fail } from './errors';
 import { type SafetensorsDType, frameHeader } from './safetensors_header';
+import type { Slicer } from './yielding';
 
 export const HEADER_CRC_KEY = 'fused_optim.header_crc32';
 export const TENSOR_CRCS_KEY = 'fused_optim.tensor_crc32';
@@ -41,26 +42,32 @@ export interface CheckpointLayout {
   seal(crcs: Uint32Array): void;
 }
 
-/** Lays out tensors one after another in the given order, after a header with `metadata`. */
-export function layoutCheckpoint(
+/**
+ * Lays out tensors one after another in the given order, after a header with `metadata`
+ * (its entries a slice at a time: a checkpoint may have 300k tensors).
+ */
+export async function layoutCheckpoint(
   tensors: readonly LaidOutTensor[],
   metadata: Readonly<Record<string, string>>,
-): CheckpointLayout {
+  slicer: Slicer,
+): Promise<CheckpointLayout> {
   const parts: string[] = [PREFIX, '00000000', BETWEEN, '0'.repeat(8 * tensors.length), '"'];
   for (const [k, v] of Object.entries(metadata)) parts.push(`,${JSON.stringify(k)}:${JSON.stringify(v)}`);
   parts.push('}');
   const relative = new Float64Array(tensors.length);
   let at = 0;
-  tensors.forEach((t, i) => {
+  for (let i = 0; i < tensors.length; i++) {
+    if (slicer.due()) await slicer.yield();
+    const t = tensors[i];
     relative[i] = at;
     const end = at + t.byteLength;
     parts.push(
       `,${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${at},${end}]}`,
     );
     at = end;
-  });
+  }
   parts.push('}');
-  const header = frameHeader(Buffer.from(parts.join(''), 'utf8'));
+  const header = frameHeader(await encodeParts(parts, slicer));
   const offsets = relative.map((r) => r + header.length);
   return {
     header,
@@ -79,6 +86,22 @@ const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 /** Writes `crc` as 8 lowercase hex digits at bytes[at...]. */
 function writeHex(bytes: Uint8Array, at: number, crc: number): void {
   for (let d = 7; d >= 0; d--, crc >>>= 4) bytes[at + d] = HEX_DIGITS[crc & 15];
+}
+
+/** UTF-8 of the concatenated parts, encoded a slice at a time. */
+async function encodeParts(parts: readonly string[], slicer: Slicer): Promise<Uint8Array> {
+  let bytes = 0;
+  for (const p of parts) {
+    if (slicer.due()) await slicer.yield();
+    bytes += Buffer.byteLength(p, 'utf8');
+  }
+  const out = Buffer.allocUnsafe(bytes);
+  let at = 0;
+  for (const p of parts) {
+    if (slicer.due()) await slicer.yield();
+    at += out.write(p, at, 'utf8');
+  }
+  return out;
 }
 
 /** Checks the header CRC of a version-2 checkpoint (`bytes`: the file's first 8 + N bytes). */

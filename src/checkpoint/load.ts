@@ -22,6 +22,7 @@ import { readManifest } from './manifest';
 import { planOptimizerLoad } from './optimizer_load';
 import { takeTurn } from './queue';
 import { openForReading, readHeader } from './safetensors_reader';
+import { Slicer } from './yielding';
 
 const op = 'loadCheckpoint';
 
@@ -65,29 +66,32 @@ async function loadFrom(fh: FileHandle, call: LoadCall, lock: CheckpointLock): P
   // 1.
   const header = await readHeader(fh);
   const { metadata, tensors } = header.parsed;
-  const { manifest, crcs } = readManifest(header.bytes, metadata, tensors);
+  const slicer = new Slicer();
+  const { manifest, crcs } = await readManifest(header.bytes, metadata, tensors, slicer);
+  await slicer.yield();
   const claims = new TensorClaims(tensors);
-  const paramValues = checkParams(manifest, claims, call);
-  const optimizer = checkOptimizer(manifest, claims, call);
+  const paramValues = await checkParams(manifest, claims, call, slicer);
+  const optimizer = await checkOptimizer(manifest, claims, call, slicer);
   const scheduler = checkStateful(call.scheduler, manifest.scheduler, 'scheduler', claims);
   const scaler = checkStateful(call.scaler, manifest.scaler, 'scaler', claims);
   const extra = manifest.extra === undefined ? [] : claims.claimAll(manifest.extra, 'extra');
   claims.checkAllClaimed();
+  await slicer.yield();
 
   // 2.
-  const file = new FileTensors(fh, header.parsed, crcs, call.stagingBytes);
+  const file = await FileTensors.create(fh, header.parsed, crcs, call.stagingBytes, slicer);
   const fused = fusedOptimizer(call.optimizer);
   const native = fused !== undefined && ownsMethod(fused, 'loadStateDict') ? fused : undefined;
   const jsTensors = [...scheduler, ...scaler, ...extra, ...(optimizer?.dictTensors ?? [])];
   if (optimizer && !native) for (const e of optimizer.entries) jsTensors.push(...e.tensors);
   const values = await file.readValues(jsTensors);
   const parts = decodeParts(manifest, call, values);
-  const opt = optimizer && planOptimizerLoad(optimizer, call, values, file, native);
+  const opt = optimizer && (await planOptimizerLoad(optimizer, call, values, file, native, slicer));
 
   // 3. and 4.
   try {
-    await file.verify(opt?.fresh ?? new Map());
-    return await applyLoad({ call, file, paramValues, parts, optimizer: opt, lock });
+    await file.verify(opt?.fresh ?? new Map(), slicer);
+    return await applyLoad({ call, file, paramValues, parts, optimizer: opt, lock, slicer });
   } catch (e) {
     opt?.abort();
     throw e;

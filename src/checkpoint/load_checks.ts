@@ -8,6 +8,7 @@ import { type Json, decodeState } from './codec';
 import { fail } from './errors';
 import { type Manifest, type ManifestOptimizer, type ManifestStateful, PARAM_DTYPES, sameShape } from './manifest';
 import { type SafetensorsTensorInfo, numelOf } from './safetensors_header';
+import type { Slicer } from './yielding';
 
 /** The file's tensors, each claimed by exactly one place in the manifest. */
 export class TensorClaims {
@@ -61,9 +62,15 @@ export interface ParamValue {
 }
 
 /** Params: names, dtypes, shapes; with `strict`, the same names on both sides. */
-export function checkParams(manifest: Manifest, claims: TensorClaims, call: LoadCall): ParamValue[] {
+export async function checkParams(
+  manifest: Manifest,
+  claims: TensorClaims,
+  call: LoadCall,
+  slicer: Slicer,
+): Promise<ParamValue[]> {
   const saved = new Map<string, Manifest['params'][number]>();
   for (const mp of manifest.params) {
+    if (slicer.due()) await slicer.yield();
     if (saved.has(mp.name)) fail('InvalidManifest', `param '${mp.name}' is listed twice`);
     saved.set(mp.name, mp);
     const info = claims.claim(mp.tensor, `param '${mp.name}'`);
@@ -72,6 +79,7 @@ export function checkParams(manifest: Manifest, claims: TensorClaims, call: Load
   }
   const values: ParamValue[] = [];
   for (const p of call.params.values()) {
+    if (slicer.due()) await slicer.yield();
     const mp = saved.get(p.name);
     if (!mp) {
       if (call.strict)
@@ -116,7 +124,12 @@ export interface OptimizerPart {
 }
 
 /** The optimizer: its class, its groups (the same params, by name), state tensors of the params' sizes. */
-export function checkOptimizer(manifest: Manifest, claims: TensorClaims, call: LoadCall): OptimizerPart | undefined {
+export async function checkOptimizer(
+  manifest: Manifest,
+  claims: TensorClaims,
+  call: LoadCall,
+  slicer: Slicer,
+): Promise<OptimizerPart | undefined> {
   const mo = manifest.optimizer;
   if (!call.optimizer) {
     if (mo) {
@@ -132,7 +145,9 @@ export function checkOptimizer(manifest: Manifest, claims: TensorClaims, call: L
     fail('OptimizerMismatch', `the checkpoint holds the state of a ${mo.class} but the optimizer is a ${cls}`);
   checkGroups(mo, call.optimizer.paramGroups);
   const indexOf = new Map(call.flat!.map((p, i) => [p.name, i]));
-  const entries: StateEntry[] = Object.entries(mo.state).map(([name, json]) => {
+  const entries: StateEntry[] = [];
+  for (const [name, json] of Object.entries(mo.state)) {
+    if (slicer.due()) await slicer.yield();
     const index = indexOf.get(name);
     if (index === undefined)
       fail(
@@ -148,8 +163,8 @@ export function checkOptimizer(manifest: Manifest, claims: TensorClaims, call: L
       tensors.push(tensor);
       return null;
     });
-    return { index, param, json, tensors };
-  });
+    entries.push({ index, param, json, tensors });
+  }
   const dictTensors = claims.claimAll(mo.dict, 'optimizer state dict');
   mo.param_groups.forEach((g, gi) => dictTensors.push(...claims.claimAll(g.dict, `optimizer param_groups[${gi}]`)));
   return { part: mo, entries, dictTensors };

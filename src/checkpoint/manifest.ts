@@ -11,6 +11,7 @@ import { fail } from './errors';
 import type { Json } from './codec';
 import { HEADER_CRC_KEY, TENSOR_CRCS_KEY, checkHeaderCrc, tensorCrcsOf } from './layout';
 import type { SafetensorsDType, SafetensorsTensorInfo } from './safetensors_header';
+import type { Slicer } from './yielding';
 
 /** The `format` metadata value of a fused-optim checkpoint. */
 export const CHECKPOINT_FORMAT = 'fused-optim/checkpoint';
@@ -18,6 +19,16 @@ export const CHECKPOINT_FORMAT = 'fused-optim/checkpoint';
 export const CHECKPOINT_VERSION = 2;
 
 export const MANIFEST_KEY = 'fused_optim.manifest';
+/**
+ * Version 2: the manifest's per-param parts in metadata entries of their own, CHUNK entries
+ * each, so that neither writing nor reading a checkpoint of 100k params parses or builds one
+ * JSON text of tens of MB at once: `fused_optim.params.<i>` (arrays of params) and
+ * `fused_optim.state.<i>` (objects of optimizer state by param name); the manifest says how
+ * many of each there are (`params_chunks`, `optimizer.state_chunks`).
+ */
+export const PARAMS_CHUNK_PREFIX = 'fused_optim.params.';
+export const STATE_CHUNK_PREFIX = 'fused_optim.state.';
+const CHUNK = 2048;
 /** Version 1 only: the manifest's CRC-32. */
 export const MANIFEST_CRC_KEY = 'fused_optim.manifest_crc32';
 
@@ -65,27 +76,93 @@ export interface ReadManifest {
 }
 
 /** Reads and checks the manifest of a checkpoint's header (raw bytes and parse). */
-export function readManifest(
+export async function readManifest(
   headerBytes: Uint8Array,
   metadata: Readonly<Record<string, string>>,
   tensors: ReadonlyMap<string, SafetensorsTensorInfo>,
-): ReadManifest {
+  slicer: Slicer,
+): Promise<ReadManifest> {
   const version = formatVersion(metadata);
   const text = metadata[MANIFEST_KEY];
   if (typeof text !== 'string') fail('InvalidManifest', `the metadata has no ${MANIFEST_KEY}`);
   let crcs: Uint32Array;
+  let json: unknown;
   if (version >= 2) {
     checkHeaderCrc(headerBytes, metadata[HEADER_CRC_KEY]);
     crcs = tensorCrcsOf(metadata[TENSOR_CRCS_KEY], tensors.size);
+    json = await joinChunks(parseManifestText(text), metadata, slicer);
   } else {
     checkManifestCrc(text, metadata[MANIFEST_CRC_KEY]);
+    json = parseManifestText(text);
+    crcs = crcsFromV1Table(json, tensors);
   }
-  const json = parseManifestText(text);
-  if (version === 1) crcs = crcsFromV1Table(json, tensors);
-  const manifest = checkManifest(json);
+  const manifest = await checkManifest(json, slicer);
   if (manifest.format !== CHECKPOINT_FORMAT || manifest.version !== version)
     fail('InvalidManifest', 'the manifest disagrees with the format metadata');
-  return { manifest, crcs: crcs! };
+  return { manifest, crcs };
+}
+
+/** Version 2's metadata: the manifest, with its per-param parts in chunks of their own. */
+export async function manifestMetadata(m: Manifest, slicer: Slicer): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const { params, optimizer, ...rest } = m;
+  const main: Record<string, unknown> = { ...rest, params_chunks: Math.ceil(params.length / CHUNK) };
+  for (let c = 0; c * CHUNK < params.length; c++) {
+    await slicer.yield();
+    out[`${PARAMS_CHUNK_PREFIX}${c}`] = JSON.stringify(params.slice(c * CHUNK, (c + 1) * CHUNK));
+  }
+  if (optimizer) {
+    const { state, ...o } = optimizer;
+    const entries = Object.entries(state);
+    main.optimizer = { ...o, state_chunks: Math.ceil(entries.length / CHUNK) };
+    for (let c = 0; c * CHUNK < entries.length; c++) {
+      await slicer.yield();
+      out[`${STATE_CHUNK_PREFIX}${c}`] = JSON.stringify(Object.fromEntries(entries.slice(c * CHUNK, (c + 1) * CHUNK)));
+    }
+  }
+  return { [MANIFEST_KEY]: JSON.stringify(main), ...out };
+}
+
+// The inverse of manifestMetadata: the manifest as one object again.
+async function joinChunks(main: unknown, metadata: Readonly<Record<string, string>>, slicer: Slicer): Promise<unknown> {
+  const m = obj(main, 'the manifest');
+  const count = (v: unknown, where: string) => index(v, where);
+  const chunk = (key: string) => {
+    const text = metadata[key];
+    if (typeof text !== 'string') fail('InvalidManifest', `the metadata has no ${key}`);
+    return parseManifestText(text, key);
+  };
+  const params: unknown[] = [];
+  const paramChunks = count(m.params_chunks, 'params_chunks');
+  for (let c = 0; c < paramChunks; c++) {
+    await slicer.yield();
+    params.push(...arr(chunk(`${PARAMS_CHUNK_PREFIX}${c}`), `${PARAMS_CHUNK_PREFIX}${c}`));
+  }
+  const { params_chunks: _p, ...rest } = m;
+  const out: Record<string, unknown> = { ...rest, params };
+  if (m.optimizer !== undefined) {
+    const o = obj(m.optimizer, 'optimizer');
+    const state: Record<string, unknown> = {};
+    const stateChunks = count(o.state_chunks, 'optimizer.state_chunks');
+    for (let c = 0; c < stateChunks; c++) {
+      await slicer.yield();
+      const part = obj(chunk(`${STATE_CHUNK_PREFIX}${c}`), `${STATE_CHUNK_PREFIX}${c}`);
+      for (const [name, entry] of Object.entries(part)) {
+        if (Object.hasOwn(state, name))
+          fail('InvalidManifest', `manifest: the state of param '${name}' is listed twice`);
+        Object.defineProperty(state, name, { value: entry, enumerable: true, writable: true, configurable: true });
+      }
+    }
+    const { state_chunks: _s, ...optimizer } = o;
+    out.optimizer = { ...optimizer, state };
+  }
+  const known = new Set([MANIFEST_KEY, ...Array.from({ length: paramChunks }, (_, c) => `${PARAMS_CHUNK_PREFIX}${c}`)]);
+  for (let c = 0; c < (m.optimizer ? (obj(m.optimizer, 'optimizer').state_chunks as number) : 0); c++)
+    known.add(`${STATE_CHUNK_PREFIX}${c}`);
+  for (const key of Object.keys(metadata))
+    if ((key.startsWith(PARAMS_CHUNK_PREFIX) || key.startsWith(STATE_CHUNK_PREFIX)) && !known.has(key))
+      fail('InvalidManifest', `the metadata has ${key}, which the manifest does not count`);
+  return out;
 }
 
 function formatVersion(meta: Readonly<Record<string, string>>): number {
@@ -117,11 +194,14 @@ function checkManifestCrc(text: string, stored: string | undefined): void {
     );
 }
 
-function parseManifestText(text: string): unknown {
+function parseManifestText(text: string, key = MANIFEST_KEY): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    return fail('InvalidManifest', `the manifest is not valid JSON (${(e as Error).message})`);
+    return fail(
+      'InvalidManifest',
+      `${key === MANIFEST_KEY ? 'the manifest' : key} is not valid JSON (${(e as Error).message})`,
+    );
   }
 }
 
@@ -169,19 +249,22 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-function checkManifest(json: unknown): Manifest {
+async function checkManifest(json: unknown, slicer: Slicer): Promise<Manifest> {
   const m = obj(json, 'the manifest');
-  const params = arr(m.params, 'params').map((v, i) => {
-    const p = obj(v, `params[${i}]`);
+  const params: ManifestParam[] = [];
+  const list = arr(m.params, 'params');
+  for (let i = 0; i < list.length; i++) {
+    if (slicer.due()) await slicer.yield();
+    const p = obj(list[i], `params[${i}]`);
     const dtype = str(p.dtype, `params[${i}].dtype`);
     if (!Object.hasOwn(PARAM_DTYPES, dtype)) bad(`params[${i}].dtype`, 'float32, float16 or bfloat16');
-    return {
+    params.push({
       name: str(p.name, `params[${i}].name`),
       dtype: dtype as DType,
       shape: shape(p.shape, `params[${i}].shape`),
       tensor: str(p.tensor, `params[${i}].tensor`),
-    };
-  });
+    });
+  }
   const out: Manifest = { format: str(m.format, 'format'), version: m.version as number, params };
   if (m.optimizer !== undefined) out.optimizer = checkOptimizer(m.optimizer);
   for (const key of ['scheduler', 'scaler'] as const) {

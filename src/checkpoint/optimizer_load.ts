@@ -13,6 +13,7 @@ import { bf16BitsToFloat32, f16BitsToFloat32 } from './half';
 import { type OptimizerPart, decodeValue } from './load_checks';
 import { BufferSlot, TableEntry } from './native_io';
 import type { TensorData } from './safetensors_header';
+import type { Slicer } from './yielding';
 
 export interface OptimizerLoad {
   /** State buffers created for the load: filled while the file is checked. */
@@ -28,13 +29,14 @@ export interface OptimizerLoad {
   abort(): void;
 }
 
-export function planOptimizerLoad(
+export async function planOptimizerLoad(
   part: OptimizerPart,
   call: LoadCall,
   values: ReadonlyMap<string, TensorData>,
   file: FileTensors,
   fused: FusedOptimizer<never, never, never> | undefined,
-): OptimizerLoad {
+  slicer: Slicer,
+): Promise<OptimizerLoad> {
   const resolve = (tensor: string) => values.get(tensor);
   const indexOf = new Map(call.flat!.map((p, i) => [p, i]));
   const param_groups = part.part.param_groups.map((g, gi) => ({
@@ -44,6 +46,7 @@ export function planOptimizerLoad(
   const others = decodeValue(part.part.dict, 'optimizer state dict', resolve) as Record<string, unknown>;
   const state: Record<number, unknown> = {};
   for (const e of part.entries) {
+    if (slicer.due()) await slicer.yield();
     const where = `optimizer state of param '${e.param.name}'`;
     const value = fused
       ? decodeValue(e.json, where, (tensor) => new BufferSlot(e.param.data.numel, tensor))
@@ -53,19 +56,21 @@ export function planOptimizerLoad(
     state[e.index] = value;
   }
   const dict = { ...others, state, param_groups };
-  return fused ? planFused(fused, dict, state, file, call.flat!) : planDict(dict, part);
+  await slicer.yield();
+  return fused ? planFused(fused, dict, state, file, call.flat!, slicer) : planDict(dict, part);
 }
 
-function planFused(
+async function planFused(
   fused: FusedOptimizer<never, never, never>,
   dict: object,
   state: Record<number, unknown>,
   file: FileTensors,
   flat: readonly Parameter[],
-): OptimizerLoad {
-  let plan: ReturnType<typeof fused.checkpointPlanLoad>;
+  slicer: Slicer,
+): Promise<OptimizerLoad> {
+  let plan: Awaited<ReturnType<typeof fused.checkpointPlanLoad>>;
   try {
-    plan = fused.checkpointPlanLoad(dict as never);
+    plan = await fused.checkpointPlanLoad(dict as never, () => (slicer.due() ? slicer.yield() : undefined));
   } catch (e) {
     return fail('Rejected', `the optimizer rejected its state (${(e as Error).message}); nothing was changed`, e);
   }
@@ -78,13 +83,20 @@ function planFused(
           'OptimizerMismatch',
           `tensor ${JSON.stringify(tensor)} is ${file.dtypeOf(tensor)}; optimizer state must be a float type`,
         );
+  await slicer.yield();
   const staged = plan.stage();
-  let entry = 0;
-  for (const { slots } of plan.targets) {
-    for (const { tensor } of slots) {
-      const place = new TableEntry(staged.table, entry);
-      (staged.fresh[entry++] ? fresh : inPlace).set(tensor, { place, convert: stateConvert(file.dtypeOf(tensor))! });
+  try {
+    let entry = 0;
+    for (const { slots } of plan.targets) {
+      if (slicer.due()) await slicer.yield();
+      for (const { tensor } of slots) {
+        const place = new TableEntry(staged.table, entry);
+        (staged.fresh[entry++] ? fresh : inPlace).set(tensor, { place, convert: stateConvert(file.dtypeOf(tensor))! });
+      }
     }
+  } catch (e) {
+    plan.abort();
+    throw e;
   }
   return {
     fresh,

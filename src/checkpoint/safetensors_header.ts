@@ -402,10 +402,14 @@ class KeySet {
 
 /** Orders tensors for the file: wider elements first (stable), so every tensor stays aligned to its element size. */
 export function fileOrder<T extends { dtype: SafetensorsDType }>(tensors: readonly T[]): T[] {
-  return tensors
-    .map((t, i) => ({ t, i }))
-    .sort((a, b) => DTYPE_BITS[b.t.dtype] - DTYPE_BITS[a.t.dtype] || a.i - b.i)
-    .map(({ t }) => t);
+  const byWidth = new Map<number, T[]>(); // a stable bucket sort: a few widths, many tensors
+  for (const t of tensors) {
+    const bits = DTYPE_BITS[t.dtype];
+    const bucket = byWidth.get(bits);
+    if (bucket) bucket.push(t);
+    else byWidth.set(bits, [t]);
+  }
+  return [...byWidth.keys()].sort((a, b) => b - a).flatMap((bits) => byWidth.get(bits)!);
 }
 
 /** A header's bytes: the 8-byte length, then the JSON text padded with spaces to a multiple of 8. */

@@ -13,18 +13,20 @@ import { type CheckpointLayout, layoutCheckpoint } from './layout';
 import {
   CHECKPOINT_FORMAT,
   CHECKPOINT_VERSION,
-  MANIFEST_KEY,
   type Manifest,
   type ManifestGroup,
   type ManifestOptimizer,
   type ManifestParam,
+  type ManifestStateful,
   PARAM_DTYPES,
+  manifestMetadata,
 } from './manifest';
 import type { CheckpointState } from '../fused_optimizer';
-import type { NativeTensorHandle } from '../native';
+import { type NativeTensorHandle, type NativeTensorTable, native } from '../native';
 import type { Parameter } from '../parameter';
 import { NativeBuffer, TableEntry, type TensorPlace, snapshotTensors, writeTensors } from './native_io';
 import { backgroundWritten, takeTurn, throwUnreportedFailure } from './queue';
+import { Slicer } from './yielding';
 import { fileOrder } from './safetensors_header';
 
 const op = 'saveCheckpoint';
@@ -40,15 +42,13 @@ export async function save(call: SaveCall): Promise<void | BackgroundSave> {
       handedOver = true;
       return started;
     }
-    // The file is opened first, so that the state is read and the transfer (which pins the
-    // params) starts in one synchronous block: nothing can step or write in between.
     await writeFile(call, async (fh) => {
-      const c = collect(call);
+      const c = await collect(call);
       let crcs: Uint32Array;
       try {
         crcs = await writeTensors(fh.fd, c.sources, c.layout.offsets, call.stagingBytes);
       } finally {
-        c.unlock(); // the data is in the file: training may go on during the fsync
+        c.release(); // the data is in the file: training may go on during the fsync
       }
       c.checkNotStepped();
       c.layout.seal(crcs);
@@ -61,12 +61,12 @@ export async function save(call: SaveCall): Promise<void | BackgroundSave> {
 
 // Snapshot now (host copies of every native tensor), write later.
 async function startInBackground(call: SaveCall, release: () => void): Promise<BackgroundSave> {
-  const c = collect(call);
+  const c = await collect(call);
   let sources: TensorPlace[];
   try {
     sources = await snapshot(c.sources);
   } finally {
-    c.unlock();
+    c.release();
   }
   try {
     c.checkNotStepped();
@@ -97,65 +97,124 @@ interface Collected {
   /** Each tensor's bytes, in file order. */
   sources: TensorPlace[];
   layout: CheckpointLayout;
-  /** Lets the optimizer step again (idempotent). */
-  unlock: () => void;
-  /** Throws if an optimizer without a lock (not a fused one) stepped since collect(). */
+  /** Lets the optimizer step and the params be written again (idempotent). */
+  release: () => void;
+  /** Throws if an optimizer without a lock (not a fused one) stepped since the capture. */
   checkNotStepped: () => void;
 }
 
-/** Everything the file will hold, read now, synchronously: one consistent state. */
-function collect(call: SaveCall): Collected {
+/**
+ * Everything the file will hold: captured in one synchronous block (one consistent state:
+ * the optimizer locked, the params pinned, the JSON parts encoded, their typed arrays copied),
+ * then formatted a slice at a time.
+ */
+async function collect(call: SaveCall): Promise<Collected> {
+  const c = capture(call);
+  try {
+    const slicer = new Slicer();
+    const manifest: Manifest = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, params: [] };
+    const tensors = await paramTensors(call, c.table, manifest.params, c.encoder, slicer);
+    if (c.optimizer) {
+      const { native, ...part } = c.optimizer;
+      manifest.optimizer = part;
+      if (native) part.state = await nativeState(native, call.flat!, c.table, call.params.size, c.encoder, slicer);
+    }
+    if (c.scheduler) manifest.scheduler = c.scheduler;
+    if (c.scaler) manifest.scaler = c.scaler;
+    if (c.extra !== undefined) manifest.extra = c.extra;
+    const ordered = fileOrder([...tensors, ...c.encoder.tensors]);
+    const layout = await layoutCheckpoint(
+      ordered,
+      {
+        format: CHECKPOINT_FORMAT,
+        format_version: String(CHECKPOINT_VERSION),
+        ...(await manifestMetadata(manifest, slicer)),
+      },
+      slicer,
+    );
+    const sources = ordered.map((t) => (t.source instanceof NativeBuffer ? t.source.place : t.source));
+    return { sources, layout, release: c.release, checkNotStepped: c.checkNotStepped };
+  } catch (e) {
+    c.release();
+    throw e;
+  }
+}
+
+interface Captured {
+  encoder: StateEncoder;
+  /** The params' tensors, then the optimizer's state buffers, pinned. */
+  table: NativeTensorTable;
+  optimizer?: ManifestOptimizer & { native?: CheckpointState };
+  scheduler?: ManifestStateful;
+  scaler?: ManifestStateful;
+  extra?: Json;
+  release: () => void;
+  checkNotStepped: () => void;
+}
+
+function capture(call: SaveCall): Captured {
   const encoder = new StateEncoder();
-  const manifest: Manifest = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, params: [] };
-  const params = collectParams(call, manifest.params, encoder);
   const guard = guardOptimizer(call);
   try {
-    if (call.optimizer) manifest.optimizer = collectOptimizer(call, encoder);
+    const out: Omit<Captured, 'table' | 'release' | 'checkNotStepped'> = { encoder };
+    if (call.optimizer) out.optimizer = collectOptimizer(call, encoder);
+    const fromJavaScript = encoder.tensors.length; // later ones may be the caller's own arrays
     if (call.scheduler)
-      manifest.scheduler = {
+      out.scheduler = {
         class: className(call.scheduler),
         state_dict: encoder.encode(call.scheduler.stateDict(), 'scheduler', 'scheduler state'),
       };
     if (call.scaler)
-      manifest.scaler = {
+      out.scaler = {
         class: className(call.scaler),
         state_dict: encoder.encode(call.scaler.stateDict(), 'scaler', 'scaler state'),
       };
-    if (call.extra !== undefined) manifest.extra = encoder.encode(call.extra, 'extra', 'extra');
+    if (call.extra !== undefined) out.extra = encoder.encode(call.extra, 'extra', 'extra');
+    for (const t of encoder.tensors.slice(fromJavaScript))
+      if (!(t.source instanceof NativeBuffer)) t.source = t.source.slice();
+    const handles = [...call.params.values()].map((p) => p.data.handle);
+    const table = native().checkpointPin(handles, out.optimizer?.native?.table);
+    const release = () => {
+      native().checkpointUnpin(table);
+      guard.unlock();
+    };
+    return { ...out, table, release, checkNotStepped: guard.checkNotStepped };
   } catch (e) {
     guard.unlock();
     throw e;
   }
-  const tensors = fileOrder([...params, ...encoder.tensors]);
-  const sources = tensors.map((t) => (t.source instanceof NativeBuffer ? t.source.place : t.source));
-  const layout = layoutCheckpoint(tensors, {
-    format: CHECKPOINT_FORMAT,
-    format_version: String(CHECKPOINT_VERSION),
-    [MANIFEST_KEY]: JSON.stringify(manifest),
-  });
-  return { sources, layout, ...guard };
 }
 
-function collectParams(call: SaveCall, out: ManifestParam[], encoder: StateEncoder): EncodedTensor[] {
-  return [...call.params.values()].map((p) => {
+async function paramTensors(
+  call: SaveCall,
+  table: NativeTensorTable,
+  out: ManifestParam[],
+  encoder: StateEncoder,
+  slicer: Slicer,
+): Promise<EncodedTensor[]> {
+  const tensors: EncodedTensor[] = [];
+  let i = 0;
+  for (const p of call.params.values()) {
+    if (slicer.due()) await slicer.yield();
     const dtype = PARAM_DTYPES[p.data.dtype];
     const tensor = encoder.reserve(`param.${p.name}`);
     out.push({ name: p.name, dtype: p.data.dtype, shape: [...p.data.shape], tensor });
-    const source = new NativeBuffer(p.data.handle, dtype, p.data.numel);
-    return {
+    const source = new NativeBuffer(new TableEntry(table, i++), dtype, p.data.numel);
+    tensors.push({
       name: tensor,
       dtype,
       source,
       byteLength: source.byteLength,
       numel: p.data.numel,
       shape: [...p.data.shape],
-    };
-  });
+    });
+  }
+  return tensors;
 }
 
 // A fused optimizer refuses steps (natively) until unlock(); any other optimizer with step()
 // has its steps counted, and a step during the save fails it.
-function guardOptimizer(call: SaveCall): Pick<Collected, 'unlock' | 'checkNotStepped'> {
+function guardOptimizer(call: SaveCall): { unlock: () => void; checkNotStepped: () => void } {
   const fused = fusedOptimizer(call.optimizer);
   if (fused) {
     try {
@@ -188,7 +247,7 @@ type TorchDict = {
   [key: string]: unknown;
 };
 
-function collectOptimizer(call: SaveCall, encoder: StateEncoder): ManifestOptimizer {
+function collectOptimizer(call: SaveCall, encoder: StateEncoder): ManifestOptimizer & { native?: CheckpointState } {
   const optimizer = call.optimizer!;
   const fused = fusedOptimizer(optimizer);
   let sd: TorchDict;
@@ -213,10 +272,14 @@ function collectOptimizer(call: SaveCall, encoder: StateEncoder): ManifestOptimi
     const dict = encoder.encode(rest, `optimizer.param_groups.${gi}`, `optimizer param_groups[${gi}]`);
     return { dict: dict as { [key: string]: Json }, params: ids as number[], param_names: names };
   });
-  const state = native ? nativeState(native, call.flat!, encoder) : encodedState(sd.state, call.flat!, encoder);
+  // A fused optimizer's state is formatted later (nativeState); its buffers come after the
+  // group dicts' tensors and before the other entries' in the file, as encoding would place them.
+  const state = native ? {} : encodedState(sd.state, call.flat!, encoder);
+  const stateAt = encoder.tensors.length;
   const { state: _state, param_groups: _groups, ...others } = sd;
   const dict = encoder.encode(others, 'optimizer', 'optimizer state dict') as { [key: string]: Json };
-  return { class: className(optimizer), dict, param_groups, state };
+  if (native) (native as CheckpointState & { insertAt?: number }).insertAt = stateAt;
+  return { class: className(optimizer), dict, param_groups, state, native };
 }
 
 function encodedState(
@@ -237,27 +300,34 @@ function encodedState(
 }
 
 // A fused optimizer's state, as encoding its stateDict() would give, with each buffer written
-// from the optimizer's own memory (one tensor table for all).
-function nativeState(
-  st: CheckpointState,
+// from the optimizer's own memory (entries of the pinned table, after the params).
+async function nativeState(
+  st: CheckpointState & { insertAt?: number },
   flat: readonly Parameter[],
+  table: NativeTensorTable,
+  paramCount: number,
   encoder: StateEncoder,
-): ManifestOptimizer['state'] {
+  slicer: Slicer,
+): Promise<ManifestOptimizer['state']> {
   const state: ManifestOptimizer['state'] = {};
-  let entry = 0;
-  flat.forEach((p, i) => {
-    if (st.steps[i] < 0) return;
+  const tensors: EncodedTensor[] = [];
+  let entry = paramCount;
+  for (let i = 0; i < flat.length; i++) {
+    if (slicer.due()) await slicer.yield();
+    if (st.steps[i] < 0) continue;
+    const p = flat[i];
     const out: { [key: string]: Json } = st.hasStep ? { step: st.steps[i] } : {};
     const numel = p.data.numel;
     st.names.forEach((key, bit) => {
       if (key === undefined || !(st.masks[i] & (1 << bit))) return;
       const name = encoder.reserve(`optimizer.state.${p.name}.${key}`);
-      const source = new NativeBuffer(new TableEntry(st.table, entry++), 'F32', numel);
-      encoder.tensors.push({ name, dtype: 'F32', source, byteLength: source.byteLength, numel, shape: [numel] });
+      const source = new NativeBuffer(new TableEntry(table, entry++), 'F32', numel);
+      tensors.push({ name, dtype: 'F32', source, byteLength: source.byteLength, numel, shape: [numel] });
       out[key] = { $tensor: name };
     });
     state[p.name] = out;
-  });
+  }
+  encoder.tensors.splice(st.insertAt ?? encoder.tensors.length, 0, ...tensors);
   return state;
 }
 

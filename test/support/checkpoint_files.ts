@@ -60,3 +60,37 @@ export function resealHeader(file: string): void {
   );
   writeFileSync(file, bytes);
 }
+
+/**
+ * The whole manifest of a version-2 checkpoint's metadata (the main entry with its params and
+ * optimizer state chunks put back), and its inverse, which writes it back as one chunk each.
+ */
+export function fullManifest(metadata: Record<string, string>): Record<string, any> {
+  const m = JSON.parse(metadata['fused_optim.manifest']);
+  const params: unknown[] = [];
+  for (let c = 0; c < m.params_chunks; c++) params.push(...JSON.parse(metadata[`fused_optim.params.${c}`]));
+  const { params_chunks: _p, ...rest } = m;
+  const out: Record<string, any> = { ...rest, params };
+  if (m.optimizer) {
+    const state = {};
+    for (let c = 0; c < m.optimizer.state_chunks; c++)
+      Object.assign(state, JSON.parse(metadata[`fused_optim.state.${c}`]));
+    const { state_chunks: _s, ...o } = m.optimizer;
+    out.optimizer = { ...o, state };
+  }
+  return out;
+}
+
+export function setFullManifest(metadata: Record<string, string>, m: Record<string, any>): void {
+  for (const key of Object.keys(metadata))
+    if (key.startsWith('fused_optim.params.') || key.startsWith('fused_optim.state.')) delete metadata[key];
+  const { params, optimizer, ...rest } = m;
+  const main: Record<string, any> = { ...rest, params_chunks: 1 };
+  metadata['fused_optim.params.0'] = JSON.stringify(params);
+  if (optimizer) {
+    const { state, ...o } = optimizer;
+    main.optimizer = { ...o, state_chunks: 1 };
+    metadata['fused_optim.state.0'] = JSON.stringify(state);
+  }
+  metadata['fused_optim.manifest'] = JSON.stringify(main);
+}
