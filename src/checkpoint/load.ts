@@ -83,7 +83,7 @@ async function loadFrom(fh: FileHandle, call: LoadCall, lock: CheckpointLock): P
   const fused = fusedOptimizer(call.optimizer);
   const native = fused !== undefined && ownsMethod(fused, 'loadStateDict') ? fused : undefined;
   const jsTensors = [...scheduler, ...scaler, ...extra, ...(optimizer?.dictTensors ?? [])];
-  if (optimizer && !native) for (const e of optimizer.entries) jsTensors.push(...e.tensors);
+  if (optimizer && !native) for (const e of optimizer.entries) for (const t of e.tensors) jsTensors.push(t);
   const values = await file.readValues(jsTensors);
   const parts = decodeParts(manifest, call, values);
   const opt = optimizer && (await planOptimizerLoad(optimizer, call, values, file, native, slicer));

@@ -166,7 +166,9 @@ export async function checkOptimizer(
     entries.push({ index, param, json, tensors });
   }
   const dictTensors = claims.claimAll(mo.dict, 'optimizer state dict');
-  mo.param_groups.forEach((g, gi) => dictTensors.push(...claims.claimAll(g.dict, `optimizer param_groups[${gi}]`)));
+  mo.param_groups.forEach((g, gi) => {
+    for (const t of claims.claimAll(g.dict, `optimizer param_groups[${gi}]`)) dictTensors.push(t);
+  });
   return { part: mo, entries, dictTensors };
 }
 

@@ -136,7 +136,7 @@ async function joinChunks(main: unknown, metadata: Readonly<Record<string, strin
   const paramChunks = count(m.params_chunks, 'params_chunks');
   for (let c = 0; c < paramChunks; c++) {
     await slicer.yield();
-    params.push(...arr(chunk(`${PARAMS_CHUNK_PREFIX}${c}`), `${PARAMS_CHUNK_PREFIX}${c}`));
+    for (const p of arr(chunk(`${PARAMS_CHUNK_PREFIX}${c}`), `${PARAMS_CHUNK_PREFIX}${c}`)) params.push(p);
   }
   const { params_chunks: _p, ...rest } = m;
   const out: Record<string, unknown> = { ...rest, params };

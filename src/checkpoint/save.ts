@@ -327,7 +327,10 @@ async function nativeState(
     });
     state[p.name] = out;
   }
-  encoder.tensors.splice(st.insertAt ?? encoder.tensors.length, 0, ...tensors);
+  // In file order where encoding would have put them (no spread: there may be 300k).
+  const after = encoder.tensors.splice(st.insertAt ?? encoder.tensors.length);
+  for (const t of tensors) encoder.tensors.push(t);
+  for (const t of after) encoder.tensors.push(t);
   return state;
 }
 
