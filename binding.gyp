@@ -34,7 +34,11 @@
         'native/cpu/thread_pool.cpp',
       ],
       'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,compute_90"'],
+      # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: an error raised while a worker thread is being
+      # terminated cannot be thrown into its JavaScript; without this, node-addon-api throws
+      # a C++ exception out of the callback and the whole process aborts (docs/workers.md).
+      'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS',
+                  'FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,sm_100,sm_120,compute_90"'],
       'cflags!': ['-fno-exceptions'],
       'cflags_cc!': ['-fno-exceptions', '-fno-rtti', '-std=gnu++17', '-std=gnu++20'],
       # Same float rules as CMake: no FMA contraction, no fast math (bit-exact backends).
@@ -48,12 +52,12 @@
           'sources': [
             'tools/cuda-emu/units/cuda_adamw.cpp', 'tools/cuda-emu/units/cuda_bandwidth.cpp',
             'tools/cuda-emu/units/cuda_device.cpp', 'tools/cuda-emu/units/cuda_grad_ops.cpp',
-            'tools/cuda-emu/units/cuda_lion.cpp',
+            'tools/cuda-emu/units/cuda_lion.cpp', 'tools/cuda-emu/units/cuda_memory.cpp',
             'tools/cuda-emu/src/config.cpp', 'tools/cuda-emu/src/executor.cpp', 'tools/cuda-emu/src/faults.cpp',
             'tools/cuda-emu/src/memory.cpp', 'tools/cuda-emu/src/runtime_api.cpp', 'tools/cuda-emu/src/streams.cpp',
           ],
           'include_dirs': ['tools/cuda-emu/include'],
-          'defines!': ['FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,compute_90"'],
+          'defines!': ['FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,sm_100,sm_120,compute_90"'],
           'defines': ['FO_CUDA_EMULATED=1', 'FO_CUDA_ARCHS="emulated"'],
           'cflags_cc': ['-fno-strict-aliasing', '-Wno-unknown-pragmas', '-Wno-subobject-linkage'],
         }],
@@ -63,7 +67,7 @@
         }],
         ['cuda_mode=="nvcc"', {
           'sources': ['native/cuda/cuda_device.cu', 'native/cuda/cuda_adamw.cu', 'native/cuda/cuda_lion.cu',
-                      'native/cuda/cuda_grad_ops.cu', 'native/cuda/cuda_bandwidth.cu'],
+                      'native/cuda/cuda_grad_ops.cu', 'native/cuda/cuda_bandwidth.cu', 'native/cuda/cuda_memory.cu'],
           'rules': [
             {
               'rule_name': 'nvcc',
@@ -77,12 +81,14 @@
               'action': [
                 '<(nvcc)', '-std=c++17', '-O3', '-fmad=false', '--expt-relaxed-constexpr',
                 '-Xcompiler', '-fPIC', '-Xcompiler', '-fvisibility=hidden',
-                '-DFO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,compute_90"',
+                '-DFO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,sm_100,sm_120,compute_90"',
                 '-gencode', 'arch=compute_75,code=sm_75',
                 '-gencode', 'arch=compute_80,code=sm_80',
                 '-gencode', 'arch=compute_86,code=sm_86',
                 '-gencode', 'arch=compute_89,code=sm_89',
                 '-gencode', 'arch=compute_90,code=[sm_90,compute_90]',
+                '-gencode', 'arch=compute_100,code=sm_100',
+                '-gencode', 'arch=compute_120,code=sm_120',
                 '-c', '<(RULE_INPUT_PATH)', '-o', '<@(_outputs)',
               ],
               'message': 'nvcc <(RULE_INPUT_PATH)',

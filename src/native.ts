@@ -7,6 +7,7 @@ import nodeGypBuild from 'node-gyp-build';
 export interface NativeTensorHandle {
   toFloat32(): Float32Array;
   toBits16(): Uint16Array;
+  copyToFloat32(out: Float32Array): void;
   copyFromFloat32(values: Float32Array): void;
   copyFromBits16(bits: Uint16Array): void;
   zero(): void;
@@ -25,11 +26,13 @@ export interface NativeParamState {
   [buffer: string]: Float32Array | number | undefined;
 }
 
+/** How a group's params are registered (one addParams call per group). */
 export interface NativeParamOptions {
   masterWeights: boolean;
-  /** Scales the param's step, not its decoupled decay (AdamWDL's layer-wise ratio). */
-  lrRatio?: number;
-  applyDecay?: boolean;
+  /** Per param: scales its step, not its decoupled decay (AdamWDL's layer-wise ratio); default 1. */
+  lrRatios?: Float64Array;
+  /** Per param: 1 for decoupled weight decay, 0 for none; default all 1. */
+  applyDecay?: Uint8Array;
 }
 
 /** What a step does to the grads first; see native/addon/optimizer_wrap.h. */
@@ -46,8 +49,18 @@ export interface NativeStepControl {
 
 /** AdamWHandle and LionHandle: one native optimizer engine. */
 export interface NativeOptimizerHandle {
-  addParam(data: NativeTensorHandle, group: number, name: string, options: NativeParamOptions): number;
+  /** Registers a group's params, all or none; returns the index of the first. */
+  addParams(
+    data: NativeTensorHandle[],
+    group: number,
+    names: string[],
+    masterWeights: boolean,
+    lrRatios?: Float64Array,
+    applyDecay?: Uint8Array,
+  ): number;
   setGrad(index: number, grad: NativeTensorHandle | null): void;
+  /** The grads of params first, first + 1, ... */
+  setGrads(first: number, grads: Array<NativeTensorHandle | null>): void;
   setSparseGrad(index: number, values: NativeTensorHandle, rows: Int32Array, rowWidth: number): void;
   setLazyMode(on: boolean): void;
   /** Returns true when the step was skipped (an inf/NaN grad under checkFinite). */
@@ -74,6 +87,17 @@ export interface NativeOptimizerHandle {
   checkpointCommit(indices: Int32Array, steps: Float64Array, flags: Uint8Array): void;
   checkpointAbort(indices: Int32Array): void;
   checkpointReset(indices: Int32Array): void;
+  /** Why the optimizer refuses to continue (a step failed part way on the GPU), or null. */
+  readonly brokenReason: string | null;
+  /** Later steps wait (on the device) for this cudaEvent_t. */
+  waitFor(event: bigint): void;
+  /** The cudaStream_t the steps run on, or null on the CPU. */
+  readonly cudaStream: bigint | null;
+  /** Frees the state now (after a running stepAsync); later calls throw. Idempotent. */
+  dispose(): void;
+  readonly disposed: boolean;
+  /** Bytes of state, masters and tables last reported to V8 with AdjustExternalMemory. */
+  readonly memoryBytes: number;
 }
 
 export interface NativeInfo {
@@ -105,8 +129,11 @@ export interface NativeCudaEmulator {
     liveBytes: number;
     pendingOps: number;
   };
-  /** The next call of `kind` after `skip` successful ones fails (skip < 0 cancels). */
-  failAfter(kind: 'malloc' | 'launch' | 'sync' | 'memcpy', skip: number): void;
+  /** The `times` (default 1) calls of `kind` after `skip` successful ones fail (skip < 0 cancels). */
+  failAfter(kind: 'malloc' | 'launch' | 'sync' | 'memcpy', skip: number, times?: number): void;
+  /** A new event recorded on the legacy default stream (for tests of ordering); free with destroyEvent. */
+  recordEvent(): bigint;
+  destroyEvent(event: bigint): void;
   /** e.g. "threads=fiber exec=deferred thread-order=forward block-order=forward seed=1 protect=pkey" */
   readonly config: string;
 }

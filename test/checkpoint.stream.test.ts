@@ -97,11 +97,13 @@ describe('staging budgets', () => {
     );
     await expect(saveCheckpoint(file, { params: p }, { stagingBytes: MiB + 0.5 })).rejects.toThrow(RangeError);
     await expect(saveCheckpoint(file, { params: p }, { backgroud: true } as never)).rejects.toThrow(
-      /unknown key 'backgroud' in options/,
+      /options: unknown option 'backgroud'/,
     );
-    await expect(saveCheckpoint(file, { params: p, extras: 1 } as never)).rejects.toThrow(/unknown key 'extras'/);
+    await expect(saveCheckpoint(file, { params: p, extras: 1 } as never)).rejects.toThrow(
+      /state: unknown option 'extras'/,
+    );
     await expect(loadCheckpoint(file, { params: p }, { background: true } as never)).rejects.toThrow(
-      /unknown key 'background' in options/,
+      /options: unknown option 'background'/,
     );
     expect(existsSync(file)).toBe(false);
   });

@@ -5,7 +5,7 @@
 // several chunks with unaligned tails. Runs wherever CUDA is usable: on a GPU, or on the
 // CUDA host emulator (FUSED_OPTIM_CUDA=EMULATE, docs/cuda-emulator.md) in CI.
 import { describe, expect, it } from 'vitest';
-import { AdamW, AdamWDL, type DType, GradScaler, Lion, Parameter, Tensor } from '../src/index';
+import { AdamW, AdamWDL, type DType, GradScaler, Lion, Parameter, Tensor, clipGradNorm } from '../src/index';
 import type { FusedOptimizer, GradClip } from '../src/fused_optimizer';
 import type { ParamGroup } from '../src/optimizer';
 import { native } from '../src/native';
@@ -112,6 +112,41 @@ describe.skipIf(!probe.cudaUsable)(`CUDA equals the CPU bit for bit: step featur
       });
     }
   }
+
+  it('clipGradNorm: the same total norm and clipped grads, bit for bit, for norm types 2, 1 and inf', () => {
+    for (const normType of [2, 1, Infinity]) {
+      for (const dtype of ['float32', 'float16', 'bfloat16'] as DType[]) {
+        const next = rng(71);
+        const values = SIZES.map((n) => randn(n, next, 0.3));
+        const [cpu, gpu] = (['cpu', 'cuda'] as Device[]).map((device) =>
+          values.map((v, i) => {
+            const p = new Parameter(Tensor.zeros([v.length], { dtype, device }), { name: `w${i}` });
+            p.grad = Tensor.from(v, { dtype, device });
+            return p;
+          }),
+        );
+        // The float64 sums per tensor first (the returned norm is rounded to float32, which
+        // would hide a last-bit difference), then the clipping itself.
+        const sums = [cpu, gpu].map((ps) =>
+          Array.from(
+            native().gradNormSums(
+              ps.map((p) => p.grad!.handle),
+              normType,
+            ),
+          ),
+        );
+        expect(sums[1], `${dtype} norm ${normType}: float64 sums`).toEqual(sums[0]);
+        const norms = [clipGradNorm(cpu, 0.5, { normType }), clipGradNorm(gpu, 0.5, { normType })];
+        expect(Object.is(norms[1], norms[0]), `${dtype} norm ${normType}: ${norms[1]} vs ${norms[0]}`).toBe(true);
+        cpu.forEach((p, i) => {
+          const a = p.grad!;
+          const b = gpu[i].grad!;
+          if (dtype === 'float32') expectSameBits(bitsOf(b.toFloat32Array()), bitsOf(a.toFloat32Array()), `grad ${i}`);
+          else expectSameBits(b.toBits(), a.toBits(), `${dtype} grad ${i}`);
+        });
+      }
+    }
+  });
 
   it('GradScaler: unscale in the kernels, a skipped step on an inf grad, the same scale on both', () => {
     for (const dtype of ['float32', 'float16', 'bfloat16'] as DType[]) {

@@ -5,6 +5,7 @@
 
 #if defined(FO_CUDA_EMULATED)
 #include <cuda_emu/control.h>
+#include <cuda_runtime.h>
 
 #include <string>
 
@@ -34,16 +35,37 @@ Napi::Value counters(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// failAfter(kind, skip): the next call of `kind` after `skip` successful ones fails.
+// failAfter(kind, skip, times = 1): the `times` calls of `kind` after `skip` successful ones fail.
 Napi::Value fail_after(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     if (!info[0].IsString()) throw fo::TypeError("cudaEmulator.failAfter: kind must be a string");
     if (!info[1].IsNumber()) throw fo::TypeError("cudaEmulator.failAfter: skip must be a number");
     const std::string kind = info[0].As<Napi::String>().Utf8Value();
     const int64_t skip = info[1].As<Napi::Number>().Int64Value();
-    if (!cuda_emu::fail_after(kind, skip))
+    const int64_t times = info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : 1;
+    if (!cuda_emu::fail_after(kind, skip, times))
       throw fo::RangeError("cudaEmulator.failAfter: kind must be malloc, launch, sync or memcpy, got '" + kind + "'");
     return info.Env().Undefined();
+  });
+}
+
+// recordEvent(): a cudaEvent_t recorded on the legacy stream, as a bigint.
+Napi::Value record_event(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    cudaEvent_t e = nullptr;
+    if (cudaEventCreate(&e) != cudaSuccess || cudaEventRecord(e, nullptr) != cudaSuccess)
+      throw std::runtime_error("cudaEmulator.recordEvent: the event could not be created");
+    return Napi::BigInt::New(info.Env(), uint64_t(reinterpret_cast<uintptr_t>(e)));
+  });
+}
+
+void destroy_event(const Napi::CallbackInfo& info) {
+  guarded(info.Env(), [&] {
+    if (!info[0].IsBigInt()) throw fo::TypeError("cudaEmulator.destroyEvent: event must be a bigint");
+    bool lossless = false;
+    const uint64_t e = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+    if (cudaEventDestroy(reinterpret_cast<cudaEvent_t>(uintptr_t(e))) != cudaSuccess)
+      throw fo::TypeError("cudaEmulator.destroyEvent: not an event");
   });
 }
 
@@ -55,6 +77,8 @@ void register_emulator(Napi::Env env, Napi::Object exports) {
   Napi::Object emu = Napi::Object::New(env);
   emu.Set("counters", Napi::Function::New(env, counters));
   emu.Set("failAfter", Napi::Function::New(env, fail_after));
+  emu.Set("recordEvent", Napi::Function::New(env, record_event));
+  emu.Set("destroyEvent", Napi::Function::New(env, destroy_event));
   emu.Set("config", Napi::String::New(env, cuda_emu::describe_config()));
   exports.Set("cudaEmulator", emu);
 #else

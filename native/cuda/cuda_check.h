@@ -30,4 +30,10 @@ inline void check(cudaError_t e, const char* what) {
   throw std::runtime_error("CUDA error " + error_text(e) + " (in " + what + ")");
 }
 
+// Launchers register their streams with the release queue of cuda_memory.cu, so that
+// device_free orders releases after their queued work (NOTE(stream-ordered release)).
+void register_stream(cudaStream_t stream);
+void unregister_stream(cudaStream_t stream);
+void poll_releases() noexcept;  // frees what no queued work can use any more
+
 }  // namespace fo::cuda

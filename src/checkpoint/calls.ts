@@ -1,5 +1,6 @@
 // The arguments of saveCheckpoint and loadCheckpoint: checked before any file is touched; a
 // bad call is a TypeError or RangeError naming the argument and the problem.
+import { checkKeys, checkObject as checkPlainObject, describe } from '../checks';
 import { FusedOptimizer } from '../fused_optimizer';
 import { Parameter } from '../parameter';
 import { DEFAULT_STAGING_BYTES, MAX_STAGING_BYTES, MIN_STAGING_BYTES } from './native_io';
@@ -89,7 +90,7 @@ export interface LoadCall extends Targets {
 
 export function checkSaveCall(file: unknown, state: unknown, options: unknown): SaveCall {
   const op = 'saveCheckpoint';
-  const s = checkObject(state, op, 'the second argument', ['params', 'optimizer', 'scheduler', 'scaler', 'extra']);
+  const s = checkObject(state, op, 'state', ['params', 'optimizer', 'scheduler', 'scaler', 'extra']);
   const o = checkObject(options ?? {}, op, 'options', ['background', 'stagingBytes']);
   const background = o.background ?? false;
   if (typeof background !== 'boolean') throw new TypeError(`${op}: options.background must be a boolean`);
@@ -98,7 +99,7 @@ export function checkSaveCall(file: unknown, state: unknown, options: unknown): 
 
 export function checkLoadCall(file: unknown, targets: unknown, options: unknown): LoadCall {
   const op = 'loadCheckpoint';
-  const t = checkObject(targets, op, 'the second argument', ['params', 'optimizer', 'scheduler', 'scaler', 'strict']);
+  const t = checkObject(targets, op, 'targets', ['params', 'optimizer', 'scheduler', 'scaler', 'strict']);
   const o = checkObject(options ?? {}, op, 'options', ['stagingBytes']);
   const strict = t.strict ?? true;
   if (typeof strict !== 'boolean') throw new TypeError(`${op}: strict must be a boolean`);
@@ -123,14 +124,15 @@ function checkTargets(file: unknown, t: Record<string, unknown>, o: Record<strin
   };
 }
 
+// The shared vocabulary (src/checks.ts): a non-object is a TypeError, and so is an unknown key,
+// naming the key probably meant.
 function checkObject(v: unknown, op: string, what: string, keys: readonly string[]): Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v))
-    throw new TypeError(`${op}: ${what} must be an object { ${keys.join(', ')} }, got ${describe(v)}`);
-  for (const key of Object.keys(v))
-    if (!keys.includes(key))
-      throw new TypeError(`${op}: unknown key '${key}' in ${what} (it takes ${keys.join(', ')})`);
-  return v as Record<string, unknown>;
+  const o = checkPlainObject(v, `${op}: ${what}`, `an object { ${keys.join(', ')} }`);
+  checkKeys(o, `${op}: ${what}`, keys);
+  return o;
 }
+
+export { describe };
 
 function checkStagingBytes(v: unknown, op: string): number {
   if (v === undefined) return DEFAULT_STAGING_BYTES;
@@ -143,13 +145,6 @@ function checkStagingBytes(v: unknown, op: string): number {
 
 export function className(o: object): string {
   return (o.constructor as { name?: string } | undefined)?.name || 'Object';
-}
-
-export function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'object') return `a ${className(v as object)}`;
-  return typeof v === 'string' ? JSON.stringify(v) : `${String(v)} (a ${typeof v})`;
 }
 
 function checkParams(params: unknown, op: string): Map<string, Parameter> {

@@ -60,7 +60,7 @@ export function runInfo(argv: readonly string[]): number {
     ['backend', info.backend],
     ['device', info.device],
   ];
-  if (n.cudaEmulated) {
+  if (n.cudaEmulated && n.cudaUsable) {
     rows.push([
       'GPU',
       'none: a test build whose CUDA backend is the CUDA host emulator (tools/cuda-emu), which runs ' +

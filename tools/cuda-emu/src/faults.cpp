@@ -34,7 +34,11 @@ thread_local cudaError_t last_error = cudaSuccess;
 
 struct Injection {
   std::mutex mutex;
-  std::map<std::string, int64_t> skip;  // kind -> successful calls still to let through
+  struct Pending {
+    int64_t skip;   // successful calls still to let through
+    int64_t times;  // failures still to give after that
+  };
+  std::map<std::string, Pending> pending;  // by kind
 };
 Injection& injection() {
   static Injection* i = new Injection;  // never destroyed: used until the process ends
@@ -55,15 +59,15 @@ cudaError_t take_last_error() {
 
 cudaError_t peek_last_error() { return last_error; }
 
-bool fail_after(const std::string& kind, int64_t skip) {
+bool fail_after(const std::string& kind, int64_t skip, int64_t times) {
   if (kind != "malloc" && kind != "launch" && kind != "sync" && kind != "memcpy") return false;
   Injection& in = injection();
   std::lock_guard<std::mutex> lock(in.mutex);
-  if (skip < 0)
-    in.skip.erase(kind);
+  if (skip < 0 || times <= 0)
+    in.pending.erase(kind);
   else
-    in.skip[kind] = skip;
-  any_injection.store(!in.skip.empty());
+    in.pending[kind] = Injection::Pending{skip, times};
+  any_injection.store(!in.pending.empty());
   return true;
 }
 
@@ -71,14 +75,14 @@ bool injected_failure(const char* kind) {
   if (!any_injection.load()) return false;
   Injection& in = injection();
   std::lock_guard<std::mutex> lock(in.mutex);
-  auto it = in.skip.find(kind);
-  if (it == in.skip.end()) return false;
-  if (it->second > 0) {
-    --it->second;
+  auto it = in.pending.find(kind);
+  if (it == in.pending.end()) return false;
+  if (it->second.skip > 0) {
+    --it->second.skip;
     return false;
   }
-  in.skip.erase(it);
-  any_injection.store(!in.skip.empty());
+  if (--it->second.times == 0) in.pending.erase(it);
+  any_injection.store(!in.pending.empty());
   return true;
 }
 

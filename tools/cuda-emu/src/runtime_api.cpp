@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "../include/cuda.h"
 #include "emu.h"
 
 namespace cuda_emu {
@@ -75,7 +76,12 @@ bool resolve_kind(cudaMemcpyKind kind, const void* dst, const void* src, bool* d
 // The queued copy: re-checked when it runs (memory may have been freed meanwhile), then
 // through the emulator's window for the device side.
 std::function<void()> copy_work(void* dst, const void* src, size_t n, bool dst_dev, bool src_dev) {
+  // Pinned host memory freed before the copy ran: CUDA does not promise to wait either.
+  const bool dst_pinned = !dst_dev && is_pinned(dst);
+  const bool src_pinned = !src_dev && is_pinned(src);
   return [=] {
+    if ((dst_pinned && !is_pinned(dst)) || (src_pinned && !is_pinned(src)))
+      fatal("a queued copy uses pinned host memory released by cudaFreeHost before the copy ran");
     std::string why;
     if (!check_side(dst, n, dst_dev, "queued copy", "destination", &why) ||
         !check_side(src, n, src_dev, "queued copy", "source", &why)) {
@@ -126,8 +132,21 @@ cudaError_t queue_memset(void* p, int value, size_t n, cudaStream_t stream, cons
   return cudaSuccess;
 }
 
+// A query of unfinished work does not run it (in deferred mode it would otherwise run
+// early and hide a missing synchronization); only a loop that keeps polling with nothing
+// else happening gets its work run, so it cannot spin forever.
+uint64_t not_ready_polls = 0;
+cudaError_t not_ready() {
+  if (++not_ready_polls >= 1000000) {
+    not_ready_polls = 0;
+    drain_all();
+  }
+  return cudaErrorNotReady;
+}
+
 cudaError_t sync_stream(Stream* s) {
   count_host_sync();
+  not_ready_polls = 0;
   if (injected_failure("sync")) return fail(cudaErrorLaunchFailure);
   drain_stream(s, UINT64_MAX);
   return cudaSuccess;
@@ -458,8 +477,7 @@ cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int) {
 cudaError_t cudaFreeHost(void* ptr) {
   if (!ptr) return cudaSuccess;
   DeviceLock lock(device_mutex());
-  // Queued copies may still read or write it: as with cudaFree, CUDA does not promise to wait.
-  if (work_outstanding()) warn("cudaFreeHost with device work still queued: copies to or from it may still run");
+  // A queued copy that still reads or writes it is reported when it runs (copy_work).
   if (!pinned_free(ptr)) return fail(cudaErrorInvalidValue, "cudaFreeHost: not a pointer cudaMallocHost returned");
   return cudaSuccess;
 }
@@ -515,8 +533,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
   Stream* s = resolve_stream(stream, &ok);
   if (!ok) return fail(cudaErrorInvalidResourceHandle);
   if (stream_idle(s)) return cudaSuccess;
-  drain_stream(s, UINT64_MAX);  // "not ready" now; a poll that repeats finds it done
-  return cudaErrorNotReady;
+  return not_ready();
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
@@ -571,8 +588,7 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
   Event* e = reinterpret_cast<Event*>(event);
   if (!valid_event(e)) return fail(cudaErrorInvalidResourceHandle);
   if (event_done(e)) return cudaSuccess;
-  wait_event(e);  // "not ready" now; a poll that repeats finds it done
-  return cudaErrorNotReady;
+  return not_ready();
 }
 
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {

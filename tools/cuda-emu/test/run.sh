@@ -21,7 +21,7 @@ for mode in "" thread-order=reverse,block-order=random exec=eager protect=mprote
 done
 
 [[ "${1:-}" == --no-tsan ]] && exit 0
-units=("$root"/tools/cuda-emu/units/cuda_device.cpp "$root"/tools/cuda-emu/units/cuda_grad_ops.cpp
+units=("$root"/tools/cuda-emu/units/cuda_device.cpp "$root"/tools/cuda-emu/units/cuda_memory.cpp "$root"/tools/cuda-emu/units/cuda_grad_ops.cpp
        "$root"/tools/cuda-emu/units/cuda_adamw.cpp)
 g++ "${flags[@]}" -fsanitize=thread "$here/kernels_driver.cpp" "${units[@]}" "${emu_sources[@]}" -o "$out/kernels_tsan"
 FO_CUDA_EMU=threads=os TSAN_OPTIONS=halt_on_error=1 "$out/kernels_tsan"

@@ -2,6 +2,7 @@
 // must be seen to catch what it claims to. Plain C++ against the emulator (no Node): kernels
 // written here, run through the same launch path as native/cuda. Death tests run in a forked
 // child and look for the emulator's message. Run by tools/cuda-emu/test/run.sh (and CI).
+#include <cuda.h>
 #include <cuda_runtime.h>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -21,12 +21,12 @@ struct Counters {
 };
 Counters counters();
 
-// Makes a later call fail as a GPU can: after `skip` more successful calls of that kind, the
-// next one returns its error ("malloc": cudaMalloc / cudaMallocHost -> cudaErrorMemoryAllocation;
+// Makes later calls fail as a GPU can: after `skip` more successful calls of that kind, the
+// next `times` ones return their error ("malloc": cudaMalloc / cudaMallocHost -> cudaErrorMemoryAllocation;
 // "launch": a kernel launch -> cudaErrorLaunchOutOfResources; "sync": a stream / event
 // synchronization -> cudaErrorLaunchFailure; "memcpy": a copy -> cudaErrorInvalidValue).
-// Returns false for an unknown kind. One pending failure per kind; cancel with skip < 0.
-bool fail_after(const std::string& kind, int64_t skip);
+// Returns false for an unknown kind. One pending request per kind; cancel with skip < 0.
+bool fail_after(const std::string& kind, int64_t skip, int64_t times = 1);
 
 // "threads=fiber exec=deferred thread-order=forward block-order=forward protect=pkey ..."
 std::string describe_config();
