@@ -107,6 +107,12 @@ describe('params with 0 elements, among normal ones', () => {
       override stateDict() {
         return { ...super.stateDict(), tag: 'mine' };
       }
+      // Its own key is its own to take out: loadStateDict refuses keys it does not know.
+      override loadStateDict(sd: ReturnType<Tagged['stateDict']>) {
+        const { tag, ...rest } = sd;
+        expect(tag).toBe('mine');
+        super.loadStateDict(rest);
+      }
     }
     const make = (seed: number) => {
       const m = model('AdamW', 'bfloat16', seed, 0);
