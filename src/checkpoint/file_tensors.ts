@@ -6,7 +6,7 @@ import { crc32, crcHex } from './crc32';
 import { fail } from './errors';
 import { CONVERT, type TensorPlace, readTensors } from './native_io';
 import { type ParsedHeader, type SafetensorsDType, type TensorData, typedArrayOf } from './safetensors_header';
-import { readFully } from './safetensors_reader';
+import { readFully } from './file_reads';
 import type { Slicer } from './yielding';
 
 /** A destination of a native read: where a tensor's bytes go, widened to fp32 or not. */

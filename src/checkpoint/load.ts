@@ -21,7 +21,7 @@ import { TensorClaims, checkOptimizer, checkParams, checkStateful } from './load
 import { readManifest } from './manifest';
 import { planOptimizerLoad } from './optimizer_load';
 import { takeTurn } from './queue';
-import { openForReading, readHeader } from './safetensors_reader';
+import { openForReading, readHeader } from './file_reads';
 import { Slicer } from './yielding';
 
 const op = 'loadCheckpoint';

@@ -1,17 +1,15 @@
 // Reading safetensors files: SafetensorsFile opens a file and checks its header
 // (safetensors_header.ts); tensors are read on demand. All file access goes through
 // fs.promises (libuv's thread pool); checksums through the addon's CRC-32.
-import { promises as fsp } from 'node:fs';
 import type { FileHandle } from './atomic';
 import { crc32 } from './crc32';
 import { FormatError, SafetensorsError } from './errors';
-import { parseHeaderOffThread } from './header_table';
+import { openForReading, readFully, readHeader } from './file_reads';
 import {
   type ParsedHeader,
   type SafetensorsDType,
   type SafetensorsTensorInfo,
   type TensorData,
-  checkHeaderLength,
   typedArrayOf,
 } from './safetensors_header';
 
@@ -19,58 +17,6 @@ export interface SafetensorsTensor {
   dtype: SafetensorsDType;
   shape: number[];
   data: TensorData;
-}
-
-const READ_CHUNK = 64 << 20; // below the 2 GiB limit of one read()
-
-export async function readFully(fh: FileHandle, into: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < into.length) {
-    const want = Math.min(READ_CHUNK, into.length - done);
-    const { bytesRead } = await fh.read(into, done, want, position + done);
-    if (bytesRead === 0)
-      throw new FormatError(
-        'IoError',
-        `the file ended at byte ${position + done} while reading (it shrank while being read?)`,
-      );
-    done += bytesRead;
-  }
-}
-
-/** A header as read from an open file: the raw bytes (for checksums) and their parse. */
-export interface RawHeader {
-  fileSize: number;
-  /** The first 8 + headerLength bytes of the file. */
-  bytes: Uint8Array;
-  parsed: ParsedHeader;
-}
-
-/** Reads and checks the header of an open file; throws FormatError. */
-export async function readHeader(fh: FileHandle): Promise<RawHeader> {
-  const stat = await fh.stat();
-  if (!stat.isFile()) throw new FormatError('IoError', 'not a regular file');
-  const size = stat.size;
-  const prefix = new Uint8Array(8);
-  if (size >= 8) await readFully(fh, prefix, 0);
-  const headerLength = checkHeaderLength(prefix, size);
-  const bytes = new Uint8Array(8 + headerLength);
-  bytes.set(prefix);
-  await readFully(fh, bytes.subarray(8), 8);
-  return { fileSize: size, bytes, parsed: await parseHeaderOffThread(bytes.subarray(8), size) };
-}
-
-/** Opens a file for reading; a failure is a SafetensorsError ('IoError') naming it. */
-export async function openForReading(file: string): Promise<FileHandle> {
-  try {
-    return await fsp.open(file, 'r');
-  } catch (e) {
-    throw new SafetensorsError(
-      file,
-      `cannot open the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-      'IoError',
-      { cause: e },
-    );
-  }
 }
 
 /** An open safetensors file: its header is read and checked by open(); tensors are read on demand. */
