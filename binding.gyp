@@ -15,10 +15,15 @@
     {
       'target_name': 'fused_optim',
       'sources': [
+        'native/addon/checkpoint_wrap.cpp',
         'native/addon/emulator_wrap.cpp',
         'native/addon/grad_ops_wrap.cpp',
         'native/addon/module.cpp',
         'native/addon/tensor_wrap.cpp',
+        'native/checkpoint/crc32.cpp',
+        'native/checkpoint/file_io.cpp',
+        'native/checkpoint/header_parser.cpp',
+        'native/checkpoint/transfer.cpp',
         'native/core/grad_ops.cpp',
         'native/core/storage.cpp',
         'native/core/tensor.cpp',
