@@ -89,7 +89,7 @@ export interface NativeModule {
 
 // The package root holds build/ and prebuilds/; this file runs from src/ (tests) or
 // dist/cjs/ (the published package), so look upwards for our package.json.
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = __dirname;
   for (;;) {
     const manifest = path.join(dir, 'package.json');

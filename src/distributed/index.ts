@@ -1,0 +1,12 @@
+// fused-optim/distributed: data-parallel training across processes and machines over MPI.
+// docs/distributed.md is the reference.
+export { init, type InitOptions } from './init';
+export { ProcessGroup, type ReduceOptions, type CallContext } from './process_group';
+export type { HostArray, ReduceOp, CollectiveBackend, CollectiveCall, BackendInfo } from './backend';
+export {
+  allReduceGrads,
+  broadcastParams,
+  type AllReduceGradsOptions,
+  type BroadcastParamsOptions,
+} from './data_parallel';
+export { DEFAULT_BUCKET_BYTES } from './buckets';
