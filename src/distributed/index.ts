@@ -10,3 +10,12 @@ export {
   type BroadcastParamsOptions,
 } from './data_parallel';
 export { DEFAULT_BUCKET_BYTES } from './buckets';
+export {
+  ZeroRedundancyOptimizer,
+  type ZeroOptions,
+  type ZeroParamGroup,
+  type ShardOptimizer,
+  type ShardOptimizerFactory,
+} from './zero';
+export { partitionParams, type Partition } from './partition';
+export { allReduceMetrics } from './metrics';
