@@ -48,3 +48,37 @@ export function allGatherJsonSync(group: ProcessGroup, value: unknown, what: str
   group.allGather(padded, all, { label: `${what}: values` });
   return decode(all, lengths, width);
 }
+
+/** Root's `value` (JSON) on every rank; other ranks pass anything (it is ignored). */
+export async function broadcastJson(group: ProcessGroup, value: unknown, root: number, what: string): Promise<unknown> {
+  const mine = group.rank === root ? encode(value) : new Uint8Array(0);
+  const length = Int32Array.of(mine.length);
+  await group.broadcastAsync(length, root, { label: `${what}: length` });
+  const bytes = new Uint8Array(length[0]);
+  if (group.rank === root) bytes.set(mine);
+  await group.broadcastAsync(bytes, root, { label: `${what}: value` });
+  return JSON.parse(new TextDecoder().decode(bytes), reviver);
+}
+
+/**
+ * Root's `data` on every rank in chunks of at most `chunk` elements; `sink(offset, values)`
+ * sees each chunk (a view valid only during the call). Other ranks pass the length.
+ */
+export async function broadcastFloats(
+  group: ProcessGroup,
+  data: Float32Array | number,
+  root: number,
+  chunk: number,
+  sink: (offset: number, values: Float32Array) => void,
+  what: string,
+): Promise<void> {
+  const length = typeof data === 'number' ? data : data.length;
+  const buffer = new Float32Array(group.allocateHost(Math.min(length, chunk) * 4));
+  for (let offset = 0; offset < length; offset += chunk) {
+    const n = Math.min(chunk, length - offset);
+    const view = buffer.subarray(0, n);
+    if (group.rank === root) view.set((data as Float32Array).subarray(offset, offset + n));
+    await group.broadcastAsync(view, root, { label: `${what}: elements ${offset} to ${offset + n}` });
+    sink(offset, view);
+  }
+}

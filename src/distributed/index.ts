@@ -19,3 +19,12 @@ export {
 } from './zero';
 export { partitionParams, type Partition } from './partition';
 export { allReduceMetrics } from './metrics';
+export {
+  saveShardedCheckpoint,
+  loadShardedCheckpoint,
+  saveConsolidatedCheckpoint,
+  SHARDED_CHECKPOINT_FORMAT,
+  SHARDED_CHECKPOINT_VERSION,
+  type SaveShardedCheckpointOptions,
+  type LoadShardedCheckpointOptions,
+} from './sharded_checkpoint';

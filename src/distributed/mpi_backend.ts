@@ -48,12 +48,12 @@ interface NativeMpi {
   };
 }
 
-export const MPI_MODULE_RELATIVE_PATH = path.join('build', 'Release', 'mpi', 'fused_optim_mpi.node');
+export const MPI_MODULE_RELATIVE_PATH = path.join('native', 'mpi', 'build', 'Release', 'fused_optim_mpi.node');
 
 const INSTALL_HINT =
   'It is built when an MPI compiler wrapper (mpicc) is on PATH while fused-optim is installed or built: install MPI ' +
   'with its development files (Debian/Ubuntu: apt-get install openmpi-bin libopenmpi-dev; or MPICH), then run ' +
-  '`npm rebuild fused-optim` (in a source checkout: `npm run build:gyp`).';
+  '`npm rebuild fused-optim` (in a source checkout: `npm run build:mpi`).';
 
 /** The module's file: FUSED_OPTIM_MPI_MODULE when set, else the package's build. */
 export function mpiModulePath(): string {

@@ -15,6 +15,7 @@ import { Optimizer, type ParamGroup, type ParamsInput, checkFiniteNumber } from 
 import { Parameter } from '../parameter';
 import type { Tensor } from '../tensor';
 import { type RawBucket, checkBucketBytes, rawBuckets } from './buckets';
+import { consolidate } from './consolidate';
 import { broadcastTensors } from './data_parallel';
 import { allGatherJsonSync } from './exchange';
 import { describeValue } from './host_arrays';
@@ -106,6 +107,7 @@ export class ZeroRedundancyOptimizer extends Optimizer<ZeroParamGroup> {
   #shards: Parameter[][] = [];
   /** The local optimizers' gradClip, as agreed at construction (for ranks without one). */
   #agreedClip: GradClip | null = null;
+  #optimizerClass = '';
   #syncBuckets: RawBucket[][] | undefined;
 
   constructor(params: ParamsInput<ParamGroup>, factory: ShardOptimizerFactory, options: ZeroOptions) {
@@ -139,6 +141,7 @@ export class ZeroRedundancyOptimizer extends Optimizer<ZeroParamGroup> {
     const hyper = this.#agreeHyperparameters(groups.length, where);
     Object.assign(this.defaults, hyper.defaults);
     this.#agreedClip = hyper.gradClip;
+    this.#optimizerClass = hyper.cls;
     this.initGroups(groups.map((g, i) => ({ ...hyper.groups[i], params: g.params }) as ZeroParamGroup));
     for (let r = 0; r < this.group.worldSize; r++)
       this.#shards.push(this.paramGroups.flatMap((g, gi) => g.params.filter((_, i) => this.#owner[gi][i] === r)));
@@ -221,6 +224,22 @@ export class ZeroRedundancyOptimizer extends Optimizer<ZeroParamGroup> {
     return total;
   }
 
+  /**
+   * The whole optimizer's state dict on `root` (torch's consolidate_state_dict): what an
+   * unsharded optimizer of the same class over all the params would return, keyed by the
+   * params' index across the groups. Undefined on the other ranks; every rank must call it.
+   * The root holds the whole state (and a copy of the params) while it runs.
+   */
+  async consolidateStateDict(root = 0): Promise<ReturnType<ShardOptimizer['stateDict']> | undefined> {
+    const whole = await consolidate(this, root);
+    if (!whole) return undefined;
+    try {
+      return whole.optimizer.stateDict();
+    } finally {
+      for (const p of whole.params) p.data.dispose();
+    }
+  }
+
   /** Metrics of this rank's shard (allReduceMetrics() puts every rank's together). */
   metrics(): MetricsDict {
     this.#syncHyperparameters();
@@ -248,36 +267,52 @@ export class ZeroRedundancyOptimizer extends Optimizer<ZeroParamGroup> {
   // -------------------------------------------------------------------------------------
   // @internal, for the sharded checkpoints
 
+  /** The class of the shard optimizers (the same on every rank), e.g. 'AdamW'. */
+  get optimizerClass(): string {
+    return this.#optimizerClass;
+  }
+
   /**
-   * @internal the factory's input for rank `rank`'s shard in a job of `world` ranks, with
-   * the groups' current hyperparameters, each param replaced by `swap(param)`; and the
-   * global group of each of its groups.
+   * @internal the factory's input for `groups` (global group index, params), with the
+   * global groups' current hyperparameters, as the local optimizer's input is made.
    */
-  shardInputFor(
-    rank: number,
-    world: number,
-    swap: (p: Parameter) => Parameter = (p) => p,
-  ): { input: ParamsInput<ParamGroup> & unknown[]; globalGroups: number[] } {
-    const { owner } = partitionParams(
-      this.paramGroups.map((g) => g.params),
-      world,
-    );
-    const groups = this.paramGroups.map((g, gi) => ({
-      params: g.params.filter((_, i) => owner[gi][i] === rank).map(swap),
-      options: this.#plain ? {} : hyperOf(g),
-    }));
-    const globalGroups = groups.flatMap((g, gi) => (g.params.length > 0 ? [gi] : []));
-    return { input: this.#shardInputFromGroups(groups), globalGroups };
+  factoryInputFor(groups: ReadonlyArray<{ group: number; params: Parameter[] }>): ParamsInput<ParamGroup> & unknown[] {
+    if (this.#plain) return groups.flatMap((g) => g.params);
+    return groups.map((g) => ({
+      ...hyperOf(this.paramGroups[g.group]),
+      params: g.params,
+    })) as unknown as ParamsInput<ParamGroup> & unknown[];
   }
 
   /** @internal builds an optimizer with the factory, checked as the local one is. */
-  buildWith(shard: ParamsInput<ParamGroup>): ShardOptimizer {
-    return this.#build(shard as never, 'ZeroRedundancyOptimizer');
+  buildWith(shard: ParamsInput<ParamGroup> & unknown[]): ShardOptimizer {
+    return this.#build(shard, 'ZeroRedundancyOptimizer');
   }
 
-  /** @internal the global group of local group `i`. */
-  globalGroupOf(localGroup: number): number {
-    return this.#localToGlobal[localGroup];
+  /** @internal the global group of each of the local optimizer's groups. */
+  get localGroups(): readonly number[] {
+    return this.#localToGlobal;
+  }
+
+  /** @internal each global group's hyperparameters (JSON, sorted keys). */
+  hyperparameters(): Record<string, unknown>[] {
+    return this.paramGroups.map(hyperOf);
+  }
+
+  /** @internal sets every global group's hyperparameters (and the local groups'). */
+  setHyperparameters(hyper: readonly Record<string, unknown>[]): void {
+    this.paramGroups.forEach((g, i) => this.#assignHyper(g, hyper[i]));
+    this.#syncHyperparameters();
+  }
+
+  /** @internal the global groups' hyperparameters into the local optimizer's groups. */
+  syncLocalHyperparameters(): void {
+    this.#syncHyperparameters();
+  }
+
+  /** @internal every rank's shard values to every rank. */
+  syncParams(): Promise<void> {
+    return this.#syncParamsAsync();
   }
 
   // -------------------------------------------------------------------------------------
@@ -336,6 +371,7 @@ export class ZeroRedundancyOptimizer extends Optimizer<ZeroParamGroup> {
     defaults: Record<string, unknown>;
     groups: Record<string, unknown>[];
     gradClip: GradClip | null;
+    cls: string;
   } {
     const local = this.localOptimizer;
     const mine = {
@@ -379,6 +415,7 @@ export class ZeroRedundancyOptimizer extends Optimizer<ZeroParamGroup> {
       defaults: defaults ?? {},
       groups: groups as Record<string, unknown>[],
       gradClip: clip === null ? null : (JSON.parse(clip) as GradClip | null),
+      cls: cls ?? '',
     };
   }
 

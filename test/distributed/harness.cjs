@@ -46,6 +46,13 @@ function hashTensors(tensors) {
 
 async function main() {
   const out = process.argv[2];
+  if (out === '--list') {
+    // The cases, for the vitest side, without starting MPI.
+    process.stdout.write(
+      JSON.stringify(cases.map((c) => ({ name: c.name, minRanks: c.minRanks, maxRanks: c.maxRanks }))),
+    );
+    return;
+  }
   const timeoutSeconds = Number(process.env.FO_DIST_TEST_TIMEOUT || 60);
   const group = await distributed.init({ timeoutSeconds });
   const results = [];
