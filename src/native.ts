@@ -5,8 +5,9 @@ import * as path from 'node:path';
 import nodeGypBuild from 'node-gyp-build';
 
 export interface NativeTensorHandle {
-  toFloat32(): Float32Array;
-  toBits16(): Uint16Array;
+  /** Into `out` (numel elements) when given. */
+  toFloat32(out?: Float32Array): Float32Array;
+  toBits16(out?: Uint16Array): Uint16Array;
   copyFromFloat32(values: Float32Array): void;
   copyFromBits16(bits: Uint16Array): void;
   zero(): void;

@@ -171,3 +171,24 @@ describe.skipIf(skipReason !== undefined)('faults: the other ranks stop with a c
     );
   });
 });
+
+describe.skipIf(skipReason !== undefined)(
+  'the benchmark (bench/distributed.mjs --quick): a smoke test, no timing asserted',
+  () => {
+    it('runs under mpirun -np 2 and reports every figure, finite and positive', () => {
+      const r = mpirun(2, [join(root, 'bench', 'distributed.mjs'), '--quick', '--json', '--reps', '1'], 120_000);
+      expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.world).toBe(2);
+      expect(out.allReduce.rows.length).toBeGreaterThanOrEqual(5);
+      for (const row of out.allReduce.rows) for (const k of ['ms', 'algbw', 'busbw']) expect(row[k]).toBeGreaterThan(0);
+      for (const k of ['DDP', 'ZeRO-1']) {
+        expect(out.zero[k].stepMs).toBeGreaterThan(0);
+        expect(out.zero[k].stateBytesThisRank).toBeGreaterThan(0);
+      }
+      // ZeRO-1 holds about half the state per rank at N = 2 (the greedy partition's balance).
+      expect(out.zero['ZeRO-1'].stateBytesMaxRank / out.zero.DDP.stateBytesThisRank).toBeLessThan(0.75);
+      expect(out.zero['ZeRO-1'].stateBytesAllRanks).toBe(out.zero.DDP.stateBytesThisRank);
+    });
+  },
+);

@@ -5,7 +5,7 @@
 // asynchronous collectives) and are reused from call to call while the layout holds.
 import type { Tensor } from '../tensor';
 import type { ProcessGroup } from './process_group';
-import { rawArrayFor, rawBytesPerElement, rawValues } from './staging';
+import { rawArrayFor, rawBytesPerElement, readRawValues, readReduceValues } from './staging';
 
 export const DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024; // torch DDP's bucket_cap_mb
 
@@ -55,7 +55,7 @@ export class GradBucket {
   }
 
   pack(grads: readonly Tensor[]): void {
-    for (const e of this.entries) this.values.set(grads[e.index].toFloat32Array(), e.offset);
+    for (const e of this.entries) readReduceValues(grads[e.index], this.values.subarray(e.offset, e.offset + e.numel));
   }
 
   unpack(grads: readonly Tensor[]): void {
@@ -99,7 +99,7 @@ export class RawBucket {
   pack(tensors: readonly Tensor[]): void {
     for (const e of this.entries) {
       const t = tensors[e.index];
-      rawArrayFor(t, e.numel, this.#buffer, e.offset).set(rawValues(t));
+      readRawValues(t, rawArrayFor(t, e.numel, this.#buffer, e.offset));
     }
   }
 

@@ -29,6 +29,10 @@ export interface BroadcastParamsOptions {
   bucketBytes?: number;
 }
 
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 function checkGroup(group: unknown, where: string): ProcessGroup {
   if (!(group instanceof ProcessGroup))
     throw new TypeError(`${where}: group must be the ProcessGroup from init(), got ${describeValue(group)}`);
@@ -123,8 +127,11 @@ export async function allReduceGrads(params: Iterable<Parameter>, options: AllRe
   );
   // Pack and queue every bucket (the communication thread starts on the first while the
   // next is packed), then write each back as it completes.
+  // The event loop runs between buckets: a bucket's copies take milliseconds, all of them
+  // may take far longer.
   const inFlight: Promise<void>[] = [];
-  buckets.forEach((b, k) => {
+  for (const [k, b] of buckets.entries()) {
+    if (k > 0) await yieldToEventLoop();
     b.pack(grads);
     inFlight.push(
       group.allReduceAsync(
@@ -133,7 +140,7 @@ export async function allReduceGrads(params: Iterable<Parameter>, options: AllRe
         { label: `allReduceGrads bucket ${k + 1} of ${buckets.length} (${b.entries.length} grads)` },
       ),
     );
-  });
+  }
   for (let k = 0; k < buckets.length; k++) {
     await inFlight[k];
     buckets[k].unpack(grads);
@@ -158,21 +165,41 @@ export async function broadcastParams(params: Iterable<Parameter>, options: Broa
   await broadcastTensors(group, tensors, root, bucketBytes, where);
 }
 
-/** @internal root's tensors to every rank, in raw buckets (also ZeRO's param sync). */
+/**
+ * @internal queues the broadcasts of root's tensors, bucket by bucket (root packs each just
+ * before); resolves, once all are queued, to a promise per bucket. Every rank queues the
+ * same calls in the same order, yielding to the event loop at the same points.
+ */
+export async function queueBroadcasts(
+  group: ProcessGroup,
+  tensors: readonly Tensor[],
+  root: number,
+  buckets: readonly RawBucket[],
+  what: string,
+): Promise<Promise<void>[]> {
+  const inFlight: Promise<void>[] = [];
+  for (const [k, b] of buckets.entries()) {
+    if (k > 0) await yieldToEventLoop();
+    if (group.rank === root) b.pack(tensors);
+    inFlight.push(
+      group.broadcastAsync(b.bytes, root, {
+        label: `${what} bucket ${k + 1} of ${buckets.length} (${b.entries.length} tensors)`,
+      }),
+    );
+  }
+  return inFlight;
+}
+
+/** @internal root's tensors to every rank, in raw buckets. */
 export async function broadcastTensors(
   group: ProcessGroup,
   tensors: readonly Tensor[],
   root: number,
   bucketBytes: number,
   what: string,
-  buckets: RawBucket[] = rawBuckets(group, tensors, bucketBytes),
 ): Promise<void> {
-  const inFlight = buckets.map((b, k) => {
-    if (group.rank === root) b.pack(tensors);
-    return group.broadcastAsync(b.bytes, root, {
-      label: `${what} bucket ${k + 1} of ${buckets.length} (${b.entries.length} tensors)`,
-    });
-  });
+  const buckets = rawBuckets(group, tensors, bucketBytes);
+  const inFlight = await queueBroadcasts(group, tensors, root, buckets, what);
   for (let k = 0; k < buckets.length; k++) {
     await inFlight[k];
     if (group.rank !== root) buckets[k].unpack(tensors);

@@ -13,7 +13,7 @@ import {
   type ReduceOp,
 } from './backend';
 import { arrayTypeName, describeValue, isFloatArray, isHostArray } from './host_arrays';
-import { rawArrayFor, rawBytesPerElement, rawValues, reduceValues } from './staging';
+import { rawArrayFor, rawBytesPerElement, readRawValues, readReduceValues } from './staging';
 
 export interface ReduceOptions {
   /** 'sum' (default), 'avg' (sum / worldSize, floating-point only), 'max' or 'min'. */
@@ -243,7 +243,7 @@ export class ProcessGroup {
     if (!(b instanceof Tensor))
       return { call: { kind: CollectiveKind.AllReduce, input: b, ...o, root: 0, label }, finish: () => {} };
     const host = async ? this.#hostArrayLike((ab) => new Float32Array(ab), b.numel * 4) : new Float32Array(b.numel);
-    host.set(reduceValues(b));
+    readReduceValues(b, host);
     return {
       call: { kind: CollectiveKind.AllReduce, input: host, ...o, root: 0, label },
       finish: () => b.copyFrom(host),
@@ -289,7 +289,7 @@ export class ProcessGroup {
         finish: () => {},
       };
     const hostIn = async ? this.#hostArrayLike((ab) => new Float32Array(ab), i.numel * 4) : new Float32Array(i.numel);
-    hostIn.set(reduceValues(i));
+    readReduceValues(i, hostIn);
     const hostOut = async
       ? this.#hostArrayLike((ab) => new Float32Array(ab), out.numel * 4)
       : new Float32Array(out.numel);
@@ -328,7 +328,7 @@ export class ProcessGroup {
     const hostIn = async
       ? rawArrayFor(i, i.numel, this.backend.allocateHost(i.numel * bytes))
       : rawArrayFor(i, i.numel);
-    hostIn.set(rawValues(i));
+    readRawValues(i, hostIn);
     const hostOut = async
       ? rawArrayFor(out, out.numel, this.backend.allocateHost(out.numel * bytes))
       : rawArrayFor(out, out.numel);
@@ -362,7 +362,7 @@ export class ProcessGroup {
     const host = async
       ? rawArrayFor(b, b.numel, this.backend.allocateHost(b.numel * rawBytesPerElement(b)))
       : rawArrayFor(b, b.numel);
-    if (this.rank === r) host.set(rawValues(b));
+    if (this.rank === r) readRawValues(b, host);
     return {
       call: { kind: CollectiveKind.Broadcast, input: host, op: 'sum', root: r, ordered: false, label },
       // The root keeps its tensor untouched: rewriting it would make an optimizer re-read

@@ -6,17 +6,18 @@
 // host-to-device copy after (pageable memory; docs/distributed.md gives the cost).
 import type { Tensor } from '../tensor';
 
-/** A tensor's values as the array a reduction works on (a new fp32 copy). */
-export function reduceValues(t: Tensor): Float32Array {
-  return t.toFloat32Array();
+/** A tensor's values as a reduction works on them (fp32), copied into `out`. */
+export function readReduceValues(t: Tensor, out: Float32Array): void {
+  t.toFloat32Array(out);
 }
 
-/** A tensor's exact contents: fp32 values or raw 16-bit patterns (a new copy). */
-export function rawValues(t: Tensor): Float32Array | Uint16Array {
-  return t.dtype === 'float32' ? t.toFloat32Array() : t.toBits();
+/** A tensor's exact contents (fp32 values or raw 16-bit patterns), copied into `out`. */
+export function readRawValues(t: Tensor, out: Float32Array | Uint16Array): void {
+  if (t.dtype === 'float32') t.toFloat32Array(out as Float32Array);
+  else t.toBits(out as Uint16Array);
 }
 
-/** An empty host array of the kind rawValues() returns for `t`, over `buffer` when given. */
+/** A host array for `t`'s raw contents (Float32Array or Uint16Array), over `buffer` when given. */
 export function rawArrayFor(
   t: Tensor,
   numel: number,

@@ -16,7 +16,7 @@ import { Parameter } from '../parameter';
 import type { Tensor } from '../tensor';
 import { type RawBucket, checkBucketBytes, rawBuckets } from './buckets';
 import { consolidate } from './consolidate';
-import { broadcastTensors } from './data_parallel';
+import { queueBroadcasts } from './data_parallel';
 import { allGatherJsonSync } from './exchange';
 import { describeValue } from './host_arrays';
 import { partitionParams } from './partition';
@@ -590,18 +590,21 @@ export class ZeroRedundancyOptimizer extends Optimizer<ZeroParamGroup> {
   async #syncParamsAsync(): Promise<void> {
     if (this.group.worldSize === 1) return;
     const buckets = this.#buckets();
-    const pending: Promise<void>[] = [];
-    for (let r = 0; r < this.group.worldSize; r++)
-      pending.push(
-        broadcastTensors(
-          this.group,
-          this.#shards[r].map((p) => p.data),
-          r,
-          this.bucketBytes,
-          `ZeRO param sync (rank ${r}'s shard)`,
-          buckets[r],
-        ),
-      );
-    await Promise.all(pending);
+    // Queued rank by rank (the same order on every rank), then written back as they arrive.
+    const queued: Array<{ rank: number; inFlight: Promise<void>[] }> = [];
+    for (let r = 0; r < this.group.worldSize; r++) {
+      const tensors = this.#shards[r].map((p) => p.data);
+      queued.push({
+        rank: r,
+        inFlight: await queueBroadcasts(this.group, tensors, r, buckets[r], `ZeRO param sync: rank ${r}'s shard`),
+      });
+    }
+    for (const { rank, inFlight } of queued) {
+      const tensors = this.#shards[rank].map((p) => p.data);
+      for (const [k, done] of inFlight.entries()) {
+        await done;
+        if (rank !== this.group.rank) buckets[rank][k].unpack(tensors);
+      }
+    }
   }
 }
