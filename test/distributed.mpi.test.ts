@@ -192,3 +192,18 @@ describe.skipIf(skipReason !== undefined)(
     });
   },
 );
+
+describe.skipIf(skipReason !== undefined)("the README's example (examples/data-parallel.mjs)", () => {
+  it('learns, and its ZeRO-1 run prints the same losses as its data-parallel run, then checkpoints', () => {
+    const example = join(root, 'examples', 'data-parallel.mjs');
+    const ddp = mpirun(2, [example, '--steps', '30']);
+    const zero = mpirun(2, [example, '--steps', '30', '--zero', '--checkpoint', join(work, 'example')]);
+    expect(ddp.status, ddp.stderr).toBe(0);
+    expect(zero.status, zero.stderr).toBe(0);
+    const losses = (out: string) => [...out.matchAll(/step \d+: loss ([\d.]+)/g)].map((m) => Number(m[1]));
+    expect(losses(ddp.stdout)).toHaveLength(3);
+    expect(losses(zero.stdout)).toEqual(losses(ddp.stdout));
+    expect(losses(ddp.stdout)[2]).toBeLessThan(losses(ddp.stdout)[0] / 2);
+    expect(readdirSync(join(work, 'example'))).toContain('manifest.json');
+  });
+});

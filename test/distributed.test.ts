@@ -174,6 +174,37 @@ describe('buckets', () => {
   });
 });
 
+describe('Tensor.toFloat32Array(out) and toBits(out): the staging copies, into a given array', () => {
+  it('write the same values as a new copy, into a view of a larger buffer, and return it', () => {
+    const values = Float32Array.from({ length: 70001 }, (_, i) => Math.sin(i) * 3);
+    const t = Tensor.from(values);
+    const big = new Float32Array(70005).fill(7);
+    const view = big.subarray(2, 70003);
+    expect(t.toFloat32Array(view)).toBe(view);
+    expect(bits(Tensor.from(view))).toEqual(bits(t));
+    expect([big[0], big[1], big[70003], big[70004]]).toEqual([7, 7, 7, 7]);
+    const h = Tensor.from(values, { dtype: 'bfloat16' });
+    const out = new Uint16Array(70001);
+    h.toBits(out);
+    expect(out).toEqual(h.toBits());
+  });
+
+  it('refuse an array of another type or length, before writing anything', () => {
+    const t = Tensor.from([1, 2, 3]);
+    const short = new Float32Array(2).fill(9);
+    expect(() => t.toFloat32Array(short)).toThrow(/out has 2 elements but the tensor has 3/);
+    expect(short).toEqual(Float32Array.of(9, 9));
+    expect(() => t.toFloat32Array(new Float64Array(3) as never)).toThrow(/out must be a Float32Array/);
+    expect(() => Tensor.from([1], { dtype: 'float16' }).toBits(new Uint16Array(2))).toThrow(/out has 2 elements/);
+    expect(() => Tensor.from([1], { dtype: 'float16' }).toBits(new Int16Array(1) as never)).toThrow(
+      /out must be a Uint16Array/,
+    );
+    // The addon checks again (JavaScript cannot make it write out of bounds).
+    expect(() => t.handle.toFloat32(new Float32Array(2))).toThrow(/out has 2 elements but the tensor has 3/);
+    expect(() => t.handle.toFloat32(new Uint8Array(12) as never)).toThrow(/out must be a Float32Array/);
+  });
+});
+
 describe('data parallelism and ZeRO-1 over one rank (a loopback backend)', () => {
   it('allReduceGrads and broadcastParams: a layout check, then one collective per bucket; grads unchanged (avg over 1)', async () => {
     const backend = new LoopbackBackend();
