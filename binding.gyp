@@ -1,39 +1,11 @@
 # node-gyp build of the same sources as CMakeLists.txt: used by node-gyp-build at install
 # time (when no prebuilt binary fits) and by prebuildify. CUDA is compiled when
-# scripts/find-cuda.js finds nvcc on PATH; otherwise the CPU-only stub is linked. The MPI
-# module (fused-optim/distributed) is a second binary, built only when scripts/find-mpi.js
-# finds an MPI compiler wrapper; it goes to build/Release/mpi/ so that node-gyp-build, which
-# takes the first .node file of build/Release, always finds the main addon.
+# scripts/find-cuda.js finds nvcc on PATH; otherwise the CPU-only stub is linked.
 {
   'variables': {
     'nvcc%': '<!(node scripts/find-cuda.js nvcc)',
     'cuda_lib%': '<!(node scripts/find-cuda.js lib)',
-    'mpicc%': '<!(node scripts/find-mpi.js wrapper)',
   },
-  'conditions': [
-    ['mpicc!=""', {
-      'targets': [
-        {
-          'target_name': 'fused_optim_mpi',
-          'product_dir': '<(PRODUCT_DIR)/mpi',
-          'sources': [
-            'native/mpi/collectives.cpp',
-            'native/mpi/comm_runtime.cpp',
-            'native/mpi/host_block.cpp',
-            'native/mpi/module.cpp',
-          ],
-          'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
-          'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'OMPI_SKIP_MPICXX', 'MPICH_SKIP_MPICXX'],
-          'cflags!': ['-fno-exceptions'],
-          'cflags_cc!': ['-fno-exceptions', '-fno-rtti', '-std=gnu++17', '-std=gnu++20'],
-          # The rank-order sums must be IEEE sums in order: no FMA contraction, no fast math.
-          'cflags_cc': ['-std=c++17', '-O3', '-fexceptions', '-ffp-contract=off', '-fvisibility=hidden',
-                        '<!@(node scripts/find-mpi.js cflags)'],
-          'libraries': ['<!@(node scripts/find-mpi.js libs)', '-lpthread'],
-        },
-      ],
-    }],
-  ],
   'targets': [
     {
       'target_name': 'fused_optim',

@@ -94,7 +94,7 @@ InitInfo CommRuntime::init(double timeout_seconds) {
     case State::Idle:
       state_.store(State::Starting);
       timeout_seconds_.store(timeout_seconds);
-      comm_thread_ = std::thread([this, timeout_seconds] { thread_main(timeout_seconds); });
+      comm_thread_ = std::thread([this] { thread_main(); });
       comm_thread_.detach();
       break;
   }
@@ -168,8 +168,7 @@ void CommRuntime::run_request(Request& r) {
   r.done(error);
 }
 
-void CommRuntime::thread_main(double timeout_seconds) {
-  (void)timeout_seconds;
+void CommRuntime::thread_main() {
   std::string error;
   int flag = 0;
   MPI_Initialized(&flag);

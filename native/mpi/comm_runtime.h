@@ -77,7 +77,7 @@ class CommRuntime {
  private:
   enum class State : int { Idle, Starting, Running, Finalizing, Finalized, Failed };
   CommRuntime() = default;
-  void thread_main(double timeout_seconds);
+  void thread_main();
   void watchdog_main();
   void run_request(Request& r);
   void set_current(const std::string& label);
