@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 namespace fo::mpi {
@@ -84,10 +85,10 @@ void combine(ElemType type, void* out, const void* in, size_t stride, size_t n, 
 }
 
 // Rank r receives block r of every rank's `blocks` (world blocks of `block` elements, the
-// last ones possibly shorter: lengths[r]) into gathered[world][block], then combines them.
+// last ones possibly shorter: lengths[r]) into gathered[world][block], then combines them
+// into out.
 std::string reduce_blocks_in_order(const Collective& c, const char* blocks, const std::vector<int>& lengths,
-                                   size_t block, char* out, MPI_Comm comm, int rank, int world) {
-  const size_t es = elem_size(c.type);
+                                   size_t block, char* gathered, char* out, MPI_Comm comm, int rank, int world) {
   const MPI_Datatype t = mpi_type(c.type);
   std::vector<int> send_counts(static_cast<size_t>(world));
   std::vector<int> send_displs(static_cast<size_t>(world));
@@ -99,36 +100,43 @@ std::string reduce_blocks_in_order(const Collective& c, const char* blocks, cons
     recv_counts[size_t(r)] = lengths[size_t(rank)];
     recv_displs[size_t(r)] = int(size_t(r) * block);
   }
-  std::vector<char> gathered(size_t(world) * block * es);
-  int rc = MPI_Alltoallv(blocks, send_counts.data(), send_displs.data(), t, gathered.data(), recv_counts.data(),
+  int rc = MPI_Alltoallv(blocks, send_counts.data(), send_displs.data(), t, gathered, recv_counts.data(),
                          recv_displs.data(), t, comm);
   if (rc != MPI_SUCCESS) return mpi_error("MPI_Alltoallv", rc);
-  combine(c.type, out, gathered.data(), block, size_t(lengths[size_t(rank)]), world, c.op);
+  combine(c.type, out, gathered, block, size_t(lengths[size_t(rank)]), world, c.op);
   return "";
 }
 
+// Scratch memory, uninitialised (it is written before it is read).
+std::unique_ptr<char[]> scratch(size_t bytes) { return std::unique_ptr<char[]>(new char[bytes == 0 ? 1 : bytes]); }
+
 // All-reduce in rank order: each rank combines one block of every rank's buffer (an
-// all-to-all), then the blocks are all-gathered. The same bytes move as in a ring.
+// all-to-all), then the blocks are all-gathered. The same bytes move as in a ring. Large
+// buffers go in pieces of about kOrderedPiece elements, so the scratch stays small.
+constexpr size_t kOrderedPiece = size_t(1) << 22;
+
 std::string ordered_all_reduce(const Collective& c, MPI_Comm comm, int rank, int world) {
   const size_t es = elem_size(c.type);
   const MPI_Datatype t = mpi_type(c.type);
   char* data = static_cast<char*>(c.input);
-  const size_t piece_max = std::min(kMaxPiece, size_t(INT_MAX / 2) / size_t(world) * size_t(world));
+  const size_t piece_max = std::max(size_t(world), kOrderedPiece / size_t(world) * size_t(world));
+  const size_t block_max = (std::min(piece_max, c.count) + size_t(world) - 1) / size_t(world);
+  auto gathered = scratch(size_t(world) * block_max * es);
+  auto mine = scratch(block_max * es);
+  std::vector<int> lengths(static_cast<size_t>(world));
+  std::vector<int> displs(static_cast<size_t>(world));
   for (size_t begin = 0; begin < c.count; begin += piece_max) {
     const size_t n = std::min(piece_max, c.count - begin);
     const size_t block = (n + size_t(world) - 1) / size_t(world);
-    std::vector<int> lengths(static_cast<size_t>(world));
-    std::vector<int> displs(static_cast<size_t>(world));
     for (int r = 0; r < world; ++r) {
       const size_t lo = std::min(n, size_t(r) * block), hi = std::min(n, lo + block);
       lengths[size_t(r)] = int(hi - lo);
       displs[size_t(r)] = int(lo);
     }
     char* piece = data + begin * es;
-    std::vector<char> mine(block * es);
-    std::string err = reduce_blocks_in_order(c, piece, lengths, block, mine.data(), comm, rank, world);
+    std::string err = reduce_blocks_in_order(c, piece, lengths, block, gathered.get(), mine.get(), comm, rank, world);
     if (!err.empty()) return err;
-    int rc = MPI_Allgatherv(mine.data(), lengths[size_t(rank)], t, piece, lengths.data(), displs.data(), t, comm);
+    int rc = MPI_Allgatherv(mine.get(), lengths[size_t(rank)], t, piece, lengths.data(), displs.data(), t, comm);
     if (rc != MPI_SUCCESS) return mpi_error("MPI_Allgatherv", rc);
   }
   return "";
@@ -150,9 +158,10 @@ std::string all_reduce(const Collective& c, MPI_Comm comm, int rank, int world) 
 std::string reduce_scatter(const Collective& c, MPI_Comm comm, int rank, int world) {
   if (c.count > size_t(INT_MAX)) return "reduceScatter: more than 2^31 - 1 elements per rank";
   if (c.ordered && world > 1) {
-    std::vector<int> lengths(size_t(world), int(c.count));
-    return reduce_blocks_in_order(c, static_cast<const char*>(c.input), lengths, c.count, static_cast<char*>(c.output),
-                                  comm, rank, world);
+    std::vector<int> lengths(static_cast<size_t>(world), int(c.count));
+    auto gathered = scratch(size_t(world) * c.count * elem_size(c.type));
+    return reduce_blocks_in_order(c, static_cast<const char*>(c.input), lengths, c.count, gathered.get(),
+                                  static_cast<char*>(c.output), comm, rank, world);
   }
   int rc = MPI_Reduce_scatter_block(c.input, c.output, int(c.count), mpi_type(c.type), mpi_op(c.op), comm);
   if (rc != MPI_SUCCESS) return mpi_error("MPI_Reduce_scatter_block", rc);
