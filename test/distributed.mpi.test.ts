@@ -7,7 +7,8 @@
 //   process on the whole batch, ZeRO-1 against DDP, with 2 and with 4 ranks;
 // - checkpoints.cjs: save with 2 ranks, resume with 2, 4 and 1 (sharded and consolidated),
 //   refusals of broken checkpoints, a rank killed during a save;
-// - faults.cjs: a rank killed, throwing or hanging ends the job with a clear message.
+// - faults.cjs: a rank killed, throwing or hanging ends the job with a clear message;
+// - a few of them again over TCP on the loopback interface (--mca btl tcp,self).
 import { type SpawnSyncReturns, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,11 +39,16 @@ const mpiEnv = {
   FUSED_OPTIM_THREADS: '1',
 };
 
-function mpirun(np: number, args: string[], timeoutMs = 300_000): SpawnSyncReturns<string> & { ms: number } {
+function mpirun(
+  np: number,
+  args: string[],
+  timeoutMs = 300_000,
+  { mpiArgs = [] as string[], env = {} as Record<string, string> } = {},
+): SpawnSyncReturns<string> & { ms: number } {
   const started = Date.now();
-  const r = spawnSync('mpirun', ['--oversubscribe', '-np', String(np), process.execPath, ...args], {
+  const r = spawnSync('mpirun', ['--oversubscribe', ...mpiArgs, '-np', String(np), process.execPath, ...args], {
     encoding: 'utf8',
-    env: mpiEnv,
+    env: { ...mpiEnv, ...env },
     timeout: timeoutMs,
   });
   return { ...r, ms: Date.now() - started };
@@ -61,8 +67,14 @@ function listCases(script: string, mode: string[] = []): Array<{ name: string; m
 }
 
 /** Runs script under mpirun; its results by case name (throws with the output on failure). */
-function runRanks(np: number, script: string, out: string, mode: string[] = []): Map<string, CaseResult> {
-  const r = mpirun(np, [join(scripts, script), out, ...mode]);
+function runRanks(
+  np: number,
+  script: string,
+  out: string,
+  mode: string[] = [],
+  options?: Parameters<typeof mpirun>[3],
+): Map<string, CaseResult> {
+  const r = mpirun(np, [join(scripts, script), out, ...mode], 300_000, options);
   if (process.env.FO_DIST_TEST_PROGRESS) console.log(`mpirun -np ${np} ${script} ${mode[0] ?? ''}: ${r.ms} ms`);
   if (r.status !== 0 || !existsSync(out))
     throw new Error(
@@ -108,6 +120,28 @@ for (const np of [2, 4]) {
     for (const c of cases) it(c.name, () => expectPassed(results, c.name));
   });
 }
+
+// The same code over Open MPI's TCP transport on the loopback interface (what several machines
+// would use, minus the network): a few cases and a killed rank.
+describe.skipIf(skipReason !== undefined)(
+  '2 ranks over TCP (loopback): collectives, DDP, ZeRO-1, a killed rank',
+  () => {
+    const tcp = { mpiArgs: ['--mca', 'btl', 'tcp,self'] };
+    const filter = '^(allReduce sum|reduceScatter|DDP AdamW, float32 params, ordered|ZeRO-1 AdamW, float32)';
+    let results: Map<string, CaseResult> | undefined;
+    beforeAll(() => {
+      results = runRanks(2, 'suite.cjs', join(work, 'tcp.json'), [], { ...tcp, env: { FO_DIST_TEST_FILTER: filter } });
+    });
+    const cases = skipReason ? [] : listCases('suite.cjs').filter((c) => new RegExp(filter).test(c.name));
+    for (const c of cases) it(c.name, () => expectPassed(results, c.name));
+    it('a rank killed with SIGKILL: the other ends within seconds, non-zero, saying what it waited in', () => {
+      const r = mpirun(2, [join(scripts, 'faults.cjs'), 'kill'], 60_000, tcp);
+      expect(r.status).not.toBe(0);
+      expect(r.ms).toBeLessThan(30_000);
+      expect(`${r.stdout}${r.stderr}`).toMatch(/rank 0 of 2: terminated by SIGTERM while waiting in allReduce #\d+/);
+    });
+  },
+);
 
 describe.skipIf(skipReason !== undefined)('sharded checkpoints: save with 2 ranks, resume with 2, 4 and 1', () => {
   const dir = join(work, 'ckpt');

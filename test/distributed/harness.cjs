@@ -56,8 +56,10 @@ async function main() {
   const timeoutSeconds = Number(process.env.FO_DIST_TEST_TIMEOUT || 60);
   const group = await distributed.init({ timeoutSeconds });
   const results = [];
+  const only = process.env.FO_DIST_TEST_FILTER ? new RegExp(process.env.FO_DIST_TEST_FILTER) : null;
   for (const c of cases) {
     if (group.worldSize < c.minRanks || group.worldSize > c.maxRanks) continue;
+    if (only && !only.test(c.name)) continue;
     const failures = [];
     const notes = [];
     const check = (ok, message) => {
