@@ -1,15 +1,20 @@
 # node-gyp build of the same sources as CMakeLists.txt: used by node-gyp-build at install
 # time (when no prebuilt binary fits) and by prebuildify. CUDA is compiled when
 # scripts/find-cuda.js finds nvcc on PATH; otherwise the CPU-only stub is linked.
+# FUSED_OPTIM_CUDA=EMULATE builds the CUDA sources against the CUDA host emulator
+# (tools/cuda-emu, tests only) and FUSED_OPTIM_SANITIZE adds -fsanitize=, as in CMake.
 {
   'variables': {
     'nvcc%': '<!(node scripts/find-cuda.js nvcc)',
     'cuda_lib%': '<!(node scripts/find-cuda.js lib)',
+    'cuda_mode%': '<!(node scripts/find-cuda.js mode)',
+    'sanitize%': '<!(node scripts/find-cuda.js sanitize)',
   },
   'targets': [
     {
       'target_name': 'fused_optim',
       'sources': [
+        'native/addon/emulator_wrap.cpp',
         'native/addon/grad_ops_wrap.cpp',
         'native/addon/module.cpp',
         'native/addon/tensor_wrap.cpp',
@@ -24,19 +29,40 @@
         'native/cpu/thread_pool.cpp',
       ],
       'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,compute_90"'],
+      # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: an error raised while a worker thread is being
+      # terminated cannot be thrown into its JavaScript; without this, node-addon-api throws
+      # a C++ exception out of the callback and the whole process aborts (docs/workers.md).
+      'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS',
+                  'FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,sm_100,sm_120,compute_90"'],
       'cflags!': ['-fno-exceptions'],
       'cflags_cc!': ['-fno-exceptions', '-fno-rtti', '-std=gnu++17', '-std=gnu++20'],
       # Same float rules as CMake: no FMA contraction, no fast math (bit-exact backends).
       'cflags_cc': ['-std=c++17', '-O3', '-fexceptions', '-ffp-contract=off', '-fno-math-errno', '-fvisibility=hidden'],
       'libraries': ['-lpthread'],
       'conditions': [
-        ['nvcc==""', {
+        ['cuda_mode=="off"', {
           'sources': ['native/cuda/cuda_stub.cpp', 'native/cuda/cuda_bandwidth_stub.cpp'],
         }],
-        ['nvcc!=""', {
+        ['cuda_mode=="emulate"', {
+          'sources': [
+            'tools/cuda-emu/units/cuda_adamw.cpp', 'tools/cuda-emu/units/cuda_bandwidth.cpp',
+            'tools/cuda-emu/units/cuda_device.cpp', 'tools/cuda-emu/units/cuda_grad_ops.cpp',
+            'tools/cuda-emu/units/cuda_lion.cpp', 'tools/cuda-emu/units/cuda_memory.cpp',
+            'tools/cuda-emu/src/config.cpp', 'tools/cuda-emu/src/executor.cpp', 'tools/cuda-emu/src/faults.cpp',
+            'tools/cuda-emu/src/memory.cpp', 'tools/cuda-emu/src/runtime_api.cpp', 'tools/cuda-emu/src/streams.cpp',
+          ],
+          'include_dirs': ['tools/cuda-emu/include'],
+          'defines!': ['FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,sm_100,sm_120,compute_90"'],
+          'defines': ['FO_CUDA_EMULATED=1', 'FO_CUDA_ARCHS="emulated"'],
+          'cflags_cc': ['-fno-strict-aliasing', '-Wno-unknown-pragmas', '-Wno-subobject-linkage'],
+        }],
+        ['sanitize!=""', {
+          'cflags_cc': ['-fsanitize=<(sanitize)', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all'],
+          'ldflags': ['-fsanitize=<(sanitize)'],
+        }],
+        ['cuda_mode=="nvcc"', {
           'sources': ['native/cuda/cuda_device.cu', 'native/cuda/cuda_adamw.cu', 'native/cuda/cuda_lion.cu',
-                      'native/cuda/cuda_grad_ops.cu', 'native/cuda/cuda_bandwidth.cu'],
+                      'native/cuda/cuda_grad_ops.cu', 'native/cuda/cuda_bandwidth.cu', 'native/cuda/cuda_memory.cu'],
           'rules': [
             {
               'rule_name': 'nvcc',
@@ -50,12 +76,14 @@
               'action': [
                 '<(nvcc)', '-std=c++17', '-O3', '-fmad=false', '--expt-relaxed-constexpr',
                 '-Xcompiler', '-fPIC', '-Xcompiler', '-fvisibility=hidden',
-                '-DFO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,compute_90"',
+                '-DFO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,sm_100,sm_120,compute_90"',
                 '-gencode', 'arch=compute_75,code=sm_75',
                 '-gencode', 'arch=compute_80,code=sm_80',
                 '-gencode', 'arch=compute_86,code=sm_86',
                 '-gencode', 'arch=compute_89,code=sm_89',
                 '-gencode', 'arch=compute_90,code=[sm_90,compute_90]',
+                '-gencode', 'arch=compute_100,code=sm_100',
+                '-gencode', 'arch=compute_120,code=sm_120',
                 '-c', '<(RULE_INPUT_PATH)', '-o', '<@(_outputs)',
               ],
               'message': 'nvcc <(RULE_INPUT_PATH)',

@@ -5,10 +5,17 @@
 // after warm-up), Mparams/s, bytes per param (the DESIGN.md model, bench/cases.mjs), GB/s,
 // and the fraction of the copy bandwidth measured in the same run (copyBandwidth(), at the
 // start and at the end; the higher counts). Then the same cases for the peers (plain
-// JavaScript, tfjs's Adam), and the host overhead per step() call.
+// JavaScript, tfjs's Adam), TfjsOptimizer against tf.train.adam on tfjs models (bench/tfjs.mjs),
+// the host overhead per step() call, and the cost of building and first stepping an optimizer
+// of many tiny params (bench/many_params.mjs).
 //
 //   node bench/run.mjs [--quick] [--json | --markdown] [--filter REGEX] [--threads N]
-//                      [--device cpu|cuda] [--no-peers] [--no-overhead] [--out FILE]
+//                      [--device cpu|cuda] [--no-peers] [--no-tfjs] [--no-overhead]
+//                      [--no-many-params] [--out FILE]
+//
+// Mistakes are found before anything runs: an unknown option or a --filter that selects
+// nothing exits 2, a --device that is not usable or an --out that cannot be written exits 1,
+// each with one line on stderr.
 //
 // Progress goes to stderr; the table (or JSON, or Markdown) to stdout. Timings are reported,
 // never asserted. Needs the TypeScript build (npm run build:ts) and the addon.
@@ -19,9 +26,11 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { ALGOS, DTYPES, bytesPerParam, loadCases, scaledTensors } from './cases.mjs';
 import { measureHostOverhead } from './host_overhead.mjs';
+import { MANY_PARAMS_COUNTS, manyParamsId, measureManyParams } from './many_params.mjs';
 import { createJsPeer, createTfjsPeer, loadTfjs, timePeer } from './peers.mjs';
 import { createProgress } from './progress.mjs';
 import { renderReport, targetFor } from './report.mjs';
+import { runTfjsBench, tfjsProgressCount } from './tfjs.mjs';
 import { median, nowMs, quantile } from './stats.mjs';
 
 const USAGE = `usage: node bench/run.mjs [options]
@@ -30,11 +39,15 @@ const USAGE = `usage: node bench/run.mjs [options]
   --markdown         print the tables as Markdown (for docs/benchmarks.md)
   --out FILE         also write the JSON results to FILE
   --filter REGEX     only the runs whose id "case/optimizer/dtype" matches, e.g. one-big/adamw/fp32,
-                     "transformer", "/lion/", "bf16$" (peers follow the fp32 runs selected)
+                     "transformer", "/lion/", "bf16$" (peers follow the fp32 runs selected;
+                     "tfjs" selects the TensorFlow.js case alone)
   --threads N        CPU threads (sets FUSED_OPTIM_THREADS; default: one per core)
   --device cpu|cuda  backend (sets FUSED_OPTIM_DEVICE; default: CUDA when usable, else CPU)
   --no-peers         skip the JavaScript and tfjs peers
+  --no-tfjs          skip the TensorFlow.js case (TfjsOptimizer vs tf.train.adam on tfjs models)
   --no-overhead      skip the host overhead measurement
+  --no-many-params   skip building and first-stepping optimizers of 100k and 1M tiny params
+                     (their ids: many-params/100k, many-params/1m; --quick: 10k, 100k)
   --no-progress      no progress output on stderr
   --from FILE        run nothing: print the results saved by --out FILE (as a table, --markdown or --json)`;
 
@@ -48,7 +61,9 @@ function parseArgs(argv) {
     threads: null,
     device: null,
     peers: true,
+    tfjs: true,
     overhead: true,
+    manyParams: true,
     progress: true,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -99,8 +114,14 @@ function parseArgs(argv) {
       case '--no-peers':
         o.peers = false;
         break;
+      case '--no-tfjs':
+        o.tfjs = false;
+        break;
       case '--no-overhead':
         o.overhead = false;
+        break;
+      case '--no-many-params':
+        o.manyParams = false;
         break;
       case '--no-progress':
         o.progress = false;
@@ -122,7 +143,30 @@ function fail(message) {
   process.exit(2);
 }
 
+/** A runtime error found before the run: one line, exit 1. */
+function stop(message) {
+  console.error(`bench: ${message}`);
+  process.exit(1);
+}
+
+// --out must be writable before minutes of measurements are spent on results it would lose
+// (the check is the CLI's: dist/cjs/cli/output_path.js, built with the package).
+async function checkWritable(file) {
+  let check;
+  try {
+    ({ checkWritable: check } = await import('../dist/cjs/cli/output_path.js'));
+  } catch (e) {
+    stop(`cannot load the package's JavaScript (run \`npm run build:ts\`): ${e.message}`);
+  }
+  try {
+    check(file, '--out');
+  } catch (e) {
+    stop(e.message);
+  }
+}
+
 const opts = parseArgs(process.argv.slice(2));
+if (opts.out) await checkWritable(opts.out);
 if (opts.from) {
   let saved;
   try {
@@ -144,6 +188,11 @@ try {
 } catch (e) {
   console.error(`bench: cannot load fused-optim (run \`npm run build:ts\`, and build the addon): ${e.message}`);
   process.exit(1);
+}
+try {
+  fo.backendInfo(); // --device cuda without a usable GPU, a bad FUSED_OPTIM_DEVICE
+} catch (e) {
+  stop(`${opts.device ? `--device ${opts.device}: ` : ''}${e.message}`);
 }
 if (typeof fo.copyBandwidth !== 'function') {
   console.error(
@@ -221,7 +270,9 @@ const results = {
   cases: [],
   results: [],
   peers: [],
+  tfjs: null,
   hostOverhead: null,
+  manyParams: [],
   skipped: [],
 };
 
@@ -243,9 +294,27 @@ if (opts.peers) {
   }
 }
 const hostAlgos = opts.overhead ? ALGOS.filter((a) => runs.some((r) => r.algo === a)) : [];
+const runTfjs = opts.tfjs && (!opts.filter || opts.filter.test('tfjs'));
+const manyCounts = opts.manyParams
+  ? MANY_PARAMS_COUNTS[opts.quick ? 'quick' : 'full'].filter((n) => selected(manyParamsId(n)))
+  : [];
+if (opts.filter && runs.length === 0 && manyCounts.length === 0 && !runTfjs) {
+  const ids = [...cases.map((c) => c.id), ...MANY_PARAMS_COUNTS[opts.quick ? 'quick' : 'full'].map(manyParamsId)];
+  console.error(
+    `bench: --filter ${opts.filter.source} matches no run. Runs are named case/optimizer/dtype: cases ${ids.join(', ')}; ` +
+      `optimizers ${ALGOS.map((a) => a.id).join(', ')}; dtypes ${DTYPES.map((d) => d.id).join(', ')}; and tfjs`,
+  );
+  process.exit(2);
+}
 
 const progress = createProgress({
-  total: 2 + runs.length + peerRuns.length + (hostAlgos.length ? hostAlgos.length + 1 : 0),
+  total:
+    2 +
+    runs.length +
+    peerRuns.length +
+    (runTfjs ? tfjsProgressCount(opts.quick) : 0) +
+    (hostAlgos.length ? hostAlgos.length + 1 : 0) +
+    manyCounts.length,
   enabled: opts.progress,
 });
 
@@ -409,10 +478,43 @@ for (const pr of peerRuns) {
   progress.done(`${t.msMedian.toFixed(1)} ms`);
 }
 
+// --- TensorFlow.js: TfjsOptimizer vs tf.train.adam on tfjs models ----------------------------
+if (runTfjs) {
+  const tf = await loadTfjs();
+  let foTfjs;
+  try {
+    foTfjs = tf.unavailable ? null : await import('fused-optim/tfjs');
+  } catch (e) {
+    tf.unavailable = e.message;
+  }
+  if (tf.unavailable || !foTfjs) {
+    results.skipped.push(
+      `tfjs case: @tensorflow/tfjs or fused-optim/tfjs could not be loaded (${String(tf.unavailable).split('\n')[0]})`,
+    );
+    for (let i = 0; i < tfjsProgressCount(opts.quick); i++) progress.done('skipped');
+  } else {
+    results.tfjs = await runTfjsBench({
+      fo,
+      foTfjs,
+      tf,
+      quick: opts.quick,
+      device,
+      progress,
+    });
+    for (const b of results.tfjs.backends)
+      if (!b.available) results.skipped.push(`tfjs case, backend ${b.name}: ${b.reason}`);
+  }
+  await collect();
+}
+
 // --- host overhead ----------------------------------------------------------------------------
 if (hostAlgos.length) {
   results.hostOverhead = measureHostOverhead(fo, { algos: hostAlgos, device, ...S.host, progress });
 }
+
+// --- many tiny params ---------------------------------------------------------------------------
+if (manyCounts.length)
+  results.manyParams = await measureManyParams(fo, { counts: manyCounts, device, progress, collect });
 
 // --- copy bandwidth at the end, and the derived figures ---------------------------------------
 const copyEnd = measureCopy('end');
@@ -464,12 +566,21 @@ for (const row of results.results) {
   row.vsJs = row.dtype === 'fp32' && js ? row.mparamsPerS / js.mparamsPerS : null;
   row.vsTfjs = row.dtype === 'fp32' && row.algo === 'adamw' && tf ? row.mparamsPerS / tf.mparamsPerS : null;
 }
+for (const t of results.tfjs?.runs ?? []) t.fractionOfCopy = t.gbps / reference;
 for (const p of results.peers) {
   const fused = results.results.find((r) => r.id === p.comparedWith);
   p.fusedMparamsPerS = fused?.mparamsPerS ?? null;
   p.ratio = fused ? fused.mparamsPerS / p.mparamsPerS : null;
 }
 
-if (opts.out) writeFileSync(opts.out, `${JSON.stringify(results, null, 2)}\n`);
+// The report first: a failing --out write (checked at the start, but a disk can fill) must
+// not lose the results.
 if (opts.format === 'json') process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
 else process.stdout.write(`${renderReport(results, { markdown: opts.format === 'markdown' })}\n`);
+if (opts.out) {
+  try {
+    writeFileSync(opts.out, `${JSON.stringify(results, null, 2)}\n`);
+  } catch (e) {
+    stop(`--out ${opts.out}: the results could not be written (${e.message}); they are printed above`);
+  }
+}

@@ -14,13 +14,13 @@
 // headers, and the binary works on every Node version from 20 on.
 //
 // The CUDA backend is compiled in when binding.gyp finds nvcc (scripts/find-cuda.js):
-// device code for sm_75..sm_90 plus compute_90 PTX, with the CUDA runtime linked
+// device code for sm_75..sm_90, sm_100 and sm_120 plus compute_90 PTX, with the CUDA runtime linked
 // statically, so the binary needs only the NVIDIA driver. FUSED_OPTIM_CUDA=ON makes a
 // missing nvcc an error (for release builds), OFF builds a CPU-only binary.
 //
 // Options: --quiet (hide the compiler output), --jobs N (parallel compiles, default: all cores).
 // Afterwards the binary is checked: it loads, reports whether CUDA is compiled in, its
-// device code is listed (scripts/fatbin.mjs: sm_75..sm_90 and compute_90 PTX), and its shared-library needs are only
+// device code is listed (scripts/fatbin.mjs: sm_75..sm_120 and compute_90 PTX), and its shared-library needs are only
 // the C/C++ runtime (ldd).
 import { spawnSync } from 'node:child_process';
 import {
@@ -96,6 +96,11 @@ function fail(message) {
   process.exit(1);
 }
 
+// The published binary is never a test build: no CUDA host emulator, no sanitizers.
+if (/^emulate$/i.test(process.env.FUSED_OPTIM_CUDA ?? ''))
+  fail('FUSED_OPTIM_CUDA=EMULATE builds the CUDA host emulator, which is for tests only: unset it to prebuild');
+if (process.env.FUSED_OPTIM_SANITIZE) fail('FUSED_OPTIM_SANITIZE is for test builds only: unset it to prebuild');
+
 // --- Node's headers, without a download ---------------------------------------------------
 let nodedir = process.env.npm_config_nodedir;
 if (!nodedir) {
@@ -169,6 +174,9 @@ const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.node
 if (files.length !== 1) fail(`expected one .node file in prebuilds/${tuple}, found ${files.length}`);
 const binary = join(dir, files[0]);
 console.log(`prebuild: prebuilds/${tuple}/${files[0]} (${(statSync(binary).size / 1e6).toFixed(1)} MB)`);
+// Every architecture's device code makes the binary grow; npm users download it.
+if (statSync(binary).size > 30e6)
+  fail(`the binary is ${(statSync(binary).size / 1e6).toFixed(1)} MB, over the 30 MB budget`);
 
 // Load exactly this file (not build/Release, which node-gyp-build would prefer).
 const probe = spawnSync(
@@ -192,7 +200,7 @@ if (info.cudaCompiled) {
   const containers = listFatbins(readFileSync(binary));
   const archs = [...new Set(containers.flat().map((e) => e.arch))].sort();
   console.log(`prebuild: CUDA code: ${containers.length} fat binaries with ${archs.join(', ')}`);
-  for (const want of ['sm_75', 'sm_80', 'sm_86', 'sm_89', 'sm_90', 'compute_90']) {
+  for (const want of ['sm_75', 'sm_80', 'sm_86', 'sm_89', 'sm_90', 'sm_100', 'sm_120', 'compute_90']) {
     if (!containers.length || !containers.every((entries) => entries.some((e) => e.arch === want)))
       fail(`the binary lacks ${want} code`);
   }

@@ -1,9 +1,10 @@
 // Fused AdamW with torch.optim.AdamW semantics (decoupled weight decay, amsgrad, maximize).
 // One native call per step: the hyperparameters of every group travel as one small
 // Float64Array; bias corrections are computed natively per (group, step count).
-import { type FusedOptions, FusedOptimizer, type StateDict } from './fused_optimizer';
+import { FUSED_OPTION_KEYS, type FusedOptions, FusedOptimizer, type StateDict } from './fused_optimizer';
 import { type NativeOptimizerHandle, native } from './native';
-import { type ParamGroup, type ParamsInput, checkBetas, checkBoolean, checkFiniteNumber } from './optimizer';
+import { checkBetas, checkBoolean, checkNumber, checkOptions } from './checks';
+import type { ParamGroup, ParamsInput } from './optimizer';
 
 export interface AdamWOptions extends FusedOptions {
   lr?: number;
@@ -44,33 +45,50 @@ export interface AdamWGroupDict {
 
 export type AdamWStateDict = StateDict<AdamWParamState, AdamWGroupDict>;
 
+/** The keys of AdamWOptions. */
+export const ADAMW_OPTION_KEYS = ['lr', 'betas', 'eps', 'weightDecay', 'amsgrad', 'maximize', ...FUSED_OPTION_KEYS];
+
+// torch.optim.AdamW's group keys that do not change the update (how torch runs it).
+const TORCH_RUNTIME_KEYS = ['foreach', 'capturable', 'differentiable', 'fused', 'decoupled_weight_decay'];
+
 export class AdamW extends FusedOptimizer<AdamWParamGroup, AdamWParamState, AdamWGroupDict> {
+  protected readonly optimizerName: string = 'AdamW';
   protected readonly hyperFields = 7; // native/core/algorithms.h AdamWAlgo::kHyperFields
+  protected readonly groupDictKeys = [
+    'lr',
+    'betas',
+    'eps',
+    'weight_decay',
+    'amsgrad',
+    'maximize',
+    ...TORCH_RUNTIME_KEYS,
+  ];
   protected readonly stateBuffers = { required: ['exp_avg', 'exp_avg_sq'], optional: ['max_exp_avg_sq'] } as const;
   protected readonly hasStepCount = true;
 
   constructor(params: ParamsInput<AdamWParamGroup>, options: AdamWOptions = {}) {
+    const o = checkOptions(options, `${new.target.name} options`, ADAMW_OPTION_KEYS) as AdamWOptions;
     const defaults = {
-      lr: options.lr ?? 1e-3,
-      betas: options.betas ?? ([0.9, 0.999] as [number, number]),
-      eps: options.eps ?? 1e-8,
-      weightDecay: options.weightDecay ?? 1e-2,
-      amsgrad: options.amsgrad ?? false,
-      maximize: options.maximize ?? false,
+      lr: o.lr ?? 1e-3,
+      betas: o.betas ?? ([0.9, 0.999] as [number, number]),
+      eps: o.eps ?? 1e-8,
+      weightDecay: o.weightDecay ?? 1e-2,
+      amsgrad: o.amsgrad ?? false,
+      maximize: o.maximize ?? false,
     };
-    super(defaults, options, new.target.name);
+    super(defaults, o, new.target.name);
     this.checkGroup({ params: [], ...defaults }, `${this.constructor.name} options`);
     this.initGroups(params);
   }
 
   protected checkGroup(g: AdamWParamGroup, where: string): AdamWParamGroup {
-    checkFiniteNumber(g.lr, `${where}: lr`, { min: 0 });
+    checkNumber(g.lr, `${where}: lr`, { min: 0 });
     g.betas = checkBetas(g.betas, `${where}: betas`);
-    checkFiniteNumber(g.eps, `${where}: eps`, { min: 0, minExclusive: true });
-    checkFiniteNumber(g.weightDecay, `${where}: weightDecay`, { min: 0 });
+    checkNumber(g.eps, `${where}: eps`, { min: 0, minExclusive: true });
+    checkNumber(g.weightDecay, `${where}: weightDecay`, { min: 0 });
     checkBoolean(g.amsgrad, `${where}: amsgrad`);
     checkBoolean(g.maximize, `${where}: maximize`);
-    if (g.initialLr !== undefined) checkFiniteNumber(g.initialLr, `${where}: initialLr`, { min: 0 });
+    if (g.initialLr !== undefined) checkNumber(g.initialLr, `${where}: initialLr`, { min: 0 });
     return g;
   }
 
@@ -101,6 +119,12 @@ export class AdamW extends FusedOptimizer<AdamWParamGroup, AdamWParamState, Adam
   }
 
   protected groupFromDict(saved: AdamWGroupDict, current: AdamWParamGroup): AdamWParamGroup {
+    // torch >= 2.7 writes this key for Adam too, where false means L2 decay coupled to the
+    // grad: not this optimizer's update.
+    if ((saved as { decoupled_weight_decay?: unknown }).decoupled_weight_decay === false)
+      throw new TypeError(
+        'loadStateDict: the dict has decoupled_weight_decay: false (torch.optim.Adam with L2 decay), but AdamW decouples its weight decay',
+      );
     return {
       ...current,
       lr: saved.lr,

@@ -4,10 +4,11 @@
 // convention (BEiT, timm) scales the decay too; layerwiseParamGroups() builds ordinary
 // AdamW groups that way. The ratios are computed once per param and travel to the kernel
 // as per-tensor multipliers: still one launch per step.
-import { AdamW, type AdamWOptions, type AdamWParamGroup } from './adamw';
+import { ADAMW_OPTION_KEYS, AdamW, type AdamWOptions, type AdamWParamGroup } from './adamw';
 import { defaultLayerwiseRatio } from './layerwise';
 import type { NativeParamOptions } from './native';
-import { type ParamsInput, checkFiniteNumber } from './optimizer';
+import { checkFunction, checkInteger, checkNumber, checkOptions, mustBe } from './checks';
+import type { ParamsInput } from './optimizer';
 import type { Parameter } from './parameter';
 
 export type SetParamLrFun = (decayRate: number, name: string, nLayers: number) => number;
@@ -25,7 +26,10 @@ export interface AdamWDLOptions extends AdamWOptions {
   applyDecayParamFun?: (name: string) => boolean;
 }
 
+const ADAMWDL_KEYS = ['layerwiseDecay', 'nLayers', 'setParamLrFun', 'nameDict', 'applyDecayParamFun'];
+
 export class AdamWDL extends AdamW {
+  protected override readonly optimizerName: string = 'AdamWDL';
   readonly layerwiseDecay: number;
   readonly nLayers: number;
   readonly #setParamLrFun: SetParamLrFun;
@@ -33,43 +37,40 @@ export class AdamWDL extends AdamW {
   readonly #applyDecayParamFun: ((name: string) => boolean) | undefined;
 
   constructor(params: ParamsInput<AdamWParamGroup>, options: AdamWDLOptions = {}) {
-    const layerwiseDecay = checkFiniteNumber(options.layerwiseDecay ?? 1, 'AdamWDL options: layerwiseDecay', {
-      min: 0,
-    });
-    const nLayers = options.nLayers ?? 12;
-    if (!Number.isSafeInteger(nLayers) || nLayers < 0)
-      throw new RangeError(`AdamWDL options: nLayers must be a non-negative integer, got ${nLayers}`);
-    for (const key of ['setParamLrFun', 'applyDecayParamFun'] as const) {
-      if (options[key] !== undefined && typeof options[key] !== 'function')
-        throw new TypeError(`AdamWDL options: ${key} must be a function`);
-    }
-    const nd = options.nameDict;
+    const where = `${new.target.name} options`;
+    const all = checkOptions(options, where, [...ADAMW_OPTION_KEYS, ...ADAMWDL_KEYS]) as AdamWDLOptions;
+    const { layerwiseDecay: decay, nLayers: layers, setParamLrFun, nameDict, applyDecayParamFun, ...adamw } = all;
+    const layerwiseDecay = checkNumber(decay ?? 1, `${where}: layerwiseDecay`, { min: 0 });
+    const nLayers = checkInteger(layers ?? 12, `${where}: nLayers`, { min: 0 });
+    if (setParamLrFun !== undefined) checkFunction(setParamLrFun, `${where}: setParamLrFun`);
+    if (applyDecayParamFun !== undefined) checkFunction(applyDecayParamFun, `${where}: applyDecayParamFun`);
+    const nd = nameDict;
     if (
       nd !== undefined &&
       !(nd instanceof Map) &&
       (nd === null || typeof nd !== 'object' || Object.getPrototypeOf(nd) !== Object.prototype)
     ) {
-      throw new TypeError('AdamWDL options: nameDict must be a Map<Parameter, string> or a plain object');
+      throw new TypeError(mustBe(`${where}: nameDict`, 'a Map<Parameter, string> or a plain object', nd));
     }
     // Params are registered (and their ratios computed) inside super(): the options must be
     // readable by then, so they go through a static slot rather than instance fields.
     AdamWDL.#pending = {
       layerwiseDecay,
       nLayers,
-      setParamLrFun: options.setParamLrFun ?? defaultLayerwiseRatio,
-      nameDict: options.nameDict,
-      applyDecayParamFun: options.applyDecayParamFun,
+      setParamLrFun: setParamLrFun ?? defaultLayerwiseRatio,
+      nameDict,
+      applyDecayParamFun,
     };
     try {
-      super(params, options);
+      super(params, adamw);
     } finally {
       AdamWDL.#pending = undefined;
     }
     this.layerwiseDecay = layerwiseDecay;
     this.nLayers = nLayers;
-    this.#setParamLrFun = options.setParamLrFun ?? defaultLayerwiseRatio;
-    this.#nameDict = options.nameDict;
-    this.#applyDecayParamFun = options.applyDecayParamFun;
+    this.#setParamLrFun = setParamLrFun ?? defaultLayerwiseRatio;
+    this.#nameDict = nameDict;
+    this.#applyDecayParamFun = applyDecayParamFun;
   }
 
   static #pending:
@@ -91,9 +92,13 @@ export class AdamWDL extends AdamW {
     for (const p of params) this.rule(p);
   }
 
-  protected override paramOptions(p: Parameter, groupIndex: number): NativeParamOptions {
-    const { ratio, applyDecay } = this.rule(p);
-    return { ...super.paramOptions(p, groupIndex), lrRatio: ratio, applyDecay };
+  protected override groupOptions(params: readonly Parameter[], groupIndex: number): NativeParamOptions {
+    const rules = params.map((p) => this.rule(p));
+    return {
+      ...super.groupOptions(params, groupIndex),
+      lrRatios: Float64Array.from(rules, (r) => r.ratio),
+      applyDecay: Uint8Array.from(rules, (r) => (r.applyDecay ? 1 : 0)),
+    };
   }
 
   private rule(p: Parameter): { ratio: number; applyDecay: boolean } {

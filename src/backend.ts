@@ -9,6 +9,11 @@ export interface BackendInfo {
   device: string;
   /** The binary contains the CUDA backend. */
   cudaCompiled: boolean;
+  /**
+   * The CUDA backend in use is the CUDA host emulator, which runs the CUDA sources on the
+   * CPU for testing (a build made with FUSED_OPTIM_CUDA=EMULATE; never a published one).
+   */
+  emulated: boolean;
   /** Why CUDA is not used, when it is not. */
   cudaError?: string;
   /** Threads of the CPU backend's pool. */
@@ -35,6 +40,7 @@ export function backendInfo(): BackendInfo {
     backend: useCuda ? 'cuda' : 'cpu',
     device: useCuda ? n.cudaDeviceName : `cpu (${n.threads} threads)`,
     cudaCompiled: n.cudaCompiled,
+    emulated: useCuda && n.cudaEmulated,
     threads: n.threads,
   };
   if (n.cudaCompiled) {

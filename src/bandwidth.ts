@@ -3,6 +3,7 @@
 // over this figure; the benchmark suite (bench/run.mjs) reports each case as a fraction of it.
 import { checkDeviceUsable, defaultDevice } from './backend';
 import { type DeviceName, deviceCode } from './dtype';
+import { checkInteger, checkOptions } from './checks';
 import { native } from './native';
 
 export interface CopyBandwidthOptions {
@@ -63,14 +64,6 @@ const MIN_BYTES = 4096;
 const MAX_BYTES = 2 ** 40;
 const MAX_ITERATIONS = 10_000;
 
-function checkInteger(value: unknown, what: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value))
-    throw new TypeError(`copyBandwidth: ${what} must be an integer, got ${String(value)}`);
-  if (value < min || value > max)
-    throw new RangeError(`copyBandwidth: ${what} must be from ${min} to ${max}, got ${value}`);
-  return value;
-}
-
 /**
  * Measures the copy bandwidth of the CPU (a copy of a large buffer spread over the addon's
  * thread pool, two ways: glibc's memcpy and non-temporal streaming stores; the faster
@@ -78,10 +71,10 @@ function checkInteger(value: unknown, what: string, min: number, max: number): n
  * it blocks for about (iterations + 1) copies per method. Needs 2 x `bytes` of memory.
  */
 export function copyBandwidth(options: CopyBandwidthOptions = {}): CopyBandwidthResult {
-  if (options === null || typeof options !== 'object') throw new TypeError('copyBandwidth: options must be an object');
-  const bytes = checkInteger(options.bytes ?? 512 * 2 ** 20, 'bytes', MIN_BYTES, MAX_BYTES);
-  const iterations = checkInteger(options.iterations ?? 10, 'iterations', 1, MAX_ITERATIONS);
-  const device = options.device ?? defaultDevice();
+  const o = checkOptions(options, 'copyBandwidth: options', ['bytes', 'iterations', 'device']) as CopyBandwidthOptions;
+  const bytes = checkInteger(o.bytes ?? 512 * 2 ** 20, 'copyBandwidth: bytes', { min: MIN_BYTES, max: MAX_BYTES });
+  const iterations = checkInteger(o.iterations ?? 10, 'copyBandwidth: iterations', { min: 1, max: MAX_ITERATIONS });
+  const device = o.device ?? defaultDevice();
   const code = deviceCode(device, 'copyBandwidth: device');
   checkDeviceUsable(device);
   const addon = native() as ReturnType<typeof native> & {

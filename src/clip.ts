@@ -2,7 +2,7 @@
 // one fused reduction for the norm (float64, fixed order: the same result for any thread
 // count), then an in-place scale.
 import { native } from './native';
-import { checkFiniteNumber } from './optimizer';
+import { checkBoolean, checkNumber, checkOptions, mustBe } from './checks';
 import { Parameter } from './parameter';
 
 function gradsOf(params: Iterable<Parameter>, where: string) {
@@ -11,11 +11,11 @@ function gradsOf(params: Iterable<Parameter>, where: string) {
     typeof params !== 'object' ||
     typeof (params as Iterable<unknown>)[Symbol.iterator] !== 'function'
   ) {
-    throw new TypeError(`${where}: params must be an array of Parameters`);
+    throw new TypeError(mustBe(`${where}: params`, 'an array of Parameters', params));
   }
   const list = [...params];
   list.forEach((p, i) => {
-    if (!(p instanceof Parameter)) throw new TypeError(`${where}: params[${i}] is not a Parameter`);
+    if (!(p instanceof Parameter)) throw new TypeError(mustBe(`${where}: params[${i}]`, 'a Parameter', p));
   });
   const grads = list.flatMap((p) => {
     const g = p.grad ?? p.sparseGrad?.values;
@@ -38,11 +38,13 @@ export interface ClipGradNormOptions {
  */
 export function clipGradNorm(params: Iterable<Parameter>, maxNorm: number, options: ClipGradNormOptions = {}): number {
   const grads = gradsOf(params, 'clipGradNorm');
-  checkFiniteNumber(maxNorm, 'clipGradNorm: maxNorm', { min: 0 });
-  const normType = options.normType ?? 2;
-  if (typeof normType !== 'number' || Number.isNaN(normType) || normType <= 0) {
-    throw new RangeError(`clipGradNorm: normType must be a number > 0 or Infinity, got ${String(normType)}`);
-  }
+  checkNumber(maxNorm, 'clipGradNorm: maxNorm', { min: 0 });
+  const o = checkOptions(options, 'clipGradNorm: options', ['normType', 'errorIfNonfinite']) as ClipGradNormOptions;
+  const normType = o.normType ?? 2;
+  if (typeof normType !== 'number') throw new TypeError(mustBe('clipGradNorm: normType', 'a number', normType));
+  if (Number.isNaN(normType) || normType <= 0)
+    throw new RangeError(mustBe('clipGradNorm: normType', 'a number > 0 or Infinity', normType));
+  const errorIfNonfinite = checkBoolean(o.errorIfNonfinite ?? false, 'clipGradNorm: options.errorIfNonfinite');
   if (grads.length === 0) return 0;
   const handles = grads.map((g) => g.handle);
   const sums = native().gradNormSums(handles, normType);
@@ -51,7 +53,7 @@ export function clipGradNorm(params: Iterable<Parameter>, maxNorm: number, optio
   else total = sums.reduce((a, b) => a + b, 0) ** (1 / normType);
   if (sums.some((x) => Number.isNaN(x))) total = NaN;
   total = Math.fround(total);
-  if (options.errorIfNonfinite && !Number.isFinite(total)) {
+  if (errorIfNonfinite && !Number.isFinite(total)) {
     throw new RangeError(`clipGradNorm: the total norm of order ${normType} is ${total}; grads were left unchanged`);
   }
   // torch: max_norm / (total_norm + 1e-6) on a float32 tensor, then clamp(max=1).
@@ -64,7 +66,7 @@ export function clipGradNorm(params: Iterable<Parameter>, maxNorm: number, optio
 /** Clamps every grad element to [-value, value] in place. */
 export function clipGradValue(params: Iterable<Parameter>, value: number): void {
   const grads = gradsOf(params, 'clipGradValue');
-  checkFiniteNumber(value, 'clipGradValue: value', { min: 0 });
+  checkNumber(value, 'clipGradValue: value', { min: 0 });
   if (grads.length)
     native().clampGrads(
       grads.map((g) => g.handle),

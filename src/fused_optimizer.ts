@@ -9,7 +9,17 @@ import {
   type NativeParamState,
   type NativeStepControl,
 } from './native';
-import { Optimizer, type ParamGroup, checkBoolean, checkFiniteNumber } from './optimizer';
+import {
+  checkBoolean,
+  checkChoice,
+  checkInteger,
+  checkKeys,
+  checkNumber,
+  checkObject,
+  describe,
+  mustBe,
+} from './checks';
+import { Optimizer, type ParamGroup } from './optimizer';
 import type { GradBinding, Parameter } from './parameter';
 import { Tensor } from './tensor';
 
@@ -39,36 +49,51 @@ export interface FusedOptions {
   seed?: number;
 }
 
+/** The options of FusedOptions, for the constructors' unknown-key checks. */
+export const FUSED_OPTION_KEYS = ['masterWeights', 'gradClip', 'lazyMode', 'stochasticRounding', 'seed'] as const;
+
 export interface StateDict<S, GD> {
   state: Record<number, S>;
   param_groups: Array<GD & { params: number[] }>;
   /** Stochastic rounding's stream, present when it is on: restoring it makes a resume exact. */
   rng?: { seed: number; counter: number };
+  /**
+   * Which optimizer wrote the dict ('AdamW', 'AdamWDL', 'Lion'): loading it into another
+   * is an error. Our own key beside torch's layout; a dict without it (written by torch) is
+   * accepted where its keys fit the optimizer.
+   */
+  optimizer?: string;
 }
 
 function checkGradClip(clip: unknown, where: string): NativeStepControl {
   if (clip === undefined || clip === null) return {};
-  if (typeof clip !== 'object')
-    throw new TypeError(`${where} must be an object like { type: 'globalNorm', maxNorm: 1 }`);
-  const c = clip as Record<string, unknown>;
-  if (c.type === 'globalNorm' || c.type === 'norm') {
-    const maxNorm = checkFiniteNumber(c.maxNorm, `${where}.maxNorm`, { min: 0, minExclusive: true });
-    return { clip: c.type === 'globalNorm' ? 1 : 2, maxNorm };
+  const c = checkObject(clip, where, "an object like { type: 'globalNorm', maxNorm: 1 }");
+  const type = checkChoice(c.type, `${where}.type`, ['globalNorm', 'norm', 'value'] as const);
+  if (type === 'globalNorm' || type === 'norm') {
+    checkKeys(c, where, ['type', 'maxNorm']);
+    const maxNorm = checkNumber(c.maxNorm, `${where}.maxNorm`, { min: 0, minExclusive: true });
+    return { clip: type === 'globalNorm' ? 1 : 2, maxNorm };
   }
-  if (c.type === 'value') {
-    const max = checkFiniteNumber(c.max, `${where}.max`);
-    const min = c.min === undefined ? -max : checkFiniteNumber(c.min, `${where}.min`);
-    if (min > max) throw new RangeError(`${where}: min (${min}) must be <= max (${max})`);
-    return { clipMin: min, clipMax: max };
-  }
-  throw new TypeError(`${where}.type must be 'globalNorm', 'norm' or 'value', got ${JSON.stringify(c.type)}`);
+  checkKeys(c, where, ['type', 'max', 'min']);
+  const max = checkNumber(c.max, `${where}.max`);
+  const min = c.min === undefined ? -max : checkNumber(c.min, `${where}.min`);
+  if (min > max) throw new RangeError(`${where}: min (${min}) must be <= max (${max})`);
+  return { clipMin: min, clipMax: max };
 }
 
 function checkSeed(seed: unknown, what: string): number {
-  if (!Number.isSafeInteger(seed) || (seed as number) < 0)
-    throw new RangeError(`${what} must be an integer from 0 to 2^53 - 1, got ${String(seed)}`);
-  return seed as number;
+  return checkInteger(seed, what, { min: 0 });
 }
+
+/** What loadStateDict hands the addon, after every check. */
+interface LoadPlan<G> {
+  groups: G[];
+  states: Array<[number, NativeParamState]>;
+  rng: { seed: number; counter: number } | undefined;
+}
+
+// The top level of a state dict: torch's two keys and our own two.
+const DICT_KEYS = ['state', 'param_groups', 'rng', 'optimizer'];
 
 export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD extends object> extends Optimizer<G> {
   #handle: NativeOptimizerHandle | undefined;
@@ -86,7 +111,7 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     this.stochasticRounding = checkBoolean(options.stochasticRounding ?? false, `${name} options: stochasticRounding`);
     this.#seed = checkSeed(options.seed ?? 0, `${name} options: seed`);
     this.lazyMode = checkBoolean(options.lazyMode ?? false, `${name} options: lazyMode`);
-    this.gradClip = options.gradClip ?? null;
+    this.#setGradClip(options.gradClip ?? null, `${name} options: gradClip`);
   }
 
   /** Clipping applied inside every step(); null for none. Validated when set. */
@@ -95,11 +120,18 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   }
 
   set gradClip(clip: GradClip | null) {
-    const control = checkGradClip(clip, 'gradClip');
+    this.checkNotDisposed('gradClip');
+    this.#setGradClip(clip, 'gradClip');
+  }
+
+  #setGradClip(clip: GradClip | null, where: string): void {
+    const control = checkGradClip(clip, where);
     this.#gradClip = clip === null ? null : { ...clip };
     this.#control = { ...control, stochasticRounding: this.stochasticRounding };
   }
 
+  /** The optimizer's name in state dicts ('AdamW', 'AdamWDL', 'Lion'); subclasses of ours keep it. */
+  protected abstract readonly optimizerName: string;
   /** Numbers per group in the hyperparameter table (the native Algo's kHyperFields). */
   protected abstract readonly hyperFields: number;
   /** Writes group g's hyperparameters at out[offset...]. */
@@ -109,23 +141,28 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   protected abstract readonly stateBuffers: { required: readonly string[]; optional: readonly string[] };
   /** Whether the state dict carries a step count (torch's AdamW does; DecoupledLionW does not). */
   protected abstract readonly hasStepCount: boolean;
+  /**
+   * The keys a saved param group may have besides params, param_names and initial_lr: the
+   * optimizer's own (snake_case, as torch) and the torch keys that do not change the update.
+   */
+  protected abstract readonly groupDictKeys: readonly string[];
   protected abstract groupToDict(g: G): GD;
   /** The group `current` with the hyperparameters of a saved group (not yet checked). */
   protected abstract groupFromDict(saved: GD, current: G): G;
-  /** Per-param native options (AdamWDL adds its lr ratio and decay switch). */
-  protected paramOptions(_p: Parameter, _groupIndex: number): NativeParamOptions {
+  /** A group's native options (AdamWDL adds each param's lr ratio and decay switch). */
+  protected groupOptions(_params: readonly Parameter[], _groupIndex: number): NativeParamOptions {
     return { masterWeights: this.masterWeights };
   }
 
   /** Updates every param that has a grad. On CUDA this enqueues the kernels and returns. */
   step(): void {
-    this.handle().step(this.hyperTable(), this.#control);
+    this.handle('step').step(this.hyperTable(), this.#control);
   }
 
   /** Like step(), off the JavaScript thread; resolves when the update is complete. */
   stepAsync(): Promise<void> {
     try {
-      return this.handle()
+      return this.handle('stepAsync')
         .stepAsync(this.hyperTable(), this.#control)
         .then(() => undefined);
     } catch (e) {
@@ -138,13 +175,13 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
    * with checkFinite an inf/NaN grad skips the whole step (returns true, nothing changed).
    */
   stepScaled(invScale: number, checkFinite: boolean): boolean {
-    return this.handle().step(this.hyperTable(), { ...this.#control, invScale, checkFinite });
+    return this.handle('step').step(this.hyperTable(), { ...this.#control, invScale, checkFinite });
   }
 
   /** @internal the asynchronous form of stepScaled. */
   stepScaledAsync(invScale: number, checkFinite: boolean): Promise<boolean> {
     try {
-      return this.handle().stepAsync(this.hyperTable(), { ...this.#control, invScale, checkFinite });
+      return this.handle('stepAsync').stepAsync(this.hyperTable(), { ...this.#control, invScale, checkFinite });
     } catch (e) {
       return Promise.reject(e);
     }
@@ -152,6 +189,7 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
 
   /** @internal the params' grads that are set (values of row-sparse ones), for GradScaler.unscale. */
   gradsForScaling(): Tensor[] {
+    this.checkNotDisposed('gradsForScaling');
     return this.params.flatMap((p) => {
       const g = p.grad ?? p.sparseGrad?.values;
       return g ? [g] : [];
@@ -160,12 +198,37 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
 
   /** @internal times the native launch plan was rebuilt (params, grads or state changed). */
   get planUploads(): number {
-    return this.handle().planUploads;
+    return this.handle('planUploads').planUploads;
+  }
+
+  /** @internal the bytes of optimizer state last reported to V8 (0 once disposed). */
+  get memoryBytes(): number {
+    return this.#handle?.memoryBytes ?? 0;
   }
 
   /** Waits for the queued GPU work of this optimizer (a no-op on the CPU). */
   synchronize(): void {
-    this.handle().synchronize();
+    this.handle('synchronize').synchronize();
+  }
+
+  /**
+   * CUDA: the stream the steps run on, a `cudaStream_t` as a bigint (null on the CPU), for
+   * ordering your own work after a step (record an event on it and wait for that event on
+   * your stream). Steps already wait for work on the legacy default stream.
+   */
+  get cudaStream(): bigint | null {
+    return this.handle('cudaStream').cudaStream;
+  }
+
+  /**
+   * CUDA: the following steps wait, on the device, for `event`, a `cudaEvent_t` (as a bigint)
+   * that your code recorded, for example after the kernels that produced the grads on a
+   * stream of another library. The host does not wait. A TypeError on the CPU.
+   */
+  waitFor(event: bigint): void {
+    if (typeof event !== 'bigint')
+      throw new TypeError(`waitFor: event must be a bigint (a cudaEvent_t), got ${typeof event}`);
+    this.handle('waitFor').waitFor(event);
   }
 
   /**
@@ -174,7 +237,7 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
    * subtract now, with the current grads and hyperparameters.
    */
   metrics(): MetricsDict {
-    const rows = this.handle().metrics(this.hyperTable());
+    const rows = this.handle('metrics').metrics(this.hyperTable());
     const out: MetricsDict = {};
     for (let r = 0; r < rows.length; r += 7) {
       const p = this.params[rows[r]];
@@ -184,111 +247,154 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   }
 
   stateDict(): StateDict<S, GD> {
+    const handle = this.handle('stateDict');
+    // A step that failed part way on the GPU left params and moments out of step: such a
+    // state must not be saved (loadStateDict / loadCheckpoint make the optimizer usable again).
+    const broken = handle.brokenReason;
+    if (broken) throw new Error(`stateDict: ${broken}`);
     const state: Record<number, S> = {};
     this.params.forEach((_, i) => {
-      const s = this.handle().getState(i);
+      const s = handle.getState(i);
       if (!s) return;
       if (!this.hasStepCount) delete (s as Partial<NativeParamState>).step;
       state[i] = s as unknown as S;
     });
     let index = 0;
     const param_groups = this.paramGroups.map((g) => ({ ...this.groupToDict(g), params: g.params.map(() => index++) }));
-    const dict: StateDict<S, GD> = { state, param_groups };
-    if (this.stochasticRounding) dict.rng = this.handle().getRng();
+    const dict: StateDict<S, GD> = { state, param_groups, optimizer: this.optimizerName };
+    if (this.stochasticRounding) dict.rng = handle.getRng();
     return dict;
   }
 
-  /** Restores hyperparameters and state; checks the whole dict before changing anything. */
+  /**
+   * Restores hyperparameters and state (torch's load_state_dict): the whole dict is checked
+   * and converted first, then applied, so a rejected dict changes nothing.
+   */
   loadStateDict(sd: StateDict<S, GD>): void {
-    if (
-      sd === null ||
-      typeof sd !== 'object' ||
-      !Array.isArray(sd.param_groups) ||
-      typeof sd.state !== 'object' ||
-      sd.state === null
-    ) {
-      throw new TypeError('loadStateDict: expected { state, param_groups }');
+    const handle = this.handle('loadStateDict');
+    const dict = this.#checkDict(sd);
+    const plan: LoadPlan<G> = {
+      groups: this.#groupsFromDict(dict.param_groups),
+      states: [...this.#statesFromDict(dict), ...this.#resetsOmittedFrom(dict)],
+      rng: dict.rng === undefined ? undefined : rngFromDict(dict.rng),
+    };
+    this.#applyLoad(handle, plan);
+  }
+
+  protected override release(): void {
+    this.#handle?.dispose();
+  }
+
+  protected bindGroup(params: readonly Parameter[], _first: number, groupIndex: number): void {
+    const o = this.groupOptions(params, groupIndex);
+    const handles = params.map((p) => p.data.handle);
+    const names = params.map((p) => p.name);
+    this.handle('addParamGroup').addParams(handles, groupIndex, names, o.masterWeights, o.lrRatios, o.applyDecay);
+  }
+
+  protected bindGrad(index: number, grad: GradBinding): void {
+    const handle = this.handle('grad');
+    if (grad === null || grad instanceof Tensor) handle.setGrad(index, grad ? grad.handle : null);
+    else handle.setSparseGrad(index, grad.values.handle, grad.rows, grad.rowWidth);
+  }
+
+  protected override bindGrads(first: number, grads: ReadonlyArray<Tensor | null>): void {
+    this.handle('grad').setGrads(
+      first,
+      grads.map((g) => (g ? g.handle : null)),
+    );
+  }
+
+  // loadStateDict, phase 1: the dict's shape, and that this kind of optimizer wrote it.
+  #checkDict(sd: unknown): StateDict<Record<string, unknown>, GD> {
+    const where = 'loadStateDict';
+    const dict = sd as Record<string, unknown>;
+    if (dict === null || typeof dict !== 'object' || !Array.isArray(dict.param_groups)) {
+      throw new TypeError(`${where}: expected { state, param_groups }, got ${describe(sd)}`);
     }
-    if (sd.param_groups.length !== this.paramGroups.length) {
-      throw new RangeError(
-        `loadStateDict: the dict has ${sd.param_groups.length} param groups but the optimizer has ${this.paramGroups.length}`,
+    checkObject(dict.state, `${where}: state`);
+    checkKeys(dict, where, DICT_KEYS);
+    if (dict.optimizer !== undefined && dict.optimizer !== this.optimizerName) {
+      throw new TypeError(
+        `${where}: the dict was written by ${describe(dict.optimizer)} but this optimizer is ${this.optimizerName}; ` +
+          'a state dict loads only into the kind of optimizer that wrote it',
       );
     }
-    const groups = sd.param_groups.map((saved, i) => {
+    if (dict.param_groups.length !== this.paramGroups.length) {
+      throw new RangeError(
+        `${where}: the dict has ${dict.param_groups.length} param groups but the optimizer has ${this.paramGroups.length}`,
+      );
+    }
+    return dict as unknown as StateDict<Record<string, unknown>, GD>;
+  }
+
+  // Phase 2: each saved group's hyperparameters, checked, on a copy of the current group.
+  #groupsFromDict(saved: ReadonlyArray<GD & { params: number[] }>): G[] {
+    const known = ['params', 'param_names', 'initial_lr', ...this.groupDictKeys];
+    return saved.map((g, i) => {
       const where = `loadStateDict: param_groups[${i}]`;
-      if (saved === null || typeof saved !== 'object') throw new TypeError(`${where} must be an object`);
-      if (!Array.isArray(saved.params) || saved.params.length !== this.paramGroups[i].params.length) {
+      checkKeys(checkObject(g, where), where, known);
+      const size = this.paramGroups[i].params.length;
+      if (!Array.isArray(g.params) || g.params.length !== size) {
         throw new RangeError(
-          `${where} has ${saved.params?.length} params but the optimizer's group has ${this.paramGroups[i].params.length}`,
+          `${where} has ${Array.isArray(g.params) ? g.params.length : describe(g.params)} params but the optimizer's group has ${size}`,
         );
       }
-      return this.checkGroup(this.groupFromDict(saved, { ...this.paramGroups[i] }), where);
+      return this.validateGroup(this.groupFromDict(g, { ...this.paramGroups[i] }), where);
     });
-    // torch maps saved ids to params by position in group order.
-    const byId = new Map<number, number>();
-    let flat = 0;
-    sd.param_groups.forEach((saved) => saved.params.forEach((id) => byId.set(id, flat++)));
-    const updates: Array<[number, NativeParamState]> = [];
-    for (const [key, s] of Object.entries(sd.state) as Array<[string, Record<string, unknown>]>) {
-      const index = byId.get(Number(key));
+  }
+
+  // Phase 3: each saved param state, mapped to its param (torch numbers params by position
+  // in group order), checked and converted to fp32 buffers.
+  #statesFromDict(dict: StateDict<Record<string, unknown>, GD>): Array<[number, NativeParamState]> {
+    const indexOf = savedIdsToIndices(dict.param_groups);
+    const { required, optional } = this.stateBuffers;
+    const known = ['step', 'master', ...required, ...optional];
+    return Object.entries(dict.state).map(([key, s]) => {
+      const index = indexOf.get(Number(key));
       if (index === undefined) throw new RangeError(`loadStateDict: state ${key} does not belong to any param group`);
       const p = this.params[index];
       const where = `loadStateDict: state ${key} (param '${p.name}')`;
-      if (s === null || typeof s !== 'object') throw new TypeError(`${where} must be an object`);
+      checkKeys(checkObject(s, where), where, known);
       p.data.checkAlive(`${where}: data`);
-      const step = this.hasStepCount ? s.step : (s.step ?? 1);
-      if (!Number.isSafeInteger(step) || (step as number) < 0)
-        throw new RangeError(`${where}: step must be a non-negative integer`);
-      const { required, optional } = this.stateBuffers;
-      const buffers: Record<string, Float32Array> = {};
-      for (const k of [...required, ...optional, 'master']) {
-        const v = s[k];
-        if (v === undefined && !required.includes(k)) continue;
-        // The param's state dtype is fp32: other float/integer arrays and number[] are converted.
-        const isNumbers = Array.isArray(v)
-          ? v.every((x) => typeof x === 'number')
-          : ArrayBuffer.isView(v) &&
-            !(v instanceof DataView) &&
-            !(v instanceof BigInt64Array) &&
-            !(v instanceof BigUint64Array);
-        if (!isNumbers)
-          throw new TypeError(`${where}: ${k} must be a Float32Array (or another typed array or array of numbers)`);
-        const values = v as ArrayLike<number>;
-        if (values.length !== p.data.numel)
-          throw new RangeError(`${where}: ${k} has ${values.length} elements but the param has ${p.data.numel}`);
-        buffers[k] = values instanceof Float32Array ? values : Float32Array.from(values);
-      }
-      if (s.master !== undefined && (p.data.dtype === 'float32' || !this.masterWeights)) {
+      if (s.master !== undefined && (p.data.dtype === 'float32' || !this.masterWeights))
         throw new TypeError(`${where}: the param keeps no master weights, but the dict has one`);
+      const state: NativeParamState = {
+        step: checkInteger(this.hasStepCount ? s.step : (s.step ?? 1), `${where}: step`, { min: 0 }),
+      };
+      for (const k of [...required, ...optional, 'master']) {
+        if (s[k] === undefined && !required.includes(k)) continue;
+        state[k] = float32Buffer(s[k], p.data.numel, `${where}: ${k}`);
       }
-      updates.push([index, { ...(s as object), ...buffers, step: step as number } as NativeParamState]);
-    }
-    // torch replaces the whole state: params the dict has no state for start afresh (step 0,
-    // zero buffers; a half param's master is re-seeded from its value at its next step).
-    const loaded = new Set(updates.map(([index]) => index));
+      return [index, state] as [number, NativeParamState];
+    });
+  }
+
+  // Phase 4: torch replaces the whole state, so a param the dict has no state for starts
+  // afresh (step 0, zero buffers; a half param's master is re-seeded from its value at its
+  // next step).
+  #resetsOmittedFrom(dict: StateDict<Record<string, unknown>, GD>): Array<[number, NativeParamState]> {
+    const indexOf = savedIdsToIndices(dict.param_groups);
+    const loaded = new Set(Object.keys(dict.state).map((key) => indexOf.get(Number(key))));
     const resets: Array<[number, NativeParamState]> = [];
     this.params.forEach((p, index) => {
       if (loaded.has(index)) return;
-      const current = this.handle().getState(index);
+      const current = this.handle('loadStateDict').getState(index);
       if (!current) return;
       const zeros: NativeParamState = { step: 0 };
       for (const [k, v] of Object.entries(current))
         if (v instanceof Float32Array && k !== 'master') zeros[k] = new Float32Array(p.data.numel);
       resets.push([index, zeros]);
     });
-    let rng: { seed: number; counter: number } | undefined;
-    if (sd.rng !== undefined) {
-      if (sd.rng === null || typeof sd.rng !== 'object')
-        throw new TypeError('loadStateDict: rng must be { seed, counter }');
-      rng = {
-        seed: checkSeed(sd.rng.seed, 'loadStateDict: rng.seed'),
-        counter: checkSeed(sd.rng.counter, 'loadStateDict: rng.counter'),
-      };
-    }
-    // State first: the native side refuses while a stepAsync() runs, before anything changed.
-    for (const [index, s] of [...updates, ...resets]) this.handle().setState(index, s);
-    if (rng) this.handle().setRng(rng.seed, rng.counter);
-    groups.forEach((g, i) => {
+    return resets;
+  }
+
+  // Phase 5: apply. State first: the native side refuses while a stepAsync() runs, before
+  // anything has changed.
+  #applyLoad(handle: NativeOptimizerHandle, plan: LoadPlan<G>): void {
+    for (const [index, s] of plan.states) handle.setState(index, s);
+    if (plan.rng) handle.setRng(plan.rng.seed, plan.rng.counter);
+    plan.groups.forEach((g, i) => {
       const target = this.paramGroups[i];
       for (const key of Object.keys(target)) if (key !== 'params' && !(key in g)) delete target[key];
       Object.assign(target, g, { params: target.params });
@@ -296,16 +402,9 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     });
   }
 
-  protected bindParam(p: Parameter, _index: number, groupIndex: number): void {
-    this.handle().addParam(p.data.handle, groupIndex, p.name, this.paramOptions(p, groupIndex));
-  }
-
-  protected bindGrad(index: number, grad: GradBinding): void {
-    if (grad === null || grad instanceof Tensor) this.handle().setGrad(index, grad ? grad.handle : null);
-    else this.handle().setSparseGrad(index, grad.values.handle, grad.rows, grad.rowWidth);
-  }
-
-  private handle(): NativeOptimizerHandle {
+  // The native handle, made at the first use; `what` names the call when disposed.
+  private handle(what: string): NativeOptimizerHandle {
+    this.checkNotDisposed(what);
     if (!this.#handle) {
       this.#handle = this.createHandle(deviceCode(this.device));
       this.#handle.setRng(this.#seed, 0);
@@ -320,7 +419,38 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     const fields = this.hyperFields;
     if (this.#hyper.length !== n * fields) this.#hyper = new Float64Array(n * fields);
     for (let i = 0; i < n; i++)
-      this.writeHyper(this.checkGroup(this.paramGroups[i], `paramGroups[${i}]`), this.#hyper, i * fields);
+      this.writeHyper(this.validateGroup(this.paramGroups[i], `paramGroups[${i}]`), this.#hyper, i * fields);
     return this.#hyper;
   }
+}
+
+/** torch's id mapping: the saved ids, in group order, are the params in group order. */
+function savedIdsToIndices(groups: ReadonlyArray<{ params: readonly number[] }>): Map<number, number> {
+  const byId = new Map<number, number>();
+  let flat = 0;
+  for (const g of groups) for (const id of g.params) byId.set(id, flat++);
+  return byId;
+}
+
+/** A state buffer of `numel` elements as fp32: other float or integer arrays and number[] are converted. */
+function float32Buffer(v: unknown, numel: number, what: string): Float32Array {
+  const isNumbers = Array.isArray(v)
+    ? v.every((x) => typeof x === 'number')
+    : ArrayBuffer.isView(v) &&
+      !(v instanceof DataView) &&
+      !(v instanceof BigInt64Array) &&
+      !(v instanceof BigUint64Array);
+  if (!isNumbers) throw new TypeError(mustBe(what, 'a Float32Array (or another typed array or array of numbers)', v));
+  const values = v as ArrayLike<number>;
+  if (values.length !== numel) throw new RangeError(`${what} has ${values.length} elements but the param has ${numel}`);
+  return values instanceof Float32Array ? values : Float32Array.from(values);
+}
+
+function rngFromDict(rng: unknown): { seed: number; counter: number } {
+  const r = checkObject(rng, 'loadStateDict: rng', '{ seed, counter }');
+  checkKeys(r, 'loadStateDict: rng', ['seed', 'counter']);
+  return {
+    seed: checkSeed(r.seed, 'loadStateDict: rng.seed'),
+    counter: checkSeed(r.counter, 'loadStateDict: rng.counter'),
+  };
 }

@@ -5,7 +5,7 @@
 import type { FusedOptimizer } from './fused_optimizer';
 import { native } from './native';
 import { optimizerStepCounter } from './schedulers/optimizer_hook';
-import { checkBoolean, checkFiniteNumber } from './optimizer';
+import { checkBoolean, checkInteger, checkNumber, checkObject, checkOptions } from './checks';
 
 export interface GradScalerOptions {
   initScale?: number;
@@ -46,24 +46,24 @@ export class GradScaler {
   #records = new Map<ScalableOptimizer, OptimizerRecord>();
 
   constructor(options: GradScalerOptions = {}) {
-    this.enabled = checkBoolean(options.enabled ?? true, 'GradScaler options: enabled');
-    this.#scale = f32(
-      checkFiniteNumber(options.initScale ?? 2 ** 16, 'GradScaler options: initScale', { min: 0, minExclusive: true }),
-    );
-    this.#growthFactor = checkFiniteNumber(options.growthFactor ?? 2, 'GradScaler options: growthFactor', {
-      min: 1,
-      minExclusive: true,
-    });
-    this.#backoffFactor = checkFiniteNumber(options.backoffFactor ?? 0.5, 'GradScaler options: backoffFactor', {
+    const where = 'GradScaler options';
+    const o = checkOptions(options, where, [
+      'initScale',
+      'growthFactor',
+      'backoffFactor',
+      'growthInterval',
+      'enabled',
+    ]) as GradScalerOptions;
+    this.enabled = checkBoolean(o.enabled ?? true, `${where}: enabled`);
+    this.#scale = f32(checkNumber(o.initScale ?? 2 ** 16, `${where}: initScale`, { min: 0, minExclusive: true }));
+    this.#growthFactor = checkNumber(o.growthFactor ?? 2, `${where}: growthFactor`, { min: 1, minExclusive: true });
+    this.#backoffFactor = checkNumber(o.backoffFactor ?? 0.5, `${where}: backoffFactor`, {
       min: 0,
       minExclusive: true,
+      max: 1,
+      maxExclusive: true,
     });
-    if (this.#backoffFactor >= 1)
-      throw new RangeError(`GradScaler options: backoffFactor must be < 1, got ${this.#backoffFactor}`);
-    const interval = options.growthInterval ?? 2000;
-    if (!Number.isSafeInteger(interval) || interval < 1)
-      throw new RangeError(`GradScaler options: growthInterval must be a positive integer, got ${interval}`);
-    this.#growthInterval = interval;
+    this.#growthInterval = checkInteger(o.growthInterval ?? 2000, `${where}: growthInterval`, { min: 1 });
   }
 
   /** The current scale (1 when disabled). */
@@ -127,7 +127,7 @@ export class GradScaler {
   update(newScale?: number): void {
     if (!this.enabled) return;
     if (newScale !== undefined) {
-      this.#scale = f32(checkFiniteNumber(newScale, 'GradScaler.update: newScale', { min: 0, minExclusive: true }));
+      this.#scale = f32(checkNumber(newScale, 'GradScaler.update: newScale', { min: 0, minExclusive: true }));
     } else {
       if (this.#records.size === 0)
         throw new Error('GradScaler.update: no optimizer was stepped (or unscaled) since the last update()');
@@ -158,7 +158,7 @@ export class GradScaler {
   }
 
   loadStateDict(sd: GradScalerStateDict): void {
-    if (sd === null || typeof sd !== 'object') throw new TypeError('GradScaler.loadStateDict: expected an object');
+    checkObject(sd, 'GradScaler.loadStateDict: the state dict');
     const probe = new GradScaler({
       initScale: sd.scale,
       growthFactor: sd.growth_factor,

@@ -1,8 +1,9 @@
 // Fused Lion, as MosaicML llm-foundry's DecoupledLionW: sign of an interpolated momentum,
 // decoupled weight decay scaled by lr / initial_lr, state `exp_avg` only.
-import { type FusedOptions, FusedOptimizer, type StateDict } from './fused_optimizer';
+import { FUSED_OPTION_KEYS, type FusedOptions, FusedOptimizer, type StateDict } from './fused_optimizer';
 import { type NativeOptimizerHandle, native } from './native';
-import { type ParamGroup, type ParamsInput, checkBetas, checkFiniteNumber } from './optimizer';
+import { checkBetas, checkNumber, checkOptions } from './checks';
+import type { ParamGroup, ParamsInput } from './optimizer';
 import type { Parameter } from './parameter';
 
 export interface LionOptions extends FusedOptions {
@@ -31,19 +32,25 @@ export interface LionGroupDict {
 
 export type LionStateDict = StateDict<LionParamState, LionGroupDict>;
 
+/** The keys of LionOptions. */
+export const LION_OPTION_KEYS = ['lr', 'betas', 'weightDecay', ...FUSED_OPTION_KEYS];
+
 export class Lion extends FusedOptimizer<LionParamGroup, LionParamState, LionGroupDict> {
+  protected readonly optimizerName: string = 'Lion';
   protected readonly hyperFields = 5; // native/core/algorithms.h LionAlgo::kHyperFields
+  protected readonly groupDictKeys = ['lr', 'betas', 'weight_decay'];
   protected readonly stateBuffers = { required: ['exp_avg'], optional: [] } as const;
   protected readonly hasStepCount = false;
 
   constructor(params: ParamsInput<LionParamGroup>, options: LionOptions = {}) {
+    const o = checkOptions(options, `${new.target.name} options`, LION_OPTION_KEYS) as LionOptions;
     const defaults = {
-      lr: options.lr ?? 1e-4,
-      betas: options.betas ?? ([0.9, 0.99] as [number, number]),
-      weightDecay: options.weightDecay ?? 0,
+      lr: o.lr ?? 1e-4,
+      betas: o.betas ?? ([0.9, 0.99] as [number, number]),
+      weightDecay: o.weightDecay ?? 0,
     };
-    super(defaults, options, 'Lion');
-    this.checkGroup({ params: [], ...defaults }, 'Lion options');
+    super(defaults, o, new.target.name);
+    this.checkGroup({ params: [], ...defaults }, `${this.constructor.name} options`);
     this.initGroups(params);
     this.paramGroups.forEach((g) => this.warnIfLargeDecay(g));
   }
@@ -66,12 +73,12 @@ export class Lion extends FusedOptimizer<LionParamGroup, LionParamState, LionGro
   }
 
   protected checkGroup(g: LionParamGroup, where: string): LionParamGroup {
-    checkFiniteNumber(g.lr, `${where}: lr`, { min: 0, minExclusive: true });
+    checkNumber(g.lr, `${where}: lr`, { min: 0, minExclusive: true });
     g.betas = checkBetas(g.betas, `${where}: betas`, true);
-    checkFiniteNumber(g.weightDecay, `${where}: weightDecay`, { min: 0 });
+    checkNumber(g.weightDecay, `${where}: weightDecay`, { min: 0 });
     // DecoupledLionW records initial_lr per group at construction and in add_param_group.
     g.initialLr ??= g.lr;
-    checkFiniteNumber(g.initialLr, `${where}: initialLr`, { min: 0 });
+    checkNumber(g.initialLr, `${where}: initialLr`, { min: 0 });
     return g;
   }
 

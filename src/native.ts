@@ -23,11 +23,13 @@ export interface NativeParamState {
   [buffer: string]: Float32Array | number | undefined;
 }
 
+/** How a group's params are registered (one addParams call per group). */
 export interface NativeParamOptions {
   masterWeights: boolean;
-  /** Scales the param's step, not its decoupled decay (AdamWDL's layer-wise ratio). */
-  lrRatio?: number;
-  applyDecay?: boolean;
+  /** Per param: scales its step, not its decoupled decay (AdamWDL's layer-wise ratio); default 1. */
+  lrRatios?: Float64Array;
+  /** Per param: 1 for decoupled weight decay, 0 for none; default all 1. */
+  applyDecay?: Uint8Array;
 }
 
 /** What a step does to the grads first; see native/addon/optimizer_wrap.h. */
@@ -44,8 +46,18 @@ export interface NativeStepControl {
 
 /** AdamWHandle and LionHandle: one native optimizer engine. */
 export interface NativeOptimizerHandle {
-  addParam(data: NativeTensorHandle, group: number, name: string, options: NativeParamOptions): number;
+  /** Registers a group's params, all or none; returns the index of the first. */
+  addParams(
+    data: NativeTensorHandle[],
+    group: number,
+    names: string[],
+    masterWeights: boolean,
+    lrRatios?: Float64Array,
+    applyDecay?: Uint8Array,
+  ): number;
   setGrad(index: number, grad: NativeTensorHandle | null): void;
+  /** The grads of params first, first + 1, ... */
+  setGrads(first: number, grads: Array<NativeTensorHandle | null>): void;
   setSparseGrad(index: number, values: NativeTensorHandle, rows: Int32Array, rowWidth: number): void;
   setLazyMode(on: boolean): void;
   /** Returns true when the step was skipped (an inf/NaN grad under checkFinite). */
@@ -60,6 +72,17 @@ export interface NativeOptimizerHandle {
   setState(index: number, state: NativeParamState): void;
   /** Times the launch plan was rebuilt (a new lr must not cause one). */
   readonly planUploads: number;
+  /** Why the optimizer refuses to continue (a step failed part way on the GPU), or null. */
+  readonly brokenReason: string | null;
+  /** Later steps wait (on the device) for this cudaEvent_t. */
+  waitFor(event: bigint): void;
+  /** The cudaStream_t the steps run on, or null on the CPU. */
+  readonly cudaStream: bigint | null;
+  /** Frees the state now (after a running stepAsync); later calls throw. Idempotent. */
+  dispose(): void;
+  readonly disposed: boolean;
+  /** Bytes of state, masters and tables last reported to V8 with AdjustExternalMemory. */
+  readonly memoryBytes: number;
 }
 
 export interface NativeInfo {
@@ -72,7 +95,32 @@ export interface NativeInfo {
   cudaRuntimeVersion: number;
   cudaDriverVersion: number;
   cudaArchs: string;
+  /** The CUDA backend is the host emulator (a test build: FUSED_OPTIM_CUDA=EMULATE). */
+  cudaEmulated: boolean;
   threads: number;
+}
+
+/** Present in builds against the CUDA host emulator only (tools/cuda-emu). */
+export interface NativeCudaEmulator {
+  counters(): {
+    launches: number;
+    blocks: number;
+    hostSyncs: number;
+    copies: number;
+    memsets: number;
+    mallocs: number;
+    frees: number;
+    liveAllocations: number;
+    liveBytes: number;
+    pendingOps: number;
+  };
+  /** The `times` (default 1) calls of `kind` after `skip` successful ones fail (skip < 0 cancels). */
+  failAfter(kind: 'malloc' | 'launch' | 'sync' | 'memcpy', skip: number, times?: number): void;
+  /** A new event recorded on the legacy default stream (for tests of ordering); free with destroyEvent. */
+  recordEvent(): bigint;
+  destroyEvent(event: bigint): void;
+  /** e.g. "threads=fiber exec=deferred thread-order=forward block-order=forward seed=1 protect=pkey" */
+  readonly config: string;
 }
 
 export interface NativeModule {
@@ -86,6 +134,7 @@ export interface NativeModule {
   gradNormSums(grads: NativeTensorHandle[], normType: number): Float64Array;
   scaleGrads(grads: NativeTensorHandle[], coef: number): void;
   clampGrads(grads: NativeTensorHandle[], min: number, max: number): void;
+  cudaEmulator?: NativeCudaEmulator;
 }
 
 // The package root holds build/ and prebuilds/; this file runs from src/ (tests) or

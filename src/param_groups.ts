@@ -2,7 +2,7 @@
 // weights (the seed course's rule), and BEiT/timm-style layer-wise lr decay for AdamW.
 import type { AdamWParamGroup } from './adamw';
 import { encoderLayerIndex } from './layerwise';
-import { checkFiniteNumber } from './optimizer';
+import { checkBoolean, checkFunction, checkInteger, checkNumber, checkOptions, mustBe } from './checks';
 import { Parameter } from './parameter';
 
 type Group = Partial<AdamWParamGroup> & { params: Parameter[] };
@@ -16,12 +16,20 @@ export interface NoDecayOptions {
 }
 
 function checkParams(params: Iterable<Parameter>, where: string): Parameter[] {
+  if (params === null || typeof params !== 'object' || typeof params[Symbol.iterator] !== 'function')
+    throw new TypeError(mustBe(`${where}: params`, 'an array of Parameters', params));
   const list = [...params];
   list.forEach((p, i) => {
-    if (!(p instanceof Parameter)) throw new TypeError(`${where}: params[${i}] is not a Parameter`);
+    if (!(p instanceof Parameter)) throw new TypeError(mustBe(`${where}: params[${i}]`, 'a Parameter', p));
   });
   if (list.length === 0) throw new RangeError(`${where}: params is empty`);
   return list;
+}
+
+function checkStrings(value: unknown, what: string): string[] {
+  if (!Array.isArray(value) || value.some((f) => typeof f !== 'string'))
+    throw new TypeError(mustBe(what, 'an array of strings', value));
+  return value as string[];
 }
 
 function isNoDecay(p: Parameter, fragments: readonly string[], oneDim: boolean): boolean {
@@ -34,11 +42,14 @@ function isNoDecay(p: Parameter, fragments: readonly string[], oneDim: boolean):
  */
 export function noDecayParamGroups(params: Iterable<Parameter>, options: NoDecayOptions): Group[] {
   const list = checkParams(params, 'noDecayParamGroups');
-  const weightDecay = checkFiniteNumber(options?.weightDecay, 'noDecayParamGroups: weightDecay', { min: 0 });
-  const fragments = options.noDecay ?? ['bias', 'LayerNorm.weight', 'norm'];
-  if (!Array.isArray(fragments) || fragments.some((f) => typeof f !== 'string'))
-    throw new TypeError('noDecayParamGroups: noDecay must be an array of strings');
-  const oneDim = options.oneDimNoDecay ?? false;
+  const o = checkOptions(options, 'noDecayParamGroups: options', [
+    'weightDecay',
+    'noDecay',
+    'oneDimNoDecay',
+  ]) as Partial<NoDecayOptions>;
+  const weightDecay = checkNumber(o.weightDecay, 'noDecayParamGroups: weightDecay', { min: 0 });
+  const fragments = checkStrings(o.noDecay ?? ['bias', 'LayerNorm.weight', 'norm'], 'noDecayParamGroups: noDecay');
+  const oneDim = checkBoolean(o.oneDimNoDecay ?? false, 'noDecayParamGroups: oneDimNoDecay');
   const decay = list.filter((p) => !isNoDecay(p, fragments, oneDim));
   const noDecay = list.filter((p) => isNoDecay(p, fragments, oneDim));
   const groups: Group[] = [];
@@ -69,15 +80,23 @@ export interface LayerwiseOptions {
  */
 export function layerwiseParamGroups(params: Iterable<Parameter>, options: LayerwiseOptions): Group[] {
   const list = checkParams(params, 'layerwiseParamGroups');
-  const lr = checkFiniteNumber(options?.lr, 'layerwiseParamGroups: lr', { min: 0 });
-  const decay = checkFiniteNumber(options.decay, 'layerwiseParamGroups: decay', { min: 0 });
-  const { nLayers } = options;
-  if (!Number.isSafeInteger(nLayers) || nLayers < 0)
-    throw new RangeError(`layerwiseParamGroups: nLayers must be a non-negative integer, got ${nLayers}`);
-  const weightDecay = checkFiniteNumber(options.weightDecay ?? 0, 'layerwiseParamGroups: weightDecay', { min: 0 });
-  const fragments = options.noDecay ?? ['bias', 'LayerNorm.weight', 'norm'];
+  const where = 'layerwiseParamGroups';
+  const o = checkOptions(options, `${where}: options`, [
+    'lr',
+    'decay',
+    'nLayers',
+    'layerOf',
+    'weightDecay',
+    'noDecay',
+  ]) as Partial<LayerwiseOptions>;
+  const lr = checkNumber(o.lr, `${where}: lr`, { min: 0 });
+  const decay = checkNumber(o.decay, `${where}: decay`, { min: 0 });
+  const nLayers = checkInteger(o.nLayers, `${where}: nLayers`, { min: 0 });
+  const weightDecay = checkNumber(o.weightDecay ?? 0, `${where}: weightDecay`, { min: 0 });
+  const fragments = checkStrings(o.noDecay ?? ['bias', 'LayerNorm.weight', 'norm'], `${where}: noDecay`);
+  if (o.layerOf !== undefined) checkFunction(o.layerOf, `${where}: layerOf`);
   const layerOf =
-    options.layerOf ??
+    o.layerOf ??
     ((p: Parameter) => {
       const n = encoderLayerIndex(p.name);
       if (n !== undefined) return n + 1;

@@ -1,6 +1,7 @@
 // Parameter: a trainable tensor, its gradient and its name. Optimizers holding the
 // parameter are told when the grad is replaced, so a step never walks every parameter
 // in JavaScript to find its gradient.
+import { checkOptions, checkString, mustBe } from './checks';
 import { Tensor } from './tensor';
 
 /**
@@ -20,17 +21,35 @@ export type GradBinding = Tensor | (RowSparseGrad & { rowWidth: number }) | null
 type GradListener = (grad: GradBinding) => boolean;
 
 export class Parameter {
-  readonly data: Tensor;
-  name: string;
+  readonly #data: Tensor;
+  #name: string;
   #grad: Tensor | null = null;
   #sparseGrad: (RowSparseGrad & { rowWidth: number }) | null = null;
   #listeners: GradListener[] = [];
 
   constructor(data: Tensor, options: { name?: string } = {}) {
-    if (!(data instanceof Tensor)) throw new TypeError('Parameter: data must be a Tensor');
+    if (!(data instanceof Tensor)) throw new TypeError(mustBe('Parameter: data', 'a Tensor', data));
+    const o = checkOptions(options, 'Parameter: options', ['name']);
     data.checkAlive('Parameter: data');
-    this.data = data;
-    this.name = options.name ?? '';
+    this.#data = data;
+    this.#name = checkString(o.name ?? '', 'Parameter: options.name');
+  }
+
+  /**
+   * The param's tensor. Read-only: optimizers hold this tensor, so assigning another would
+   * leave them updating the old one. Change the values in place with `p.data.copyFrom(...)`.
+   */
+  get data(): Tensor {
+    return this.#data;
+  }
+
+  /** The name checkpoints, metrics and error messages use. */
+  get name(): string {
+    return this.#name;
+  }
+
+  set name(name: string) {
+    this.#name = checkString(name, `Parameter.name (param '${this.#name}')`);
   }
 
   get grad(): Tensor | null {
@@ -41,7 +60,9 @@ export class Parameter {
   set grad(grad: Tensor | null) {
     if (grad !== null) {
       const who = `grad of param '${this.name}'`;
-      if (!(grad instanceof Tensor)) throw new TypeError(`${who} must be a Tensor or null`);
+      if (!(grad instanceof Tensor)) throw new TypeError(mustBe(who, 'a Tensor or null', grad));
+      if (grad === this.#data)
+        throw new TypeError(`${who} is the param's own data tensor; a grad needs a tensor of its own (Tensor.zeros)`);
       grad.checkAlive(who);
       if (grad.shape.length !== this.data.shape.length || grad.shape.some((d, i) => d !== this.data.shape[i])) {
         throw new RangeError(
@@ -79,8 +100,9 @@ export class Parameter {
     }
     const who = `row-sparse grad of param '${this.name}'`;
     if (typeof sparse !== 'object' || !(sparse.rows instanceof Int32Array) || !(sparse.values instanceof Tensor)) {
-      throw new TypeError(`${who} must be { rows: Int32Array, values: Tensor }`);
+      throw new TypeError(mustBe(who, '{ rows: Int32Array, values: Tensor }', sparse));
     }
+    if (sparse.values === this.#data) throw new TypeError(`${who}: values is the param's own data tensor`);
     const { rows, values } = sparse;
     values.checkAlive(`${who}: values`);
     const shape = this.data.shape;
@@ -120,3 +142,14 @@ export class Parameter {
     return `Parameter(${this.name || '<unnamed>'}, ${this.data.toString()})`;
   }
 }
+
+// `p.data = other` throws, in sloppy-mode code too (where a getter alone ignores the write);
+// TypeScript sees only the getter, so the assignment is a compile error there as well.
+Object.defineProperty(Parameter.prototype, 'data', {
+  ...Object.getOwnPropertyDescriptor(Parameter.prototype, 'data'),
+  set(this: Parameter) {
+    throw new TypeError(
+      `Parameter.data is read-only (param '${this.name}'): copy new values in with p.data.copyFrom(values), or make a new Parameter`,
+    );
+  },
+});

@@ -2,6 +2,7 @@
 // Float32Array (converted with round-to-nearest-even for half types) or as raw 16-bit
 // patterns (Uint16Array) for float16/bfloat16.
 import { checkDeviceUsable, defaultDevice } from './backend';
+import { checkInteger, checkOptions, mustBe } from './checks';
 import { type DType, type DeviceName, deviceCode, dtypeCode } from './dtype';
 import { type NativeTensorHandle, native } from './native';
 
@@ -12,14 +13,15 @@ export interface TensorOptions {
 }
 
 function checkShape(shape: unknown, what = 'shape'): number[] {
-  if (!Array.isArray(shape)) throw new TypeError(`${what} must be an array of non-negative integers`);
-  for (const d of shape) {
-    if (!Number.isSafeInteger(d) || d < 0) {
-      throw new RangeError(`${what} must hold non-negative integers, got [${shape.join(', ')}]`);
-    }
-  }
-  return [...shape];
+  if (!Array.isArray(shape)) throw new TypeError(mustBe(what, 'an array of non-negative integers', shape));
+  const dims = shape.map((d, i) => checkInteger(d, `${what}[${i}]`, { min: 0 }));
+  if (!Number.isSafeInteger(product(dims)))
+    throw new RangeError(`${what} [${dims.join(', ')}] holds ${product(dims)} elements: out of range`);
+  return dims;
 }
+
+// Only the static factories may construct: `new Tensor()` from JavaScript gets a clear error.
+const FACTORY = Symbol('Tensor factory');
 
 function product(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
@@ -33,7 +35,17 @@ export class Tensor {
   /** @internal the addon's handle; use the methods instead. */
   readonly handle: NativeTensorHandle;
 
-  private constructor(handle: NativeTensorHandle, dtype: DType, shape: number[], device: DeviceName) {
+  private constructor(
+    token: typeof FACTORY,
+    handle: NativeTensorHandle,
+    dtype: DType,
+    shape: number[],
+    device: DeviceName,
+  ) {
+    if (token !== FACTORY)
+      throw new TypeError(
+        'Tensor cannot be constructed with new; use Tensor.zeros, Tensor.from or Tensor.fromDevicePointer',
+      );
     this.handle = handle;
     this.dtype = dtype;
     this.shape = Object.freeze(shape);
@@ -43,13 +55,18 @@ export class Tensor {
 
   /** A zero-filled tensor. */
   static zeros(shape: readonly number[] | number, options: Omit<TensorOptions, 'shape'> = {}): Tensor {
-    const dims = checkShape(typeof shape === 'number' ? [shape] : shape);
-    const dtype = options.dtype ?? 'float32';
-    const dcode = dtypeCode(dtype);
-    const device = options.device ?? defaultDevice();
-    const devCode = deviceCode(device);
+    const dims = checkShape(typeof shape === 'number' ? [shape] : shape, 'Tensor.zeros: shape');
+    const o = checkOptions(options, 'Tensor.zeros: options', ['dtype', 'device']) as TensorOptions;
+    return Tensor.#create(dims, o, 'Tensor.zeros');
+  }
+
+  static #create(dims: number[], o: TensorOptions, where: string): Tensor {
+    const dtype = o.dtype ?? 'float32';
+    const dcode = dtypeCode(dtype, `${where}: dtype`);
+    const device = o.device ?? defaultDevice();
+    const devCode = deviceCode(device, `${where}: device`);
     checkDeviceUsable(device);
-    return new Tensor(native().TensorHandle.create(dcode, devCode, product(dims)), dtype, dims, device);
+    return new Tensor(FACTORY, native().TensorHandle.create(dcode, devCode, product(dims)), dtype, dims, device);
   }
 
   /**
@@ -58,15 +75,20 @@ export class Tensor {
    */
   static from(values: Float32Array | Uint16Array | ArrayLike<number>, options: TensorOptions = {}): Tensor {
     if (values === null || typeof values !== 'object' || typeof values.length !== 'number') {
-      throw new TypeError('Tensor.from: values must be a Float32Array, Uint16Array or array of numbers');
+      throw new TypeError(mustBe('Tensor.from: values', 'a Float32Array, Uint16Array or array of numbers', values));
     }
-    const shape = checkShape(options.shape ?? [values.length], 'Tensor.from: shape');
+    if (Array.isArray(values)) {
+      const bad = values.findIndex((v) => typeof v !== 'number');
+      if (bad >= 0) throw new TypeError(mustBe(`Tensor.from: values[${bad}]`, 'a number', values[bad]));
+    }
+    const o = checkOptions(options, 'Tensor.from: options', ['dtype', 'shape', 'device']) as TensorOptions;
+    const shape = checkShape(o.shape ?? [values.length], 'Tensor.from: shape');
     if (product(shape) !== values.length) {
       throw new RangeError(
         `Tensor.from: shape [${shape.join(', ')}] holds ${product(shape)} elements but ${values.length} values were given`,
       );
     }
-    const t = Tensor.zeros(shape, options);
+    const t = Tensor.#create(shape, o, 'Tensor.from');
     try {
       t.copyFrom(values instanceof Uint16Array || values instanceof Float32Array ? values : Float32Array.from(values));
     } catch (e) {
@@ -81,25 +103,34 @@ export class Tensor {
    * never freed by fused-optim; keep it alive as long as this tensor is used.
    */
   static fromDevicePointer(ptr: bigint, options: { dtype?: DType; shape: readonly number[] }): Tensor {
-    if (typeof ptr !== 'bigint') throw new TypeError('Tensor.fromDevicePointer: ptr must be a bigint');
-    const dtype = options?.dtype ?? 'float32';
-    const shape = checkShape(options?.shape, 'Tensor.fromDevicePointer: shape');
+    if (typeof ptr !== 'bigint') throw new TypeError(mustBe('Tensor.fromDevicePointer: ptr', 'a bigint', ptr));
+    const o = checkOptions(options, 'Tensor.fromDevicePointer: options', ['dtype', 'shape']) as {
+      dtype?: DType;
+      shape?: readonly number[];
+    };
+    const dtype = o.dtype ?? 'float32';
+    const shape = checkShape(o.shape, 'Tensor.fromDevicePointer: shape');
     const handle = native().TensorHandle.fromDevicePointer(ptr, dtypeCode(dtype), product(shape));
-    return new Tensor(handle, dtype, shape, 'cuda');
+    return new Tensor(FACTORY, handle, dtype, shape, 'cuda');
   }
 
+  // Kept here as well as natively: dispose() is the only way a tensor's memory is freed, and
+  // checkAlive() is on every path (a native call for it costs more than many a check).
+  #disposed = false;
+
   get disposed(): boolean {
-    return this.handle.disposed;
+    return this.#disposed;
   }
 
   /** Frees the memory now instead of when the tensor is garbage collected. */
   dispose(): void {
     this.handle.dispose();
+    this.#disposed = true;
   }
 
   /** @internal throws if disposed, naming `what`. */
   checkAlive(what = 'tensor'): void {
-    if (this.handle.disposed) throw new Error(`${what} has been disposed`);
+    if (this.#disposed) throw new Error(`${what} has been disposed`);
   }
 
   /** The values as fp32: a copy, written into `out` (numel elements) when given. */
@@ -110,6 +141,19 @@ export class Tensor {
     if (out !== undefined && out.length !== this.numel)
       throw new RangeError(`toFloat32Array: out has ${out.length} elements but the tensor has ${this.numel}`);
     return this.handle.toFloat32(out);
+  }
+
+  /**
+   * Writes the values as fp32 into `out` (same element count), without allocating: e.g.
+   * straight into another library's storage. A cuda tensor is copied through the host.
+   * Throws while a stepAsync() of an optimizer holding the tensor runs.
+   */
+  copyTo(out: Float32Array): void {
+    this.checkAlive();
+    if (!(out instanceof Float32Array)) throw new TypeError('copyTo: out must be a Float32Array');
+    if (out.length !== this.numel)
+      throw new RangeError(`copyTo: out has ${out.length} elements but the tensor has ${this.numel}`);
+    this.handle.toFloat32(out);
   }
 
   /** The raw 16-bit patterns of a float16/bfloat16 tensor: a copy, into `out` when given. */

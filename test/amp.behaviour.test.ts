@@ -250,7 +250,7 @@ describe('GradScaler misuse', () => {
   it('rejects bad options', () => {
     expect(() => new GradScaler({ initScale: 0 })).toThrow(/initScale must be > 0/);
     expect(() => new GradScaler({ growthFactor: 1 })).toThrow(/growthFactor must be > 1/);
-    expect(() => new GradScaler({ backoffFactor: 1 })).toThrow(/backoffFactor must be < 1/);
-    expect(() => new GradScaler({ growthInterval: 0 })).toThrow(/growthInterval must be a positive integer/);
+    expect(() => new GradScaler({ backoffFactor: 1 })).toThrow(/backoffFactor must be in \(0, 1\)/);
+    expect(() => new GradScaler({ growthInterval: 0 })).toThrow(/growthInterval must be >= 1, got 0/);
   });
 });

@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backendInfo } from '../src/index';
+import { native } from '../src/native';
 import { runNode } from './support/node_child';
 
 const dist = JSON.stringify(join(__dirname, '..', 'dist', 'cjs', 'index.js'));
@@ -15,7 +16,10 @@ describe('backendInfo', () => {
     expect(typeof info.cudaCompiled).toBe('boolean');
     expect(Number.isInteger(info.threads) && info.threads >= 1).toBe(true);
     if (info.backend === 'cpu') expect(info.cudaError).toMatch(/\S/);
-    if (info.cudaCompiled) expect(info.cudaArchs).toContain('sm_90');
+    const emulatedBuild = native().nativeInfo().cudaEmulated;
+    if (info.cudaCompiled) expect(info.cudaArchs).toContain(emulatedBuild ? 'emulated' : 'sm_90');
+    expect(info.emulated).toBe(info.backend === 'cuda' && emulatedBuild);
+    if (info.emulated) expect(info.device).toMatch(/host emulator/);
   });
 
   it('FUSED_OPTIM_DEVICE=cpu forces the CPU backend', () => {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { transformerLrFactor } from '../src/schedulers/transformer_lr';
 import { UsageError, parseOptions } from '../src/cli/args';
 import { SCHEDULES, scheduleCurve } from '../src/cli/plot_lr';
-import { downsample, formatTick, logTicks, niceTicks, renderSvg } from '../src/cli/svg_plot';
+import { downsample, formatTick, formatTicks, logTicks, niceTicks, renderSvg } from '../src/cli/svg_plot';
 
 const root = join(__dirname, '..');
 const bin = join(root, 'bin', 'fused-optim.js');
@@ -197,7 +197,27 @@ describe('fused-optim plot-lr', () => {
     expectWellFormedSvg(r.stdout);
     const bad = cli(['plot-lr', 'constant-warmup', '-o', join(tmp, 'no', 'such', 'dir', 'x.svg')]);
     expect(bad.status).toBe(1);
-    expect(bad.stderr).toMatch(/fused-optim plot-lr: error: ENOENT/);
+    expect(bad.stderr).toBe(
+      `fused-optim plot-lr: error: --out ${join(tmp, 'no', 'such', 'dir', 'x.svg')}: cannot write there (the directory ${join(tmp, 'no', 'such', 'dir')} does not exist)\n`,
+    );
+  });
+
+  it('--steps 1 is a usage error (a curve needs two points); the x axis ends at the last step', () => {
+    const one = cli(['plot-lr', 'linear', '--steps', '1', '-o', '-']);
+    expect(one.status).toBe(2);
+    expect(one.stderr).toMatch(/--steps must be >= 2, got 1/);
+    const r = cli(['plot-lr', 'linear', '-o', '-']); // 10 steps: 0 .. 9
+    expect(r.status).toBe(0);
+    const xLabels = [...r.stdout.matchAll(/text-anchor="middle">([^<]*)<\/text>/g)].map((m) => m[1]);
+    expect(xLabels.filter((l) => /^\d+$/.test(l)).map(Number)).toEqual([0, 2, 4, 6, 8]);
+  });
+
+  it('the summary gives the minimum as well as the peak and the last value', () => {
+    const out = join(tmp, 'cos.svg');
+    const r = cli(['plot-lr', 'cosine-annealing', '--t-max', '10', '--steps', '30', '-o', out]);
+    expect(r.status, r.stderr).toBe(0);
+    // A cosine from 0.001 to 0 over 10 steps and back: the minimum at step 10, the peak at step 0 and 20.
+    expect(r.stdout).toMatch(/peak 1\.000e-3 at step (0|20), minimum 0 at step 10, [\d.e-]+ at step 29/);
   });
 });
 
@@ -286,6 +306,20 @@ describe('fused-optim demo', () => {
     expect(r.stderr).toMatch(/fused-optim demo: error: --device cuda: CUDA is not usable here \(.+\)/);
   });
 
+  it('an --out or --checkpoint that cannot be written is one line and exit 1, before any training', () => {
+    const missing = join(tmp, 'no-such-dir');
+    for (const args of [
+      ['--out', join(missing, 'd.svg')],
+      ['--out', tmp],
+      ['--checkpoint', join(missing, 'c.ckpt'), '--out', join(tmp, 'ok.svg')],
+    ]) {
+      const r = cli(['demo', '--steps', '10', '--no-progress', ...args]);
+      expect(r.status, args.join(' ')).toBe(1);
+      expect(r.stdout).toBe(''); // nothing ran
+      expect(r.stderr).toMatch(new RegExp(`^fused-optim demo: error: ${args[0]} .*: cannot write there \\(.+\\)\n$`));
+    }
+  });
+
   it('npm run demo (examples/demo.mjs) runs the same demo', () => {
     const r = cli(['--steps', '20', '--no-progress', '--out', join(tmp, 'e.svg')], {
       script: join(root, 'examples', 'demo.mjs'),
@@ -320,6 +354,21 @@ describe('fused-optim bench', () => {
     const r = cli(['bench', '--quick', '--json', 'out.json'], { script: join(dir, 'bin', 'fused-optim.js') });
     expect(r.stdout.trim()).toBe(JSON.stringify(['--quick', '--json', 'out.json']));
     expect(r.status).toBe(3);
+  });
+
+  it('checks the device, --out and --filter before running: one line each, exit 1 or 2', () => {
+    const info = JSON.parse(cli(['info', '--json']).stdout);
+    if (info.computeCapability === undefined) {
+      const r = cli(['bench', '--device', 'cuda', '--quick']);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/^bench: --device cuda: .*CUDA is not usable.*\n$/);
+    }
+    const out = cli(['bench', '--quick', '--out', join(tmp, 'no-such-dir', 'r.json')]);
+    expect(out.status).toBe(1);
+    expect(out.stderr).toMatch(/^bench: --out .*r\.json: cannot write there \(the directory .* does not exist\)\n$/);
+    const none = cli(['bench', '--quick', '--filter', 'no-such-case']);
+    expect(none.status).toBe(2);
+    expect(none.stderr).toMatch(/^bench: --filter no-such-case matches no run\. .*cases one-big, .*many-params\/10k/);
   });
 
   it('without bench/run.mjs in the package: a clear error, exit 1', () => {
@@ -382,6 +431,13 @@ describe('SVG plot (src/cli/svg_plot.ts)', () => {
       '20k',
       '1.5e6',
     ]);
+  });
+
+  it('labels one axis in one notation', () => {
+    expect(formatTicks([0, 2e-4, 4e-4, 6e-4, 8e-4, 0.001])).toEqual(['0', '2e-4', '4e-4', '6e-4', '8e-4', '1e-3']);
+    expect(formatTicks([0, 0.2, 0.4, 0.6])).toEqual(['0', '0.2', '0.4', '0.6']);
+    expect(formatTicks([0, 5000, 10000, 15000, 20000])).toEqual(['0', '5k', '10k', '15k', '20k']);
+    expect(formatTicks([0, 2, 4, 6, 8])).toEqual(['0', '2', '4', '6', '8']);
   });
 
   it('downsamples long series but keeps each bucket’s extremes', () => {

@@ -80,6 +80,10 @@ describe.skipIf(!run)(title, () => {
       'dist/cjs/index.d.ts',
       'dist/esm/index.mjs',
       'dist/esm/index.d.mts',
+      'dist/cjs/tfjs/index.js',
+      'dist/cjs/tfjs/index.d.ts',
+      'dist/esm/tfjs.mjs',
+      'dist/esm/tfjs.d.mts',
       'dist/cjs/cli/main.js',
       'bin/fused-optim.js',
       'binding.gyp',
@@ -152,7 +156,7 @@ describe.skipIf(!run)(title, () => {
     expect(out.after[1]).toBeCloseTo(2.1, 5);
     expect(out.after[2]).toBeCloseTo(2.9, 5);
 
-    // A binary built where nvcc was found carries the GPU code for sm_75..sm_90 and PTX.
+    // A binary built where nvcc was found carries the GPU code for sm_75..sm_120 and PTX.
     if (out.info.cudaCompiled) {
       const { listFatbins } = (await import(pathToFileURL(join(root, 'scripts', 'fatbin.mjs')).href)) as {
         listFatbins(b: Buffer): Array<Array<{ arch: string }>>;
@@ -162,7 +166,8 @@ describe.skipIf(!run)(title, () => {
           .flat()
           .map((e) => e.arch),
       );
-      for (const a of ['sm_75', 'sm_80', 'sm_86', 'sm_89', 'sm_90', 'compute_90']) expect(archs).toContain(a);
+      for (const a of ['sm_75', 'sm_80', 'sm_86', 'sm_89', 'sm_90', 'sm_100', 'sm_120', 'compute_90'])
+        expect(archs).toContain(a);
     }
   });
 

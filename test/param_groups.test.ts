@@ -125,24 +125,24 @@ describe('noDecayParamGroups', () => {
         'a non-Parameter',
         () => noDecayParamGroups([param('a'), { name: 'b' } as unknown as Parameter], { weightDecay: 0.1 }),
         TypeError,
-        /params\[1\] is not a Parameter/,
+        /params\[1\] must be a Parameter/,
       ],
       [
         'a Tensor where a Parameter belongs',
         () => noDecayParamGroups([param('a').data as unknown as Parameter], { weightDecay: 0.1 }),
         TypeError,
-        /params\[0\] is not a Parameter/,
+        /params\[0\] must be a Parameter/,
       ],
       [
         'a missing weightDecay',
         () => noDecayParamGroups([param('a')], {} as { weightDecay: number }),
-        RangeError,
-        /weightDecay must be a finite number/,
+        TypeError,
+        /weightDecay must be a number, got undefined/,
       ],
       [
         'no options at all',
         () => noDecayParamGroups([param('a')], undefined as unknown as { weightDecay: number }),
-        RangeError,
+        TypeError,
         /weightDecay/,
       ],
       [
@@ -294,7 +294,7 @@ describe('layerwiseParamGroups', () => {
         'a non-Parameter',
         () => layerwiseParamGroups([param('a'), 'b' as unknown as Parameter], opts),
         TypeError,
-        [/params\[1\] is not a Parameter/],
+        [/params\[1\] must be a Parameter/],
       ],
       ['a negative lr', () => layerwiseParamGroups([param('a')], { ...opts, lr: -1 }), RangeError, [/lr must be >= 0/]],
       [
@@ -313,7 +313,7 @@ describe('layerwiseParamGroups', () => {
         'a fractional nLayers',
         () => layerwiseParamGroups([param('a')], { ...opts, nLayers: 2.5 }),
         RangeError,
-        [/nLayers must be a non-negative integer/],
+        [/nLayers must be an integer, got/],
       ],
       [
         'a negative nLayers',
@@ -327,7 +327,7 @@ describe('layerwiseParamGroups', () => {
         RangeError,
         [/weightDecay must be >= 0/],
       ],
-      ['no options', () => layerwiseParamGroups([param('a')], undefined as unknown as typeof opts), RangeError, [/lr/]],
+      ['no options', () => layerwiseParamGroups([param('a')], undefined as unknown as typeof opts), TypeError, [/lr/]],
     ];
     for (const [label, fn, cls, messages] of cases) {
       it(label, () => {

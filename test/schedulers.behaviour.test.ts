@@ -53,7 +53,7 @@ class RecordingOptimizer extends Optimizer<SchedulableGroup> {
   protected checkGroup(g: SchedulableGroup): SchedulableGroup {
     return g;
   }
-  protected bindParam(): void {}
+  protected bindGroup(): void {}
   protected bindGrad(): void {}
 }
 

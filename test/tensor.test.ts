@@ -434,6 +434,35 @@ describe('raw 16-bit patterns', () => {
   });
 });
 
+describe('copyTo: values into a caller-owned Float32Array', () => {
+  for (const dtype of DTYPES) {
+    it(`${dtype}: writes what toFloat32Array returns, only inside out's range of a larger buffer`, () => {
+      const values = randn(1001, rng(11));
+      const t = Tensor.from(values, { dtype, device: 'cpu' });
+      const buffer = new Float32Array(1001 + 6).fill(-7);
+      const out = buffer.subarray(3, 3 + 1001);
+      t.copyTo(out);
+      expectSameBits(bitsOf(out), bitsOf(t.toFloat32Array()), `${dtype} copyTo`);
+      expect([...buffer.subarray(0, 3), ...buffer.subarray(1004)]).toEqual([-7, -7, -7, -7, -7, -7]);
+      t.dispose();
+    });
+  }
+
+  it('a wrong type or length is an error naming out, and writes nothing', () => {
+    const t = Tensor.from([1, 2, 3], { device: 'cpu' });
+    const short = new Float32Array(2).fill(9);
+    expect(() => t.copyTo(short)).toThrow(RangeError);
+    expect(() => t.copyTo(short)).toThrow(/out has 2 elements but the tensor has 3/);
+    expect(Array.from(short)).toEqual([9, 9]);
+    expect(() => t.copyTo(new Float64Array(3) as unknown as Float32Array)).toThrow(/out must be a Float32Array/);
+    // The addon checks again, whatever the TypeScript layer lets through.
+    expect(() => t.handle.toFloat32(new Float32Array(4))).toThrow(/out has 4 elements/);
+    expect(() => t.handle.toFloat32(new Uint16Array(3) as unknown as Float32Array)).toThrow(/Float32Array/);
+    t.dispose();
+    expect(() => t.copyTo(new Float32Array(3))).toThrow(/disposed/);
+  });
+});
+
 describe('dispose', () => {
   for (const dtype of DTYPES) {
     it(`${dtype}: every method of a disposed tensor throws an Error saying disposed`, () => {
@@ -490,13 +519,25 @@ describe('bad arguments', () => {
     }
   });
 
-  it('negative, fractional or non-numeric dimensions: RangeError showing the shape', () => {
-    const cases: unknown[] = [[-1], [2, -3], [2.5], [1, 0.5], [NaN], [Infinity], ['3'], -1, 1.5];
-    for (const shape of cases) {
+  it('negative, fractional or non-numeric dimensions: RangeError (TypeError for a string) naming the dimension', () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [[-1], /shape\[0\] must be >= 0, got -1/],
+      [[2, -3], /shape\[1\] must be >= 0, got -3/],
+      [[2.5], /shape\[0\] must be an integer, got 2.5/],
+      [[1, 0.5], /shape\[1\] must be an integer, got 0.5/],
+      [[NaN], /shape\[0\] must be an integer, got NaN/],
+      [[Infinity], /shape\[0\] must be an integer, got Infinity/],
+      [-1, /shape\[0\] must be >= 0, got -1/],
+      [1.5, /shape\[0\] must be an integer, got 1.5/],
+    ];
+    for (const [shape, message] of cases) {
       const make = () => Tensor.zeros(shape as number[], { device: 'cpu' });
       expect(make, JSON.stringify(shape)).toThrow(RangeError);
-      expect(make, JSON.stringify(shape)).toThrow(/shape.*non-negative integers/);
+      expect(make, JSON.stringify(shape)).toThrow(message);
     }
+    // A string is the wrong type, and the message shows it is one (not "got [3]").
+    expect(() => Tensor.zeros(['3'] as never, { device: 'cpu' })).toThrow(TypeError);
+    expect(() => Tensor.zeros(['3'] as never, { device: 'cpu' })).toThrow(/shape\[0\] must be an integer, got "3"/);
     expect(() => Tensor.from([1, 2], { shape: [-2], device: 'cpu' })).toThrow(RangeError);
     expect(() => Tensor.from([1, 2], { shape: [-2], device: 'cpu' })).toThrow(/shape.*-2/);
     expect(() => Tensor.from([1, 2], { shape: [0.5, 4], device: 'cpu' })).toThrow(/shape.*0\.5/);

@@ -404,12 +404,12 @@ describe('bad param lists', () => {
   rejects('a non-Parameter in a group', {
     bad: (f) => new AdamW([{ params: [f.w, { name: 'fake' } as unknown as Parameter] }]),
     error: TypeError,
-    message: [/param group 0/, /params\[1\] is not a Parameter/],
+    message: [/param group 0/, /params\[1\] must be a Parameter/],
   });
   rejects('a Tensor where a Parameter belongs (in a group)', {
     bad: (f) => new AdamW([{ params: [f.w.data as unknown as Parameter] }]),
     error: TypeError,
-    message: [/params\[0\] is not a Parameter/],
+    message: [/params\[0\] must be a Parameter/],
   });
   rejects('a non-Parameter in a flat list', {
     bad: (f) => new AdamW([f.w, 42 as unknown as Parameter]),
@@ -558,15 +558,15 @@ describe('loadStateDict: a dict that does not fit changes nothing', () => {
       'a fractional step',
       (sd) => ((sd.state[2].step = 1.5), sd),
       RangeError,
-      [/state 2/, /step must be a non-negative integer/],
+      [/state 2/, /step must be an integer, got 1.5/],
     ],
-    ['a negative step', (sd) => ((sd.state[1].step = -1), sd), RangeError, [/step must be a non-negative integer/]],
-    ['a NaN step', (sd) => ((sd.state[1].step = NaN), sd), RangeError, [/step must be a non-negative integer/]],
+    ['a negative step', (sd) => ((sd.state[1].step = -1), sd), RangeError, [/step must be >= 0, got -1/]],
+    ['a NaN step', (sd) => ((sd.state[1].step = NaN), sd), RangeError, [/step must be an integer, got NaN/]],
     [
       'a string step',
       (sd) => ((sd.state[1].step = '3' as unknown as number), sd),
-      RangeError,
-      [/step must be a non-negative integer/],
+      TypeError, // the wrong type, shown quoted
+      [/step must be an integer, got "3"/],
     ],
     ['state for an index no group has', (sd) => ((sd.state[7] = sd.state[0]), sd), RangeError, [/state 7/]],
     ['a negative lr', (sd) => ((sd.param_groups[1].lr = -1), sd), RangeError, [/param_groups\[1\]/, /lr/]],
@@ -1032,7 +1032,7 @@ describe('the addon re-checks what TypeScript checks (defence in depth, through 
   function engine(): { h: ReturnType<typeof makeHandle>; data: Tensor } {
     const data = Tensor.from(randn(8, rng(4)), { device: 'cpu' });
     const h = makeHandle();
-    h.addParam(data.handle, 0, 'raw', { masterWeights: true });
+    h.addParams([data.handle], 0, ['raw'], true);
     return { h, data };
   }
   function makeHandle() {
@@ -1051,7 +1051,7 @@ describe('the addon re-checks what TypeScript checks (defence in depth, through 
   it('a grad of the wrong dtype bound natively: TypeError at step', () => {
     const half = Tensor.from(randn(8, rng(5)), { dtype: 'bfloat16', device: 'cpu' });
     const h = makeHandle();
-    h.addParam(half.handle, 0, 'rawb', { masterWeights: true });
+    h.addParams([half.handle], 0, ['rawb'], true);
     h.setGrad(0, Tensor.zeros([8], { dtype: 'float16', device: 'cpu' }).handle);
     const before = tensorBits(half);
     expectThrows(() => h.step(hyper()), TypeError, [/param 'rawb'/, /float16/, /bfloat16/]);

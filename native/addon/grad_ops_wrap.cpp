@@ -2,9 +2,11 @@
 
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "../core/grad_ops.h"
+#include "args.h"
 #include "js_errors.h"
 #include "tensor_wrap.h"
 
@@ -16,18 +18,14 @@ std::vector<std::shared_ptr<Tensor>> tensors_arg(const Napi::Value& v) {
   if (!v.IsArray()) throw fo::TypeError("grads must be an array of Tensors");
   Napi::Array a = v.As<Napi::Array>();
   std::vector<std::shared_ptr<Tensor>> out;
-  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(TensorWrap::unwrap(a.Get(i), "grads[i]"));
+  for (uint32_t i = 0; i < a.Length(); ++i)
+    out.push_back(TensorWrap::unwrap(a.Get(i), ("grads[" + std::to_string(i) + "]").c_str()));
   return out;
-}
-
-double number_arg(const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) throw fo::TypeError(std::string(what) + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
 }
 
 Napi::Value grad_norm_sums_js(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    std::vector<double> sums = grad_norm_sums(tensors_arg(info[0]), number_arg(info[1], "normType"));
+    std::vector<double> sums = grad_norm_sums(tensors_arg(info[0]), args::number(info[1], "normType"));
     auto out = Napi::Float64Array::New(info.Env(), sums.size());
     if (!sums.empty()) std::memcpy(out.Data(), sums.data(), sums.size() * sizeof(double));
     return out;
@@ -35,12 +33,12 @@ Napi::Value grad_norm_sums_js(const Napi::CallbackInfo& info) {
 }
 
 void scale_grads_js(const Napi::CallbackInfo& info) {
-  guarded(info.Env(), [&] { scale_grads(tensors_arg(info[0]), float(number_arg(info[1], "coef"))); });
+  guarded(info.Env(), [&] { scale_grads(tensors_arg(info[0]), float(args::number(info[1], "coef"))); });
 }
 
 void clamp_grads_js(const Napi::CallbackInfo& info) {
   guarded(info.Env(), [&] {
-    clamp_grads(tensors_arg(info[0]), float(number_arg(info[1], "min")), float(number_arg(info[2], "max")));
+    clamp_grads(tensors_arg(info[0]), float(args::number(info[1], "min")), float(args::number(info[2], "max")));
   });
 }
 

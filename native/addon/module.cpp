@@ -1,13 +1,16 @@
-// Module entry: registers the native classes and the backend probe.
+// Module entry: the per-environment Addon (addon.h) registers the native classes, the
+// backend probe and the copy-bandwidth measurement.
 #include <napi.h>
 
-#include <cmath>
 #include <stdexcept>
 #include <string>
 
 #include "../cpu/copy_bandwidth.h"
 #include "../cpu/thread_pool.h"
 #include "../cuda/cuda_backend.h"
+#include "emulator_wrap.h"
+#include "addon.h"
+#include "args.h"
 #include "js_errors.h"
 #include "grad_ops_wrap.h"
 #include "optimizer_wrap.h"
@@ -33,6 +36,11 @@ Napi::Value native_info(const Napi::CallbackInfo& info) {
   o.Set("cudaRuntimeVersion", Napi::Number::New(env, p.runtime_version));
   o.Set("cudaDriverVersion", Napi::Number::New(env, p.driver_version));
   o.Set("cudaArchs", Napi::String::New(env, p.compiled_archs));
+#if defined(FO_CUDA_EMULATED)
+  o.Set("cudaEmulated", Napi::Boolean::New(env, true));
+#else
+  o.Set("cudaEmulated", Napi::Boolean::New(env, false));
+#endif
   o.Set("threads", Napi::Number::New(env, cpu::ThreadPool::instance().threads()));
   return o;
 }
@@ -45,20 +53,10 @@ Napi::Value native_info(const Napi::CallbackInfo& info) {
 Napi::Value copy_bandwidth(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    if (!info[0].IsNumber()) throw fo::TypeError("copyBandwidth: bytes must be a number");
-    if (!info[1].IsNumber()) throw fo::TypeError("copyBandwidth: iterations must be a number");
-    if (!info[2].IsNumber()) throw fo::TypeError("copyBandwidth: device must be 0 (cpu) or 1 (cuda)");
-    const double bytes = info[0].As<Napi::Number>().DoubleValue();
-    const double iterations = info[1].As<Napi::Number>().DoubleValue();
-    const int device = info[2].As<Napi::Number>().Int32Value();
-    if (!(bytes >= double(fo::kMinBandwidthBytes) && bytes <= double(fo::kMaxBandwidthBytes)) ||
-        bytes != std::floor(bytes))
-      throw fo::RangeError("copyBandwidth: bytes must be an integer from " + std::to_string(fo::kMinBandwidthBytes) +
-                           " to " + std::to_string(fo::kMaxBandwidthBytes));
-    if (!(iterations >= 1 && iterations <= fo::kMaxBandwidthIterations) || iterations != std::floor(iterations))
-      throw fo::RangeError("copyBandwidth: iterations must be an integer from 1 to " +
-                           std::to_string(fo::kMaxBandwidthIterations));
-    if (device != 0 && device != 1) throw fo::TypeError("copyBandwidth: device must be 0 (cpu) or 1 (cuda)");
+    const int64_t bytes = args::integer(info[0], "copyBandwidth: bytes", int64_t(fo::kMinBandwidthBytes),
+                                        int64_t(fo::kMaxBandwidthBytes));
+    const int64_t iterations = args::integer(info[1], "copyBandwidth: iterations", 1, fo::kMaxBandwidthIterations);
+    const int device = args::code(info[2], "copyBandwidth: device code (0 cpu, 1 cuda)", 2);
     if (device == 1 && !cuda::probe().usable)
       throw std::runtime_error("copyBandwidth: device 'cuda' is not usable: " + cuda::probe().error);
     const fo::BandwidthResult r = device == 0 ? fo::cpu::copy_bandwidth(size_t(bytes), int(iterations))
@@ -88,17 +86,25 @@ Napi::Value copy_bandwidth(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-}  // namespace fo::addon
-
-static Napi::Object InitFusedOptim(Napi::Env env, Napi::Object exports) {
-  using namespace fo::addon;
-  exports.Set("TensorHandle", TensorWrap::define(env));
+// Runs once per environment (the main thread and each worker thread): the classes and
+// functions are made afresh for it, and its Addon is deleted when it is torn down.
+Addon::Addon(Napi::Env env, Napi::Object exports) {
+  Napi::Function tensor_class = TensorWrap::define(env);
+  tensor_class_ = Napi::Persistent(tensor_class);
+  exports.Set("TensorHandle", tensor_class);
   exports.Set("AdamWHandle", OptimizerWrap<fo::AdamWAlgo>::define(env, "AdamWHandle"));
   exports.Set("LionHandle", OptimizerWrap<fo::LionAlgo>::define(env, "LionHandle"));
   exports.Set("nativeInfo", Napi::Function::New(env, native_info));
   register_grad_ops(env, exports);
   exports.Set("copyBandwidth", Napi::Function::New(env, copy_bandwidth));
-  return exports;
+  register_emulator(env, exports);
+  // Runs before Node-API finalizes this environment's objects (hooks run in reverse order of
+  // registration, and Node-API registered its own when the environment was created).
+  env.AddCleanupHook([lifetime = lifetime_] { lifetime->closing.store(true); });
+  DefineAddon(exports, {});
 }
 
-NODE_API_MODULE(fused_optim, InitFusedOptim)
+}  // namespace fo::addon
+
+using FusedOptimAddon = fo::addon::Addon;  // the macro pastes the name into identifiers
+NODE_API_NAMED_ADDON(fused_optim, FusedOptimAddon)

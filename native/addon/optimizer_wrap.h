@@ -1,16 +1,18 @@
 #pragma once
 // The JavaScript objects behind the TypeScript optimizers (AdamWHandle, LionHandle): one
-// template over the algorithm. Argument checks and conversions only; the work is in
-// native/core/engine.h.
+// template over the algorithm. Argument checks (args.h), conversions and the report of the
+// engine's memory to V8; the work is in native/core/engine.h.
 #include <napi.h>
 
-#include <cmath>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "../core/engine.h"
+#include "addon.h"
+#include "args.h"
 #include "js_errors.h"
 #include "tensor_wrap.h"
 
@@ -25,8 +27,9 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
   static Napi::Function define(Napi::Env env, const char* name) {
     return Base::DefineClass(env, name,
                              {
-                                 Base::InstanceMethod("addParam", &OptimizerWrap::add_param),
+                                 Base::InstanceMethod("addParams", &OptimizerWrap::add_params),
                                  Base::InstanceMethod("setGrad", &OptimizerWrap::set_grad),
+                                 Base::InstanceMethod("setGrads", &OptimizerWrap::set_grads),
                                  Base::InstanceMethod("setSparseGrad", &OptimizerWrap::set_sparse_grad),
                                  Base::InstanceMethod("setLazyMode", &OptimizerWrap::set_lazy_mode),
                                  Base::InstanceMethod("step", &OptimizerWrap::step),
@@ -36,37 +39,48 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
                                  Base::InstanceMethod("getState", &OptimizerWrap::get_state),
                                  Base::InstanceMethod("setState", &OptimizerWrap::set_state),
                                  Base::InstanceAccessor("planUploads", &OptimizerWrap::plan_uploads, nullptr),
+                                 Base::InstanceAccessor("brokenReason", &OptimizerWrap::broken_reason, nullptr),
+                                 Base::InstanceMethod("waitFor", &OptimizerWrap::wait_for),
+                                 Base::InstanceAccessor("cudaStream", &OptimizerWrap::cuda_stream, nullptr),
                                  Base::InstanceMethod("getRng", &OptimizerWrap::get_rng),
                                  Base::InstanceMethod("setRng", &OptimizerWrap::set_rng),
+                                 Base::InstanceMethod("dispose", &OptimizerWrap::dispose),
+                                 Base::InstanceAccessor("disposed", &OptimizerWrap::disposed, nullptr),
+                                 Base::InstanceAccessor("memoryBytes", &OptimizerWrap::memory_bytes, nullptr),
                              });
   }
 
-  explicit OptimizerWrap(const Napi::CallbackInfo& info) : Base(info) {
+  explicit OptimizerWrap(const Napi::CallbackInfo& info) : Base(info), memory_(info.Env()) {
     guarded(info.Env(), [&] {
-      if (!info[0].IsNumber()) throw fo::TypeError("optimizer handle: device must be a number");
-      int d = info[0].As<Napi::Number>().Int32Value();
-      if (d != 0 && d != 1) throw fo::TypeError("optimizer handle: device must be 0 (cpu) or 1 (cuda)");
-      engine_ = std::make_shared<EngineT>(Device(d));
+      const auto device = Device(args::code(info[0], "optimizer handle: device code (0 cpu, 1 cuda)", 2));
+      engine_ = std::make_shared<EngineT>(device);
+      report_memory();
     });
   }
 
  private:
+  // The engine, unless dispose() was called.
+  EngineT& engine() const {
+    if (engine_->disposed())
+      throw std::runtime_error("the optimizer has been disposed (dispose() was called); create a new one");
+    return *engine_;
+  }
+
+  // Tells V8 how much the engine holds now (state, masters, tables), after every call that
+  // may allocate: the garbage collector then weighs a dropped optimizer by its real size.
+  void report_memory() { memory_.set(engine_->disposed() ? 0 : engine_->memory_bytes()); }
+
   // Hyperparameters arrive as one Float64Array, Algo::kHyperFields numbers per group;
   // TypeScript builds it in O(groups) per step.
   static std::vector<typename Algo::Hyper> hyper_arg(const Napi::Value& v) {
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-      throw fo::TypeError("hyperparameters must be a Float64Array");
-    auto a = v.As<Napi::Float64Array>();
+    auto a = args::typed_array<double>(v, napi_float64_array, "Float64Array", "hyperparameters");
     if (a.ElementLength() % Algo::kHyperFields != 0) throw fo::RangeError("hyperparameter table has a partial group");
     std::vector<typename Algo::Hyper> groups(a.ElementLength() / Algo::kHyperFields);
     for (size_t g = 0; g < groups.size(); ++g) groups[g] = Algo::parse(a.Data() + g * Algo::kHyperFields);
     return groups;
   }
 
-  static int index_arg(const Napi::Value& v) {
-    if (!v.IsNumber()) throw fo::TypeError("param index must be a number");
-    return v.As<Napi::Number>().Int32Value();
-  }
+  static int index_arg(const Napi::Value& v) { return int(args::integer(v, "param index", 0, INT32_MAX)); }
 
   static Napi::Float32Array to_js(Napi::Env env, const std::vector<float>& v) {
     auto out = Napi::Float32Array::New(env, v.size());
@@ -80,26 +94,69 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       if (required) throw fo::TypeError(std::string("state.") + key + " is missing");
       return {};
     }
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw fo::TypeError(std::string("state.") + key + " must be a Float32Array");
-    auto a = v.As<Napi::Float32Array>();
+    auto a = args::typed_array<float>(v, napi_float32_array, "Float32Array", std::string("state.") + key);
     return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
   }
 
-  // addParam(tensor, group, name, { masterWeights?, lrRatio?, applyDecay? })
-  Napi::Value add_param(const Napi::CallbackInfo& info) {
+  // addParams(tensors, group, names, masterWeights, lrRatios?, applyDecay?) -> index of the
+  // first: one call per param group (a million tiny params are one crossing, not a million).
+  // lrRatios (Float64Array) and applyDecay (Uint8Array) have one entry per param, or are
+  // undefined for 1 and true. All or none are added (Engine::add_params).
+  Napi::Value add_params(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      auto tensor = TensorWrap::unwrap(info[0], "param data");
-      int group = index_arg(info[1]);
-      std::string name = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : std::string("?");
-      typename EngineT::ParamOptions options;
-      if (info[3].IsObject()) {
-        Napi::Object o = info[3].As<Napi::Object>();
-        if (o.Get("masterWeights").IsBoolean()) options.master_weights = o.Get("masterWeights").As<Napi::Boolean>();
-        if (o.Get("applyDecay").IsBoolean()) options.apply_decay = o.Get("applyDecay").As<Napi::Boolean>();
-        if (o.Get("lrRatio").IsNumber()) options.lr_ratio = o.Get("lrRatio").As<Napi::Number>().DoubleValue();
+      if (!info[0].IsArray()) throw fo::TypeError("addParams: tensors must be an array, got " + args::type_of(info[0]));
+      if (!info[2].IsArray()) throw fo::TypeError("addParams: names must be an array, got " + args::type_of(info[2]));
+      Napi::Array tensors = info[0].As<Napi::Array>();
+      Napi::Array names = info[2].As<Napi::Array>();
+      const uint32_t n = tensors.Length();
+      if (names.Length() != n) throw fo::RangeError("addParams: names and tensors differ in length");
+      const int group = int(args::integer(info[1], "param group index", 0, INT32_MAX));
+      const bool master_weights = args::boolean(info[3], "masterWeights");
+      const double* ratios = nullptr;
+      const uint8_t* decay = nullptr;
+      if (!info[4].IsUndefined()) {
+        auto a = args::typed_array<double>(info[4], napi_float64_array, "Float64Array", "addParams: lrRatios");
+        if (a.ElementLength() != n) throw fo::RangeError("addParams: lrRatios must have one entry per param");
+        ratios = a.Data();
       }
-      return Napi::Number::New(info.Env(), engine_->add_param(std::move(tensor), group, std::move(name), options));
+      if (!info[5].IsUndefined()) {
+        auto a = args::typed_array<uint8_t>(info[5], napi_uint8_array, "Uint8Array", "addParams: applyDecay");
+        if (a.ElementLength() != n) throw fo::RangeError("addParams: applyDecay must have one entry per param");
+        decay = a.Data();
+      }
+      std::vector<typename EngineT::NewParam> list(n);
+      for (uint32_t i = 0; i < n; ++i) {
+        Napi::HandleScope scope(info.Env());  // a million params must not mean a million live handles
+        Napi::Value name = names.Get(i);
+        if (!name.IsString()) throw fo::TypeError("param name must be a string, got " + args::type_of(name));
+        list[i].name = name.As<Napi::String>().Utf8Value();
+        list[i].data = TensorWrap::unwrap(tensors.Get(i), "param data");
+        list[i].options.master_weights = master_weights;
+        if (ratios) list[i].options.lr_ratio = ratios[i];
+        if (decay) list[i].options.apply_decay = decay[i] != 0;
+      }
+      const int first = engine().add_params(std::move(list), group);
+      report_memory();
+      return Napi::Number::New(info.Env(), first);
+    });
+  }
+
+  // setGrads(first, grads): the grads of params first, first + 1, ... (a Tensor or null each).
+  void set_grads(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] {
+      const int first = index_arg(info[0]);
+      if (!info[1].IsArray()) throw fo::TypeError("setGrads: grads must be an array, got " + args::type_of(info[1]));
+      Napi::Array grads = info[1].As<Napi::Array>();
+      std::vector<std::shared_ptr<Tensor>> list(grads.Length());
+      for (uint32_t i = 0; i < grads.Length(); ++i) {
+        Napi::HandleScope scope(info.Env());
+        Napi::Value g = grads.Get(i);
+        if (!g.IsNull() && !g.IsUndefined()) list[i] = TensorWrap::unwrap(g, "grad");
+      }
+      EngineT& e = engine();
+      if (int64_t(first) + int64_t(list.size()) > e.param_count())
+        throw fo::RangeError("setGrads: more grads than params after index " + std::to_string(first));
+      for (size_t i = 0; i < list.size(); ++i) e.set_grad(first + int(i), std::move(list[i]));
     });
   }
 
@@ -108,7 +165,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       int index = index_arg(info[0]);
       std::shared_ptr<Tensor> grad;
       if (!info[1].IsNull() && !info[1].IsUndefined()) grad = TensorWrap::unwrap(info[1], "grad");
-      engine_->set_grad(index, std::move(grad));
+      engine().set_grad(index, std::move(grad));
     });
   }
 
@@ -117,50 +174,43 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
     guarded(info.Env(), [&] {
       int index = index_arg(info[0]);
       auto values = TensorWrap::unwrap(info[1], "row-sparse grad values");
-      if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-        throw fo::TypeError("row-sparse grad rows must be an Int32Array");
-      auto rows = info[2].As<Napi::Int32Array>();
-      if (!info[3].IsNumber()) throw fo::TypeError("row width must be a number");
-      const double width = info[3].As<Napi::Number>().DoubleValue();
-      if (!(width >= 1) || width != std::floor(width) || width > 9007199254740991.0)
-        throw fo::RangeError("row width must be a positive integer");
+      auto rows = args::typed_array<int32_t>(info[2], napi_int32_array, "Int32Array", "row-sparse grad rows");
+      const int64_t width = args::integer(info[3], "row width", 1);
       std::vector<int32_t> list(rows.Data(), rows.Data() + rows.ElementLength());
-      engine_->set_sparse_grad(index, std::move(values), list, int64_t(width));
+      engine().set_sparse_grad(index, std::move(values), list, width);
+      report_memory();
     });
   }
 
   void set_lazy_mode(const Napi::CallbackInfo& info) {
-    guarded(info.Env(), [&] { engine_->set_lazy_mode(info[0].ToBoolean()); });
+    guarded(info.Env(), [&] { engine().set_lazy_mode(args::boolean(info[0], "lazy mode")); });
   }
 
   // The optional second argument of step/stepAsync: { invScale, checkFinite, clip (0 none,
   // 1 global norm, 2 per-tensor norm), maxNorm, clipMin, clipMax, stochasticRounding }.
   static typename EngineT::StepControl control_arg(const Napi::Value& v) {
     typename EngineT::StepControl c;
-    if (v.IsUndefined() || v.IsNull()) return c;
-    if (!v.IsObject()) throw fo::TypeError("step control must be an object");
-    Napi::Object o = v.As<Napi::Object>();
-    auto number = [&](const char* key, double fallback) {
-      Napi::Value x = o.Get(key);
-      if (x.IsUndefined()) return fallback;
-      if (!x.IsNumber()) throw fo::TypeError(std::string("step control: ") + key + " must be a number");
-      return x.As<Napi::Number>().DoubleValue();
-    };
-    c.prepass.inv_scale = float(number("invScale", 1.0));
-    c.prepass.check_finite = o.Get("checkFinite").ToBoolean();
-    c.prepass.clip = ClipMode(int32_t(number("clip", 0)));
-    c.prepass.max_norm = number("maxNorm", 0);
-    c.clip_lo = float(number("clipMin", -INFINITY));
-    c.clip_hi = float(number("clipMax", INFINITY));
-    c.stochastic_rounding = o.Get("stochasticRounding").ToBoolean();
+    const char* what = "step control";
+    Napi::Object o = args::options(
+        v, {"invScale", "checkFinite", "clip", "maxNorm", "clipMin", "clipMax", "stochasticRounding"}, what);
+    c.prepass.inv_scale = float(args::optional_number(o, "invScale", 1.0, what));
+    c.prepass.check_finite = args::optional_boolean(o, "checkFinite", false, what);
+    Napi::Value clip = o.Get("clip");
+    c.prepass.clip = ClipMode(clip.IsUndefined() ? 0 : args::code(clip, "step control.clip", 3));
+    c.prepass.max_norm = args::optional_number(o, "maxNorm", 0, what);
+    c.clip_lo = float(args::optional_number(o, "clipMin", -INFINITY, what));
+    c.clip_hi = float(args::optional_number(o, "clipMax", INFINITY, what));
+    c.stochastic_rounding = args::optional_boolean(o, "stochasticRounding", false, what);
     return c;
   }
 
   // Returns whether the step was skipped (an inf/NaN grad under checkFinite).
   Napi::Value step(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      auto prepared = engine_->prepare(hyper_arg(info[0]), false, control_arg(info[1]));
+      auto prepared = engine().prepare(hyper_arg(info[0]), false, control_arg(info[1]));
+      report_memory();
       engine_->execute(*prepared);
+      engine_->commit(*prepared);  // throws what the launch threw; nothing moved unless it ran
       return Napi::Boolean::New(info.Env(), prepared->skipped);
     });
   }
@@ -174,32 +224,54 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
           engine_(std::move(engine)),
           step_(std::move(step)) {}
     Napi::Promise promise() { return deferred_.Promise(); }
+    // execute() records its outcome instead of throwing; finish() on the JavaScript thread
+    // commits or throws it.
     void Execute() override {
+      engine_->execute(*step_);
+      if (step_->outcome != EngineT::PreparedStep::Outcome::Queued) return;
       try {
-        engine_->execute(*step_);
         engine_->synchronize();
       } catch (const std::exception& e) {
-        Napi::AsyncWorker::SetError(e.what());
+        step_->outcome = EngineT::PreparedStep::Outcome::PartlyQueued;  // queued, then the device failed
+        step_->error = e.what();
+      }
+    }
+    // On the JavaScript thread once Execute has returned: the pins go first, whatever
+    // follows; finish() commits the step or gives the error OnOK rejects with.
+    void OnWorkComplete(Napi::Env env, napi_status status) override {
+      try {
+        engine_->finish(*step_);
+      } catch (const std::exception& e) {
+        commit_error_ = e.what();
+      }
+      try {
+        Napi::AsyncWorker::OnWorkComplete(env, status);  // OnOK or OnError, then Destroy
+      } catch (const Napi::Error&) {
+        // The environment is going away (a worker exited with this step in flight, and Node
+        // waited for it): there is no JavaScript left to settle the promise for.
+        Destroy();
       }
     }
     void OnOK() override {
-      engine_->finish(*step_);
-      deferred_.Resolve(Napi::Boolean::New(Napi::AsyncWorker::Env(), step_->skipped));
+      Napi::Env env = Napi::AsyncWorker::Env();
+      if (commit_error_)
+        deferred_.Reject(Napi::Error::New(env, *commit_error_).Value());
+      else
+        deferred_.Resolve(Napi::Boolean::New(env, step_->skipped));
     }
-    void OnError(const Napi::Error& e) override {
-      engine_->finish(*step_);
-      deferred_.Reject(e.Value());
-    }
+    void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
    private:
     Napi::Promise::Deferred deferred_;
     std::shared_ptr<EngineT> engine_;
     std::unique_ptr<typename EngineT::PreparedStep> step_;
+    std::optional<std::string> commit_error_;
   };
 
   Napi::Value step_async(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      auto prepared = engine_->prepare(hyper_arg(info[0]), true, control_arg(info[1]));
+      auto prepared = engine().prepare(hyper_arg(info[0]), true, control_arg(info[1]));
+      report_memory();
       auto* worker = new StepWorker(info.Env(), engine_, std::move(prepared));
       Napi::Promise promise = worker->promise();
       worker->Queue();
@@ -208,14 +280,15 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
   }
 
   void synchronize(const Napi::CallbackInfo& info) {
-    guarded(info.Env(), [&] { engine_->synchronize(); });
+    guarded(info.Env(), [&] { engine().synchronize(); });
   }
 
   // metrics(hyper) -> Float64Array of 7 numbers per param with grad and state:
   // index, moment_sq, param_sq, update_sq, grad_sq, update_dot_grad, moment_dot_grad.
   Napi::Value metrics(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      auto sums = engine_->metrics(hyper_arg(info[0]));
+      auto sums = engine().metrics(hyper_arg(info[0]));
+      report_memory();
       auto out = Napi::Float64Array::New(info.Env(), sums.size() * 7);
       double* d = out.Data();
       for (const auto& [index, s] : sums) {
@@ -231,7 +304,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
   Napi::Value get_state(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       Napi::Env env = info.Env();
-      auto st = engine_->get_state(index_arg(info[0]));
+      auto st = engine().get_state(index_arg(info[0]));
       if (!st.has_state) return env.Null();
       Napi::Object o = Napi::Object::New(env);
       o.Set("step", Napi::Number::New(env, double(st.step)));
@@ -245,48 +318,77 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
   void set_state(const Napi::CallbackInfo& info) {
     guarded(info.Env(), [&] {
       int index = index_arg(info[0]);
-      if (!info[1].IsObject()) throw fo::TypeError("state must be an object");
+      if (!info[1].IsObject()) throw fo::TypeError("state must be an object, got " + args::type_of(info[1]));
       Napi::Object o = info[1].As<Napi::Object>();
       typename EngineT::ParamState st;
-      Napi::Value step = o.Get("step");
-      if (!step.IsNumber()) throw fo::TypeError("state.step must be a number");
-      double s = step.As<Napi::Number>().DoubleValue();
-      if (!(s >= 0) || s > 9007199254740991.0 || s != std::floor(s))
-        throw fo::RangeError("state.step must be a non-negative integer");
-      st.step = int64_t(s);
+      st.step = args::integer(o.Get("step"), "state.step", 0);
       st.has_state = true;
       for (int k = 0; k < Algo::kStates; ++k) st.states[k] = from_js(o, Algo::state_name(k), Algo::state_required(k));
       st.master = from_js(o, "master", false);
-      engine_->set_state(index, st);
+      engine().set_state(index, st);
+      report_memory();
     });
   }
 
   // { seed, counter } of stochastic rounding, as numbers (integers below 2^53).
   Napi::Value get_rng(const Napi::CallbackInfo& info) {
-    Napi::Object o = Napi::Object::New(info.Env());
-    o.Set("seed", Napi::Number::New(info.Env(), double(engine_->rng_seed())));
-    o.Set("counter", Napi::Number::New(info.Env(), double(engine_->rng_counter())));
-    return o;
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Object o = Napi::Object::New(info.Env());
+      o.Set("seed", Napi::Number::New(info.Env(), double(engine().rng_seed())));
+      o.Set("counter", Napi::Number::New(info.Env(), double(engine().rng_counter())));
+      return o;
+    });
   }
 
   void set_rng(const Napi::CallbackInfo& info) {
     guarded(info.Env(), [&] {
-      auto integer = [](const Napi::Value& v, const char* what) {
-        if (!v.IsNumber()) throw fo::TypeError(std::string(what) + " must be a number");
-        const double d = v.As<Napi::Number>().DoubleValue();
-        if (!(d >= 0) || d > 9007199254740991.0 || d != std::floor(d))
-          throw fo::RangeError(std::string(what) + " must be an integer from 0 to 2^53 - 1");
-        return uint64_t(d);
-      };
-      engine_->set_rng(integer(info[0], "seed"), integer(info[1], "counter"));
+      engine().set_rng(uint64_t(args::integer(info[0], "seed", 0)), uint64_t(args::integer(info[1], "counter", 0)));
     });
   }
 
+  // waitFor(event: bigint): later steps wait for a cudaEvent_t of the caller's.
+  void wait_for(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] {
+      if (!info[0].IsBigInt()) throw fo::TypeError("waitFor: event must be a bigint (a cudaEvent_t)");
+      bool lossless = false;
+      const uint64_t event = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+      if (!lossless) throw fo::TypeError("waitFor: event must be a non-negative 64-bit address");
+      engine().wait_for_event(reinterpret_cast<void*>(uintptr_t(event)));
+    });
+  }
+
+  Napi::Value cuda_stream(const Napi::CallbackInfo& info) {
+    void* s = engine_->cuda_stream();
+    if (!s) return info.Env().Null();
+    return Napi::BigInt::New(info.Env(), uint64_t(reinterpret_cast<uintptr_t>(s)));
+  }
+
+  // Why the optimizer refuses to step (a step failed part way on the GPU), or null.
+  Napi::Value broken_reason(const Napi::CallbackInfo& info) {
+    const std::string why = engine_->broken_reason();
+    return why.empty() ? info.Env().Null() : Napi::String::New(info.Env(), why);
+  }
+
   Napi::Value plan_uploads(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), double(engine_->plan_uploads()));
+    return guarded(info.Env(),
+                   [&]() -> Napi::Value { return Napi::Number::New(info.Env(), double(engine().plan_uploads())); });
+  }
+
+  // Idempotent. A stepAsync() in flight keeps what it uses until it ends (Engine::dispose).
+  void dispose(const Napi::CallbackInfo&) {
+    engine_->dispose();
+    report_memory();
+  }
+
+  Napi::Value disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), engine_->disposed()); }
+
+  // What was last reported to V8 (for tests and the memory benchmark).
+  Napi::Value memory_bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(memory_.reported()));
   }
 
   std::shared_ptr<EngineT> engine_;
+  ExternalMemory memory_;
 };
 
 }  // namespace fo::addon

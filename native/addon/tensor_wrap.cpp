@@ -1,15 +1,17 @@
 #include "tensor_wrap.h"
 
-#include <cmath>
 #include <string>
 
+#include "args.h"
 #include "js_errors.h"
 
 namespace fo::addon {
 
-Napi::FunctionReference* TensorWrap::constructor_ = nullptr;
-
 namespace {
+
+// Marks every TensorHandle (napi_type_tag_object): unwrap checks the tag, which is cheaper
+// than instanceof and cannot be faked by giving another object the class's prototype.
+constexpr napi_type_tag kTensorTag = {0x6f3c8f0b5a1e4d27ULL, 0x9b2d71c4e8a05f36ULL};
 
 // A sentinel passed by create()/from_device_pointer() so `new TensorHandle()` from
 // JavaScript cannot build an empty handle.
@@ -19,17 +21,17 @@ struct Construct {
 
 DType dtype_arg(const Napi::Value& v) {
   DType t;
-  if (!v.IsNumber() || !dtype_from_int(v.As<Napi::Number>().Int32Value(), &t))
+  if (!dtype_from_int(args::code(v, "dtype code (float32, float16, bfloat16)", 3), &t))
     throw fo::TypeError("dtype must be one of float32, float16, bfloat16");
   return t;
 }
 
-int64_t numel_arg(const Napi::Value& v) {
-  if (!v.IsNumber()) throw fo::TypeError("numel must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || d < 0 || d != std::floor(d)) throw fo::RangeError("numel must be a non-negative integer");
-  if (d > 9007199254740991.0) throw fo::RangeError("tensor element count " + std::to_string(d) + " is out of range");
-  return int64_t(d);
+int64_t numel_arg(const Napi::Value& v) { return args::integer(v, "numel", 0); }
+
+// create() and fromDevicePointer(): a new handle of this environment's class.
+Napi::Value new_handle(Napi::Env env, std::shared_ptr<Tensor> tensor) {
+  Construct c{std::move(tensor)};
+  return Addon::of(env).tensor_class().New({Napi::External<Construct>::New(env, &c)});
 }
 
 }  // namespace
@@ -48,34 +50,22 @@ Napi::Function TensorWrap::define(Napi::Env env) {
                                       InstanceAccessor("disposed", &TensorWrap::disposed, nullptr),
                                       InstanceAccessor("devicePointer", &TensorWrap::device_pointer, nullptr),
                                   });
-  constructor_ = new Napi::FunctionReference(Napi::Persistent(fn));
   return fn;
 }
 
-TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info), env_(info.Env()) {
+TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info), memory_(info.Env()) {
   if (info.Length() != 1 || !info[0].IsExternal())
     throw Napi::TypeError::New(info.Env(),
                                "TensorHandle cannot be constructed directly; use Tensor.from or Tensor.zeros");
   auto* c = info[0].As<Napi::External<Construct>>().Data();
   tensor_ = c->tensor;
-  if (tensor_->storage->owned()) {
-    reported_bytes_ = int64_t(tensor_->byte_size());
-    Napi::MemoryManagement::AdjustExternalMemory(env_, reported_bytes_);
-  }
-}
-
-TensorWrap::~TensorWrap() { release_accounting(); }
-
-void TensorWrap::release_accounting() {
-  if (reported_bytes_ != 0) {
-    Napi::MemoryManagement::AdjustExternalMemory(env_, -reported_bytes_);
-    reported_bytes_ = 0;
-  }
+  info.This().As<Napi::Object>().TypeTag(&kTensorTag);
+  if (tensor_->storage->owned()) memory_.set(int64_t(tensor_->byte_size()));
 }
 
 std::shared_ptr<Tensor> TensorWrap::unwrap(const Napi::Value& value, const char* what) {
-  if (!value.IsObject() || !constructor_ || !value.As<Napi::Object>().InstanceOf(constructor_->Value()))
-    throw fo::TypeError(std::string(what) + " must be a Tensor");
+  if (!value.IsObject() || !value.As<Napi::Object>().CheckTypeTag(&kTensorTag))
+    throw fo::TypeError(std::string(what) + " must be a Tensor, got " + args::type_of(value));
   return Unwrap(value.As<Napi::Object>())->tensor_;
 }
 
@@ -83,11 +73,8 @@ Napi::Value TensorWrap::create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     DType dtype = dtype_arg(info[0]);
-    if (!info[1].IsNumber()) throw fo::TypeError("device must be 'cpu' or 'cuda'");
-    int d = info[1].As<Napi::Number>().Int32Value();
-    if (d != 0 && d != 1) throw fo::TypeError("device must be 'cpu' or 'cuda'");
-    Construct c{make_tensor(Device(d), dtype, numel_arg(info[2]))};
-    return constructor_->New({Napi::External<Construct>::New(env, &c)});
+    const Device device = Device(args::code(info[1], "device code (0 cpu, 1 cuda)", 2));
+    return new_handle(env, make_tensor(device, dtype, numel_arg(info[2])));
   });
 }
 
@@ -98,8 +85,7 @@ Napi::Value TensorWrap::from_device_pointer(const Napi::CallbackInfo& info) {
     bool lossless = false;
     uint64_t address = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
     if (!lossless) throw fo::RangeError("fromDevicePointer: ptr does not fit in 64 bits");
-    Construct c{wrap_device_pointer(address, dtype_arg(info[1]), numel_arg(info[2]))};
-    return constructor_->New({Napi::External<Construct>::New(env, &c)});
+    return new_handle(env, wrap_device_pointer(address, dtype_arg(info[1]), numel_arg(info[2])));
   });
 }
 
@@ -143,9 +129,7 @@ Napi::Value TensorWrap::to_bits16(const Napi::CallbackInfo& info) {
 
 void TensorWrap::copy_from_float32(const Napi::CallbackInfo& info) {
   guarded(info.Env(), [&] {
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw fo::TypeError("copyFrom: values must be a Float32Array");
-    auto values = info[0].As<Napi::Float32Array>();
+    auto values = args::typed_array<float>(info[0], napi_float32_array, "Float32Array", "copyFrom: values");
     if (int64_t(values.ElementLength()) != tensor_->numel)
       throw fo::RangeError("copyFrom: got " + std::to_string(values.ElementLength()) + " values for a tensor of " +
                            std::to_string(tensor_->numel) + " elements");
@@ -155,9 +139,7 @@ void TensorWrap::copy_from_float32(const Napi::CallbackInfo& info) {
 
 void TensorWrap::copy_from_bits16(const Napi::CallbackInfo& info) {
   guarded(info.Env(), [&] {
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array)
-      throw fo::TypeError("copyFrom: bits must be a Uint16Array");
-    auto bits = info[0].As<Napi::Uint16Array>();
+    auto bits = args::typed_array<uint16_t>(info[0], napi_uint16_array, "Uint16Array", "copyFrom: bits");
     if (int64_t(bits.ElementLength()) != tensor_->numel)
       throw fo::RangeError("copyFrom: got " + std::to_string(bits.ElementLength()) + " values for a tensor of " +
                            std::to_string(tensor_->numel) + " elements");
@@ -171,7 +153,7 @@ void TensorWrap::zero(const Napi::CallbackInfo& info) {
 
 void TensorWrap::dispose(const Napi::CallbackInfo&) {
   tensor_->storage->dispose();
-  release_accounting();
+  memory_.set(0);
 }
 
 Napi::Value TensorWrap::disposed(const Napi::CallbackInfo& info) {

@@ -1,12 +1,13 @@
 #pragma once
 // TensorHandle: the JavaScript object behind a TypeScript Tensor. Owns a shared reference
 // to the native tensor; reports its memory to V8 so the garbage collector runs under
-// memory pressure.
+// memory pressure. The class is made once per environment (addon.h).
 #include <napi.h>
 
 #include <memory>
 
 #include "../core/tensor.h"
+#include "addon.h"
 
 namespace fo::addon {
 
@@ -17,10 +18,8 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   static std::shared_ptr<Tensor> unwrap(const Napi::Value& value, const char* what);
 
   explicit TensorWrap(const Napi::CallbackInfo& info);
-  ~TensorWrap() override;
 
  private:
-  static Napi::FunctionReference* constructor_;
   static Napi::Value create(const Napi::CallbackInfo& info);
   static Napi::Value from_device_pointer(const Napi::CallbackInfo& info);
 
@@ -33,11 +32,8 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   Napi::Value disposed(const Napi::CallbackInfo& info);
   Napi::Value device_pointer(const Napi::CallbackInfo& info);
 
-  void release_accounting();
-
   std::shared_ptr<Tensor> tensor_;
-  int64_t reported_bytes_ = 0;
-  Napi::Env env_;
+  ExternalMemory memory_;
 };
 
 }  // namespace fo::addon

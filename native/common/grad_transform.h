@@ -65,17 +65,15 @@ struct GradPartial {
   }
 };
 
-// The clip-by-norm coefficient of a tensor, from its squared norm and the global one.
+// The clip-by-norm coefficient of a tensor, from its squared norm and the global one. A
+// non-finite norm poisons the step as torch's clip_grad_norm_ (error_if_nonfinite=False) and
+// Paddle's clip classes do: an inf norm gives 0 (finite grads become 0, inf ones NaN), a NaN
+// norm gives NaN (every grad becomes NaN). `!(norm <= max)` is true for NaN, where
+// `norm > max` was false and left the grads unclipped.
 FO_HD float clip_coefficient(ClipMode mode, double tensor_sum_sq, double global_sum_sq, double max_norm) {
-  if (mode == ClipMode::GlobalNorm) {
-    const double norm = sqrt(global_sum_sq);
-    return norm > max_norm ? float(max_norm / norm) : 1.0f;
-  }
-  if (mode == ClipMode::TensorNorm) {
-    const double norm = sqrt(tensor_sum_sq);
-    return norm > max_norm ? float(max_norm / norm) : 1.0f;
-  }
-  return 1.0f;
+  if (mode == ClipMode::None) return 1.0f;
+  const double norm = sqrt(mode == ClipMode::GlobalNorm ? global_sum_sq : tensor_sum_sq);
+  return !(norm <= max_norm) ? float(max_norm / norm) : 1.0f;
 }
 
 }  // namespace fo

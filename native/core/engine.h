@@ -3,11 +3,13 @@
 // (fp32 state buffers, fp32 masters, step counts), validation, and the launch plan handed
 // to a backend. Algo (algorithms.h) supplies the math-specific parts. Everything a step
 // needs is checked before anything is written, so a rejected step changes nothing.
+#include <atomic>
 #include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "../common/metrics.h"
 #include "../common/stochastic_rounding.h"
 #include "algorithms.h"
+#include "memory_ranges.h"
 #include "errors.h"
 #include "tensor.h"
 
@@ -44,11 +47,20 @@ class Engine {
     bool needs_prepass() const { return prepass.check_finite || prepass.clip != ClipMode::None; }
   };
 
+  // A step validated and ready to run; nothing of it is committed until commit(). Step
+  // counts, masters' versions and the rounding counter move only once the step's device
+  // work was queued, so a step that throws leaves the optimizer as it was (or, when it
+  // failed with part of its work queued, refusing to continue: broken()).
   struct PreparedStep {
+    enum class Outcome { NotRun, Queued, NothingQueued, PartlyQueued };
     std::vector<Slot> slots;
     std::vector<std::shared_ptr<Storage>> pinned;
-    bool skipped = false;  // the prepass found an inf/NaN grad: nothing changes
+    std::vector<int> stepped;  // params that have a grad this step
+    bool skipped = false;      // the prepass found an inf/NaN grad: nothing changes
     bool use_prepass = false;
+    bool rounds = false;  // stochastic rounding: the counter advances with the step
+    Outcome outcome = Outcome::NotRun;
+    std::string error;
   };
 
   struct ParamState {
@@ -69,33 +81,73 @@ class Engine {
   // benchmarks: hyperparameter changes must not cause one).
   int64_t plan_uploads() const { return plan_uploads_; }
 
-  int add_param(std::shared_ptr<Tensor> data, int group, std::string name, ParamOptions options) {
-    if (!data) throw TypeError("param '" + name + "': data is missing");
-    data->storage->data(("param '" + name + "' data").c_str());
-    if (data->device() != device_)
-      throw TypeError("param '" + name + "' is on " + device_name(data->device()) + " but the optimizer runs on " +
-                      device_name(device_));
-    if (group < 0) throw RangeError("param '" + name + "': group index must be >= 0");
-    if (!std::isfinite(options.lr_ratio) || options.lr_ratio < 0)
-      throw RangeError("param '" + name + "': lr ratio must be a finite number >= 0, got " +
-                       std::to_string(options.lr_ratio));
-    for (const Param& p : params_)
-      if (p.data->storage == data->storage) throw TypeError("param '" + name + "' appears twice in the optimizer");
-    Param p;
-    p.data = std::move(data);
-    p.group = group;
-    p.name = std::move(name);
-    p.options = options;
-    p.options.master_weights = options.master_weights && p.data->dtype != DType::Float32;
-    params_.push_back(std::move(p));
-    return int(params_.size()) - 1;
+  struct NewParam {
+    std::shared_ptr<Tensor> data;
+    std::string name;
+    ParamOptions options;
+  };
+
+  // Adds params to param group `group`, all or none: each is checked (present, alive, on
+  // this device, not over the memory of a param held already or earlier in the list) before
+  // any is added. O(log n) per param (param_ranges_), so an optimizer of n params is built in
+  // O(n log n). Returns the index of the first.
+  int add_params(std::vector<NewParam> list, int group) {
+    if (group < 0) throw RangeError("param group index must be >= 0");
+    if (list.size() > size_t(INT32_MAX) - params_.size())
+      throw RangeError("an optimizer holds at most 2^31 - 1 params");
+    params_.reserve(params_.size() + list.size());  // the pushes below cannot throw
+    for (size_t i = 0; i < list.size(); ++i) {
+      try {
+        check_new_param(list, i);  // and records its memory
+      } catch (...) {
+        for (size_t j = 0; j < i; ++j) param_ranges_.erase(range_of(*list[j].data), list[j].data->storage->owned());
+        throw;
+      }
+    }
+    const int first = int(params_.size());
+    for (NewParam& n : list) {
+      Param p;
+      p.data = std::move(n.data);
+      p.group = group;
+      p.name = std::move(n.name);
+      p.options = n.options;
+      p.options.master_weights = n.options.master_weights && p.data->dtype != DType::Float32;
+      params_.push_back(std::move(p));
+    }
+    return first;
   }
+
+  int add_param(std::shared_ptr<Tensor> data, int group, std::string name, ParamOptions options) {
+    std::vector<NewParam> one;
+    one.push_back({std::move(data), std::move(name), options});
+    return add_params(std::move(one), group);
+  }
+
+  // Bytes this engine holds beyond the tensors it was given: state buffers, masters and row
+  // lists while they are alive (device or host), plus the host bookkeeping (the param list,
+  // the launch plan, its key and the backend's copy of it, estimated). The addon reports
+  // this figure to V8 so that dropped optimizers are collected under memory pressure.
+  int64_t memory_bytes() const {
+    return owned_bytes_->load() +
+           int64_t(params_.capacity() * sizeof(Param) + param_ranges_.size() * 48 +
+                   plan_key_.capacity() * sizeof(uint64_t)) +
+           table_bytes_;
+  }
+
+  // Frees the state buffers, masters and launch tables and lets go of the tensors: at once,
+  // or when the running stepAsync() finishes. The addon refuses every later call.
+  void dispose() {
+    disposed_ = true;
+    if (!busy_) release();
+  }
+  bool disposed() const { return disposed_; }
 
   // Safe while a stepAsync() runs: the running step uses its own copy of the plan.
   void set_grad(int index, std::shared_ptr<Tensor> grad) {
     check_index(index);
     Param& p = params_[size_t(index)];
     p.grad = std::move(grad);  // checked at every step
+    grads_changed_ = true;
     p.rows.reset();
     p.row_count = p.row_width = 0;
   }
@@ -124,7 +176,7 @@ class Engine {
       if (seen[size_t(row)]) throw RangeError(who + ": row " + std::to_string(row) + " appears twice");
       seen[size_t(row)] = true;
     }
-    auto storage = Storage::allocate(device_, rows.size() * sizeof(int32_t));
+    auto storage = counted(Storage::allocate(device_, rows.size() * sizeof(int32_t)));
     if (!rows.empty()) {
       if (device_ == Device::CPU)
         std::memcpy(storage->data_unchecked(), rows.data(), rows.size() * sizeof(int32_t));
@@ -132,6 +184,7 @@ class Engine {
         cuda::copy_host_to_device(storage->data_unchecked(), rows.data(), rows.size() * sizeof(int32_t));
     }
     p.grad = std::move(values);
+    grads_changed_ = true;
     p.rows = std::move(storage);
     p.row_count = int64_t(rows.size());
     p.row_width = row_width;
@@ -148,13 +201,14 @@ class Engine {
   std::unique_ptr<PreparedStep> prepare(const std::vector<Hyper>& groups, bool for_async,
                                         const StepControl& control = StepControl{}) {
     if (busy_) throw std::runtime_error("a stepAsync() is still running: await it before stepping again");
+    check_usable();
     check_control(control);
     validate(groups);
     create_state(groups);
     auto prepared = std::make_unique<PreparedStep>();
     std::vector<Plan> plan = build_plan(groups, 1, prepared->slots);
     for (Slot& s : prepared->slots) apply_control(s, control);
-    if (plan_key_ != key_of(plan) || !plan_uploaded_) upload(plan);
+    bind_plan(plan);
     if (control.needs_prepass()) {
       prepared->use_prepass = true;
       if (cuda_)
@@ -166,11 +220,11 @@ class Engine {
         return prepared;
       }
     }
-    if (control.stochastic_rounding) ++rng_counter_;
-    for (Param& p : params_) {
+    prepared->rounds = control.stochastic_rounding;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      Param& p = params_[i];
       if (!p.grad) continue;
-      ++p.step;
-      if (p.master) p.master_version = p.data->storage->version();
+      prepared->stepped.push_back(int(i));
       if (!for_async) continue;
       std::shared_ptr<Storage> used[] = {p.data->storage, p.grad->storage, p.master, p.rows};
       for (const auto& s : used) pin(s, *prepared);
@@ -180,14 +234,54 @@ class Engine {
     return prepared;
   }
 
-  // Runs the update (CPU: on the thread pool, returns when done; CUDA: enqueues).
-  void execute(PreparedStep& step) {
+  // Runs the update (CPU: on the thread pool, returns when done; CUDA: enqueues) and
+  // records how far it got; never throws. Safe on another thread for a prepared async step.
+  void execute(PreparedStep& step) noexcept {
     if (step.skipped) return;
-    if (cuda_)
-      cuda_->launch(step.slots.data(), int(step.slots.size()), step.use_prepass);
-    else
-      cpu_.run(step.slots.data(), step.use_prepass);
+    try {
+      if (cuda_)
+        cuda_->launch(step.slots.data(), int(step.slots.size()), step.use_prepass);
+      else
+        cpu_.run(step.slots.data(), step.use_prepass);
+      step.outcome = PreparedStep::Outcome::Queued;
+    } catch (const cuda::NothingLaunched& e) {
+      step.outcome = PreparedStep::Outcome::NothingQueued;
+      step.error = e.what();
+    } catch (const std::exception& e) {
+      // The CPU backend runs all or nothing; only a CUDA step can fail part way.
+      step.outcome = cuda_ ? PreparedStep::Outcome::PartlyQueued : PreparedStep::Outcome::NothingQueued;
+      step.error = e.what();
+    }
   }
+
+  // Makes a step that ran count: its params' step counts, their masters' versions and the
+  // rounding counter move. A step that queued nothing changes nothing and throws its error;
+  // one that queued part of its work leaves the optimizer broken() and throws.
+  void commit(PreparedStep& step) {
+    using Outcome = typename PreparedStep::Outcome;
+    if (step.skipped) return;
+    if (step.outcome == Outcome::NothingQueued) throw std::runtime_error(step.error);
+    if (step.outcome == Outcome::PartlyQueued) {
+      broken_ = "a step failed after part of its work was queued on the GPU (" + step.error + ")";
+      throw std::runtime_error(broken_message());
+    }
+    if (step.rounds) ++rng_counter_;
+    for (int i : step.stepped) {
+      Param& p = params_[size_t(i)];
+      ++p.step;
+      // The step wrote the param: a new version, so another optimizer holding it re-seeds
+      // its master from the value written here instead of restoring a stale one.
+      p.data->storage->bump_version();
+      if (p.master) p.master_version = p.data->storage->version();
+    }
+  }
+
+  // A step whose device work was partly queued leaves params, moments and step counts out of
+  // step with each other: every later step, metrics or state read is refused until a state
+  // dict is loaded (set_state clears it).
+  bool broken() const { return !broken_.empty(); }
+  // The message a refused operation gives (empty when not broken).
+  std::string broken_reason() const { return broken_.empty() ? std::string() : broken_message(); }
 
   // Stochastic rounding's random stream: a seed and a counter of rounded steps, saved in
   // state dicts so a resumed run draws the same bits.
@@ -199,21 +293,39 @@ class Engine {
     rng_counter_ = counter;
   }
 
-  // Ends an asynchronous step: releases its pins and the busy mark.
+  // Ends an asynchronous step on the JavaScript thread: releases its pins and the busy mark,
+  // then commits it (throwing as commit does).
   void finish(PreparedStep& step) {
     for (auto& s : step.pinned) s->unpin();
     step.pinned.clear();
     busy_ = false;
+    if (disposed_) {
+      release();  // nothing is left to commit to
+      return;
+    }
+    commit(step);
   }
 
   void synchronize() {
     if (cuda_) cuda_->synchronize();
   }
 
+  // CUDA: later steps wait on the device (the host never waits) for `event`, a cudaEvent_t
+  // of the caller's, e.g. recorded after the kernels that produced the grads on another stream.
+  void wait_for_event(void* event) {
+    if (!cuda_) throw TypeError("waitFor: the optimizer runs on the CPU, where steps need no ordering with CUDA work");
+    if (!event) throw TypeError("waitFor: the event is null");
+    cuda_->wait_for_event(event);
+  }
+
+  // The CUDA stream the steps run on (a cudaStream_t), null on the CPU.
+  void* cuda_stream() const { return cuda_ ? cuda_->stream() : nullptr; }
+
   // Metric sums of every param that has a grad and state, from the current state and grad;
   // "update" is what the next step would subtract. {index, sums} pairs, in param order.
   std::vector<std::pair<int, MetricSums>> metrics(const std::vector<Hyper>& groups) {
     if (busy_) throw std::runtime_error("cannot compute metrics while stepAsync() is running");
+    check_usable();
     validate(groups);
     // The next step re-syncs a master whose half param was written since: so do the metrics.
     for (Param& p : params_)
@@ -223,7 +335,7 @@ class Engine {
     std::vector<int> indices;
     std::vector<std::shared_ptr<Storage>> scratch;
     std::vector<Plan> plan = build_plan(groups, 1, slots, &indices, /*only_with_state=*/true, &scratch);
-    if (plan_key_ != key_of(plan) || !plan_uploaded_) upload(plan);
+    bind_plan(plan);
     std::vector<MetricSums> sums(plan.size());
     if (!plan.empty()) {
       if (cuda_)
@@ -277,6 +389,7 @@ class Engine {
       }
     }
     p.step = st.step;
+    broken_.clear();  // loading a state dict restores every param (TypeScript's loadStateDict)
   }
 
   // Checks a state without applying it (for validating a whole dict first).
@@ -299,6 +412,41 @@ class Engine {
     std::shared_ptr<Storage> rows;  // row-sparse grad: the rows it updates (on the device)
     int64_t row_count = 0, row_width = 0;
   };
+
+  void check_usable() const {
+    if (!broken_.empty()) throw std::runtime_error(broken_message());
+  }
+
+  std::string broken_message() const {
+    return "this optimizer's state is inconsistent: " + broken_ +
+           ". Load a state dict or checkpoint (loadStateDict / loadCheckpoint) to continue";
+  }
+
+  // add_params' checks of list[i] (which will be params_[params_.size() + i]); then its memory
+  // is recorded (add_params forgets it on failure). Two params over the same memory (the same
+  // tensor twice, or overlapping device-pointer views) would be updated twice, by concurrent
+  // blocks on a GPU.
+  void check_new_param(const std::vector<NewParam>& list, size_t i) {
+    const NewParam& n = list[i];
+    const std::string& name = n.name;
+    if (!n.data) throw TypeError("param '" + name + "': data is missing");
+    if (n.data->storage->disposed()) throw std::runtime_error("param '" + name + "' data has been disposed");
+    if (n.data->device() != device_)
+      throw TypeError("param '" + name + "' is on " + device_name(n.data->device()) + " but the optimizer runs on " +
+                      device_name(device_));
+    if (!std::isfinite(n.options.lr_ratio) || n.options.lr_ratio < 0)
+      throw RangeError("param '" + name + "': lr ratio must be a finite number >= 0, got " +
+                       std::to_string(n.options.lr_ratio));
+    const MemoryRange range = range_of(*n.data);
+    if (const int other = param_ranges_.overlapping(range); other >= 0) {
+      const size_t k = size_t(other);
+      const Tensor& t = k < params_.size() ? *params_[k].data : *list[k - params_.size()].data;
+      if (t.storage == n.data->storage) throw TypeError("param '" + name + "' appears twice in the optimizer");
+      const std::string& other_name = k < params_.size() ? params_[k].name : list[k - params_.size()].name;
+      throw TypeError("param '" + name + "' overlaps the memory of param '" + other_name + "'");
+    }
+    param_ranges_.insert(range, int(params_.size() + i), n.data->storage->owned());
+  }
 
   void check_index(int index) const {
     if (index < 0 || size_t(index) >= params_.size())
@@ -352,6 +500,47 @@ class Engine {
         throw TypeError("param '" + p.name + "': grad is on " + device_name(g.device()) + " but the param is on " +
                         device_name(device_));
     }
+    if (grads_changed_) check_grad_overlaps();
+  }
+
+  // A grad shared by two params, or overlapping a param's memory, would be read while another
+  // block writes it (and clipped or unscaled twice). Owned tensors are separate allocations,
+  // so only the same storage twice can overlap: an O(n) check. Device-pointer views
+  // (foreign storages) may overlap anything, which takes an ordered pass.
+  void check_grad_overlaps() const {
+    std::unordered_map<const Storage*, int> seen, data_of;  // grad and data storages -> param
+    bool any_foreign = param_ranges_.any_foreign();
+    for (size_t i = 0; i < params_.size(); ++i) data_of.emplace(params_[i].data->storage.get(), int(i));
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const Param& p = params_[i];
+      if (!p.grad) continue;
+      const Storage* g = p.grad->storage.get();
+      any_foreign |= !g->owned();
+      if (g == p.data->storage.get()) throw TypeError("param '" + p.name + "': its grad is its own data tensor");
+      if (const auto d = data_of.find(g); d != data_of.end())
+        throw TypeError("param '" + p.name + "': its grad overlaps the memory of param '" +
+                        params_[size_t(d->second)].name + "'");
+      const auto found = seen.emplace(g, int(i));
+      if (!found.second)
+        throw TypeError("param '" + p.name + "': its grad is also the grad of param '" +
+                        params_[size_t(found.first->second)].name + "'");
+    }
+    if (any_foreign) {
+      RangeSet grads;
+      for (size_t i = 0; i < params_.size(); ++i) {
+        const Param& p = params_[i];
+        if (!p.grad) continue;
+        const MemoryRange r = range_of(*p.grad);
+        if (const int other = grads.overlapping(r); other >= 0)
+          throw TypeError("param '" + p.name + "': its grad overlaps the grad of param '" +
+                          params_[size_t(other)].name + "'");
+        if (const int other = param_ranges_.overlapping(r); other >= 0)
+          throw TypeError("param '" + p.name + "': its grad overlaps the memory of param '" +
+                          params_[size_t(other)].name + "'");
+        grads.insert(r, int(i), p.grad->storage->owned());
+      }
+    }
+    grads_changed_ = false;
   }
 
   // Allocation may throw; no step count has moved yet.
@@ -428,7 +617,9 @@ class Engine {
     key.reserve(plan.size() * (sizeof(Plan) / 8 + 1));
     for (const Plan& t : plan) {
       key.push_back(reinterpret_cast<uintptr_t>(t.param));
-      key.push_back(reinterpret_cast<uintptr_t>(t.grad));
+      // A dense grad's pointer travels per step (set_grads): a new grad tensor each step must
+      // not rebuild the table. A row-sparse grad's rows and sizes are part of the table.
+      key.push_back(t.rows ? reinterpret_cast<uintptr_t>(t.grad) : 0);
       key.push_back(reinterpret_cast<uintptr_t>(t.master));
       key.push_back(uint64_t(t.numel));
       key.push_back(uint64_t(uint32_t(t.slot)) | uint64_t(t.param_dtype) << 32 | uint64_t(t.grad_dtype) << 40);
@@ -447,14 +638,27 @@ class Engine {
     key.push_back(reinterpret_cast<uintptr_t>(t.exp_avg));
   }
 
-  void upload(const std::vector<Plan>& plan) {
+  // Hands the plan to the backend: the whole table when it changed, else only the grads.
+  void bind_plan(const std::vector<Plan>& plan) {
+    std::vector<uint64_t> key = key_of(plan);
+    if (!plan_uploaded_ || key != plan_key_) {
+      plan_uploaded_ = false;  // a failed upload must not leave the old key standing
+      if (cuda_)
+        cuda_->set_tensors(plan);
+      else
+        cpu_.set_tensors(plan);
+      plan_key_ = std::move(key);
+      plan_uploaded_ = true;
+      ++plan_uploads_;
+      table_bytes_ = int64_t(plan.size() * sizeof(Plan) * 2);  // the backend's tables, about
+      return;
+    }
+    std::vector<const void*> grads(plan.size());
+    for (size_t i = 0; i < plan.size(); ++i) grads[i] = plan[i].grad;
     if (cuda_)
-      cuda_->set_tensors(plan);
+      cuda_->set_grads(grads);
     else
-      cpu_.set_tensors(plan);
-    plan_key_ = key_of(plan);
-    plan_uploaded_ = true;
-    ++plan_uploads_;
+      cpu_.set_grads(grads);
   }
 
   static void pin(const std::shared_ptr<Storage>& s, PreparedStep& step) {
@@ -481,7 +685,35 @@ class Engine {
   }
 
   std::shared_ptr<Storage> new_state_buffer(int64_t numel) {
-    return Storage::allocate(device_, size_t(numel) * sizeof(float));
+    return counted(Storage::allocate(device_, size_t(numel) * sizeof(float)));
+  }
+
+  // The same storage, its bytes counted in owned_bytes_ for as long as anything holds it
+  // (a pinned buffer of a running step included).
+  std::shared_ptr<Storage> counted(std::shared_ptr<Storage> storage) {
+    struct Holder {
+      Holder(std::shared_ptr<Storage> s, std::shared_ptr<std::atomic<int64_t>> c)
+          : storage(std::move(s)), counter(std::move(c)), bytes(int64_t(storage->bytes())) {
+        counter->fetch_add(bytes);
+      }
+      ~Holder() { counter->fetch_sub(bytes); }
+      std::shared_ptr<Storage> storage;
+      std::shared_ptr<std::atomic<int64_t>> counter;
+      int64_t bytes;
+    };
+    auto holder = std::make_shared<Holder>(std::move(storage), owned_bytes_);
+    return std::shared_ptr<Storage>(holder, holder->storage.get());
+  }
+
+  // dispose(): everything the engine holds goes (the tensors stay with their owners).
+  void release() {
+    params_ = {};
+    param_ranges_ = {};
+    plan_key_ = {};
+    plan_uploaded_ = false;
+    table_bytes_ = 0;
+    cpu_ = typename Algo::CpuRunner{};
+    cuda_.reset();
   }
 
   void sync_master_from_param(Param& p) {
@@ -506,7 +738,7 @@ class Engine {
     if (device_ == Device::CPU)
       std::memcpy(out.data(), s->data_unchecked(), size_t(n) * 4);
     else
-      cuda::copy_device_to_host(out.data(), s->data_unchecked(), size_t(n) * 4);
+      cuda_->copy_to_host(out.data(), s->data_unchecked(), size_t(n) * 4);  // after our own steps only
     return out;
   }
 
@@ -514,11 +746,17 @@ class Engine {
     if (device_ == Device::CPU)
       std::memcpy(s->data_unchecked(), v.data(), v.size() * 4);
     else
-      cuda::copy_host_to_device(s->data_unchecked(), v.data(), v.size() * 4);
+      cuda_->copy_to_device(s->data_unchecked(), v.data(), v.size() * 4);
   }
 
   Device device_;
   std::vector<Param> params_;
+  RangeSet param_ranges_;              // every param's memory, for the overlap checks
+  mutable bool grads_changed_ = true;  // grads were bound since the last overlap check
+  std::string broken_;                 // why the state is inconsistent (empty: it is not)
+  std::shared_ptr<std::atomic<int64_t>> owned_bytes_ = std::make_shared<std::atomic<int64_t>>(0);
+  int64_t table_bytes_ = 0;
+  bool disposed_ = false;
   std::vector<uint64_t> plan_key_;
   bool plan_uploaded_ = false;
   int64_t plan_uploads_ = 0;

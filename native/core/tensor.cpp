@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -10,6 +11,12 @@
 namespace fo {
 
 namespace {
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
 
 void check_numel(int64_t numel) {
   // 2^46 elements is far past any memory; the bound keeps byte arithmetic from overflowing.
@@ -66,7 +73,18 @@ std::shared_ptr<Tensor> wrap_device_pointer(uint64_t address, DType dtype, int64
   void* ptr = reinterpret_cast<void*>(uintptr_t(address));
   if (address % dtype_size(dtype) != 0)
     throw TypeError("fromDevicePointer: ptr is not aligned to the element size of " + std::string(dtype_name(dtype)));
-  if (!cuda::is_device_pointer(ptr)) throw TypeError("fromDevicePointer: ptr is not CUDA device memory");
+  const cuda::DeviceAllocation a = cuda::device_allocation(ptr);
+  if (!a.device_memory) throw TypeError("fromDevicePointer: ptr is not CUDA device memory of the current device");
+  // The kernels would read and write the whole view: a shape larger than the memory behind
+  // ptr must be refused here, before a fault breaks the CUDA context of the whole process.
+  const uint64_t bytes = uint64_t(numel) * dtype_size(dtype);
+  if (!a.extent_known)
+    throw std::runtime_error("fromDevicePointer: the NVIDIA driver cannot tell the size of the allocation holding ptr");
+  const uint64_t available = a.base + a.size - address;
+  if (bytes > available)
+    throw RangeError("fromDevicePointer: " + std::to_string(numel) + " " + dtype_name(dtype) + " elements need " +
+                     std::to_string(bytes) + " bytes from ptr, but its allocation (" + std::to_string(a.size) +
+                     " bytes at 0x" + hex(a.base) + ") holds only " + std::to_string(available) + " from there");
   auto t = std::make_shared<Tensor>();
   t->dtype = dtype;
   t->numel = numel;

@@ -41,6 +41,11 @@ class ChunkRunner {
     items_.push_back(chunks_.size());  // end of the last item
   }
 
+  // This step's grad pointers, one per tensor of the last set_tensors (the engine checks them).
+  void set_grads(const std::vector<const void*>& grads) {
+    for (size_t i = 0; i < tensors_.size() && i < grads.size(); ++i) tensors_[i].grad = grads[i];
+  }
+
   // With use_prepass, the coefficients of the last prepare_grads scale each tensor's grads
   // (the engine does not run a step whose prepass found an inf).
   void run(const Slot* slots, bool use_prepass = false) const {
@@ -64,14 +69,21 @@ class ChunkRunner {
         grad_partial(t.grad, t.grad_dtype, chunk.begin, chunk.end, pass.inv_scale, &partial[c]);
       }
     });
-    std::vector<GradPartial> per_tensor(tensors_.size());
-    for (size_t c = 0; c < chunks_.size(); ++c) per_tensor[size_t(chunks_[c].tensor)].add(partial[c]);
-    GradPartial total;
-    for (const GradPartial& t : per_tensor) total.add(t);
-    found_inf_ = pass.check_finite && total.nonfinite > 0;
+    // Sums in chunk order, then tensor order, as the CUDA kernels add them (NOTE(deterministic
+    // reductions), block_reduce.h). Non-finite elements are only a flag past the chunk: a
+    // count over all chunks could overflow int32.
+    std::vector<double> tensor_sum(tensors_.size(), 0.0);
+    bool any_nonfinite = false;
+    for (size_t c = 0; c < chunks_.size(); ++c) {
+      tensor_sum[size_t(chunks_[c].tensor)] += partial[c].sum_sq;
+      any_nonfinite |= partial[c].nonfinite != 0;
+    }
+    double total = 0.0;
+    for (double t : tensor_sum) total += t;
+    found_inf_ = pass.check_finite && any_nonfinite;
     coefs_.resize(tensors_.size());
     for (size_t i = 0; i < tensors_.size(); ++i)
-      coefs_[i] = clip_coefficient(pass.clip, per_tensor[i].sum_sq, total.sum_sq, pass.max_norm);
+      coefs_[i] = clip_coefficient(pass.clip, tensor_sum[i], total, pass.max_norm);
   }
 
   bool read_found_inf() const { return found_inf_; }

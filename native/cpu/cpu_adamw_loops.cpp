@@ -2,6 +2,7 @@
 // chunk. Each entry point is compiled for several x86-64 levels (FO_SIMD_CLONES).
 #include <type_traits>
 
+#include "../common/block_reduce.h"
 #include "cpu_adamw.h"
 #include "element_io.h"
 #include "half_blocks.h"
@@ -119,13 +120,16 @@ FO_INLINE void update_chunk(const AdamWTensor& t, const AdamWSlot& s, int64_t b,
 template <typename Param, typename Grad>
 FO_INLINE void metrics_chunk(const AdamWTensor& t, const AdamWSlot& s, int64_t b, int64_t e, MetricSums* out) {
   const bool amsgrad = s.flags & kAdamWAmsgrad;
-  MetricSums acc;
-  for (int64_t i = b; i < e; ++i) {
-    const float w = t.master ? t.master[i] : Param::load(t.param, i);
-    adamw_metrics(w, Grad::load(t.grad, i), t.exp_avg[i], t.exp_avg_sq[i], amsgrad ? t.max_exp_avg_sq[i] : 0.0f, s,
-                  acc);
-  }
-  *out = acc;
+  // In the CUDA block's order (NOTE(deterministic reductions), block_reduce.h).
+  *out = reduce_in_block_order<MetricSums>(
+      e - b,
+      [&](MetricSums& acc, int64_t k) {
+        const int64_t i = b + k;
+        const float w = t.master ? t.master[i] : Param::load(t.param, i);
+        adamw_metrics(w, Grad::load(t.grad, i), t.exp_avg[i], t.exp_avg_sq[i], amsgrad ? t.max_exp_avg_sq[i] : 0.0f, s,
+                      acc);
+      },
+      [](MetricSums& acc, const MetricSums& o) { acc.add(o); });
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // chunk. Each entry point is compiled for several x86-64 levels (FO_SIMD_CLONES).
 #include <type_traits>
 
+#include "../common/block_reduce.h"
 #include "cpu_lion.h"
 #include "element_io.h"
 #include "half_blocks.h"
@@ -90,12 +91,15 @@ FO_INLINE void update_chunk(const LionTensor& t, const LionSlot& s, int64_t b, i
 
 template <typename Param, typename Grad>
 FO_INLINE void metrics_chunk(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e, MetricSums* out) {
-  MetricSums acc;
-  for (int64_t i = b; i < e; ++i) {
-    const float w = t.master ? t.master[i] : Param::load(t.param, i);
-    lion_metrics(w, Grad::load(t.grad, i), t.exp_avg[i], s, acc);
-  }
-  *out = acc;
+  // In the CUDA block's order (NOTE(deterministic reductions), block_reduce.h).
+  *out = reduce_in_block_order<MetricSums>(
+      e - b,
+      [&](MetricSums& acc, int64_t k) {
+        const int64_t i = b + k;
+        const float w = t.master ? t.master[i] : Param::load(t.param, i);
+        lion_metrics(w, Grad::load(t.grad, i), t.exp_avg[i], s, acc);
+      },
+      [](MetricSums& acc, const MetricSums& o) { acc.add(o); });
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "../common/adamw_plan.h"  // kChunkElements
+#include "../common/block_reduce.h"
 #include "element_io.h"
 #include "thread_pool.h"
 
@@ -11,32 +12,34 @@ namespace fo::cpu {
 
 namespace {
 
+// Chunk sums in the CUDA block's order (NOTE(deterministic reductions), block_reduce.h).
 template <typename G>
 FO_INLINE void partial_loop(const void* grad, int64_t b, int64_t e, float inv_scale, GradPartial* out) {
-  GradPartial acc;
-  for (int64_t i = b; i < e; ++i) acc.add(G::load(grad, i) * inv_scale);
-  *out = acc;
+  *out = reduce_in_block_order<GradPartial>(
+      e - b, [&](GradPartial& acc, int64_t i) { acc.add(G::load(grad, b + i) * inv_scale); },
+      [](GradPartial& acc, const GradPartial& o) { acc.add(o); });
+}
+
+// A max that keeps a NaN once it has seen one, as torch's norm (and the CUDA kernel).
+inline double max_keeping_nan(double acc, double x) { return (x > acc || x != x) ? x : acc; }
+
+template <typename G, typename Term>
+FO_INLINE double sum_loop(const void* grad, int64_t b, int64_t e, const Term& term) {
+  return reduce_in_block_order<double>(
+      e - b, [&](double& acc, int64_t i) { acc += term(double(G::load(grad, b + i))); },
+      [](double& acc, double o) { acc += o; });
 }
 
 template <typename G>
 FO_INLINE double norm_loop(const void* grad, int64_t b, int64_t e, double p) {
-  double acc = 0;
   if (std::isinf(p)) {
-    for (int64_t i = b; i < e; ++i) {
-      const double a = std::fabs(double(G::load(grad, i)));
-      acc = (a > acc || a != a) ? a : acc;  // NaN propagates, as torch's norm
-    }
-  } else if (p == 2) {
-    for (int64_t i = b; i < e; ++i) {
-      const double g = G::load(grad, i);
-      acc += g * g;
-    }
-  } else if (p == 1) {
-    for (int64_t i = b; i < e; ++i) acc += std::fabs(double(G::load(grad, i)));
-  } else {
-    for (int64_t i = b; i < e; ++i) acc += std::pow(std::fabs(double(G::load(grad, i))), p);
+    return reduce_in_block_order<double>(
+        e - b, [&](double& acc, int64_t i) { acc = max_keeping_nan(acc, std::fabs(double(G::load(grad, b + i)))); },
+        [](double& acc, double o) { acc = max_keeping_nan(acc, o); });
   }
-  return acc;
+  if (p == 2) return sum_loop<G>(grad, b, e, [](double g) { return g * g; });
+  if (p == 1) return sum_loop<G>(grad, b, e, [](double g) { return std::fabs(g); });
+  return sum_loop<G>(grad, b, e, [p](double g) { return std::pow(std::fabs(g), p); });
 }
 
 template <typename G>
@@ -117,7 +120,7 @@ void grad_norm_sums(const std::vector<GradRef>& grads, double norm_type, double*
     double& o = out[chunks[c].tensor];
     const double v = partial[c];
     if (max_norm)
-      o = (v > o || v != v) ? v : o;
+      o = max_keeping_nan(o, v);
     else
       o += v;
   }

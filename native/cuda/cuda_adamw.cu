@@ -11,6 +11,7 @@
 #include "cuda_backend.h"
 #include "cuda_check.h"
 #include "element_access.cuh"
+#include "launcher_impl.cuh"
 #include "multi_tensor.cuh"
 
 namespace fo::cuda {
@@ -21,7 +22,7 @@ struct AdamWOp {
   using Slot = AdamWSlot;
   static constexpr const char* kLauncher = "AdamWLauncher";
   static constexpr const char* kArrays = "param, grad or moment";
-  // max_exp_avg_sq is checked per step (AdamWLauncher::Impl::check_amsgrad): only the slot
+  // max_exp_avg_sq is checked per step (AdamWLauncher::Impl::check_slots): only the slot
   // decides whether it is used.
   static bool has_arrays(const AdamWTensor& t) { return t.param && t.grad && t.exp_avg && t.exp_avg_sq; }
 
@@ -96,11 +97,25 @@ struct AdamWOp {
 
 }  // namespace
 
-struct AdamWLauncher::Impl {
-  mt::Launcher<AdamWOp> core;
-  // [slot]: one of the slot's non-empty tensors has no max_exp_avg_sq, so the slot must not
-  // ask for amsgrad. Checked per step without touching the tensor table.
+// max_exp_avg_sq is optional per tensor: a slot that asks for amsgrad must not reach a tensor
+// without one. Checked per step without touching the tensor table.
+template <>
+struct AdamWLauncher::Impl : DefaultImpl<AdamWOp> {
+  // [slot]: one of the slot's non-empty tensors has no max_exp_avg_sq.
   std::vector<uint8_t> slot_lacks_max;
+
+  void set_tensors(const std::vector<AdamWTensor>& tensors) {
+    // Built first, committed only once the core has accepted the table (which also rejects
+    // negative slots; they are skipped here).
+    std::vector<uint8_t> lacks;
+    for (const AdamWTensor& t : tensors) {
+      if (t.numel <= 0 || t.slot < 0 || t.max_exp_avg_sq) continue;
+      if (lacks.size() <= size_t(t.slot)) lacks.resize(size_t(t.slot) + 1, 0);
+      lacks[size_t(t.slot)] = 1;
+    }
+    core.set_tensors(tensors);
+    slot_lacks_max = std::move(lacks);
+  }
 
   void check_slots(const AdamWSlot* slots, int slot_count, const char* fn) const {
     core.check_slots(slots, slot_count, fn);  // also: every slot below is < slot_count
@@ -113,37 +128,6 @@ struct AdamWLauncher::Impl {
   }
 };
 
-AdamWLauncher::AdamWLauncher() : impl_(std::make_unique<Impl>()) {}
-
-AdamWLauncher::~AdamWLauncher() = default;
-
-void AdamWLauncher::set_tensors(const std::vector<AdamWTensor>& tensors) {
-  // Built first, committed only once the core has accepted the table (which also rejects
-  // negative slots; they are skipped here).
-  std::vector<uint8_t> slot_lacks_max;
-  for (const AdamWTensor& t : tensors) {
-    if (t.numel <= 0 || t.slot < 0 || t.max_exp_avg_sq) continue;
-    if (slot_lacks_max.size() <= size_t(t.slot)) slot_lacks_max.resize(size_t(t.slot) + 1, 0);
-    slot_lacks_max[size_t(t.slot)] = 1;
-  }
-  impl_->core.set_tensors(tensors);
-  impl_->slot_lacks_max = std::move(slot_lacks_max);
-}
-
-void AdamWLauncher::launch(const AdamWSlot* slots, int slot_count, bool use_prepass) {
-  impl_->check_slots(slots, slot_count, "AdamWLauncher::launch");
-  impl_->core.launch(slots, slot_count, use_prepass);
-}
-
-void AdamWLauncher::prepare_grads(const GradPrepass& pass) { impl_->core.prepare_grads(pass); }
-
-bool AdamWLauncher::read_found_inf() { return impl_->core.read_found_inf(); }
-
-void AdamWLauncher::synchronize() { impl_->core.synchronize(); }
-
-void AdamWLauncher::metrics(const AdamWSlot* slots, int slot_count, MetricSums* out) {
-  impl_->check_slots(slots, slot_count, "AdamWLauncher::metrics");
-  impl_->core.metrics(slots, slot_count, out);
-}
+template class Launcher<AdamWTensor, AdamWSlot>;
 
 }  // namespace fo::cuda

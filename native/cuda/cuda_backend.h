@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 #include "../common/adamw_plan.h"
@@ -33,14 +34,23 @@ struct Probe {
 // Probes once and caches the answer; never throws.
 const Probe& probe();
 
-void* device_alloc(size_t bytes);                                    // cudaMalloc
-void device_free(void* ptr) noexcept;                                // cudaFree, errors ignored
+// Device memory (cuda_memory.cu). device_free releases the memory once the work queued on
+// the launchers' streams before the call has run (NOTE(stream-ordered release)); it never
+// waits. Errors are ignored.
+void* device_alloc(size_t bytes);  // cudaMalloc
+void device_free(void* ptr) noexcept;
 void copy_host_to_device(void* dst, const void* src, size_t bytes);  // synchronous
 void copy_device_to_host(void* dst, const void* src, size_t bytes);  // synchronous
 void zero(void* ptr, size_t bytes);                                  // synchronous
-// True when ptr is device (or managed) memory of the current device with at least
-// `bytes` bytes reachable from it, as far as the driver can tell.
-bool is_device_pointer(const void* ptr);
+// What the driver knows of the allocation holding ptr: whether it is device (or managed)
+// memory of the current device, and its extent [base, base + size) when the driver can say.
+struct DeviceAllocation {
+  bool device_memory = false;
+  bool extent_known = false;
+  uintptr_t base = 0;
+  size_t size = 0;
+};
+DeviceAllocation device_allocation(const void* ptr);
 // dst[i] = float(src[i]) for n elements of dtype src_dtype, on device, synchronous.
 void convert_to_float32(float* dst, const void* src, DType src_dtype, int64_t n);
 
@@ -63,22 +73,36 @@ void scale_grads(const std::vector<GradRef>& grads, float coef);
 // g = min(max(g, lo), hi), in place; NaN stays NaN.
 void clamp_grads(const std::vector<GradRef>& grads, float lo, float hi);
 
-// One optimizer's launches: its own stream, a device-resident tensor table rebuilt only
-// when set_tensors is called, and one multi-tensor launch per (param dtype, grad dtype)
-// combination per step.
-class AdamWLauncher {
- public:
-  AdamWLauncher();
-  ~AdamWLauncher();
-  AdamWLauncher(const AdamWLauncher&) = delete;
-  AdamWLauncher& operator=(const AdamWLauncher&) = delete;
+// Thrown by a launch that failed before any of its device work was queued: the step
+// changed nothing, and the optimizer may simply try again.
+struct NothingLaunched : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
-  // Uploads the tensor table (device pointers) and the block -> (tensor, chunk) map.
-  void set_tensors(const std::vector<AdamWTensor>& tensors);
+// One optimizer's launches: its own stream, a device-resident tensor table rebuilt only when
+// set_tensors is called, this step's grad pointers, and one multi-tensor launch per (param
+// dtype, grad dtype) combination per step. Declared once for every algorithm: Tensor and
+// Slot are its plan entry and per-step scalars (AdamWTensor / AdamWSlot, ...); each
+// algorithm's .cu file instantiates it over its element operation (multi_tensor.cuh).
+template <class Tensor, class Slot>
+class Launcher {
+ public:
+  Launcher();
+  ~Launcher();
+  Launcher(const Launcher&) = delete;
+  Launcher& operator=(const Launcher&) = delete;
+
+  // Uploads the tensor table (device pointers) and the block -> (tensor, chunk) map; the
+  // table's grad pointers become this step's.
+  void set_tensors(const std::vector<Tensor>& tensors);
+  // This step's grad pointers, one per tensor of the table, when only they changed: no table
+  // upload and no wait.
+  void set_grads(const std::vector<const void*>& grads);
   // Enqueues the update of every tensor given to set_tensors on the launcher's stream;
   // returns without waiting. slots[t.slot] holds each tensor's scalars. With use_prepass the
   // kernels read the results of the last prepare_grads (skip flag, clip coefficients).
-  void launch(const AdamWSlot* slots, int slot_count, bool use_prepass = false);
+  // Throws NothingLaunched when it failed before queuing anything.
+  void launch(const Slot* slots, int slot_count, bool use_prepass = false);
   void prepare_grads(const GradPrepass& pass);
   // Waits for the stream and returns whether the last prepare_grads found an inf/NaN grad.
   bool read_found_inf();
@@ -86,31 +110,22 @@ class AdamWLauncher {
   // Metric sums of every tensor of the last set_tensors, out[i] for tensor i, where
   // "update" is what launch(slots) would subtract from the param (nothing is written).
   // Synchronous; the same inputs give the same bits (fixed reduction order).
-  void metrics(const AdamWSlot* slots, int slot_count, MetricSums* out);
+  void metrics(const Slot* slots, int slot_count, MetricSums* out);
+  // Later launches wait for `event` (a cudaEvent_t of the caller's), without the host waiting.
+  void wait_for_event(void* event);
+  // The launcher's cudaStream_t, for callers that order their own work after its steps.
+  void* stream() const;
+  // Synchronous copies between host memory and device memory its steps use, on its own
+  // stream: ordered after its steps, and waiting for nobody else's work.
+  void copy_to_host(void* dst, const void* src, size_t bytes);
+  void copy_to_device(void* dst, const void* src, size_t bytes);
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
-// Lion: the same contract as AdamWLauncher, with LionTensor / LionSlot and lion_update.
-class LionLauncher {
- public:
-  LionLauncher();
-  ~LionLauncher();
-  LionLauncher(const LionLauncher&) = delete;
-  LionLauncher& operator=(const LionLauncher&) = delete;
-
-  void set_tensors(const std::vector<LionTensor>& tensors);
-  void launch(const LionSlot* slots, int slot_count, bool use_prepass = false);
-  void prepare_grads(const GradPrepass& pass);
-  bool read_found_inf();
-  void synchronize();
-  void metrics(const LionSlot* slots, int slot_count, MetricSums* out);
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
+using AdamWLauncher = Launcher<AdamWTensor, AdamWSlot>;
+using LionLauncher = Launcher<LionTensor, LionSlot>;
 
 }  // namespace fo::cuda

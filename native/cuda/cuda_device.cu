@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "cuda_backend.h"
@@ -56,6 +58,24 @@ std::string compiled_archs() {
 // 13000 -> "13.0"
 std::string cuda_version_text(int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); }
 
+// "550.54.14" from the kernel module (Linux), or "" where it cannot be read.
+std::string driver_release() {
+  FILE* f = std::fopen("/proc/driver/nvidia/version", "r");
+  if (!f) return "";
+  char line[512] = {};
+  const bool ok = std::fgets(line, sizeof line, f) != nullptr;
+  std::fclose(f);
+  if (!ok) return "";
+  // "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024"
+  const char* p = std::strstr(line, "Kernel Module");
+  if (!p) return "";
+  p += std::strlen("Kernel Module");
+  while (*p == ' ') ++p;
+  std::string v;
+  while ((*p >= '0' && *p <= '9') || *p == '.') v += *p++;
+  return v;
+}
+
 std::string arch_text(int major, int minor) { return "sm_" + std::to_string(major) + std::to_string(minor); }
 
 // Explains a cudaGetDeviceCount failure.
@@ -65,8 +85,12 @@ std::string init_error(cudaError_t e, const Probe& p) {
     case cudaErrorInsufficientDriver:
       // Without libcuda.so the runtime reports a driver version of 0.
       if (p.driver_version == 0) return "no NVIDIA driver found" + detail;
-      return "NVIDIA driver too old: it supports CUDA " + cuda_version_text(p.driver_version) +
-             ", this binary needs CUDA " + cuda_version_text(p.runtime_version) + " or newer" + detail;
+      {
+        const std::string release = driver_release();
+        return "NVIDIA driver too old: " + (release.empty() ? std::string("the driver") : "driver " + release) +
+               " supports CUDA " + cuda_version_text(p.driver_version) + "; this build needs CUDA " +
+               cuda_version_text(p.runtime_version) + " (driver R580 or newer)" + detail;
+      }
     case cudaErrorNoDevice:
       return "no CUDA device found (none present, or hidden by CUDA_VISIBLE_DEVICES)" + detail;
     case cudaErrorSystemDriverMismatch:
@@ -156,21 +180,6 @@ const Probe& probe() {
   return cached;
 }
 
-void* device_alloc(size_t bytes) {
-  // A unique non-null pointer even for empty tensors, as malloc gives.
-  void* ptr = nullptr;
-  check(cudaMalloc(&ptr, std::max<size_t>(bytes, 1)), "cudaMalloc");
-  return ptr;
-}
-
-void device_free(void* ptr) noexcept {
-  if (ptr == nullptr) return;
-  // Fails only in teardown (runtime already unloaded) or after a sticky error; either way the
-  // memory is gone with the context.
-  (void)cudaFree(ptr);
-  (void)cudaGetLastError();
-}
-
 // cudaMemcpy on the legacy default stream waits for earlier work of every blocking stream,
 // optimizer launches included, so a copy always sees the latest update.
 void copy_host_to_device(void* dst, const void* src, size_t bytes) {
@@ -190,23 +199,6 @@ void zero(void* ptr, size_t bytes) {
   check(cudaStreamSynchronize(0), "cudaStreamSynchronize after cudaMemset");
 }
 
-bool is_device_pointer(const void* ptr) {
-  if (ptr == nullptr) return false;
-  cudaPointerAttributes attr{};
-  if (cudaPointerGetAttributes(&attr, ptr) != cudaSuccess) {
-    (void)cudaGetLastError();  // e.g. no driver: not a device pointer, and not an error to keep
-    return false;
-  }
-  if (attr.type == cudaMemoryTypeManaged) return true;
-  if (attr.type != cudaMemoryTypeDevice) return false;
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  return attr.device == device;
-}
-
 void convert_to_float32(float* dst, const void* src, DType src_dtype, int64_t n) {
   if (n <= 0) return;
   // Enough blocks to fill any current GPU; the grid-stride loop covers the rest.
@@ -215,13 +207,14 @@ void convert_to_float32(float* dst, const void* src, DType src_dtype, int64_t n)
   (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on this launch
   switch (src_dtype) {
     case DType::Float32:
-      convert_kernel<DType::Float32><<<grid, kConvertThreads>>>(dst, static_cast<const float*>(src), n);
+      FO_LAUNCH(convert_kernel<DType::Float32>, grid, kConvertThreads, 0, 0)(dst, static_cast<const float*>(src), n);
       break;
     case DType::Float16:
-      convert_kernel<DType::Float16><<<grid, kConvertThreads>>>(dst, static_cast<const uint16_t*>(src), n);
+      FO_LAUNCH(convert_kernel<DType::Float16>, grid, kConvertThreads, 0, 0)(dst, static_cast<const uint16_t*>(src), n);
       break;
     case DType::BFloat16:
-      convert_kernel<DType::BFloat16><<<grid, kConvertThreads>>>(dst, static_cast<const uint16_t*>(src), n);
+      FO_LAUNCH(convert_kernel<DType::BFloat16>, grid, kConvertThreads, 0, 0)
+      (dst, static_cast<const uint16_t*>(src), n);
       break;
     default:
       throw std::runtime_error("convert_to_float32: unknown source dtype");

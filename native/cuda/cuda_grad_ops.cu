@@ -257,8 +257,8 @@ struct CallBuffers {
 
 template <NormKind K>
 void launch_norm(const Table& table, const CallBuffers& buf, double p) {
-  norm_kernel<K><<<unsigned(table.blocks), kThreads>>>(buf.entries, int(table.entries.size()), p,
-                                                       static_cast<double*>(buf.extra));
+  FO_LAUNCH(norm_kernel<K>, unsigned(table.blocks), kThreads, 0, 0)
+  (buf.entries, int(table.entries.size()), p, static_cast<double*>(buf.extra));
 }
 
 template <class F>
@@ -270,7 +270,7 @@ void run_map(const std::vector<GradRef>& grads, const F& f, const char* fn) {
   }
   CallBuffers buf(table, 0, fn);
   (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
-  map_kernel<F><<<unsigned(table.blocks), kThreads>>>(buf.entries, int(table.entries.size()), f);
+  FO_LAUNCH(map_kernel<F>, unsigned(table.blocks), kThreads, 0, 0)(buf.entries, int(table.entries.size()), f);
   check(cudaGetLastError(), (std::string(fn) + " launch").c_str());
   check(cudaStreamSynchronize(0), (std::string(fn) + " (cudaStreamSynchronize)").c_str());
 }

@@ -8,6 +8,7 @@
 #include "cuda_backend.h"
 #include "cuda_check.h"
 #include "element_access.cuh"
+#include "launcher_impl.cuh"
 #include "multi_tensor.cuh"
 
 namespace fo::cuda {
@@ -76,30 +77,9 @@ struct LionOp {
 
 }  // namespace
 
-struct LionLauncher::Impl {
-  mt::Launcher<LionOp> core;
-};
+template <>
+struct LionLauncher::Impl : DefaultImpl<LionOp> {};
 
-LionLauncher::LionLauncher() : impl_(std::make_unique<Impl>()) {}
-
-LionLauncher::~LionLauncher() = default;
-
-void LionLauncher::set_tensors(const std::vector<LionTensor>& tensors) { impl_->core.set_tensors(tensors); }
-
-void LionLauncher::launch(const LionSlot* slots, int slot_count, bool use_prepass) {
-  impl_->core.check_slots(slots, slot_count, "LionLauncher::launch");
-  impl_->core.launch(slots, slot_count, use_prepass);
-}
-
-void LionLauncher::prepare_grads(const GradPrepass& pass) { impl_->core.prepare_grads(pass); }
-
-bool LionLauncher::read_found_inf() { return impl_->core.read_found_inf(); }
-
-void LionLauncher::synchronize() { impl_->core.synchronize(); }
-
-void LionLauncher::metrics(const LionSlot* slots, int slot_count, MetricSums* out) {
-  impl_->core.check_slots(slots, slot_count, "LionLauncher::metrics");
-  impl_->core.metrics(slots, slot_count, out);
-}
+template class Launcher<LionTensor, LionSlot>;
 
 }  // namespace fo::cuda

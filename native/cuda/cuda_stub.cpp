@@ -33,33 +33,68 @@ void device_free(void*) noexcept {}  // nothing can have been allocated
 void copy_host_to_device(void*, const void*, size_t) { not_compiled("copy_host_to_device"); }
 void copy_device_to_host(void*, const void*, size_t) { not_compiled("copy_device_to_host"); }
 void zero(void*, size_t) { not_compiled("zero"); }
-bool is_device_pointer(const void*) { not_compiled("is_device_pointer"); }
+DeviceAllocation device_allocation(const void*) { not_compiled("device_allocation"); }
 void convert_to_float32(float*, const void*, DType, int64_t) { not_compiled("convert_to_float32"); }
 
 void grad_norm_sums(const std::vector<GradRef>&, double, double*) { not_compiled("grad_norm_sums"); }
 void scale_grads(const std::vector<GradRef>&, float) { not_compiled("scale_grads"); }
 void clamp_grads(const std::vector<GradRef>&, float, float) { not_compiled("clamp_grads"); }
 
-struct AdamWLauncher::Impl {};
+template <class T, class S>
+struct Launcher<T, S>::Impl {};
 
-AdamWLauncher::AdamWLauncher() { not_compiled("AdamWLauncher"); }
-AdamWLauncher::~AdamWLauncher() = default;
-void AdamWLauncher::set_tensors(const std::vector<AdamWTensor>&) { not_compiled("AdamWLauncher::set_tensors"); }
-void AdamWLauncher::launch(const AdamWSlot*, int, bool) { not_compiled("AdamWLauncher::launch"); }
-void AdamWLauncher::prepare_grads(const GradPrepass&) { not_compiled("AdamWLauncher::prepare_grads"); }
-bool AdamWLauncher::read_found_inf() { not_compiled("AdamWLauncher::read_found_inf"); }
-void AdamWLauncher::synchronize() { not_compiled("AdamWLauncher::synchronize"); }
-void AdamWLauncher::metrics(const AdamWSlot*, int, MetricSums*) { not_compiled("AdamWLauncher::metrics"); }
+template <class T, class S>
+Launcher<T, S>::Launcher() {
+  not_compiled("Launcher");
+}
+template <class T, class S>
+Launcher<T, S>::~Launcher() = default;
+template <class T, class S>
+void Launcher<T, S>::set_tensors(const std::vector<T>&) {
+  not_compiled("Launcher::set_tensors");
+}
+template <class T, class S>
+void Launcher<T, S>::set_grads(const std::vector<const void*>&) {
+  not_compiled("Launcher::set_grads");
+}
+template <class T, class S>
+void Launcher<T, S>::launch(const S*, int, bool) {
+  not_compiled("Launcher::launch");
+}
+template <class T, class S>
+void Launcher<T, S>::prepare_grads(const GradPrepass&) {
+  not_compiled("Launcher::prepare_grads");
+}
+template <class T, class S>
+bool Launcher<T, S>::read_found_inf() {
+  not_compiled("Launcher::read_found_inf");
+}
+template <class T, class S>
+void Launcher<T, S>::synchronize() {
+  not_compiled("Launcher::synchronize");
+}
+template <class T, class S>
+void Launcher<T, S>::metrics(const S*, int, MetricSums*) {
+  not_compiled("Launcher::metrics");
+}
+template <class T, class S>
+void Launcher<T, S>::wait_for_event(void*) {
+  not_compiled("Launcher::wait_for_event");
+}
+template <class T, class S>
+void* Launcher<T, S>::stream() const {
+  not_compiled("Launcher::stream");
+}
+template <class T, class S>
+void Launcher<T, S>::copy_to_host(void*, const void*, size_t) {
+  not_compiled("Launcher::copy_to_host");
+}
+template <class T, class S>
+void Launcher<T, S>::copy_to_device(void*, const void*, size_t) {
+  not_compiled("Launcher::copy_to_device");
+}
 
-struct LionLauncher::Impl {};
-
-LionLauncher::LionLauncher() { not_compiled("LionLauncher"); }
-LionLauncher::~LionLauncher() = default;
-void LionLauncher::set_tensors(const std::vector<LionTensor>&) { not_compiled("LionLauncher::set_tensors"); }
-void LionLauncher::launch(const LionSlot*, int, bool) { not_compiled("LionLauncher::launch"); }
-void LionLauncher::prepare_grads(const GradPrepass&) { not_compiled("LionLauncher::prepare_grads"); }
-bool LionLauncher::read_found_inf() { not_compiled("LionLauncher::read_found_inf"); }
-void LionLauncher::synchronize() { not_compiled("LionLauncher::synchronize"); }
-void LionLauncher::metrics(const LionSlot*, int, MetricSums*) { not_compiled("LionLauncher::metrics"); }
+template class Launcher<AdamWTensor, AdamWSlot>;
+template class Launcher<LionTensor, LionSlot>;
 
 }  // namespace fo::cuda

@@ -57,6 +57,7 @@
 
 #include "../common/adamw_plan.h"  // kChunkElements
 #include "../common/adamw_rule.h"  // kStochasticRounding
+#include "../common/block_reduce.h"
 #include "../common/dtype.h"
 #include "../common/grad_transform.h"
 #include "../common/metrics.h"
@@ -64,11 +65,15 @@
 #include "cuda_backend.h"
 #include "cuda_check.h"
 #include "element_access.cuh"
+#include "pinned_uploads.cuh"
 
 namespace fo::cuda::mt {
 
-constexpr int kThreads = 256;  // threads per block; one block per chunk
-constexpr int kVec = 4;        // elements per thread per iteration on the aligned path
+// Threads per block (one block per chunk) and elements per thread per iteration on the
+// aligned path: also the lanes and groups of the reduction order both backends share
+// (NOTE(deterministic reductions) in native/common/block_reduce.h).
+constexpr int kThreads = kReduceLanes;
+constexpr int kVec = kReduceVec;
 constexpr int kInlineSlots = 64;
 static_assert((kThreads & (kThreads - 1)) == 0, "the block reduction halves kThreads");
 
@@ -184,15 +189,19 @@ struct BlockItem {
   int32_t tensor;  // the tensor's index in the table (its entry in the coefficient table)
 };
 
+// grads: this step's grad pointer per tensor (the table's own grad fields are not used: a new
+// grad tensor each step must not cost a table upload).
 template <class Op>
 __device__ __forceinline__ BlockItem<Op> block_item(const typename Op::Tensor* __restrict__ tensors,
                                                     const BlockWork* __restrict__ work,
+                                                    const void* const* __restrict__ grads,
                                                     const SlotTable<typename Op::Slot>& inline_slots,
                                                     const typename Op::Slot* __restrict__ slot_buffer) {
   BlockItem<Op> b;
   const BlockWork item = work[blockIdx.x];
   b.tensor = item.tensor;
   b.t = tensors[item.tensor];
+  b.t.grad = grads[item.tensor];
   b.s = slot_buffer ? slot_buffer[b.t.slot] : inline_slots.s[b.t.slot];
   b.begin = int64_t(item.chunk) * kChunkElements;
   const int64_t left = b.t.numel - b.begin;
@@ -244,11 +253,12 @@ struct RowCursor {
 template <class Op, DType P, DType G, bool Sparse>
 __global__ void __launch_bounds__(kThreads)
     step_kernel(const typename Op::Tensor* __restrict__ tensors, const BlockWork* __restrict__ work,
-                SlotTable<typename Op::Slot> inline_slots, const typename Op::Slot* __restrict__ slot_buffer,
-                const int32_t* __restrict__ found_inf, const float* __restrict__ coefs) {
+                const void* const* __restrict__ grads, SlotTable<typename Op::Slot> inline_slots,
+                const typename Op::Slot* __restrict__ slot_buffer, const int32_t* __restrict__ found_inf,
+                const float* __restrict__ coefs) {
   // Uniform across the block (and the grid): the step changes nothing.
   if (found_inf && *found_inf != 0) return;
-  const BlockItem<Op> b = block_item<Op>(tensors, work, inline_slots, slot_buffer);
+  const BlockItem<Op> b = block_item<Op>(tensors, work, grads, inline_slots, slot_buffer);
   const float coef = coefs ? coefs[b.tensor] : 1.0f;
 
   if constexpr (!Sparse) {
@@ -352,9 +362,9 @@ __device__ __forceinline__ void store_block_sum(const MetricSums& mine, MetricSu
 template <class Op, DType P, DType G>
 __global__ void __launch_bounds__(kThreads)
     metrics_kernel(const typename Op::Tensor* __restrict__ tensors, const BlockWork* __restrict__ work,
-                   SlotTable<typename Op::Slot> inline_slots, const typename Op::Slot* __restrict__ slot_buffer,
-                   MetricSums* __restrict__ partials) {
-  const BlockItem<Op> b = block_item<Op>(tensors, work, inline_slots, slot_buffer);
+                   const void* const* __restrict__ grads, SlotTable<typename Op::Slot> inline_slots,
+                   const typename Op::Slot* __restrict__ slot_buffer, MetricSums* __restrict__ partials) {
+  const BlockItem<Op> b = block_item<Op>(tensors, work, grads, inline_slots, slot_buffer);
   // Dense tensors only (the engine asks no metrics of row-sparse ones): one index.
   const typename Op::template Chunk<P, G> c(b.t, b.s, b.begin, b.begin);
 
@@ -383,13 +393,13 @@ __global__ void __launch_bounds__(kThreads)
 template <class Op, DType G>
 __global__ void __launch_bounds__(kThreads)
     grad_partials_kernel(const typename Op::Tensor* __restrict__ tensors, const BlockWork* __restrict__ work,
-                         float inv_scale, GradPartial* __restrict__ partials) {
+                         const void* const* __restrict__ grads, float inv_scale, GradPartial* __restrict__ partials) {
   const BlockWork item = work[blockIdx.x];
   const typename Op::Tensor& t = tensors[item.tensor];
   const int64_t begin = int64_t(item.chunk) * kChunkElements;
   const int64_t left = t.numel - begin;
   const int n = int(left < kChunkElements ? left : kChunkElements);
-  const storage_t<G>* grad = static_cast<const storage_t<G>*>(t.grad) + begin;
+  const storage_t<G>* grad = static_cast<const storage_t<G>*>(grads[item.tensor]) + begin;
 
   const bool aligned = vec_aligned(grad);
   const int full_end = n - n % kVec;
@@ -481,7 +491,8 @@ __global__ void __launch_bounds__(kThreads)
 // ---------------------------------------------------------------------------------------
 // Host-side pieces
 
-// Device memory that grows and never shrinks.
+// Device memory that grows and never shrinks. Growing releases the old memory after the
+// work already queued (NOTE(stream-ordered release) in cuda_memory.cu), so no caller waits.
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
@@ -492,8 +503,7 @@ class DeviceBuffer {
   void* get() const { return ptr_; }
   size_t capacity() const { return capacity_; }
 
-  // Makes room for `bytes`, losing the contents. The caller has made sure that no queued
-  // work still reads the old memory.
+  // Makes room for `bytes`, losing the contents (queued work keeps the old memory).
   void reserve(size_t bytes, const std::string& what) {
     if (bytes <= capacity_) return;
     void* fresh = nullptr;
@@ -519,11 +529,11 @@ struct Launch {
 
 // One kernel per dtype combination, in kCombos order.
 template <class Op>
-using StepFn = void (*)(const typename Op::Tensor*, const BlockWork*, SlotTable<typename Op::Slot>,
+using StepFn = void (*)(const typename Op::Tensor*, const BlockWork*, const void* const*, SlotTable<typename Op::Slot>,
                         const typename Op::Slot*, const int32_t*, const float*);
 template <class Op>
-using MetricsFn = void (*)(const typename Op::Tensor*, const BlockWork*, SlotTable<typename Op::Slot>,
-                           const typename Op::Slot*, MetricSums*);
+using MetricsFn = void (*)(const typename Op::Tensor*, const BlockWork*, const void* const*,
+                           SlotTable<typename Op::Slot>, const typename Op::Slot*, MetricSums*);
 
 template <class Op, bool Sparse, size_t... I>
 constexpr std::array<StepFn<Op>, kComboCount> step_kernels(std::index_sequence<I...>) {
@@ -534,14 +544,17 @@ constexpr std::array<MetricsFn<Op>, kComboCount> metrics_kernels(std::index_sequ
   return {{metrics_kernel<Op, kCombos[I].param, kCombos[I].grad>...}};
 }
 template <class Op>
-using GradPartialsFn = void (*)(const typename Op::Tensor*, const BlockWork*, float, GradPartial*);
+using GradPartialsFn = void (*)(const typename Op::Tensor*, const BlockWork*, const void* const*, float, GradPartial*);
 template <class Op, size_t... I>
 constexpr std::array<GradPartialsFn<Op>, kComboCount> grad_partials_kernels(std::index_sequence<I...>) {
   return {{grad_partials_kernel<Op, kCombos[I].grad>...}};
 }
 
 // One optimizer's launches: its own stream, the device-resident table of the last
-// set_tensors, the step's slots, and the metric partials. The public launchers wrap one.
+// set_tensors, this step's grad pointers, the step's slots, and the metric partials. The
+// public launchers wrap one. Nothing here makes the host wait on the step path: tables go
+// out through pinned buffers (pinned_uploads.cuh), and memory that queued work may still use
+// is released after it (NOTE(stream-ordered release), cuda_memory.cu).
 template <class Op>
 class Launcher {
  public:
@@ -549,12 +562,13 @@ class Launcher {
   using Slot = typename Op::Slot;
 
   // Kernel parameters are limited to 4 KiB on every driver we support.
-  static_assert(sizeof(SlotTable<Slot>) + 6 * sizeof(void*) <= 4096, "kernel parameters too large");
+  static_assert(sizeof(SlotTable<Slot>) + 7 * sizeof(void*) <= 4096, "kernel parameters too large");
 
   Launcher() {
     // A blocking stream (not cudaStreamNonBlocking): the synchronous cudaMemcpy of tensor
     // reads and writes on the legacy default stream then orders with our kernels.
     check(cudaStreamCreate(&stream_), "cudaStreamCreate");
+    register_stream(stream_);
   }
 
   ~Launcher() {
@@ -563,17 +577,19 @@ class Launcher {
     // already be gone.
     if (stream_) {
       (void)cudaStreamSynchronize(stream_);
+      unregister_stream(stream_);
       (void)cudaStreamDestroy(stream_);
     }
-    if (slots_copied_) (void)cudaEventDestroy(slots_copied_);
     (void)cudaGetLastError();
   }
 
   Launcher(const Launcher&) = delete;
   Launcher& operator=(const Launcher&) = delete;
 
-  // Checks the table, builds the block map and uploads both. A rejected table leaves the
-  // previous one in use.
+  cudaStream_t stream() const { return stream_; }
+
+  // Checks the table, builds the block map and uploads both, with the table's grad pointers
+  // as this step's (set_grads changes them). A rejected table leaves the previous one in use.
   void set_tensors(const std::vector<Tensor>& tensors) {
     const std::string fn = std::string(Op::kLauncher) + "::set_tensors";
     if (tensors.size() > size_t(std::numeric_limits<int32_t>::max())) {
@@ -640,39 +656,38 @@ class Launcher {
       ++r.count;
     }
 
-    // Queued steps still read the old table, and its uploads may still read the staging
-    // vectors: wait for them. Tensors change rarely, so this wait is off the step's path.
     ready_ = false;
     prepass_ready_ = false;  // its coefficients belong to the old table
-    check(cudaStreamSynchronize(stream_), (fn + " (cudaStreamSynchronize)").c_str());
     launches_.clear();
     tensor_staging_ = tensors;
     work_staging_ = std::move(work);
-    ranges_staging_ = std::move(ranges);
     const size_t tensor_bytes = tensor_staging_.size() * sizeof(Tensor);
     const size_t work_bytes = work_staging_.size() * sizeof(BlockWork);
-    const size_t ranges_bytes = ranges_staging_.size() * sizeof(TensorBlocks);
-    // An optimizer that uses the pre-step pass gets its buffers grown here, where nothing
-    // queued can still read them, so that prepare_grads never has to wait for the stream.
+    const size_t ranges_bytes = ranges.size() * sizeof(TensorBlocks);
+    // An optimizer that uses the pre-step pass gets its buffers grown here, not per step.
     if (found_inf_.get()) reserve_prepass();
-    if (tensor_bytes > 0) {
-      tensors_.reserve(tensor_bytes, what("cudaMalloc", "tensor table"));
-      check(cudaMemcpyAsync(tensors_.get(), tensor_staging_.data(), tensor_bytes, cudaMemcpyHostToDevice, stream_),
-            what("cudaMemcpyAsync", "tensor table").c_str());
-    }
-    if (work_bytes > 0) {
-      work_.reserve(work_bytes, what("cudaMalloc", "block table"));
-      check(cudaMemcpyAsync(work_.get(), work_staging_.data(), work_bytes, cudaMemcpyHostToDevice, stream_),
-            what("cudaMemcpyAsync", "block table").c_str());
-    }
-    if (ranges_bytes > 0) {
-      ranges_.reserve(ranges_bytes, what("cudaMalloc", "tensor block ranges"));
-      check(cudaMemcpyAsync(ranges_.get(), ranges_staging_.data(), ranges_bytes, cudaMemcpyHostToDevice, stream_),
-            what("cudaMemcpyAsync", "tensor block ranges").c_str());
-    }
+    upload(tensors_, tensor_staging_.data(), tensor_bytes, "tensor table");
+    upload(work_, work_staging_.data(), work_bytes, "block table");
+    upload(ranges_, ranges.data(), ranges_bytes, "tensor block ranges");
+    grads_staging_.resize(tensor_staging_.size());
+    for (size_t i = 0; i < tensor_staging_.size(); ++i) grads_staging_[i] = tensor_staging_[i].grad;
+    upload(grads_, grads_staging_.data(), grads_staging_.size() * sizeof(const void*), "grad pointers");
     launches_ = std::move(launches);
     max_slot_ = max_slot;
     ready_ = true;
+  }
+
+  // This step's grad pointers, grads[i] for tensor i of the table (same count, dtypes and
+  // sizes as the table's: the engine checks). Uploaded only when they changed, without a wait.
+  void set_grads(const std::vector<const void*>& grads) {
+    const std::string fn = std::string(Op::kLauncher) + "::set_grads";
+    if (!ready_) throw std::runtime_error(fn + ": the last set_tensors failed");
+    if (grads.size() != tensor_staging_.size()) throw std::runtime_error(fn + ": wrong number of grads");
+    for (size_t i = 0; i < grads.size(); ++i)
+      if (!grads[i] && tensor_staging_[i].numel > 0) throw std::runtime_error(fn + ": null grad");
+    if (grads == grads_staging_) return;
+    upload(grads_, grads.data(), grads.size() * sizeof(const void*), "grad pointers");
+    grads_staging_ = grads;  // only once uploaded: a failed upload is retried by the next step
   }
 
   // The checks every use of a slot table needs; `fn` names the caller in errors.
@@ -691,27 +706,41 @@ class Launcher {
 
   // Enqueues one step of every tensor; returns without waiting. Slots already checked. With
   // use_prepass the kernels read the found_inf flag and clip coefficients that the last
-  // prepare_grads (since set_tensors) leaves on the device.
+  // prepare_grads (since set_tensors) leaves on the device. Throws NothingLaunched when it
+  // fails before any kernel was queued (the step changed nothing), anything else when it
+  // fails part way.
   void launch(const Slot* slots, int slot_count, bool use_prepass) {
     if (use_prepass && !prepass_ready_) {
-      throw std::runtime_error(std::string(Op::kLauncher) +
-                               "::launch: use_prepass without a prepare_grads since the last "
-                               "set_tensors");
+      throw NothingLaunched(std::string(Op::kLauncher) +
+                            "::launch: use_prepass without a prepare_grads since the last set_tensors");
     }
     if (launches_.empty()) return;
-    const SlotArgs args = pass_slots(slots, slot_count);
+    poll_releases();
+    SlotArgs args;
+    try {
+      args = pass_slots(slots, slot_count);
+    } catch (const std::exception& e) {
+      throw NothingLaunched(e.what());
+    }
     static constexpr auto kDense = step_kernels<Op, false>(std::make_index_sequence<kComboCount>());
     static constexpr auto kSparse = step_kernels<Op, true>(std::make_index_sequence<kComboCount>());
     const auto* table = static_cast<const Tensor*>(tensors_.get());
     const auto* work = static_cast<const BlockWork*>(work_.get());
+    const auto* grads = static_cast<const void* const*>(grads_.get());
     const auto* found_inf = use_prepass ? static_cast<const int32_t*>(found_inf_.get()) : nullptr;
     const auto* coefs = use_prepass ? static_cast<const float*>(coefs_.get()) : nullptr;
     (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
-    for (const Launch& l : launches_) {
+    for (size_t k = 0; k < launches_.size(); ++k) {
+      const Launch& l = launches_[k];
       const StepFn<Op> kernel = l.sparse ? kSparse[l.combo] : kDense[l.combo];
-      kernel<<<unsigned(l.blocks), kThreads, 0, stream_>>>(table, work + l.first_block, args.inline_slots, args.buffer,
-                                                           found_inf, coefs);
-      check(cudaGetLastError(), what("kernel launch", "step").c_str());
+      FO_LAUNCH(kernel, unsigned(l.blocks), kThreads, 0, stream_)
+      (table, work + l.first_block, grads, args.inline_slots, args.buffer, found_inf, coefs);
+      const cudaError_t e = cudaGetLastError();
+      if (e == cudaSuccess) continue;
+      const std::string message = "CUDA error " + error_text(e) + " (in " + what("kernel launch", "step") + ")";
+      if (k == 0) throw NothingLaunched(message);
+      throw std::runtime_error(message + " after " + std::to_string(k) + " of " + std::to_string(launches_.size()) +
+                               " launches of the step were queued");
     }
   }
 
@@ -733,21 +762,22 @@ class Launcher {
     const bool measure = pass.check_finite || pass.clip != ClipMode::None;
     const auto* table = static_cast<const Tensor*>(tensors_.get());
     const auto* work = static_cast<const BlockWork*>(work_.get());
+    const auto* grads = static_cast<const void* const*>(grads_.get());
     auto* partials = static_cast<GradPartial*>(grad_partials_.get());
     static constexpr auto kPartials = grad_partials_kernels<Op>(std::make_index_sequence<kComboCount>());
     (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
     if (measure) {
       for (const Launch& l : launches_) {
         // Block b of the whole map writes partials[b], whichever launch runs it.
-        kPartials[l.combo]<<<unsigned(l.blocks), kThreads, 0, stream_>>>(table, work + l.first_block, pass.inv_scale,
-                                                                         partials + l.first_block);
+        FO_LAUNCH(kPartials[l.combo], unsigned(l.blocks), kThreads, 0, stream_)
+        (table, work + l.first_block, grads, pass.inv_scale, partials + l.first_block);
         check(cudaGetLastError(), what("kernel launch", "grad partials").c_str());
       }
     }
-    grad_finalize_kernel<Op><<<1, kThreads, 0, stream_>>>(
-        static_cast<const TensorBlocks*>(ranges_.get()), int32_t(tensor_staging_.size()),
-        measure && !launches_.empty() ? partials : nullptr, pass, static_cast<double*>(tensor_sums_.get()),
-        static_cast<float*>(coefs_.get()), static_cast<int32_t*>(found_inf_.get()));
+    FO_LAUNCH(grad_finalize_kernel<Op>, 1, kThreads, 0, stream_)
+    (static_cast<const TensorBlocks*>(ranges_.get()), int32_t(tensor_staging_.size()),
+     measure && !launches_.empty() ? partials : nullptr, pass, static_cast<double*>(tensor_sums_.get()),
+     static_cast<float*>(coefs_.get()), static_cast<int32_t*>(found_inf_.get()));
     check(cudaGetLastError(), what("kernel launch", "grad finalize").c_str());
     prepass_ready_ = true;
   }
@@ -782,23 +812,19 @@ class Launcher {
 
     const size_t blocks = work_staging_.size();
     const size_t bytes = blocks * sizeof(MetricSums);
-    if (bytes > partials_.capacity()) {
-      // Growing frees the old buffer, which an earlier call's kernels might still write
-      // (one that threw half way).
-      check(cudaStreamSynchronize(stream_), what("cudaStreamSynchronize", "metrics").c_str());
-    }
     partials_.reserve(bytes, what("cudaMalloc", "metric partials"));
     const SlotArgs args = pass_slots(slots, slot_count);
 
     static constexpr auto kKernels = metrics_kernels<Op>(std::make_index_sequence<kComboCount>());
     const auto* table = static_cast<const Tensor*>(tensors_.get());
     const auto* work = static_cast<const BlockWork*>(work_.get());
+    const auto* grads = static_cast<const void* const*>(grads_.get());
     auto* partials = static_cast<MetricSums*>(partials_.get());
     (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
     for (const Launch& l : launches_) {
       // Block b of the whole map writes partials[b], whichever launch runs it.
-      kKernels[l.combo]<<<unsigned(l.blocks), kThreads, 0, stream_>>>(table, work + l.first_block, args.inline_slots,
-                                                                      args.buffer, partials + l.first_block);
+      FO_LAUNCH(kKernels[l.combo], unsigned(l.blocks), kThreads, 0, stream_)
+      (table, work + l.first_block, grads, args.inline_slots, args.buffer, partials + l.first_block);
       check(cudaGetLastError(), what("kernel launch", "metrics").c_str());
     }
 
@@ -826,43 +852,25 @@ class Launcher {
       if (slot_count > 0) std::memcpy(args.inline_slots.s, slots, size_t(slot_count) * sizeof(Slot));
       return args;
     }
-    // More than kInlineSlots slots: copied to the device. The previous upload may still be
-    // reading slot_staging_.
-    if (slots_copy_pending_) {
-      check(cudaEventSynchronize(slots_copied_), what("cudaEventSynchronize", "slots").c_str());
-      slots_copy_pending_ = false;
-    }
-    if (!slots_copied_) {
-      check(cudaEventCreateWithFlags(&slots_copied_, cudaEventDisableTiming), "cudaEventCreate");
-    }
+    // More than kInlineSlots slots: copied to the device on our stream, ahead of the launch.
     const size_t bytes = size_t(slot_count) * sizeof(Slot);
-    slot_staging_.assign(slots, slots + slot_count);
-    if (bytes > slots_.capacity()) {
-      // Growing frees the old buffer, which queued steps may still read.
-      check(cudaStreamSynchronize(stream_), what("cudaStreamSynchronize", "slots").c_str());
-    }
-    slots_.reserve(bytes, what("cudaMalloc", "slots"));
-    check(cudaMemcpyAsync(slots_.get(), slot_staging_.data(), bytes, cudaMemcpyHostToDevice, stream_),
-          what("cudaMemcpyAsync", "slots").c_str());
-    check(cudaEventRecord(slots_copied_, stream_), what("cudaEventRecord", "slots").c_str());
-    slots_copy_pending_ = true;
+    upload(slots_, slots, bytes, "slots");
     args.buffer = static_cast<const Slot*>(slots_.get());
     return args;
   }
 
-  // Makes the pre-step pass's buffers fit the current table. Growing frees a buffer that
-  // queued work may still use, so it waits for the stream first; set_tensors grows them
-  // while the stream is idle anyway, so in practice only the first prepare_grads allocates,
-  // and it has nothing to wait for.
+  // `bytes` from host memory to `buffer` (grown as needed) on our stream, without a wait.
+  void upload(DeviceBuffer& buffer, const void* src, size_t bytes, const char* object) {
+    if (bytes == 0) return;
+    buffer.reserve(bytes, what("cudaMalloc", object));
+    uploads_.upload(buffer.get(), src, bytes, stream_, std::string(Op::kLauncher) + " " + object);
+  }
+
+  // Makes the pre-step pass's buffers fit the current table.
   void reserve_prepass() {
     const size_t partial_bytes = work_staging_.size() * sizeof(GradPartial);
     const size_t sum_bytes = tensor_staging_.size() * sizeof(double);
     const size_t coef_bytes = tensor_staging_.size() * sizeof(float);
-    const bool grow = partial_bytes > grad_partials_.capacity() || sum_bytes > tensor_sums_.capacity() ||
-                      coef_bytes > coefs_.capacity();
-    if (grow && found_inf_.get()) {
-      check(cudaStreamSynchronize(stream_), what("cudaStreamSynchronize", "prepass").c_str());
-    }
     found_inf_.reserve(sizeof(int32_t), what("cudaMalloc", "found_inf"));
     if (partial_bytes > 0) grad_partials_.reserve(partial_bytes, what("cudaMalloc", "grad partials"));
     if (sum_bytes > 0) tensor_sums_.reserve(sum_bytes, what("cudaMalloc", "tensor grad sums"));
@@ -875,10 +883,10 @@ class Launcher {
   }
 
   cudaStream_t stream_ = nullptr;
+  PinnedUploads uploads_;
 
-  // The table of the last set_tensors, on the device. The host copies are the sources of
-  // the asynchronous uploads, so they stay untouched until the stream has passed them;
-  // work_staging_ also maps metric partials back to tensors.
+  // The table of the last set_tensors, on the device, and on the host for the counts and
+  // for mapping metric partials back to tensors.
   DeviceBuffer tensors_, work_;
   std::vector<Tensor> tensor_staging_;
   std::vector<BlockWork> work_staging_;
@@ -887,14 +895,12 @@ class Launcher {
   bool ready_ = true;      // false after a set_tensors that failed half way
   // Each tensor's blocks in the map, for the pre-step pass.
   DeviceBuffer ranges_;
-  std::vector<TensorBlocks> ranges_staging_;
+  // This step's grad pointers, one per tensor of the table (set_grads).
+  DeviceBuffer grads_;
+  std::vector<const void*> grads_staging_;
 
-  // More than kInlineSlots slots: copied to the device per launch. slots_copied_ marks the
-  // end of the last copy out of slot_staging_.
+  // More than kInlineSlots slots: copied to the device per launch.
   DeviceBuffer slots_;
-  std::vector<Slot> slot_staging_;
-  cudaEvent_t slots_copied_ = nullptr;
-  bool slots_copy_pending_ = false;
 
   // One MetricSums per block of the map, on the device and on the host.
   DeviceBuffer partials_;

@@ -7,6 +7,7 @@
 // whole file (header, bounds, checksums, names, shapes, dtypes) and everything it is asked
 // to restore before changing anything, then applies it, or changes nothing and throws a
 // CheckpointError naming the file and the problem.
+import { checkKeys } from '../checks';
 import { type DType } from '../dtype';
 import { Parameter } from '../parameter';
 import { LRScheduler, PARSE_STATE_DICT } from '../schedulers/lr_scheduler';
@@ -216,6 +217,13 @@ export async function saveCheckpoint(file: string, options: SaveCheckpointOption
   if (typeof file !== 'string' || file === '') throw new TypeError(`${op}: file must be a non-empty path string`);
   if (options === null || typeof options !== 'object')
     throw new TypeError(`${op}: options must be { params, optimizer?, scheduler?, scaler?, extra? }`);
+  checkKeys(options as unknown as Record<string, unknown>, `${op}: options`, [
+    'params',
+    'optimizer',
+    'scheduler',
+    'scaler',
+    'extra',
+  ]);
   const params = checkParams(options.params, op);
   const { optimizer, scheduler, scaler, extra } = options;
   const flat = optimizer === undefined ? undefined : optimizerParams(optimizer, params, op);
@@ -363,6 +371,13 @@ export async function loadCheckpoint(file: string, options: LoadCheckpointOption
   if (typeof file !== 'string' || file === '') throw new TypeError(`${op}: file must be a non-empty path string`);
   if (options === null || typeof options !== 'object')
     throw new TypeError(`${op}: options must be { params, optimizer?, scheduler?, scaler?, strict? }`);
+  checkKeys(options as unknown as Record<string, unknown>, `${op}: options`, [
+    'params',
+    'optimizer',
+    'scheduler',
+    'scaler',
+    'strict',
+  ]);
   const params = checkParams(options.params, op);
   const { optimizer, scheduler, scaler } = options;
   const strict = options.strict ?? true;

@@ -19,13 +19,54 @@ import type { BackendInfo } from '../backend';
 import type { DType, DeviceName } from '../dtype';
 import { type OptionSpecs, type ParsedOptions, UsageError, describeOptions, parseOptions } from './args';
 import { type CheckpointStore, checkpointStore } from './checkpoint_store';
+import { checkWritable } from './output_path';
 import { ProgressBar, formatLr } from './progress';
 import { renderSvg } from './svg_plot';
+
+type DemoOptimizer = AdamW | Lion;
+
+type OptimizerGroups = ReturnType<typeof noDecayParamGroups>;
+
+/** What the demo knows of each optimizer it can run, in one place. */
+interface DemoOptimizerSpec {
+  title: string;
+  /** The peak lr when --lr is not given. */
+  defaultLr: number;
+  /** AdamW-style decay on the weights; Lion's is decoupled from lr (p *= 1 - (lr / initial_lr) * wd), so small. */
+  weightDecay: number;
+  /** The optimizer's settings for the log line. */
+  settings: string;
+  make(groups: OptimizerGroups, lr: number): DemoOptimizer;
+}
+
+const OPTIMIZERS: Record<string, DemoOptimizerSpec> = {
+  adamw: {
+    title: 'AdamW',
+    defaultLr: 1e-2,
+    weightDecay: 1e-2,
+    settings: 'betas [0.9, 0.999]',
+    make: (groups, lr) => new AdamW(groups, { lr, betas: [0.9, 0.999], eps: 1e-8 }),
+  },
+  adamwdl: {
+    title: 'AdamWDL',
+    defaultLr: 1e-2,
+    weightDecay: 1e-2,
+    settings: 'betas [0.9, 0.999], layerwiseDecay 0.8, nLayers 2',
+    make: (groups, lr) => new AdamWDL(groups, { lr, betas: [0.9, 0.999], eps: 1e-8, layerwiseDecay: 0.8, nLayers: 2 }),
+  },
+  lion: {
+    title: 'Lion',
+    defaultLr: 3e-3,
+    weightDecay: 1e-4,
+    settings: 'betas [0.9, 0.99]',
+    make: (groups, lr) => new Lion(groups, { lr, betas: [0.9, 0.99] }),
+  },
+};
 
 export const DEMO_OPTIONS: OptionSpecs = {
   optimizer: {
     type: 'choice',
-    choices: ['adamw', 'adamwdl', 'lion'],
+    choices: Object.keys(OPTIMIZERS),
     default: 'adamw',
     help: 'AdamW, AdamWDL (layer-wise lr decay) or Lion',
   },
@@ -260,41 +301,33 @@ class Mlp {
 // Optimizer and schedule
 // ---------------------------------------------------------------------------------------
 
-type DemoOptimizer = AdamW | Lion;
-
 interface Setup {
   optimizer: DemoOptimizer;
   scheduler: TransformerLR;
 }
 
 interface Hyper {
-  name: string;
+  spec: DemoOptimizerSpec;
   lr: number;
-  weightDecay: number;
   warmupSteps: number;
   factor: number;
 }
 
 function hyperparameters(o: ParsedOptions): Hyper {
-  const name = o.optimizer as string;
-  const lr = (o.lr as number | undefined) ?? (name === 'lion' ? 3e-3 : 1e-2);
+  const spec = OPTIMIZERS[o.optimizer as string];
+  const lr = (o.lr as number | undefined) ?? spec.defaultLr;
   const warmupSteps = Math.max(1, Math.round((o.steps as number) * 0.1));
   // TransformerLR's factor at step s is factor * dModel^-0.5 * min(s^-0.5, s * warmup^-1.5),
   // which peaks at s = warmup at factor / sqrt(dModel * warmup). This factor makes the peak
   // 1, so the lr peaks at exactly the base lr and then decays as 1/sqrt(step).
   const factor = Math.sqrt(HIDDEN * warmupSteps);
-  // Lion's decay is decoupled from lr (p *= 1 - (lr / initial_lr) * wd): it must be small.
-  return { name, lr, weightDecay: name === 'lion' ? 1e-4 : 1e-2, warmupSteps, factor };
+  return { spec, lr, warmupSteps, factor };
 }
 
 function makeSetup(model: Mlp, h: Hyper): Setup {
   // Weight decay on the weights, none on the biases (names containing "bias").
-  const groups = noDecayParamGroups(model.params, { weightDecay: h.weightDecay });
-  let optimizer: DemoOptimizer;
-  if (h.name === 'lion') optimizer = new Lion(groups, { lr: h.lr, betas: [0.9, 0.99] });
-  else if (h.name === 'adamwdl')
-    optimizer = new AdamWDL(groups, { lr: h.lr, betas: [0.9, 0.999], eps: 1e-8, layerwiseDecay: 0.8, nLayers: 2 });
-  else optimizer = new AdamW(groups, { lr: h.lr, betas: [0.9, 0.999], eps: 1e-8 });
+  const groups = noDecayParamGroups(model.params, { weightDecay: h.spec.weightDecay });
+  const optimizer = h.spec.make(groups, h.lr);
   const scheduler = new TransformerLR(optimizer, { dModel: HIDDEN, warmupSteps: h.warmupSteps, factor: h.factor });
   return { optimizer, scheduler };
 }
@@ -303,13 +336,7 @@ function describeOptimizer(s: Setup, h: Hyper): string {
   const groups = s.optimizer.paramGroups.map(
     (g) => `weight decay ${g.weightDecay} on ${g.params.map((p) => p.name.replace('encoder.layers.', 'L')).join(', ')}`,
   );
-  const kind =
-    h.name === 'lion'
-      ? 'Lion, betas [0.9, 0.99]'
-      : h.name === 'adamwdl'
-        ? 'AdamWDL, betas [0.9, 0.999], layerwiseDecay 0.8, nLayers 2'
-        : 'AdamW, betas [0.9, 0.999]';
-  let text = `${kind}, peak lr ${h.lr}; groups: ${groups.join('; ')}`;
+  let text = `${h.spec.title}, ${h.spec.settings}, peak lr ${h.lr}; groups: ${groups.join('; ')}`;
   if (s.optimizer instanceof AdamWDL) {
     const ratios = [...s.optimizer.ratios].map(
       ([name, r]) => `${name.replace('encoder.layers.', 'L')} x${Number(r.ratio.toFixed(4))}`,
@@ -355,6 +382,9 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   const seed = o.seed as number;
   const dtype = o.dtype as DType;
   const outPath = resolve(o.out as string);
+  // Before any training: where the results go must be writable.
+  checkWritable(o.out as string, '--out');
+  if (o.checkpoint) checkWritable(o.checkpoint as string, '--checkpoint');
   const h = hyperparameters(o);
   const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -469,7 +499,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     );
     const smooth = ema(rec.loss, 0.9);
     const svg = renderSvg({
-      title: `fused-optim demo: ${h.name === 'lion' ? 'Lion' : h.name === 'adamwdl' ? 'AdamWDL' : 'AdamW'} + TransformerLR on ${device} (${dtype})`,
+      title: `fused-optim demo: ${h.spec.title} + TransformerLR on ${device} (${dtype})`,
       subtitle: `${IN}-${HIDDEN}-1 tanh MLP, batch ${BATCH}, ${steps} steps, warmup ${h.warmupSteps}; checkpoint at step ${half}, resumed in fresh objects`,
       xLabel: 'step',
       left: { label: 'training loss (MSE)', log: true },

@@ -60,7 +60,14 @@ export function runInfo(argv: readonly string[]): number {
     ['backend', info.backend],
     ['device', info.device],
   ];
-  if (n.cudaUsable) {
+  if (n.cudaEmulated && n.cudaUsable) {
+    rows.push([
+      'GPU',
+      'none: a test build whose CUDA backend is the CUDA host emulator (tools/cuda-emu), which runs ' +
+        'the CUDA sources on the CPU; never use it for training',
+    ]);
+    if (info.backend !== 'cuda') rows.push(['', `not used: ${info.cudaError}`]);
+  } else if (n.cudaUsable) {
     rows.push([
       'GPU',
       `${n.cudaDeviceName}, compute capability ${n.cudaComputeCapability}` +
@@ -79,9 +86,11 @@ export function runInfo(argv: readonly string[]): number {
   ]);
   rows.push([
     'built with',
-    info.cudaCompiled
-      ? `CUDA ${cudaVersion(info.cudaRuntimeVersion) ?? '?'} runtime (linked statically: needs only the NVIDIA driver), GPU code ${info.cudaArchs}; CPU backend`
-      : 'CPU backend only (no CUDA compiler at build time)',
+    n.cudaEmulated
+      ? 'the CUDA sources compiled as host C++ against the CUDA host emulator (FUSED_OPTIM_CUDA=EMULATE); CPU backend'
+      : info.cudaCompiled
+        ? `CUDA ${cudaVersion(info.cudaRuntimeVersion) ?? '?'} runtime (linked statically: needs only the NVIDIA driver), GPU code ${info.cudaArchs}; CPU backend`
+        : 'CPU backend only (no CUDA compiler at build time)',
   ]);
   rows.push([
     'CPU threads',

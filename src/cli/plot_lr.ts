@@ -18,6 +18,7 @@ import {
   linearWarmup,
 } from '../index';
 import { type OptionSpecs, type ParsedOptions, UsageError, describeOptions, parseOptions } from './args';
+import { checkWritable } from './output_path';
 import { formatLr } from './progress';
 import { renderSvg } from './svg_plot';
 
@@ -126,7 +127,12 @@ export const SCHEDULES: Record<string, Schedule> = {
 };
 
 export const PLOT_LR_OPTIONS: OptionSpecs = {
-  steps: { type: 'int', min: 1, max: 10_000_000, help: 'steps to plot (default: a span that shows the whole shape)' },
+  steps: {
+    type: 'int',
+    min: 2, // a curve needs two points
+    max: 10_000_000,
+    help: 'steps to plot, at least 2 (default: a span that shows the whole shape)',
+  },
   lr: {
     type: 'number',
     min: 0,
@@ -244,13 +250,21 @@ export function runPlotLr(argv: readonly string[]): number {
       );
     }
   }
+  const out = (o.out as string | undefined) ?? `lr-${name}.svg`;
+  if (out !== '-') checkWritable(out, '--out');
   const steps = (o.steps as number | undefined) ?? schedule.defaultSteps(o);
   const lrs = scheduleCurve(schedule, o, steps);
 
   let peak = 0;
-  for (let s = 1; s < steps; s++) if (lrs[s] > lrs[peak]) peak = s;
+  let low = 0;
+  for (let s = 1; s < steps; s++) {
+    if (lrs[s] > lrs[peak]) peak = s;
+    if (lrs[s] < lrs[low]) low = s;
+  }
   const baseLr = (o.lr as number | undefined) ?? schedule.defaultLr;
-  const summary = `lr ${formatLr(lrs[0])} at step 0, peak ${formatLr(lrs[peak])} at step ${peak}, ${formatLr(lrs[steps - 1])} at step ${steps - 1}`;
+  const summary =
+    `lr ${formatLr(lrs[0])} at step 0, peak ${formatLr(lrs[peak])} at step ${peak}, ` +
+    `minimum ${formatLr(lrs[low])} at step ${low}, ${formatLr(lrs[steps - 1])} at step ${steps - 1}`;
   const svg = renderSvg({
     title: `${name}: ${schedule.describe(o)}`,
     subtitle: `base lr ${baseLr}; ${summary}`,
@@ -259,7 +273,6 @@ export function runPlotLr(argv: readonly string[]): number {
     series: [{ label: 'lr', x: Float64Array.from({ length: steps }, (_, i) => i), y: lrs, color: '#d62728', width: 2 }],
     markers: peak > 0 && peak < steps - 1 ? [{ x: peak, label: `peak ${formatLr(lrs[peak])} at step ${peak}` }] : [],
   });
-  const out = (o.out as string | undefined) ?? `lr-${name}.svg`;
   if (out === '-') {
     process.stdout.write(svg);
   } else {

@@ -51,16 +51,27 @@ export function escapeXml(s: string): string {
   );
 }
 
-/** A short label for a tick value: 0.001, 2.5e-4, 20k, 1.2e6. */
-export function formatTick(v: number): string {
-  if (v === 0) return '0';
-  const a = Math.abs(v);
-  if (a >= 1e6 || a < 1e-3) {
+/**
+ * The labels of one axis, in one notation: all in exponent form when any tick needs it
+ * (below 0.001 or from 1e6), thousands as "k" when the axis reaches 10,000 in round
+ * thousands, else plain; never "0.001" beside "8e-4".
+ */
+export function formatTicks(ticks: readonly number[]): string[] {
+  const nonzero = ticks.filter((t) => t !== 0);
+  const exponent = (v: number) => {
     const [m, e] = v.toExponential(2).split('e');
     return `${String(Number(m))}e${Number(e)}`;
-  }
-  if (a >= 1e4 && Number.isInteger(v / 1000)) return `${v / 1000}k`;
-  return String(Number(v.toPrecision(4)));
+  };
+  if (nonzero.some((t) => Math.abs(t) < 1e-3 || Math.abs(t) >= 1e6))
+    return ticks.map((t) => (t === 0 ? '0' : exponent(t)));
+  if (nonzero.some((t) => Math.abs(t) >= 1e4) && nonzero.every((t) => Number.isInteger(t / 1000)))
+    return ticks.map((t) => (t === 0 ? '0' : `${t / 1000}k`));
+  return ticks.map((t) => String(Number(t.toPrecision(4))));
+}
+
+/** A short label for one value: 0.001, 2.5e-4, 20k, 1.5e6 (an axis uses formatTicks). */
+export function formatTick(v: number): string {
+  return formatTicks([v])[0];
 }
 
 /** About `count` round tick values spanning [lo, hi] (1, 2, 2.5, 5 times a power of ten). */
@@ -118,6 +129,7 @@ function makeScale(
   pxHi: number,
   padZero: boolean,
   headroom = true,
+  tight = false, // the axis ends at the data (x: no tick past the last step)
 ): Scale {
   const log = opts.log ?? false;
   const range = finiteRange(values, log);
@@ -145,7 +157,8 @@ function makeScale(
     }
     ticks = niceTicks(lo, hi);
     const step = ticks.length > 1 ? ticks[1] - ticks[0] : 0;
-    if (step > 0) {
+    if (tight) ticks = ticks.filter((t) => t >= lo - step * 1e-9 && t <= hi + step * 1e-9);
+    else if (step > 0) {
       lo = Math.min(lo, ticks[0]);
       if (hi > ticks[ticks.length - 1] + step * 1e-9)
         ticks.push(Number((ticks[ticks.length - 1] + step).toPrecision(12)));
@@ -210,7 +223,7 @@ export function renderSvg(o: PlotOptions): string {
   const y1 = margin.top;
 
   const xs = series.flatMap((s) => Array.from(s.x));
-  const xScale = makeScale(xs.concat((o.markers ?? []).map((m) => m.x)), {}, x0, x1, true, false);
+  const xScale = makeScale(xs.concat((o.markers ?? []).map((m) => m.x)), {}, x0, x1, true, false, true);
   const yLeft = makeScale(
     series.filter((s) => s.axis === 'left').flatMap((s) => Array.from(s.y)),
     o.left ?? {},
@@ -254,12 +267,13 @@ export function renderSvg(o: PlotOptions): string {
   out.push(`<rect x="${x0}" y="${y1}" width="${plotW}" height="${plotH}" fill="none" stroke="#888" stroke-width="1"/>`);
 
   out.push('<g fill="#444">');
-  for (const t of xScale.ticks) {
+  const xLabels = formatTicks(xScale.ticks);
+  xScale.ticks.forEach((t, i) => {
     const px = r2(xScale.toPx(t));
     out.push(
-      `<line x1="${px}" x2="${px}" y1="${y0}" y2="${y0 + 5}" stroke="#888"/><text x="${px}" y="${y0 + 18}" text-anchor="middle">${formatTick(t)}</text>`,
+      `<line x1="${px}" x2="${px}" y1="${y0}" y2="${y0 + 5}" stroke="#888"/><text x="${px}" y="${y0 + 18}" text-anchor="middle">${xLabels[i]}</text>`,
     );
-  }
+  });
   const axisColor = (side: 'left' | 'right') => {
     const on = series.filter((s) => s.axis === side);
     return on.length === 1 ? on[0].color : '#444';
@@ -268,13 +282,14 @@ export function renderSvg(o: PlotOptions): string {
     const x = side === 'left' ? x0 : x1;
     const d = side === 'left' ? -1 : 1;
     const color = axisColor(side);
-    for (const t of scale.ticks) {
+    const labels = formatTicks(scale.ticks);
+    scale.ticks.forEach((t, i) => {
       const py = r2(scale.toPx(t));
       out.push(
         `<line x1="${x}" x2="${x + 5 * d}" y1="${py}" y2="${py}" stroke="${color}"/>` +
-          `<text x="${x + 8 * d}" y="${py + 4}" text-anchor="${side === 'left' ? 'end' : 'start'}" fill="${color}">${formatTick(t)}</text>`,
+          `<text x="${x + 8 * d}" y="${py + 4}" text-anchor="${side === 'left' ? 'end' : 'start'}" fill="${color}">${labels[i]}</text>`,
       );
-    }
+    });
     if (label) {
       const lx = side === 'left' ? 20 : W - 14;
       const ly = (y0 + y1) / 2;

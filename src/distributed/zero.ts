@@ -11,7 +11,8 @@
 import { FusedOptimizer, type GradClip } from '../fused_optimizer';
 import { type MetricsDict } from '../metrics';
 import { native } from '../native';
-import { Optimizer, type ParamGroup, type ParamsInput, checkFiniteNumber } from '../optimizer';
+import { checkNumber } from '../checks';
+import { Optimizer, type ParamGroup, type ParamsInput } from '../optimizer';
 import { Parameter } from '../parameter';
 import type { Tensor } from '../tensor';
 import { type RawBucket, checkBucketBytes, rawBuckets } from './buckets';
@@ -209,7 +210,7 @@ export class ZeroRedundancyOptimizer extends Optimizer<ZeroParamGroup> {
    * clipGradNorm over all params) and returns that norm; the other grads are left alone.
    */
   clipGradNorm(maxNorm: number): number {
-    checkFiniteNumber(maxNorm, 'clipGradNorm: maxNorm', { min: 0 });
+    checkNumber(maxNorm, 'clipGradNorm: maxNorm', { min: 0 });
     const sums = this.#gradSums(1, false);
     this.group.allReduce(sums, 'sum', { label: 'ZeroRedundancyOptimizer.clipGradNorm' });
     const total = Math.fround(Math.sqrt(this.#totalSquares(sums, 1)));
@@ -318,11 +319,17 @@ export class ZeroRedundancyOptimizer extends Optimizer<ZeroParamGroup> {
   // -------------------------------------------------------------------------------------
 
   protected checkGroup(group: ZeroParamGroup, where: string): ZeroParamGroup {
-    checkFiniteNumber(group.lr, `${where}: lr`, { min: 0 });
+    checkNumber(group.lr, `${where}: lr`, { min: 0 });
     return group;
   }
 
-  protected bindParam(): void {}
+  // The keys of a group are those of the local optimizer, which checks them when they are
+  // synced to it; here only the common lr.
+  protected override validateGroup(group: ZeroParamGroup, where: string): ZeroParamGroup {
+    return this.checkGroup(group, where);
+  }
+
+  protected bindGroup(): void {}
   protected bindGrad(): void {}
 
   #shardInput(groups: GroupInput[], rank: number): ParamsInput<ParamGroup> & unknown[] {

@@ -1,5 +1,5 @@
 // LambdaLR: each group's lr = its base lr (initial_lr) * lrLambda(step), as torch's LambdaLR.
-import { describe } from './checks';
+import { describe } from '../checks';
 import {
   type LRSchedulerStateDict,
   LRScheduler,

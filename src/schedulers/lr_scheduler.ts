@@ -4,7 +4,7 @@
 // the group lrs into its per-step scalar table at the next step, so a new lr never rebuilds
 // the launch plan (DESIGN.md, sections 1 and 4). Per-step work here is O(groups).
 import { Optimizer, type ParamGroup } from '../optimizer';
-import { checkFiniteNumber, checkInteger, checkNumberArray, checkOptionsObject, describe } from './checks';
+import { checkNumber, checkInteger, checkNumberArray, checkOptions, describe } from '../checks';
 import { hookOptimizerStep, isStepHooked, optimizerStepCounter, warnOnce } from './optimizer_hook';
 
 /** A param group a scheduler can drive: every optimizer's groups have an `lr`. */
@@ -64,8 +64,8 @@ export abstract class LRScheduler {
   protected constructor(optimizer: SchedulableOptimizer, options: SchedulerOptions = {}, fields: object = {}) {
     const name = new.target.name;
     checkOptimizer(optimizer, name);
-    const opts = checkOptionsObject(options, `${name}: options`);
-    const lastEpoch = checkInteger(opts.lastEpoch ?? -1, `${name}: lastEpoch`, -1);
+    const opts = checkOptions(options, `${name}: options`, ['lastEpoch']);
+    const lastEpoch = checkInteger(opts.lastEpoch ?? -1, `${name}: lastEpoch`, { min: -1 });
     const groups = optimizer.paramGroups;
     if (lastEpoch !== -1) {
       groups.forEach((g, i) => {
@@ -181,10 +181,10 @@ export abstract class LRScheduler {
       throw new TypeError(`${where}: expected a state dict object, got ${describe(stateDict)}`);
     }
     const sd = stateDict as Record<string, unknown>;
-    const baseLrs = checkNumberArray(sd.base_lrs, `${where}: base_lrs`, this.baseLrs.length);
-    const lastEpoch = checkInteger(sd.last_epoch, `${where}: last_epoch`, -1);
-    const stepCount = checkInteger(sd._step_count, `${where}: _step_count`, 0);
-    const lastLrs = checkNumberArray(sd._last_lr, `${where}: _last_lr`, this.lastLrs.length);
+    const baseLrs = checkNumberArray(sd.base_lrs, `${where}: base_lrs`, this.baseLrs.length, { min: 0 });
+    const lastEpoch = checkInteger(sd.last_epoch, `${where}: last_epoch`, { min: -1 });
+    const stepCount = checkInteger(sd._step_count, `${where}: _step_count`, { min: 0 });
+    const lastLrs = checkNumberArray(sd._last_lr, `${where}: _last_lr`, this.lastLrs.length, { min: 0 });
     return () => {
       this.baseLrs = baseLrs;
       this.lastEpoch = lastEpoch;
@@ -258,8 +258,8 @@ export function checkOptimizer(optimizer: unknown, name: string): asserts optimi
     throw new TypeError(`${name}: optimizer must be an Optimizer (e.g. AdamW), got ${describe(optimizer)}`);
   }
   (optimizer.paramGroups as ParamGroup[]).forEach((g, i) => {
-    checkFiniteNumber(g.lr, `${name}: optimizer.paramGroups[${i}].lr`, { min: 0 });
+    checkNumber(g.lr, `${name}: optimizer.paramGroups[${i}].lr`, { min: 0 });
     if (g.initialLr !== undefined)
-      checkFiniteNumber(g.initialLr, `${name}: optimizer.paramGroups[${i}].initialLr`, { min: 0 });
+      checkNumber(g.initialLr, `${name}: optimizer.paramGroups[${i}].initialLr`, { min: 0 });
   });
 }

@@ -3,7 +3,7 @@
 // constructor resets every group to initial_lr and undoes the initial step of each
 // scheduler, then re-runs the first one's initial step; at a milestone the next scheduler
 // restarts from step 0 by its closed form when it has one (torch's deprecated step(0)).
-import { checkInteger, checkNumberArray, checkOptionsObject, describe } from './checks';
+import { checkInteger, checkNumberArray, checkOptions, describe } from '../checks';
 import {
   INITIAL_STEP,
   LRScheduler,
@@ -33,7 +33,7 @@ export class SequentialLR extends LRScheduler {
   constructor(optimizer: SchedulableOptimizer, options: SequentialLROptions) {
     const name = new.target.name;
     checkOptimizer(optimizer, name);
-    const opts = checkOptionsObject(options, `${name}: options`);
+    const opts = checkOptions(options, `${name}: options`, ['schedulers', 'milestones']);
     super(optimizer, {}, checkSequence(optimizer, opts.schedulers, opts.milestones, name));
   }
 
@@ -77,8 +77,8 @@ export class SequentialLR extends LRScheduler {
     }
     const sd = stateDict as Record<string, unknown>;
     const milestones = checkMilestones(sd._milestones, this.schedulers.length, `${where}: _milestones`);
-    const lastEpoch = checkInteger(sd.last_epoch, `${where}: last_epoch`, -1);
-    const lastLrs = checkNumberArray(sd._last_lr, `${where}: _last_lr`, this.lastLrs.length);
+    const lastEpoch = checkInteger(sd.last_epoch, `${where}: last_epoch`, { min: -1 });
+    const lastLrs = checkNumberArray(sd._last_lr, `${where}: _last_lr`, this.lastLrs.length, { min: 0 });
     const saved = sd._schedulers;
     if (!Array.isArray(saved))
       throw new TypeError(`${where}: _schedulers must be an array of state dicts, got ${describe(saved)}`);
@@ -154,7 +154,7 @@ function checkMilestones(value: unknown, schedulers: number, what: string): numb
   if (value.length !== schedulers - 1) {
     throw new RangeError(`${what} must have one entry fewer than schedulers (${schedulers - 1}), got ${value.length}`);
   }
-  const out = value.map((m, i) => checkInteger(m, `${what}[${i}]`, 1));
+  const out = value.map((m, i) => checkInteger(m, `${what}[${i}]`, { min: 1 }));
   out.forEach((m, i) => {
     if (i > 0 && m <= out[i - 1]) throw new RangeError(`${what} must be increasing, got ${out[i - 1]} then ${m}`);
   });

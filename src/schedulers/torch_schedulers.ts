@@ -2,7 +2,7 @@
 // Both are recursive ("chainable"): each step scales the group's *current* lr, so rounding
 // accumulates exactly as in torch, and an lr changed from outside carries on from there.
 // Their closed forms are used only where torch uses them: when SequentialLR restarts them.
-import { checkFiniteNumber, checkInteger, checkOptionsObject } from './checks';
+import { checkNumber, checkInteger, checkOptions } from '../checks';
 import {
   type LRSchedulerStateDict,
   LRScheduler,
@@ -33,7 +33,7 @@ export class LinearLR extends LRScheduler {
 
   constructor(optimizer: SchedulableOptimizer, options: LinearLROptions = {}) {
     const name = new.target.name;
-    const opts = checkOptionsObject(options, `${name}: options`);
+    const opts = checkOptions(options, `${name}: options`, ['startFactor', 'endFactor', 'totalIters', 'lastEpoch']);
     super(
       optimizer,
       { lastEpoch: opts.lastEpoch as number | undefined },
@@ -77,12 +77,12 @@ export class LinearLR extends LRScheduler {
 function checkLinear(start: unknown, end: unknown, total: unknown, prefix: string, snake: boolean) {
   const key = (camel: string, snakeName: string) => `${prefix}${snake ? snakeName : camel}`;
   // torch 1.13 accepts a start factor of 0 and then divides by zero at step 1; torch 2 rejects it.
-  const startFactor = checkFiniteNumber(start, key('startFactor', 'start_factor'), { min: 0, minExclusive: true });
+  const startFactor = checkNumber(start, key('startFactor', 'start_factor'), { min: 0, minExclusive: true });
   if (startFactor > 1)
     throw new RangeError(`${key('startFactor', 'start_factor')} must be in (0, 1], got ${startFactor}`);
-  const endFactor = checkFiniteNumber(end, key('endFactor', 'end_factor'), { min: 0 });
+  const endFactor = checkNumber(end, key('endFactor', 'end_factor'), { min: 0 });
   if (endFactor > 1) throw new RangeError(`${key('endFactor', 'end_factor')} must be in [0, 1], got ${endFactor}`);
-  const totalIters = checkInteger(total, key('totalIters', 'total_iters'), 1);
+  const totalIters = checkInteger(total, key('totalIters', 'total_iters'), { min: 1 });
   return { startFactor, endFactor, totalIters };
 }
 
@@ -104,7 +104,7 @@ export class CosineAnnealingLR extends LRScheduler {
 
   constructor(optimizer: SchedulableOptimizer, options: CosineAnnealingLROptions) {
     const name = new.target.name;
-    const opts = checkOptionsObject(options, `${name}: options`);
+    const opts = checkOptions(options, `${name}: options`, ['tMax', 'etaMin', 'lastEpoch']);
     if (opts.tMax === undefined)
       throw new TypeError(`${name}: options.tMax is required (the steps of one half cosine)`);
     super(
@@ -157,7 +157,7 @@ export class CosineAnnealingLR extends LRScheduler {
 function checkCosine(tMax: unknown, etaMin: unknown, prefix: string, snake: boolean) {
   // An integer, so the "one step past a minimum" test is exact (torch also accepts floats).
   return {
-    tMax: checkInteger(tMax, `${prefix}${snake ? 'T_max' : 'tMax'}`, 1),
-    etaMin: checkFiniteNumber(etaMin, `${prefix}${snake ? 'eta_min' : 'etaMin'}`, { min: 0 }),
+    tMax: checkInteger(tMax, `${prefix}${snake ? 'T_max' : 'tMax'}`, { min: 1 }),
+    etaMin: checkNumber(etaMin, `${prefix}${snake ? 'eta_min' : 'etaMin'}`, { min: 0 }),
   };
 }

@@ -2,7 +2,7 @@
 // it, a LambdaLR whose factor multiplies each group's base lr (initial_lr):
 //   factor * dModel^-0.5 * min(s^-0.5, s * warmupSteps^-1.5),   s = max(step, 1)
 // The peak, at s = warmupSteps, is factor * (dModel * warmupSteps)^-0.5 times the base lr.
-import { checkFiniteNumber, checkInteger, checkOptionsObject, describe } from './checks';
+import { checkNumber, checkInteger, checkOptions, describe } from '../checks';
 import { LambdaLR, type LambdaLRStateDict } from './lambda_lr';
 import { PARSE_STATE_DICT, type SchedulableOptimizer, type SchedulerOptions } from './lr_scheduler';
 
@@ -39,7 +39,7 @@ export class TransformerLR extends LambdaLR {
 
   constructor(optimizer: SchedulableOptimizer, options: TransformerLROptions) {
     const name = new.target.name;
-    const opts = checkOptionsObject(options, `${name}: options`);
+    const opts = checkOptions(options, `${name}: options`, ['dModel', 'warmupSteps', 'factor', 'lastEpoch']);
     if (opts.dModel === undefined)
       throw new TypeError(`${name}: options.dModel is required (the model width, e.g. 512)`);
     const shape = checkShape(opts.dModel, opts.warmupSteps ?? 4000, opts.factor ?? 1, `${name}: options.`);
@@ -87,13 +87,13 @@ function checkShape(dModel: unknown, warmupSteps: unknown, factor: unknown, pref
   const key = (camel: string, snakeName: string) => `${prefix}${snake ? snakeName : camel}`;
   if (typeof dModel !== 'number')
     throw new TypeError(`${key('dModel', 'd_model')} must be a positive integer, got ${describe(dModel)}`);
-  checkInteger(dModel, key('dModel', 'd_model'), 1);
+  checkInteger(dModel, key('dModel', 'd_model'), { min: 1 });
   if (typeof warmupSteps !== 'number') {
     throw new TypeError(
       `${key('warmupSteps', 'warmup_steps')} must be a positive integer, got ${describe(warmupSteps)}`,
     );
   }
-  checkInteger(warmupSteps, key('warmupSteps', 'warmup_steps'), 1);
-  checkFiniteNumber(factor, key('factor', 'factor'), { min: 0, minExclusive: true });
+  checkInteger(warmupSteps, key('warmupSteps', 'warmup_steps'), { min: 1 });
+  checkNumber(factor, key('factor', 'factor'), { min: 0, minExclusive: true });
   return { dModel, warmupSteps, factor: factor as number };
 }

@@ -4,7 +4,7 @@
 //   _get_linear_schedule_with_warmup_lr_lambda, _get_cosine_schedule_with_warmup_lr_lambda,
 //   _get_constant_schedule_with_warmup_lr_lambda, _get_inverse_sqrt_schedule_lr_lambda.
 // Each warmup rises linearly from 0 at step 0 to 1 at step warmupSteps.
-import { checkFiniteNumber, checkInteger, checkOptionsObject } from './checks';
+import { checkNumber, checkInteger, checkOptions } from '../checks';
 import { LambdaLR } from './lambda_lr';
 import type { SchedulableOptimizer, SchedulerOptions } from './lr_scheduler';
 
@@ -30,7 +30,7 @@ export interface InverseSqrtWithWarmupOptions extends ConstantWithWarmupOptions 
 
 /** transformers' get_linear_schedule_with_warmup: 0 -> 1 over warmup, then 1 -> 0 at totalSteps. */
 export function linearWarmup(optimizer: SchedulableOptimizer, options: LinearWarmupOptions): LambdaLR {
-  const o = checkOptionsObject(options, 'linearWarmup: options');
+  const o = checkOptions(options, 'linearWarmup: options', ['warmupSteps', 'totalSteps', 'lastEpoch']);
   const w = warmup(o, 'linearWarmup');
   const t = total(o, w, 'linearWarmup');
   return new LambdaLR(
@@ -42,10 +42,10 @@ export function linearWarmup(optimizer: SchedulableOptimizer, options: LinearWar
 
 /** transformers' get_cosine_schedule_with_warmup: 0 -> 1 over warmup, then a cosine to 0 at totalSteps. */
 export function cosineWithWarmup(optimizer: SchedulableOptimizer, options: CosineWithWarmupOptions): LambdaLR {
-  const o = checkOptionsObject(options, 'cosineWithWarmup: options');
+  const o = checkOptions(options, 'cosineWithWarmup: options', ['warmupSteps', 'totalSteps', 'numCycles', 'lastEpoch']);
   const w = warmup(o, 'cosineWithWarmup');
   const t = total(o, w, 'cosineWithWarmup');
-  const cycles = checkFiniteNumber(o.numCycles ?? 0.5, 'cosineWithWarmup: options.numCycles', {
+  const cycles = checkNumber(o.numCycles ?? 0.5, 'cosineWithWarmup: options.numCycles', {
     min: 0,
     minExclusive: true,
   });
@@ -62,7 +62,7 @@ export function cosineWithWarmup(optimizer: SchedulableOptimizer, options: Cosin
 
 /** transformers' get_constant_schedule_with_warmup: 0 -> 1 over warmup, then 1. */
 export function constantWithWarmup(optimizer: SchedulableOptimizer, options: ConstantWithWarmupOptions): LambdaLR {
-  const o = checkOptionsObject(options, 'constantWithWarmup: options');
+  const o = checkOptions(options, 'constantWithWarmup: options', ['warmupSteps', 'lastEpoch']);
   const w = warmup(o, 'constantWithWarmup');
   return new LambdaLR(optimizer, (s) => (s < w ? s / Math.max(1, w) : 1), lastEpochOf(o));
 }
@@ -75,10 +75,10 @@ export function inverseSqrtWithWarmup(
   optimizer: SchedulableOptimizer,
   options: InverseSqrtWithWarmupOptions,
 ): LambdaLR {
-  const o = checkOptionsObject(options, 'inverseSqrtWithWarmup: options');
+  const o = checkOptions(options, 'inverseSqrtWithWarmup: options', ['warmupSteps', 'timescale', 'lastEpoch']);
   const w = warmup(o, 'inverseSqrtWithWarmup');
   // transformers: `timescale = num_warmup_steps or 10_000`.
-  const timescale = checkInteger(o.timescale ?? (w || 10_000), 'inverseSqrtWithWarmup: options.timescale', 1);
+  const timescale = checkInteger(o.timescale ?? (w || 10_000), 'inverseSqrtWithWarmup: options.timescale', { min: 1 });
   const shift = timescale - w;
   return new LambdaLR(
     optimizer,
@@ -89,13 +89,13 @@ export function inverseSqrtWithWarmup(
 
 function warmup(o: Record<string, unknown>, name: string): number {
   if (o.warmupSteps === undefined) throw new TypeError(`${name}: options.warmupSteps is required (an integer >= 0)`);
-  return checkInteger(o.warmupSteps, `${name}: options.warmupSteps`, 0);
+  return checkInteger(o.warmupSteps, `${name}: options.warmupSteps`, { min: 0 });
 }
 
 function total(o: Record<string, unknown>, warmupSteps: number, name: string): number {
   if (o.totalSteps === undefined)
     throw new TypeError(`${name}: options.totalSteps is required (the step at which the lr reaches 0)`);
-  const t = checkInteger(o.totalSteps, `${name}: options.totalSteps`, 1);
+  const t = checkInteger(o.totalSteps, `${name}: options.totalSteps`, { min: 1 });
   if (t < warmupSteps)
     throw new RangeError(`${name}: options.totalSteps (${t}) must be >= options.warmupSteps (${warmupSteps})`);
   return t;
