@@ -9,15 +9,21 @@
     'cuda_lib%': '<!(node scripts/find-cuda.js lib)',
     'cuda_mode%': '<!(node scripts/find-cuda.js mode)',
     'sanitize%': '<!(node scripts/find-cuda.js sanitize)',
+    'cuda_archs%': '<!(node scripts/find-cuda.js archs)',
   },
   'targets': [
     {
       'target_name': 'fused_optim',
       'sources': [
+        'native/addon/checkpoint_wrap.cpp',
         'native/addon/emulator_wrap.cpp',
         'native/addon/grad_ops_wrap.cpp',
         'native/addon/module.cpp',
         'native/addon/tensor_wrap.cpp',
+        'native/checkpoint/crc32.cpp',
+        'native/checkpoint/file_io.cpp',
+        'native/checkpoint/header_parser.cpp',
+        'native/checkpoint/transfer.cpp',
         'native/core/grad_ops.cpp',
         'native/core/storage.cpp',
         'native/core/tensor.cpp',
@@ -33,7 +39,7 @@
       # terminated cannot be thrown into its JavaScript; without this, node-addon-api throws
       # a C++ exception out of the callback and the whole process aborts (docs/workers.md).
       'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS',
-                  'FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,sm_100,sm_120,compute_90"'],
+                  'FO_CUDA_ARCHS="<(cuda_archs)"'],
       'cflags!': ['-fno-exceptions'],
       'cflags_cc!': ['-fno-exceptions', '-fno-rtti', '-std=gnu++17', '-std=gnu++20'],
       # Same float rules as CMake: no FMA contraction, no fast math (bit-exact backends).
@@ -52,7 +58,7 @@
             'tools/cuda-emu/src/memory.cpp', 'tools/cuda-emu/src/runtime_api.cpp', 'tools/cuda-emu/src/streams.cpp',
           ],
           'include_dirs': ['tools/cuda-emu/include'],
-          'defines!': ['FO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,sm_100,sm_120,compute_90"'],
+          'defines!': ['FO_CUDA_ARCHS="<(cuda_archs)"'],
           'defines': ['FO_CUDA_EMULATED=1', 'FO_CUDA_ARCHS="emulated"'],
           'cflags_cc': ['-fno-strict-aliasing', '-Wno-unknown-pragmas', '-Wno-subobject-linkage'],
         }],
@@ -76,14 +82,8 @@
               'action': [
                 '<(nvcc)', '-std=c++17', '-O3', '-fmad=false', '--expt-relaxed-constexpr',
                 '-Xcompiler', '-fPIC', '-Xcompiler', '-fvisibility=hidden',
-                '-DFO_CUDA_ARCHS="sm_75,sm_80,sm_86,sm_89,sm_90,sm_100,sm_120,compute_90"',
-                '-gencode', 'arch=compute_75,code=sm_75',
-                '-gencode', 'arch=compute_80,code=sm_80',
-                '-gencode', 'arch=compute_86,code=sm_86',
-                '-gencode', 'arch=compute_89,code=sm_89',
-                '-gencode', 'arch=compute_90,code=[sm_90,compute_90]',
-                '-gencode', 'arch=compute_100,code=sm_100',
-                '-gencode', 'arch=compute_120,code=sm_120',
+                '-DFO_CUDA_ARCHS="<(cuda_archs)"',
+                '<!@(node scripts/find-cuda.js gencode)',
                 '-c', '<(RULE_INPUT_PATH)', '-o', '<@(_outputs)',
               ],
               'message': 'nvcc <(RULE_INPUT_PATH)',

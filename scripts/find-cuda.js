@@ -6,6 +6,10 @@
 // `node find-cuda.js mode` prints nvcc, emulate or off: FUSED_OPTIM_CUDA=EMULATE builds the
 // CUDA sources as host C++ against the CUDA host emulator (tools/cuda-emu; tests only).
 // `node find-cuda.js sanitize` prints FUSED_OPTIM_SANITIZE (e.g. address,undefined).
+// `node find-cuda.js archs` / `gencode` print the GPU architectures compiled (FO_CUDA_ARCHS)
+// and their nvcc flags: every supported one, or only FUSED_OPTIM_CUDA_ARCHS (e.g. "90" or
+// "80,90", no PTX), which CI uses for builds that only check the code compiles (a release,
+// scripts/prebuild.mjs, refuses it).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -44,11 +48,41 @@ function findLibDir(nvcc) {
   return '';
 }
 
+// Turing to Hopper and Blackwell (sm_100 data centre, sm_120 consumer), plus compute_90 PTX
+// that newer GPUs JIT-compile; the same list as CMakeLists.txt.
+const ALL_ARCHS = ['75', '80', '86', '89', '90', '100', '120'];
+const PTX_ARCH = '90';
+
+function archList() {
+  const only = (process.env.FUSED_OPTIM_CUDA_ARCHS || '').trim();
+  if (!only) return { archs: ALL_ARCHS, ptx: PTX_ARCH };
+  const archs = only.split(/[,; ]+/).filter(Boolean);
+  for (const a of archs) {
+    if (!/^[0-9]{2,3}$/.test(a)) {
+      process.stderr.write(`FUSED_OPTIM_CUDA_ARCHS: '${a}' is not an architecture number such as 90\n`);
+      process.exit(1);
+    }
+  }
+  return { archs, ptx: null };
+}
+
+function archsText({ archs, ptx }) {
+  return [...archs.map((a) => `sm_${a}`), ...(ptx ? [`compute_${ptx}`] : [])].join(',');
+}
+
+function gencodeFlags({ archs, ptx }) {
+  return archs
+    .map((a) => `-gencode arch=compute_${a},code=${a === ptx ? `[sm_${a},compute_${a}]` : `sm_${a}`}`)
+    .join(' ');
+}
+
 const nvcc = findNvcc();
 const lib = nvcc ? findLibDir(nvcc) : '';
 // Both or neither: an nvcc without its static runtime cannot link.
 const usable = nvcc && lib;
 const what = process.argv[2];
 if (what === 'mode') process.stdout.write(emulate ? 'emulate' : usable ? 'nvcc' : 'off');
+else if (what === 'archs') process.stdout.write(archsText(archList()));
+else if (what === 'gencode') process.stdout.write(gencodeFlags(archList()));
 else if (what === 'sanitize') process.stdout.write((process.env.FUSED_OPTIM_SANITIZE || '').replace(/[^a-z,]/g, ''));
 else process.stdout.write(usable ? (what === 'lib' ? lib : nvcc) : '');

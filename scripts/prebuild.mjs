@@ -100,6 +100,8 @@ function fail(message) {
 if (/^emulate$/i.test(process.env.FUSED_OPTIM_CUDA ?? ''))
   fail('FUSED_OPTIM_CUDA=EMULATE builds the CUDA host emulator, which is for tests only: unset it to prebuild');
 if (process.env.FUSED_OPTIM_SANITIZE) fail('FUSED_OPTIM_SANITIZE is for test builds only: unset it to prebuild');
+if (process.env.FUSED_OPTIM_CUDA_ARCHS)
+  fail('FUSED_OPTIM_CUDA_ARCHS narrows the GPU code to a compile check: unset it to prebuild every architecture');
 
 // --- Node's headers, without a download ---------------------------------------------------
 let nodedir = process.env.npm_config_nodedir;

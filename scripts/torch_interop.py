@@ -50,9 +50,12 @@ import numpy as np
 import torch
 
 FORMAT = "fused-optim/checkpoint"
-VERSION = 1
+VERSION = 1  # what import writes; export reads versions 1 and 2
 MANIFEST_KEY = "fused_optim.manifest"
-MANIFEST_CRC_KEY = "fused_optim.manifest_crc32"
+MANIFEST_CRC_KEY = "fused_optim.manifest_crc32"  # version 1
+HEADER_CRC_KEY = "fused_optim.header_crc32"  # version 2 (src/checkpoint/layout.ts)
+TENSOR_CRCS_KEY = "fused_optim.tensor_crc32"
+HEADER_PREFIX = b'{"__metadata__":{"fused_optim.header_crc32":"'
 MAX_HEADER = 100_000_000
 
 # safetensors dtype -> (numpy dtype of the raw elements, torch dtype)
@@ -84,14 +87,17 @@ class CheckpointError(Exception):
 # ---------------------------------------------------------------------------------------
 # safetensors
 
-def read_safetensors(path):
-    """(metadata, {name: (dtype, shape, raw bytes)}) with the spec's checks."""
+def read_safetensors(path, raw_header=None):
+    """(metadata, {name: (dtype, shape, raw bytes)}) with the spec's checks, in file order.
+    raw_header: a list that receives the file's first 8 + N bytes."""
     data = open(path, "rb").read()
     if len(data) < 8:
         raise CheckpointError("%s: too short for a safetensors file" % path)
     n = struct.unpack("<Q", data[:8])[0]
     if n > MAX_HEADER or 8 + n > len(data):
         raise CheckpointError("%s: bad header length %d" % (path, n))
+    if raw_header is not None:
+        raw_header.append(data[:8 + n])
     header = json.loads(data[8:8 + n].decode("utf-8"))
     metadata = header.pop("__metadata__", None) or {}
     buf = memoryview(data)[8 + n:]
@@ -231,22 +237,60 @@ class Encoder:
 
 
 def read_checkpoint(path):
-    metadata, tensors = read_safetensors(path)
+    raw = []
+    metadata, tensors = read_safetensors(path, raw)
     if metadata.get("format") != FORMAT:
         raise CheckpointError("%s: not a fused-optim checkpoint" % path)
-    if int(metadata.get("format_version", "0")) != VERSION:
-        raise CheckpointError("%s: checkpoint format version %s; this script reads %d" % (path, metadata.get("format_version"), VERSION))
+    version = int(metadata.get("format_version", "0"))
+    if version not in (1, 2):
+        raise CheckpointError("%s: checkpoint format version %s; this script reads 1 and 2" % (path, metadata.get("format_version")))
+    if version == 1:
+        manifest, crcs = read_manifest_v1(path, metadata, tensors)
+    else:
+        manifest, crcs = read_manifest_v2(path, metadata, tensors, raw[0])
+    for name, (dtype, shape, data) in tensors.items():
+        if "%08x" % zlib.crc32(data) != crcs[name]:
+            raise CheckpointError("%s: tensor %r fails its checksum: the file is corrupt" % (path, name))
+    return manifest, tensors
+
+
+def read_manifest_v1(path, metadata, tensors):
     text = metadata[MANIFEST_KEY]
     if "%08x" % zlib.crc32(text.encode("utf-8")) != metadata[MANIFEST_CRC_KEY]:
         raise CheckpointError("%s: the manifest fails its checksum" % path)
     manifest = json.loads(text)
-    for name, (dtype, shape, raw) in tensors.items():
+    for name, (dtype, shape, _) in tensors.items():
         info = manifest["tensors"][name]
         if info["dtype"] != dtype or info["shape"] != shape:
             raise CheckpointError("%s: tensor %r disagrees with the manifest" % (path, name))
-        if "%08x" % zlib.crc32(raw) != info["crc32"]:
-            raise CheckpointError("%s: tensor %r fails its checksum: the file is corrupt" % (path, name))
-    return manifest, tensors
+    return manifest, {name: info["crc32"] for name, info in manifest["tensors"].items()}
+
+
+def read_manifest_v2(path, metadata, tensors, raw):
+    # The header's CRC-32, its own 8 digits read as zeros; the tensor CRCs in file order.
+    at = 8 + len(HEADER_PREFIX)
+    if raw[8:at] != HEADER_PREFIX or raw[at:at + 8].decode("latin-1") != metadata.get(HEADER_CRC_KEY):
+        raise CheckpointError("%s: the header's %s is not where fused-optim writes it" % (path, HEADER_CRC_KEY))
+    if "%08x" % zlib.crc32(raw[:at] + b"00000000" + raw[at + 8:]) != metadata[HEADER_CRC_KEY]:
+        raise CheckpointError("%s: the header fails its checksum: the file is corrupt" % path)
+    listed = metadata[TENSOR_CRCS_KEY]
+    names = list(tensors)
+    if len(listed) != 8 * len(names):
+        raise CheckpointError("%s: %s does not list every tensor" % (path, TENSOR_CRCS_KEY))
+    crcs = {name: listed[8 * i:8 * i + 8] for i, name in enumerate(names)}
+    # The manifest, with its per-param parts in chunks (src/checkpoint/manifest.ts).
+    main = json.loads(metadata[MANIFEST_KEY])
+    manifest = dict(main)
+    manifest["params"] = []
+    for c in range(manifest.pop("params_chunks")):
+        manifest["params"].extend(json.loads(metadata["fused_optim.params.%d" % c]))
+    if "optimizer" in main:
+        opt = dict(main["optimizer"])
+        opt["state"] = {}
+        for c in range(opt.pop("state_chunks")):
+            opt["state"].update(json.loads(metadata["fused_optim.state.%d" % c]))
+        manifest["optimizer"] = opt
+    return manifest, crcs
 
 
 # ---------------------------------------------------------------------------------------

@@ -3,11 +3,13 @@
 // fused metrics. Subclasses describe their hyperparameters and state buffers.
 import { deviceCode } from './dtype';
 import { type MetricsDict, metricsFromSums } from './metrics';
+import { BufferSlot } from './checkpoint/native_io';
 import {
   type NativeOptimizerHandle,
   type NativeParamOptions,
   type NativeParamState,
   type NativeStepControl,
+  type NativeTensorTable,
 } from './native';
 import {
   checkBoolean,
@@ -65,6 +67,71 @@ export interface StateDict<S, GD> {
   optimizer?: string;
 }
 
+/** @internal see FusedOptimizer.checkpointLock. */
+export interface CheckpointLock {
+  release(): void;
+  unlocked<T>(fn: () => T): T;
+}
+
+/** @internal what saveCheckpoint writes of a fused optimizer (FusedOptimizer.checkpointState). */
+export interface CheckpointState {
+  /** stateDict() but `state` (empty). */
+  dict: StateDict<unknown, unknown>;
+  /** Buffer names by mask bit (bit 7: the master; undefined: unused bits). */
+  names: ReadonlyArray<string | undefined>;
+  /** Per param (the optimizer's order): its step count, -1 when it has no state. */
+  steps: Float64Array;
+  /** Per param: which buffers it has (bit b: names[b]). */
+  masks: Uint8Array;
+  /** Every param's buffers, param by param, by bit order. */
+  table: NativeTensorTable;
+  /** Whether state dicts carry step counts (DecoupledLionW's do not). */
+  hasStep: boolean;
+}
+
+/** @internal what loadCheckpoint reads into an optimizer, and how it commits (checkpointPlanLoad). */
+export interface CheckpointLoadPlan {
+  /** Each param with saved state: its index, and its buffers in the order stage() lists them. */
+  readonly targets: ReadonlyArray<{ index: number; slots: BufferSlot[] }>;
+  /**
+   * The buffers to read the targets' state into, in target order: the params' own, or new
+   * ones held aside (marked in `fresh`: not yet the optimizer's, so they may be filled
+   * before the file is checked).
+   */
+  stage(): { table: NativeTensorTable; fresh: Uint8Array };
+  /** Step counts, staged buffers, resets of params without saved state, rounding stream, hyperparameters. */
+  commit(paramLoaded: (index: number) => boolean): void;
+  /** Drops staged buffers (the load failed). */
+  abort(): void;
+}
+
+/** Checks one state buffer of a dict (`where` names it) and returns what loading it needs. */
+type BufferCheck<B> = (value: unknown, where: string, numel: number) => B;
+
+interface CheckedState<B> {
+  index: number;
+  step: number;
+  entry: Record<string, unknown>;
+  buffers: Record<string, B>;
+}
+
+interface CheckedDict<G, B> {
+  groups: G[];
+  updates: Array<CheckedState<B>>;
+  loaded: Set<number>;
+  rng?: { seed: number; counter: number };
+}
+
+// loadStateDict: the param's state dtype is fp32; other float/integer arrays and number[] are converted.
+const hostBuffer: BufferCheck<Float32Array> = (v, where, numel) => float32Buffer(v, numel, where);
+
+// loadCheckpoint: the buffer stays in the file until the whole file is checked; its size is known.
+const slotBuffer: BufferCheck<BufferSlot> = (v, where, numel) => {
+  if (!(v instanceof BufferSlot)) throw new TypeError(mustBe(where, 'a tensor', v));
+  if (v.numel !== numel) throw new RangeError(`${where} has ${v.numel} elements but the param has ${numel}`);
+  return v;
+};
+
 function checkGradClip(clip: unknown, where: string): NativeStepControl {
   if (clip === undefined || clip === null) return {};
   const c = checkObject(clip, where, "an object like { type: 'globalNorm', maxNorm: 1 }");
@@ -83,13 +150,6 @@ function checkGradClip(clip: unknown, where: string): NativeStepControl {
 
 function checkSeed(seed: unknown, what: string): number {
   return checkInteger(seed, what, { min: 0 });
-}
-
-/** What loadStateDict hands the addon, after every check. */
-interface LoadPlan<G> {
-  groups: G[];
-  states: Array<[number, NativeParamState]>;
-  rng: { seed: number; counter: number } | undefined;
 }
 
 // The top level of a state dict: torch's two keys and our own two.
@@ -252,33 +312,120 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     // state must not be saved (loadStateDict / loadCheckpoint make the optimizer usable again).
     const broken = handle.brokenReason;
     if (broken) throw new Error(`stateDict: ${broken}`);
-    const state: Record<number, S> = {};
-    this.params.forEach((_, i) => {
-      const s = handle.getState(i);
-      if (!s) return;
-      if (!this.hasStepCount) delete (s as Partial<NativeParamState>).step;
-      state[i] = s as unknown as S;
+    return this.#dictWith((i) => handle.getState(i));
+  }
+
+  /** Restores hyperparameters and state (torch's load_state_dict); checks the whole dict before changing anything. */
+  loadStateDict(sd: StateDict<S, GD>): void {
+    const handle = this.handle('loadStateDict');
+    const checked = this.#checkDict(sd, hostBuffer);
+    // torch replaces the whole state: params the dict has no state for start afresh (step 0,
+    // zero buffers; a half param's master is re-seeded from its value at its next step).
+    const resets: Array<[number, NativeParamState]> = [];
+    this.params.forEach((p, index) => {
+      if (checked.loaded.has(index)) return;
+      const current = handle.getState(index);
+      if (!current) return;
+      const zeros: NativeParamState = { step: 0 };
+      for (const [k, v] of Object.entries(current))
+        if (v instanceof Float32Array && k !== 'master') zeros[k] = new Float32Array(p.data.numel);
+      resets.push([index, zeros]);
     });
-    let index = 0;
-    const param_groups = this.paramGroups.map((g) => ({ ...this.groupToDict(g), params: g.params.map(() => index++) }));
-    const dict: StateDict<S, GD> = { state, param_groups, optimizer: this.optimizerName };
-    if (this.stochasticRounding) dict.rng = handle.getRng();
-    return dict;
+    // State first: the native side refuses while a stepAsync() runs, before anything changed.
+    for (const u of checked.updates)
+      handle.setState(u.index, { ...u.entry, ...u.buffers, step: u.step } as NativeParamState);
+    for (const [index, s] of resets) handle.setState(index, s);
+    this.#commitRest(checked);
   }
 
   /**
-   * Restores hyperparameters and state (torch's load_state_dict): the whole dict is checked
-   * and converted first, then applied, so a rejected dict changes nothing.
+   * @internal checkpoints: refuses steps and state changes (natively, with a clear error)
+   * until release(). Throws while a stepAsync() runs. unlocked(fn) runs fn (synchronous, so
+   * nothing else can run meanwhile) with the lock lifted: the checkpoint's own state changes.
    */
-  loadStateDict(sd: StateDict<S, GD>): void {
-    const handle = this.handle('loadStateDict');
-    const dict = this.#checkDict(sd);
-    const plan: LoadPlan<G> = {
-      groups: this.#groupsFromDict(dict.param_groups),
-      states: [...this.#statesFromDict(dict), ...this.#resetsOmittedFrom(dict)],
-      rng: dict.rng === undefined ? undefined : rngFromDict(dict.rng),
+  checkpointLock(): CheckpointLock {
+    const handle = this.handle('checkpointLock');
+    handle.checkpointBegin();
+    let held = true;
+    return {
+      release: () => {
+        if (held) handle.checkpointEnd();
+        held = false;
+      },
+      unlocked: (fn) => {
+        if (!held) return fn();
+        handle.checkpointEnd();
+        try {
+          return fn();
+        } finally {
+          handle.checkpointBegin();
+        }
+      },
     };
-    this.#applyLoad(handle, plan);
+  }
+
+  /**
+   * @internal saveCheckpoint: stateDict() without its per-param state, and that state as
+   * the optimizer's own buffers (no copies), in one tensor table; hold checkpointLock()
+   * while they are used.
+   */
+  checkpointState(): CheckpointState {
+    const handle = this.handle('saveCheckpoint');
+    const broken = handle.brokenReason;
+    if (broken) throw new Error(`saveCheckpoint: ${broken}`);
+    const { steps, masks, table } = handle.checkpointStates();
+    return {
+      dict: this.#dictWith(() => null),
+      names: this.#bufferNames(),
+      steps,
+      masks,
+      table,
+      hasStep: this.hasStepCount,
+    };
+  }
+
+  /**
+   * @internal loadCheckpoint: checks a state dict exactly as loadStateDict() does, but with
+   * each state buffer given as a BufferSlot (its element count) rather than its values, and
+   * returns what to read where, and the commit. Nothing changes until commit().
+   */
+  async checkpointPlanLoad(sd: StateDict<S, GD>, pace: () => Promise<void> | void): Promise<CheckpointLoadPlan> {
+    const steps = this.#checkDictSteps(sd, slotBuffer);
+    let next = steps.next();
+    for (; !next.done; next = steps.next()) await pace(); // a turn of the event loop now and then
+    const checked = next.value;
+    const handle = this.handle('loadCheckpoint');
+    const names = this.#bufferNames();
+    const indices = Int32Array.from(checked.updates, (u) => u.index);
+    const masks = Uint8Array.from(checked.updates, (u) =>
+      names.reduce((m, name, bit) => (name !== undefined && name in u.buffers ? m | (1 << bit) : m), 0),
+    );
+    let staged = false;
+    return {
+      targets: checked.updates.map((u) => ({
+        index: u.index,
+        slots: names.flatMap((name) => (name !== undefined && name in u.buffers ? [u.buffers[name]] : [])),
+      })),
+      stage: () => {
+        staged = true;
+        return handle.checkpointStage(indices, masks);
+      },
+      commit: (paramLoaded) => {
+        const steps = Float64Array.from(checked.updates, (u) => u.step);
+        const flags = Uint8Array.from(
+          checked.updates,
+          (u) => ('master' in u.buffers ? 1 : 0) | (paramLoaded(u.index) ? 2 : 0),
+        );
+        handle.checkpointCommit(indices, steps, flags);
+        const rest = this.params.flatMap((_, index) => (checked.loaded.has(index) ? [] : [index]));
+        handle.checkpointReset(Int32Array.from(rest));
+        this.#commitRest(checked);
+      },
+      abort: () => {
+        if (staged) handle.checkpointAbort(indices);
+        staged = false;
+      },
+    };
   }
 
   protected override release(): void {
@@ -305,13 +452,46 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     );
   }
 
-  // loadStateDict, phase 1: the dict's shape, and that this kind of optimizer wrote it.
-  #checkDict(sd: unknown): StateDict<Record<string, unknown>, GD> {
-    const where = 'loadStateDict';
-    const dict = sd as Record<string, unknown>;
-    if (dict === null || typeof dict !== 'object' || !Array.isArray(dict.param_groups)) {
-      throw new TypeError(`${where}: expected { state, param_groups }, got ${describe(sd)}`);
+  // The state buffer names by mask bit (native/addon/optimizer_checkpoint.h): bit 7 is the master.
+  #bufferNames(): Array<string | undefined> {
+    const names: Array<string | undefined> = [...this.handle('checkpoint').checkpointBufferNames()];
+    while (names.length < 7) names.push(undefined);
+    names[7] = 'master';
+    return names;
+  }
+
+  #dictWith(stateOf: (index: number) => object | null): StateDict<S, GD> {
+    const handle = this.handle('stateDict');
+    const state: Record<number, S> = {};
+    this.params.forEach((_, i) => {
+      const s = stateOf(i);
+      if (!s) return;
+      if (!this.hasStepCount) delete (s as { step?: number }).step;
+      state[i] = s as unknown as S;
+    });
+    let index = 0;
+    const param_groups = this.paramGroups.map((g) => ({ ...this.groupToDict(g), params: g.params.map(() => index++) }));
+    const dict: StateDict<S, GD> = { state, param_groups, optimizer: this.optimizerName };
+    if (this.stochasticRounding) dict.rng = handle.getRng();
+    return dict;
+  }
+
+  // The checks of loadStateDict, in torch's terms; `buffer` checks (and converts) one state buffer.
+  #checkDict<B>(sd: StateDict<S, GD>, buffer: BufferCheck<B>): CheckedDict<G, B> {
+    const steps = this.#checkDictSteps(sd, buffer);
+    for (;;) {
+      const next = steps.next();
+      if (next.done) return next.value;
     }
+  }
+
+  // #checkDict as a generator that yields after each param's state, so that a checkpoint of
+  // many params can give the event loop turns while it is checked.
+  *#checkDictSteps<B>(sd: StateDict<S, GD>, buffer: BufferCheck<B>): Generator<void, CheckedDict<G, B>> {
+    const where = 'loadStateDict';
+    const dict = sd as unknown as Record<string, unknown>;
+    if (dict === null || typeof dict !== 'object' || !Array.isArray(dict.param_groups))
+      throw new TypeError(`${where}: expected { state, param_groups }, got ${describe(sd)}`);
     checkObject(dict.state, `${where}: state`);
     checkKeys(dict, where, DICT_KEYS);
     if (dict.optimizer !== undefined && dict.optimizer !== this.optimizerName) {
@@ -320,18 +500,28 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
           'a state dict loads only into the kind of optimizer that wrote it',
       );
     }
-    if (dict.param_groups.length !== this.paramGroups.length) {
-      throw new RangeError(
-        `${where}: the dict has ${dict.param_groups.length} param groups but the optimizer has ${this.paramGroups.length}`,
-      );
+    const groups = this.#checkGroups(sd);
+    const indexOf = savedIdsToIndices(sd.param_groups);
+    const updates: Array<CheckedState<B>> = [];
+    for (const [key, s] of Object.entries(sd.state) as Array<[string, unknown]>) {
+      const index = indexOf.get(Number(key));
+      if (index === undefined) throw new RangeError(`${where}: state ${key} does not belong to any param group`);
+      updates.push(this.#checkState(index, `${where}: state ${key} (param '${this.params[index].name}')`, s, buffer));
+      yield;
     }
-    return dict as unknown as StateDict<Record<string, unknown>, GD>;
+    const rng = sd.rng === undefined ? undefined : rngFromDict(sd.rng);
+    return { groups, updates, loaded: new Set(updates.map((u) => u.index)), rng };
   }
 
-  // Phase 2: each saved group's hyperparameters, checked, on a copy of the current group.
-  #groupsFromDict(saved: ReadonlyArray<GD & { params: number[] }>): G[] {
+  // Each saved group's hyperparameters, checked, on a copy of the current group.
+  #checkGroups(sd: StateDict<S, GD>): G[] {
+    if (sd.param_groups.length !== this.paramGroups.length) {
+      throw new RangeError(
+        `loadStateDict: the dict has ${sd.param_groups.length} param groups but the optimizer has ${this.paramGroups.length}`,
+      );
+    }
     const known = ['params', 'param_names', 'initial_lr', ...this.groupDictKeys];
-    return saved.map((g, i) => {
+    return sd.param_groups.map((g, i) => {
       const where = `loadStateDict: param_groups[${i}]`;
       checkKeys(checkObject(g, where), where, known);
       const size = this.paramGroups[i].params.length;
@@ -344,57 +534,28 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     });
   }
 
-  // Phase 3: each saved param state, mapped to its param (torch numbers params by position
-  // in group order), checked and converted to fp32 buffers.
-  #statesFromDict(dict: StateDict<Record<string, unknown>, GD>): Array<[number, NativeParamState]> {
-    const indexOf = savedIdsToIndices(dict.param_groups);
+  #checkState<B>(index: number, where: string, value: unknown, buffer: BufferCheck<B>): CheckedState<B> {
+    const p = this.params[index];
     const { required, optional } = this.stateBuffers;
-    const known = ['step', 'master', ...required, ...optional];
-    return Object.entries(dict.state).map(([key, s]) => {
-      const index = indexOf.get(Number(key));
-      if (index === undefined) throw new RangeError(`loadStateDict: state ${key} does not belong to any param group`);
-      const p = this.params[index];
-      const where = `loadStateDict: state ${key} (param '${p.name}')`;
-      checkKeys(checkObject(s, where), where, known);
-      p.data.checkAlive(`${where}: data`);
-      if (s.master !== undefined && (p.data.dtype === 'float32' || !this.masterWeights))
-        throw new TypeError(`${where}: the param keeps no master weights, but the dict has one`);
-      const state: NativeParamState = {
-        step: checkInteger(this.hasStepCount ? s.step : (s.step ?? 1), `${where}: step`, { min: 0 }),
-      };
-      for (const k of [...required, ...optional, 'master']) {
-        if (s[k] === undefined && !required.includes(k)) continue;
-        state[k] = float32Buffer(s[k], p.data.numel, `${where}: ${k}`);
-      }
-      return [index, state] as [number, NativeParamState];
-    });
+    const s = checkObject(value, where);
+    checkKeys(s, where, ['step', 'master', ...required, ...optional]);
+    p.data.checkAlive(`${where}: data`);
+    if (s.master !== undefined && (p.data.dtype === 'float32' || !this.masterWeights))
+      throw new TypeError(`${where}: the param keeps no master weights, but the dict has one`);
+    const step = checkInteger(this.hasStepCount ? s.step : (s.step ?? 1), `${where}: step`, { min: 0 });
+    const buffers: Record<string, B> = {};
+    for (const k of [...required, ...optional, 'master']) {
+      const v = s[k];
+      if (v === undefined && !required.includes(k)) continue;
+      buffers[k] = buffer(v, `${where}: ${k}`, p.data.numel);
+    }
+    return { index, step, entry: s, buffers };
   }
 
-  // Phase 4: torch replaces the whole state, so a param the dict has no state for starts
-  // afresh (step 0, zero buffers; a half param's master is re-seeded from its value at its
-  // next step).
-  #resetsOmittedFrom(dict: StateDict<Record<string, unknown>, GD>): Array<[number, NativeParamState]> {
-    const indexOf = savedIdsToIndices(dict.param_groups);
-    const loaded = new Set(Object.keys(dict.state).map((key) => indexOf.get(Number(key))));
-    const resets: Array<[number, NativeParamState]> = [];
-    this.params.forEach((p, index) => {
-      if (loaded.has(index)) return;
-      const current = this.handle('loadStateDict').getState(index);
-      if (!current) return;
-      const zeros: NativeParamState = { step: 0 };
-      for (const [k, v] of Object.entries(current))
-        if (v instanceof Float32Array && k !== 'master') zeros[k] = new Float32Array(p.data.numel);
-      resets.push([index, zeros]);
-    });
-    return resets;
-  }
-
-  // Phase 5: apply. State first: the native side refuses while a stepAsync() runs, before
-  // anything has changed.
-  #applyLoad(handle: NativeOptimizerHandle, plan: LoadPlan<G>): void {
-    for (const [index, s] of plan.states) handle.setState(index, s);
-    if (plan.rng) handle.setRng(plan.rng.seed, plan.rng.counter);
-    plan.groups.forEach((g, i) => {
+  // What follows the state: the rounding stream and the groups' hyperparameters.
+  #commitRest(checked: CheckedDict<G, unknown>): void {
+    if (checked.rng) this.handle('loadStateDict').setRng(checked.rng.seed, checked.rng.counter);
+    checked.groups.forEach((g, i) => {
       const target = this.paramGroups[i];
       for (const key of Object.keys(target)) if (key !== 'params' && !(key in g)) delete target[key];
       Object.assign(target, g, { params: target.params });

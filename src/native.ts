@@ -16,6 +16,9 @@ export interface NativeTensorHandle {
   readonly devicePointer: bigint;
 }
 
+/** An opaque list of tensors in native memory (an optimizer's state buffers, a snapshot). */
+export type NativeTensorTable = { readonly __brand: 'NativeTensorTable' };
+
 /** A param's state as the addon moves it: step count plus named fp32 buffers. */
 export interface NativeParamState {
   step: number;
@@ -72,6 +75,18 @@ export interface NativeOptimizerHandle {
   setState(index: number, state: NativeParamState): void;
   /** Times the launch plan was rebuilt (a new lr must not cause one). */
   readonly planUploads: number;
+  // Checkpoints (native/addon/optimizer_checkpoint.h): steps and state changes are refused
+  // between checkpointBegin() and checkpointEnd(). Masks: bit k for buffer k
+  // (checkpointBufferNames()[k]), 0x80 for the master; tables list each param's buffers so.
+  checkpointBegin(): void;
+  checkpointEnd(): void;
+  checkpointBufferNames(): string[];
+  checkpointStates(): { steps: Float64Array; masks: Uint8Array; table: NativeTensorTable };
+  checkpointStage(indices: Int32Array, masks: Uint8Array): { table: NativeTensorTable; fresh: Uint8Array };
+  /** flags: 1 master loaded, 2 param loaded. */
+  checkpointCommit(indices: Int32Array, steps: Float64Array, flags: Uint8Array): void;
+  checkpointAbort(indices: Int32Array): void;
+  checkpointReset(indices: Int32Array): void;
   /** Why the optimizer refuses to continue (a step failed part way on the GPU), or null. */
   readonly brokenReason: string | null;
   /** Later steps wait (on the device) for this cudaEvent_t. */
@@ -134,6 +149,42 @@ export interface NativeModule {
   gradNormSums(grads: NativeTensorHandle[], normType: number): Float64Array;
   scaleGrads(grads: NativeTensorHandle[], coef: number): void;
   clampGrads(grads: NativeTensorHandle[], min: number, max: number): void;
+  // Checkpoint transfers (src/checkpoint/native_io.ts). Item i is table[tableIndex[i]] where
+  // tableIndex[i] >= 0, else sources[i] / destinations[i].
+  checkpointWrite(
+    fd: number,
+    sources: Array<NativeTensorHandle | ArrayBufferView | undefined>,
+    offsets: Float64Array,
+    stagingBytes: number,
+    release: boolean,
+    table?: NativeTensorTable,
+    tableIndex?: Int32Array,
+  ): Promise<Uint32Array>;
+  checkpointRead(
+    fd: number,
+    destinations: Array<NativeTensorHandle | null | undefined>,
+    offsets: Float64Array,
+    fileBytes: Float64Array,
+    converts: Uint8Array,
+    stagingBytes: number,
+    table?: NativeTensorTable,
+    tableIndex?: Int32Array,
+  ): Promise<Uint32Array>;
+  checkpointSnapshot(
+    sources: Array<NativeTensorHandle | undefined>,
+    table?: NativeTensorTable,
+    tableIndex?: Int32Array,
+  ): Promise<NativeTensorTable>;
+  checkpointPin(tensors: NativeTensorHandle[], table?: NativeTensorTable): NativeTensorTable;
+  checkpointUnpin(table: NativeTensorTable): void;
+  crc32(data: ArrayBufferView, crc?: number): number;
+  crc32Method(): string;
+  /** native/checkpoint/header_parser.h: the tensors of a header, or null to leave it to TypeScript. */
+  parseSafetensorsHeader(
+    header: Uint8Array,
+    fileSize: number,
+  ): Promise<import('./checkpoint/header_table').NativeHeaderColumns | null>;
+  safetensorsDTypes(): string[];
   cudaEmulator?: NativeCudaEmulator;
 }
 

@@ -172,3 +172,33 @@ describe('copyBandwidth()', () => {
     expect(() => copyBandwidth({ bytes: 4096, iterations: 1, device: 'cuda' })).toThrow(/not usable/);
   });
 });
+
+describe('checkpoint benchmark (bench/checkpoint.mjs --scale 0.0005 --json)', () => {
+  it('runs save, load and background save of both models and reports finite figures', () => {
+    const r = spawnSync(process.execPath, ['--expose-gc', 'bench/checkpoint.mjs', '--scale', '0.0005', '--json'], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.results.map((x: { model: string }) => x.model)).toEqual(['large', 'many']);
+    expect(out.rows.map((x: { op: string }) => x.op)).toEqual([
+      'save',
+      'load',
+      'background save',
+      'save',
+      'load',
+      'background save',
+    ]);
+    for (const row of out.rows) {
+      for (const key of ['bytes', 'seconds', 'GBps', 'ofDisk', 'gapMs'])
+        expectPositive(row[key], `${row.model} ${row.op} ${key}`);
+      expect(Number.isFinite(row.peakRssMiB), `${row.model} ${row.op} peak RSS`).toBe(true);
+    }
+    for (const m of out.results) {
+      expectPositive(m.disk.writeGBps, `${m.model} disk write`);
+      expectPositive(m.disk.readGBps, `${m.model} disk read`);
+    }
+  }, 120_000);
+});

@@ -4,7 +4,8 @@
 // and bad files and bad calls, each rejected with a CheckpointError (or TypeError for a bad
 // call) that names the file and the problem, leaving params, optimizer, scheduler and scaler
 // exactly as they were.
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { crc32 as zlibCrc32 } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,6 +13,7 @@ import * as lib from '../src/index';
 import {
   AdamW,
   CheckpointError,
+  FusedOptimizer,
   Lion,
   Parameter,
   SafetensorsFile,
@@ -20,9 +22,17 @@ import {
   readSafetensors,
   saveCheckpoint,
 } from '../src/index';
-import { crc32, crcHex } from '../src/checkpoint/crc32';
 import { temporaryPathFor } from '../src/checkpoint/atomic';
-import { bytesOf, editHeader, joinFile, splitFile, tempDir } from './support/checkpoint_files';
+import {
+  bytesOf,
+  editHeader,
+  fullManifest,
+  joinFile,
+  resealHeader,
+  setFullManifest,
+  splitFile,
+  tempDir,
+} from './support/checkpoint_files';
 import type * as ModelTypes from './support/checkpoint_model.cjs';
 
 const model = createRequire(__filename)('./support/checkpoint_model.cjs') as typeof ModelTypes;
@@ -49,19 +59,20 @@ class ToyScaler {
   }
 }
 
-/** Rewrites the manifest of a checkpoint (and its CRC), keeping the file otherwise valid. */
+const hex = (crc: number) => crc.toString(16).padStart(8, '0');
+
+/** Rewrites the manifest of a checkpoint and reseals its header CRC, keeping the file otherwise valid. */
 function editManifest(file: string, edit: (manifest: Record<string, any>) => void, out: string): void {
   editHeader(
     file,
     (h) => {
-      const m = JSON.parse(h.__metadata__['fused_optim.manifest']);
+      const m = fullManifest(h.__metadata__);
       edit(m);
-      const text = JSON.stringify(m);
-      h.__metadata__['fused_optim.manifest'] = text;
-      h.__metadata__['fused_optim.manifest_crc32'] = crcHex(crc32(Buffer.from(text)));
+      setFullManifest(h.__metadata__, m);
     },
     out,
   );
+  resealHeader(out);
 }
 
 function everything(m: ModelTypes.Model, scaler?: ToyScaler) {
@@ -165,29 +176,16 @@ describe('the file', () => {
     });
     const { tensors, metadata } = await readSafetensors(file);
     expect(metadata.format).toBe('fused-optim/checkpoint');
-    expect(metadata.format_version).toBe('1');
-    const manifest = JSON.parse(metadata['fused_optim.manifest']);
-    expect(metadata['fused_optim.manifest_crc32']).toBe(crcHex(crc32(Buffer.from(metadata['fused_optim.manifest']))));
-    expect(Object.keys(tensors).sort()).toEqual(
-      [
-        'param.encoder.layers.0.attention.weight',
-        'param.encoder.layers.1.output.bias',
-        'param.embeddings.word_embeddings.weight',
-        'param.head.late.weight',
-        'optimizer.state.encoder.layers.0.attention.weight.exp_avg',
-        'optimizer.state.encoder.layers.0.attention.weight.exp_avg_sq',
-        'optimizer.state.encoder.layers.0.attention.weight.max_exp_avg_sq',
-        'optimizer.state.encoder.layers.0.attention.weight.master',
-        'optimizer.state.embeddings.word_embeddings.weight.exp_avg',
-        'optimizer.state.embeddings.word_embeddings.weight.exp_avg_sq',
-        'optimizer.state.embeddings.word_embeddings.weight.max_exp_avg_sq',
-        'optimizer.state.embeddings.word_embeddings.weight.master',
-        'optimizer.state.encoder.layers.1.output.bias.exp_avg',
-        'optimizer.state.encoder.layers.1.output.bias.exp_avg_sq',
-        'optimizer.state.encoder.layers.1.output.bias.master',
-        'extra.ids',
-      ].sort(),
-    );
+    expect(metadata.format_version).toBe('2');
+    const manifest = fullManifest(metadata);
+    // The header's CRC, over the whole header with its own digits as zeros.
+    const bytes = readFileSync(file);
+    const headerEnd = 8 + Number(bytes.readBigUInt64LE(0));
+    const sealed = Buffer.from(bytes.subarray(0, headerEnd));
+    const at = sealed.indexOf(metadata['fused_optim.header_crc32']);
+    expect(sealed.toString('latin1', 8, at)).toBe('{"__metadata__":{"fused_optim.header_crc32":"');
+    sealed.write('00000000', at, 'latin1');
+    expect(metadata['fused_optim.header_crc32']).toBe(hex(zlibCrc32(sealed)));
     const w = tensors['param.encoder.layers.0.attention.weight'];
     expect(w).toMatchObject({ dtype: 'BF16', shape: [37, 3] });
     expect(Array.from(w.data as Uint16Array)).toEqual(Array.from(m.params[0].data.toBits()));
@@ -196,8 +194,12 @@ describe('the file', () => {
       Array.from(tensors['optimizer.state.encoder.layers.0.attention.weight.master'].data as Float32Array),
     ).toEqual(Array.from(sd.state[0].master as Float32Array));
     expect(tensors['extra.ids'].dtype).toBe('I32');
-    for (const [name, t] of Object.entries(tensors))
-      expect(manifest.tensors[name].crc32, name).toBe(crcHex(crc32(bytesOf(t.data))));
+    // One CRC per tensor, in file order.
+    const f0 = await SafetensorsFile.open(file);
+    const crcs = f0.names.map((name) => hex(zlibCrc32(bytesOf(tensors[name].data))));
+    await f0.close();
+    expect(metadata['fused_optim.tensor_crc32']).toBe(crcs.join(''));
+    expect(manifest).not.toHaveProperty('tensors');
     expect(manifest.optimizer.class).toBe('AdamW');
     expect(manifest.optimizer.param_groups[0].param_names).toEqual([
       'encoder.layers.0.attention.weight',
@@ -223,17 +225,43 @@ describe('the file', () => {
     await f.close();
   });
 
-  it('streams params: each is fetched from its tensor only when its turn comes, in file order', async () => {
+  it('streams params and state from native memory: no host copy of a tensor, no stateDict()', async () => {
     const m = build(lib, { kind: 'AdamW', dtype: 'float16' });
     m.train(0, 2);
-    const log: string[] = [];
-    for (const p of m.params) {
-      const original = p.data.toBits.bind(p.data);
-      Object.defineProperty(p.data, 'toBits', { value: () => (log.push(p.name), original()), configurable: true });
+    const copies: string[] = [];
+    const restore: Array<() => void> = [];
+    const spy = (o: object, method: string, what: string) => {
+      const original = (o as Record<string, (...a: unknown[]) => unknown>)[method];
+      Object.defineProperty(o, method, {
+        value: function (this: unknown, ...a: unknown[]) {
+          copies.push(what);
+          return original.apply(this, a);
+        },
+        configurable: true,
+        writable: true,
+      });
+      restore.push(() => Object.defineProperty(o, method, { value: original, configurable: true, writable: true }));
+    };
+    const b = build(lib, { kind: 'AdamW', dtype: 'float16', init: 4 });
+    for (const x of [m, b]) {
+      for (const p of x.params) {
+        spy(p.data, 'toBits', `toBits ${p.name}`);
+        spy(p.data, 'toFloat32Array', `toFloat32Array ${p.name}`);
+        spy(p.data, 'copyFrom', `copyFrom ${p.name}`);
+      }
     }
+    // On the prototype: an override on the instance would be a subclass's own state dict.
+    spy(FusedOptimizer.prototype, 'stateDict', 'stateDict');
+    spy(FusedOptimizer.prototype, 'loadStateDict', 'loadStateDict');
     const file = tmp();
-    await saveCheckpoint(file, { params: m.params, optimizer: m.opt });
-    expect(log).toEqual(m.params.map((p) => p.name));
+    try {
+      await saveCheckpoint(file, { params: m.params, optimizer: m.opt });
+      await loadCheckpoint(file, { params: b.params, optimizer: b.opt });
+    } finally {
+      for (const r of restore.reverse()) r();
+    }
+    expect(copies).toEqual([]);
+    expect(fingerprint(b)).toEqual(fingerprint(m));
     const f = await SafetensorsFile.open(file);
     expect(f.names.filter((n) => n.startsWith('param.'))).toEqual(m.params.map((p) => `param.${p.name}`));
     await f.close();
@@ -328,17 +356,66 @@ describe('the file', () => {
     expect(b.rng).toEqual({ seed: 7, counter: 2 ** 40 + 3 });
   });
 
-  it('a step while the file is written fails the save and keeps the previous file', async () => {
-    const m = build(lib, { kind: 'AdamW', dtype: 'float32' });
+  it('a step, a state change or a param write during a save is refused; the save writes the state it started with', async () => {
+    const m = build(lib, { kind: 'AdamW', dtype: 'float32', scale: 1000 }); // 1.1M params: a save of a few ms
     m.train(0, 2);
+    const before = fingerprint(m);
+    const sd = m.opt.stateDict();
     const file = tmp();
-    await saveCheckpoint(file, { params: m.params, optimizer: m.opt, extra: { v: 1 } });
-    const before = readFileSync(file);
-    const saving = saveCheckpoint(file, { params: m.params, optimizer: m.opt, extra: { v: 2 } });
-    m.train(2, 3); // not awaited: a mistake the save detects
-    await expect(saving).rejects.toThrow(/the optimizer stepped while the checkpoint was being written/);
-    expect(Buffer.compare(readFileSync(file), before)).toBe(0);
-    expect(readdirSync(dir).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    let done = false;
+    const saving = saveCheckpoint(file, { params: m.params, optimizer: m.opt, extra: { v: 2 } }).finally(
+      () => (done = true),
+    );
+    // Reloading the same dict changes nothing when it is allowed: poll with it until the
+    // save holds the optimizer, then try the rest in the same synchronous block.
+    let refused: unknown;
+    while (!done && !refused) {
+      try {
+        m.opt.loadStateDict(sd);
+      } catch (e) {
+        refused = e;
+        expect(() => m.opt.step()).toThrow(
+          /cannot step while a checkpoint save or load is reading or writing this optimizer/,
+        );
+        expect(() => m.params[0].data.copyFrom(new Float32Array(m.params[0].data.numel))).toThrow(/in use/);
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    await saving;
+    expect(String(refused)).toMatch(/cannot load optimizer state while a checkpoint save or load/);
+    expect(fingerprint(m)).toEqual(before);
+    const b = build(lib, { kind: 'AdamW', dtype: 'float32', scale: 1000, init: 7 });
+    expect(await loadCheckpoint(file, { params: b.params, optimizer: b.opt })).toEqual({ v: 2 });
+    expect(fingerprint(b)).toEqual(before);
+    m.train(2, 3); // and it steps again once the save is done
+  });
+
+  it('saveCheckpoint and loadCheckpoint while a stepAsync() runs: a CheckpointError naming the file', async () => {
+    const m = build(lib, { kind: 'AdamW', dtype: 'float32' });
+    m.train(0, 1);
+    const file = tmp();
+    m.grads(1);
+    const stepping = m.opt.stepAsync();
+    const e = await saveCheckpoint(file, { params: m.params, optimizer: m.opt }).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    await stepping;
+    expect(e).toBeInstanceOf(CheckpointError);
+    expect((e as CheckpointError).code).toBe('Busy');
+    expect((e as CheckpointError).file).toBe(file);
+    expect((e as Error).message).toMatch(
+      /^saveCheckpoint: .*: a stepAsync\(\) is running: await it before saving or loading/,
+    );
+    expect(existsSync(file)).toBe(false);
+    await saveCheckpoint(file, { params: m.params, optimizer: m.opt });
+    const stepping2 = m.opt.stepAsync();
+    const e2 = await loadCheckpoint(file, { params: m.params, optimizer: m.opt }).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    await stepping2;
+    expect((e2 as CheckpointError).code).toBe('Busy');
   });
 
   it("a successful save removes temporary files that dead processes of this host left, and keeps live ones'", async () => {
@@ -393,7 +470,7 @@ describe('by name, strict, and the checks before anything changes', () => {
       expect(err.message.startsWith(`loadCheckpoint: ${file}: `)).toBe(true);
     }
     expect(everything(b, scaler), String(message)).toEqual(before);
-    return err as Error;
+    return err as CheckpointError;
   }
 
   it('a missing file, an empty file, a truncated file, a foreign file', async () => {
@@ -454,28 +531,40 @@ describe('by name, strict, and the checks before anything changes', () => {
       writeFileSync(t, flipped);
       await rejects(t, /fails its checksum \(stored crc32 [0-9a-f]{8}, computed [0-9a-f]{8}\): the file is corrupt/);
     }
-    // A digit of a hyperparameter inside the manifest: valid JSON, caught by its CRC.
+    // A digit of a hyperparameter inside the manifest: valid JSON, caught by the header's CRC.
     const t = tmp();
     writeFileSync(t, joinFile(headerText.replace('\\"weight_decay\\":0.1', '\\"weight_decay\\":0.3'), data));
-    await rejects(t, /the manifest fails its checksum/);
-    // A tensor's dtype in the header, consistent with the manifest? No: caught by the cross-check.
+    expect((await rejects(t, /the header fails its checksum/)).code).toBe('ChecksumMismatch');
+    // A tensor's dtype in the header (a consistent header otherwise): caught by the header's CRC,
+    // and when resealed (a tool that rewrote the header), by what the optimizer accepts.
     const t2 = tmp();
+    const name = 'optimizer.state.encoder.layers.1.output.bias.exp_avg';
+    editHeader(file, (h) => (h[name].dtype = 'I32'), t2);
+    await rejects(t2, /the header fails its checksum/);
+    resealHeader(t2);
+    expect((await rejects(t2, /is I32; optimizer state must be a float type/)).code).toBe('OptimizerMismatch');
+    // A flipped digit in the list of tensor CRCs.
+    const t3 = tmp();
     editHeader(
       file,
-      (h) => {
-        const name = 'optimizer.state.encoder.layers.1.output.bias.exp_avg';
-        h[name].dtype = 'I32';
-      },
-      t2,
+      (h) => (h.__metadata__['fused_optim.tensor_crc32'] = '0' + h.__metadata__['fused_optim.tensor_crc32'].slice(1)),
+      t3,
     );
-    await rejects(t2, /is I32 \[5\] in the header but F32 \[5\] in the manifest/);
+    resealHeader(t3);
+    await rejects(t3, /fails its checksum \(stored crc32 0/);
+    // A header rewritten with its keys in another order.
+    const t4 = tmp();
+    editHeader(file, (h) => (h.__metadata__ = { format: h.__metadata__.format, ...h.__metadata__ }), t4);
+    await rejects(t4, /header_crc32 is missing or not where fused-optim writes it/);
   });
 
   it('a checkpoint format from a newer version, and a file without the manifest', async () => {
     const { file } = await saved();
     const t = tmp();
-    editHeader(file, (h) => (h.__metadata__.format_version = '2'), t);
-    await rejects(t, /format version 2, by a newer fused-optim; this version reads version 1/);
+    editHeader(file, (h) => (h.__metadata__.format_version = '3'), t);
+    expect(
+      (await rejects(t, /format version 3, by a newer fused-optim; this version reads versions 1 to 2/)).code,
+    ).toBe('UnsupportedVersion');
     const t2 = tmp();
     editHeader(file, (h) => delete h.__metadata__['fused_optim.manifest'], t2);
     await rejects(t2, /no fused_optim\.manifest/);

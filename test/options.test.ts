@@ -192,10 +192,10 @@ describe('checkpoint options', () => {
   it('saveCheckpoint and loadCheckpoint reject unknown keys before touching the file', async () => {
     const params = [param('w')];
     await expect(saveCheckpoint('/nonexistent-dir/x.ckpt', { params, sheduler: undefined } as never)).rejects.toThrow(
-      /saveCheckpoint: options: unknown option 'sheduler' \(did you mean 'scheduler'\?\)/,
+      /saveCheckpoint: state: unknown option 'sheduler' \(did you mean 'scheduler'\?\)/,
     );
     await expect(loadCheckpoint('/nonexistent-dir/x.ckpt', { params, strict_: false } as never)).rejects.toThrow(
-      /loadCheckpoint: options: unknown option 'strict_' \(did you mean 'strict'\?\)/,
+      /loadCheckpoint: targets: unknown option 'strict_' \(did you mean 'strict'\?\)/,
     );
   });
 });

@@ -9,6 +9,7 @@ import * as zlib from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MAX_HEADER_BYTES, SafetensorsError, SafetensorsFile, readSafetensors, writeSafetensors } from '../src/index';
 import { crc32 } from '../src/checkpoint/crc32';
+import { native } from '../src/native';
 import { bf16BitsToFloat32, f16BitsToFloat32, halfToFloat32Bits } from '../src/checkpoint/half';
 import { findDuplicateKey } from '../src/checkpoint/safetensors';
 import { bytesOf, joinFile, splitFile, tempDir } from './support/checkpoint_files';
@@ -389,7 +390,18 @@ describe('reader rejects malformed files, naming the file and the problem', () =
   });
 });
 
-describe('crc32', () => {
+describe('crc32 (native: carry-less multiplication folding where the CPU has it)', () => {
+  it('matches zlib for every length up to 300 at every alignment, and its method is reported', () => {
+    const z = (zlib as unknown as { crc32(b: Uint8Array): number }).crc32;
+    const data = new Uint8Array(400).map((_, i) => (i * 2246822519) >>> 24);
+    for (let offset = 0; offset < 16; offset++)
+      for (let n = 0; n <= 300; n++) {
+        const piece = data.subarray(offset, offset + n);
+        if (crc32(piece) !== z(piece)) throw new Error(`length ${n} at offset ${offset}`);
+      }
+    expect(['pclmul', 'table']).toContain(native().crc32Method());
+  });
+
   it('matches the standard check value and zlib for any chunking', () => {
     expect(crc32(Buffer.from('123456789')).toString(16)).toBe('cbf43926');
     expect(crc32(new Uint8Array(0))).toBe(0);

@@ -9,10 +9,11 @@ import { AdamW, Parameter, Tensor } from '../src/index';
 describe('an optimizer of 200,000 tiny params', () => {
   it('is built, stepped and extended by addParamGroup, and still refuses a duplicate', () => {
     const n = 200_000;
-    const grad = Tensor.from([0.5, -0.5], { device: 'cpu' });
+    // A grad each: one tensor as the grad of many params is refused (a GPU would read it
+    // while another block unscales or clips it).
     const params = Array.from({ length: n }, (_, i) => {
       const p = new Parameter(Tensor.from([i / n, 1], { device: 'cpu' }), { name: `p${i}` });
-      p.grad = grad;
+      p.grad = Tensor.from([0.5, -0.5], { device: 'cpu' });
       return p;
     });
     const half = n / 2;

@@ -115,7 +115,7 @@ describe('applyGradients', () => {
     );
     const ints = tf.zeros([4], 'int32');
     expectRefused(s, bad(b.name, ints), /grad of variable 'apply_dense0\/bias' has dtype int32; it must be float32/);
-    expectRefused(s, bad(b.name, new Float32Array(4)), /must be a tf.Tensor, got an object/);
+    expectRefused(s, bad(b.name, new Float32Array(4)), /must be a tf.Tensor, got a Float32Array of 4 elements/);
     const disposed = tf.zeros([4]);
     disposed.dispose();
     expectRefused(s, bad(b.name, disposed), /'apply_dense0\/bias' has been disposed/);

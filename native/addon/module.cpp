@@ -8,6 +8,7 @@
 #include "../cpu/copy_bandwidth.h"
 #include "../cpu/thread_pool.h"
 #include "../cuda/cuda_backend.h"
+#include "checkpoint_wrap.h"
 #include "emulator_wrap.h"
 #include "addon.h"
 #include "args.h"
@@ -96,6 +97,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   exports.Set("LionHandle", OptimizerWrap<fo::LionAlgo>::define(env, "LionHandle"));
   exports.Set("nativeInfo", Napi::Function::New(env, native_info));
   register_grad_ops(env, exports);
+  register_checkpoint_io(env, exports);
   exports.Set("copyBandwidth", Napi::Function::New(env, copy_bandwidth));
   register_emulator(env, exports);
   // Runs before Node-API finalizes this environment's objects (hooks run in reverse order of

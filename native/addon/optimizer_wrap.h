@@ -13,6 +13,7 @@
 #include "../core/engine.h"
 #include "addon.h"
 #include "args.h"
+#include "optimizer_checkpoint.h"
 #include "js_errors.h"
 #include "tensor_wrap.h"
 
@@ -44,6 +45,14 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
                                  Base::InstanceAccessor("cudaStream", &OptimizerWrap::cuda_stream, nullptr),
                                  Base::InstanceMethod("getRng", &OptimizerWrap::get_rng),
                                  Base::InstanceMethod("setRng", &OptimizerWrap::set_rng),
+                                 Base::InstanceMethod("checkpointBegin", &OptimizerWrap::checkpoint_begin),
+                                 Base::InstanceMethod("checkpointEnd", &OptimizerWrap::checkpoint_end),
+                                 Base::InstanceMethod("checkpointBufferNames", &OptimizerWrap::checkpoint_names),
+                                 Base::InstanceMethod("checkpointStates", &OptimizerWrap::checkpoint_states),
+                                 Base::InstanceMethod("checkpointStage", &OptimizerWrap::checkpoint_stage),
+                                 Base::InstanceMethod("checkpointCommit", &OptimizerWrap::checkpoint_commit),
+                                 Base::InstanceMethod("checkpointAbort", &OptimizerWrap::checkpoint_abort),
+                                 Base::InstanceMethod("checkpointReset", &OptimizerWrap::checkpoint_reset),
                                  Base::InstanceMethod("dispose", &OptimizerWrap::dispose),
                                  Base::InstanceAccessor("disposed", &OptimizerWrap::disposed, nullptr),
                                  Base::InstanceAccessor("memoryBytes", &OptimizerWrap::memory_bytes, nullptr),
@@ -309,8 +318,8 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       Napi::Object o = Napi::Object::New(env);
       o.Set("step", Napi::Number::New(env, double(st.step)));
       for (int k = 0; k < Algo::kStates; ++k)
-        if (!st.states[k].empty()) o.Set(Algo::state_name(k), to_js(env, st.states[k]));
-      if (!st.master.empty()) o.Set("master", to_js(env, st.master));
+        if (st.present[k]) o.Set(Algo::state_name(k), to_js(env, st.states[k]));
+      if (st.has_master) o.Set("master", to_js(env, st.master));
       return o;
     });
   }
@@ -323,8 +332,13 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       typename EngineT::ParamState st;
       st.step = args::integer(o.Get("step"), "state.step", 0);
       st.has_state = true;
-      for (int k = 0; k < Algo::kStates; ++k) st.states[k] = from_js(o, Algo::state_name(k), Algo::state_required(k));
+      auto given = [&](const char* key) { return !o.Get(key).IsUndefined() && !o.Get(key).IsNull(); };
+      for (int k = 0; k < Algo::kStates; ++k) {
+        st.states[k] = from_js(o, Algo::state_name(k), Algo::state_required(k));
+        st.present[k] = given(Algo::state_name(k));
+      }
       st.master = from_js(o, "master", false);
+      st.has_master = given("master");
       engine().set_state(index, st);
       report_memory();
     });
@@ -344,6 +358,35 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
     guarded(info.Env(), [&] {
       engine().set_rng(uint64_t(args::integer(info[0], "seed", 0)), uint64_t(args::integer(info[1], "counter", 0)));
     });
+  }
+
+  // ---- Checkpoints: optimizer_checkpoint.h.
+  void checkpoint_begin(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] { engine().begin_checkpoint_io(); });
+  }
+  void checkpoint_end(const Napi::CallbackInfo&) { engine_->end_checkpoint_io(); }
+  Napi::Value checkpoint_names(const Napi::CallbackInfo& info) { return checkpoint::buffer_names<Algo>(info.Env()); }
+  Napi::Value checkpoint_states(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] { return checkpoint::states(info.Env(), engine()); });
+  }
+  Napi::Value checkpoint_stage(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] {
+      auto staged = checkpoint::stage(info, engine());
+      report_memory();
+      return staged;
+    });
+  }
+  void checkpoint_commit(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] {
+      checkpoint::commit(info, engine());
+      report_memory();
+    });
+  }
+  void checkpoint_abort(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] { checkpoint::abort(info, engine()); });
+  }
+  void checkpoint_reset(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] { checkpoint::reset(info, engine()); });
   }
 
   // waitFor(event: bigint): later steps wait for a cudaEvent_t of the caller's.

@@ -68,6 +68,9 @@ class Engine {
     bool has_state = false;
     std::vector<float> states[kStates];
     std::vector<float> master;
+    // Which buffers are given (a param with 0 elements has empty ones that are still there).
+    bool present[kStates] = {};
+    bool has_master = false;
   };
 
   explicit Engine(Device device) : device_(device) {
@@ -201,6 +204,7 @@ class Engine {
   std::unique_ptr<PreparedStep> prepare(const std::vector<Hyper>& groups, bool for_async,
                                         const StepControl& control = StepControl{}) {
     if (busy_) throw std::runtime_error("a stepAsync() is still running: await it before stepping again");
+    check_no_checkpoint_io("step");
     check_usable();
     check_control(control);
     validate(groups);
@@ -289,6 +293,7 @@ class Engine {
   uint64_t rng_counter() const { return rng_counter_; }
   void set_rng(uint64_t seed, uint64_t counter) {
     if (busy_) throw std::runtime_error("cannot change the rounding seed while stepAsync() is running");
+    check_no_checkpoint_io("change the rounding seed");
     rng_seed_ = seed;
     rng_counter_ = counter;
   }
@@ -358,8 +363,12 @@ class Engine {
     st.has_state = p.step > 0 && p.states[0];
     if (!st.has_state) return st;
     const int64_t n = p.data->numel;
-    for (int k = 0; k < kStates; ++k) st.states[k] = read_floats(p.states[k], n);
+    for (int k = 0; k < kStates; ++k) {
+      st.states[k] = read_floats(p.states[k], n);
+      st.present[k] = p.states[k] != nullptr;
+    }
     st.master = read_floats(p.master, n);
+    st.has_master = p.master != nullptr;
     return st;
   }
 
@@ -370,17 +379,18 @@ class Engine {
     check_index(index);
     if (busy_) throw std::runtime_error("cannot load optimizer state while stepAsync() is running");
     Param& p = params_[size_t(index)];
+    check_no_checkpoint_io("load optimizer state");
     check_state(p, st);
     synchronize();
     const int64_t n = p.data->numel;
     for (int k = 0; k < kStates; ++k) {
-      if (st.states[k].empty()) continue;
+      if (!st.present[k]) continue;
       if (!p.states[k]) p.states[k] = new_state_buffer(n);
       write_floats(p.states[k], st.states[k]);
     }
     if (p.options.master_weights) {
       if (!p.master) p.master = new_state_buffer(n);
-      if (!st.master.empty()) {
+      if (st.has_master) {
         write_floats(p.master, st.master);
         write_float32(*p.data, st.master.data());  // the param is the master, rounded
         p.master_version = p.data->storage->version();
@@ -398,7 +408,119 @@ class Engine {
     check_state(params_[size_t(index)], st);
   }
 
+  // ---- Checkpoint I/O (native/checkpoint, src/checkpoint): a param's buffers without host
+  // copies, so state streams between memory and files tensor by tensor.
+  struct StateBuffers {
+    int64_t step = 0;
+    bool has_state = false;
+    std::shared_ptr<Storage> states[kStates];
+    std::shared_ptr<Storage> master;
+    // stage_load: created for the load (not yet the optimizer's, so they may be filled while
+    // the file is still being checked).
+    bool fresh[kStates] = {};
+    bool fresh_master = false;
+  };
+
+  // While a checkpoint reads or writes this optimizer's buffers (counted), steps and state
+  // changes are refused.
+  void begin_checkpoint_io() {
+    if (busy_) throw std::runtime_error("a stepAsync() is running: await it before saving or loading a checkpoint");
+    ++checkpoint_io_;
+  }
+  void end_checkpoint_io() {
+    if (checkpoint_io_ > 0) --checkpoint_io_;
+  }
+
+  // The buffers a save writes (call synchronize() first). A master whose half param was
+  // written since the last step is re-synced from it first, as the next step would do (and
+  // metrics() does), so the file holds what the next step would use.
+  StateBuffers state_buffers(int index) {
+    check_index(index);
+    Param& p = params_[size_t(index)];
+    check_usable();  // a broken state must not be saved
+    StateBuffers b;
+    b.step = p.step;
+    b.has_state = p.step > 0 && p.states[0];
+    if (!b.has_state) return b;
+    if (p.master && p.master_version != p.data->storage->version()) sync_master_from_param(p);
+    for (int k = 0; k < kStates; ++k) b.states[k] = p.states[k];
+    b.master = p.master;
+    return b;
+  }
+
+  // A load in three parts. stage_load returns the buffers to read into: the param's own, or
+  // new zero-filled ones held aside (the optimizer is unchanged until commit_load).
+  StateBuffers stage_load(int index, const bool (&states)[kStates], bool master) {
+    check_index(index);
+    Param& p = params_[size_t(index)];
+    if (master && !p.options.master_weights)
+      throw RangeError("state of param '" + p.name + "': only half params with master weights have a master");
+    const int64_t n = p.data->numel;
+    StateBuffers b;
+    for (int k = 0; k < kStates; ++k) {
+      if (!states[k]) continue;
+      if (!p.states[k] && !p.staged_states[k]) p.staged_states[k] = new_state_buffer(n);
+      b.states[k] = p.states[k] ? p.states[k] : p.staged_states[k];
+      b.fresh[k] = !p.states[k];
+    }
+    if (master) {
+      if (!p.master && !p.staged_master) p.staged_master = new_state_buffer(n);
+      b.master = p.master ? p.master : p.staged_master;
+      b.fresh_master = !p.master;
+    }
+    return b;
+  }
+
+  // Attaches the staged buffers and sets the step count. param_loaded: the half param was
+  // read from the file as well, so a loaded master and the param agree; otherwise the param
+  // is rounded from the loaded master. A half param with master weights and no saved master
+  // re-seeds its master from its value.
+  void commit_load(int index, int64_t step, bool master_loaded, bool param_loaded) {
+    check_index(index);
+    Param& p = params_[size_t(index)];
+    if (step < 0) throw RangeError("state of param '" + p.name + "': step must be >= 0");
+    for (int k = 0; k < kStates; ++k)
+      if (p.staged_states[k]) p.states[k] = std::move(p.staged_states[k]);
+    if (p.staged_master) p.master = std::move(p.staged_master);
+    if (p.options.master_weights) {
+      if (!p.master) p.master = new_state_buffer(p.data->numel);
+      if (!master_loaded) {
+        sync_master_from_param(p);
+      } else if (!param_loaded) {
+        const std::vector<float> values = read_floats(p.master, p.data->numel);
+        write_float32(*p.data, values.data());
+      }
+      p.master_version = p.data->storage->version();
+    }
+    p.step = step;
+    broken_.clear();  // a checkpoint load commits or resets every param (src/checkpoint/load.ts)
+  }
+
+  // Drops the buffers stage_load created (a failed or abandoned load).
+  void abort_load(int index) {
+    check_index(index);
+    Param& p = params_[size_t(index)];
+    for (auto& s : p.staged_states) s.reset();
+    p.staged_master.reset();
+  }
+
+  // A param the loaded state has nothing for starts afresh, as in torch: no state buffers,
+  // step 0 (a master is re-seeded from the param at its next step).
+  void reset_state(int index) {
+    check_index(index);
+    Param& p = params_[size_t(index)];
+    for (auto& s : p.states) s.reset();
+    p.step = 0;
+    broken_.clear();
+  }
+
  private:
+  void check_no_checkpoint_io(const char* what) const {
+    if (checkpoint_io_ > 0)
+      throw std::runtime_error(std::string("cannot ") + what +
+                               " while a checkpoint save or load is reading or writing this optimizer: await it first");
+  }
+
   struct Param {
     std::shared_ptr<Tensor> data;
     std::shared_ptr<Tensor> grad;
@@ -411,6 +533,8 @@ class Engine {
     uint64_t master_version = 0;    // data's version when the master was last synced
     std::shared_ptr<Storage> rows;  // row-sparse grad: the rows it updates (on the device)
     int64_t row_count = 0, row_width = 0;
+    std::shared_ptr<Storage> staged_states[kStates];  // a checkpoint load's new buffers
+    std::shared_ptr<Storage> staged_master;
   };
 
   void check_usable() const {
@@ -673,12 +797,13 @@ class Engine {
     if (st.step < 0) throw RangeError(who + ": step must be >= 0");
     for (int k = 0; k < kStates; ++k) {
       const size_t len = st.states[k].size();
-      if (len == 0 && !Algo::state_required(k)) continue;
+      if (!st.present[k] && !Algo::state_required(k)) continue;
+      if (!st.present[k]) throw RangeError(who + ": " + Algo::state_name(k) + " is missing");
       if (len != n)
         throw RangeError(who + ": " + Algo::state_name(k) + " has " + std::to_string(len) +
                          " elements; the param has " + std::to_string(n) + " elements");
     }
-    if (!st.master.empty() && (st.master.size() != n || !p.options.master_weights))
+    if (st.has_master && (st.master.size() != n || !p.options.master_weights))
       throw RangeError(who + ": master must have " + std::to_string(n) +
                        " elements, and only half params with master weights have one");
     p.data->storage->data(("param '" + p.name + "' data").c_str());
@@ -762,7 +887,8 @@ class Engine {
   int64_t plan_uploads_ = 0;
   uint64_t rng_seed_ = 0;
   uint64_t rng_counter_ = 0;
-  bool busy_ = false;  // an asynchronous step is running on another thread
+  bool busy_ = false;      // an asynchronous step is running on another thread
+  int checkpoint_io_ = 0;  // checkpoint transfers using this optimizer's buffers
   bool lazy_mode_ = false;
   typename Algo::CpuRunner cpu_;
   std::unique_ptr<typename Algo::CudaLauncher> cuda_;

@@ -85,7 +85,9 @@ void Storage::unpin() {
 
 void Storage::check_not_in_use() {
   std::lock_guard<std::mutex> lock(pin_mutex_);
-  if (pins_ > 0) throw std::runtime_error("the tensor is in use by a running stepAsync(); await it first");
+  if (pins_ > 0)
+    throw std::runtime_error(
+        "the tensor is in use by a running stepAsync() or checkpoint save or load; await it first");
 }
 
 void Storage::free_memory() {

@@ -54,6 +54,31 @@ DeviceAllocation device_allocation(const void* ptr);
 // dst[i] = float(src[i]) for n elements of dtype src_dtype, on device, synchronous.
 void convert_to_float32(float* dst, const void* src, DType src_dtype, int64_t n);
 
+// Checkpoint staging (native/checkpoint/transfer.cpp): page-locked host buffers and a stream
+// whose copies overlap the file reads and writes. Its copies follow all device work queued
+// before it was created (on the legacy default stream and every blocking stream).
+void* alloc_pinned(size_t bytes);  // cudaHostAlloc
+void free_pinned(void* ptr) noexcept;
+class CopyStream {
+ public:
+  CopyStream();
+  ~CopyStream();
+  CopyStream(const CopyStream&) = delete;
+  CopyStream& operator=(const CopyStream&) = delete;
+  // Queued; they return at once.
+  void device_to_host(void* dst, const void* src, size_t bytes);
+  void host_to_device(void* dst, const void* src, size_t bytes);
+  // mark(slot) records the point after the copies queued so far; wait(slot) blocks until
+  // they are done (slot 0 or 1: one per staging buffer). wait_all() waits for everything.
+  void mark(int slot);
+  void wait(int slot);
+  void wait_all();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // The optional pass over an optimizer's grads before its step (GradScaler, gradient
 // clipping), on the launcher's stream. Its results stay on the device for the next
 // launch(..., use_prepass = true): found_inf makes that launch change nothing, and each

@@ -36,6 +36,17 @@ void zero(void*, size_t) { not_compiled("zero"); }
 DeviceAllocation device_allocation(const void*) { not_compiled("device_allocation"); }
 void convert_to_float32(float*, const void*, DType, int64_t) { not_compiled("convert_to_float32"); }
 
+void* alloc_pinned(size_t) { not_compiled("alloc_pinned"); }
+void free_pinned(void*) noexcept {}
+struct CopyStream::Impl {};
+CopyStream::CopyStream() { not_compiled("CopyStream"); }
+CopyStream::~CopyStream() = default;
+void CopyStream::device_to_host(void*, const void*, size_t) { not_compiled("CopyStream::device_to_host"); }
+void CopyStream::host_to_device(void*, const void*, size_t) { not_compiled("CopyStream::host_to_device"); }
+void CopyStream::mark(int) { not_compiled("CopyStream::mark"); }
+void CopyStream::wait(int) { not_compiled("CopyStream::wait"); }
+void CopyStream::wait_all() { not_compiled("CopyStream::wait_all"); }
+
 void grad_norm_sums(const std::vector<GradRef>&, double, double*) { not_compiled("grad_norm_sums"); }
 void scale_grads(const std::vector<GradRef>&, float) { not_compiled("scale_grads"); }
 void clamp_grads(const std::vector<GradRef>&, float, float) { not_compiled("clamp_grads"); }

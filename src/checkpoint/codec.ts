@@ -6,14 +6,24 @@
 //   {"$number": "NaN" | "Infinity" | "-Infinity" | "-0"}
 //   {"$bigint": "<decimal>"}
 // and an object key that itself starts with "$" is written with one more "$" in front.
-import { type SafetensorsDType, type TensorData, dtypeOfData } from './safetensors';
+// Values nest at most MAX_DEPTH levels deep (deeper ones are refused with a TypeError, not
+// left to overflow the stack).
+import { NativeBuffer } from './native_io';
+import { type SafetensorsDType, type TensorData, dtypeOfData } from './safetensors_header';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** How deep values may nest in a state dict or `extra`. */
+export const MAX_DEPTH = 1000;
 
 export interface EncodedTensor {
   name: string;
   dtype: SafetensorsDType;
-  data: TensorData;
+  /** A typed array, or a tensor in native memory (an optimizer state buffer). */
+  source: TensorData | NativeBuffer;
+  byteLength: number;
+  numel: number;
+  shape: number[];
 }
 
 /** Collects the tensors of the values it encodes, under unique names. */
@@ -26,12 +36,21 @@ export class StateEncoder {
     this.#names = new Set(taken);
   }
 
+  /** Claims a tensor name (made unique) for a tensor the caller writes itself. */
+  reserve(name: string): string {
+    return this.#unique(name);
+  }
+
   /** Encodes `value`; `name` is the tensor-name prefix and `where` names it in errors. */
   encode(value: unknown, name: string, where: string): Json {
     return this.#encode(value, name, where, new Set()) ?? null;
   }
 
   #encode(value: unknown, name: string, where: string, stack: Set<object>): Json | undefined {
+    if (stack.size >= MAX_DEPTH)
+      throw new TypeError(
+        `${where.slice(0, 80)}... is nested more than ${MAX_DEPTH} levels deep (${describeType(value)} there), which a checkpoint cannot hold`,
+      );
     if (value === null || typeof value === 'boolean' || typeof value === 'string') return value;
     if (typeof value === 'number') {
       if (Number.isNaN(value)) return { $number: 'NaN' };
@@ -43,6 +62,18 @@ export class StateEncoder {
     if (typeof value === 'bigint') return { $bigint: value.toString() };
     if (value === undefined) return undefined;
     if (typeof value !== 'object') throw new TypeError(`${where} is a ${typeof value}, which a checkpoint cannot hold`);
+    if (value instanceof NativeBuffer) {
+      const tensorName = this.#unique(name);
+      this.tensors.push({
+        name: tensorName,
+        dtype: value.dtype,
+        source: value,
+        byteLength: value.byteLength,
+        numel: value.numel,
+        shape: [value.numel],
+      });
+      return { $tensor: tensorName };
+    }
     if (ArrayBuffer.isView(value)) {
       const dtype = dtypeOfData(value);
       if (dtype === undefined || value instanceof Uint8ClampedArray) {
@@ -51,7 +82,15 @@ export class StateEncoder {
         );
       }
       const tensorName = this.#unique(name);
-      this.tensors.push({ name: tensorName, dtype, data: value as TensorData });
+      const data = value as TensorData;
+      this.tensors.push({
+        name: tensorName,
+        dtype,
+        source: data,
+        byteLength: data.byteLength,
+        numel: data.length,
+        shape: [data.length],
+      });
       return { $tensor: tensorName };
     }
     if (stack.has(value)) throw new TypeError(`${where} refers to itself (a cycle), which a checkpoint cannot hold`);
@@ -85,9 +124,18 @@ export class StateEncoder {
   }
 }
 
+/** "a string", "an Array", "a Float32Array", "null": for messages. */
+function describeType(v: unknown): string {
+  if (v === null) return 'null';
+  const name = typeof v !== 'object' ? typeof v : ((v as object).constructor?.name ?? 'Object');
+  return /^[aeiouAEIOU]/.test(name) ? `an ${name}` : `a ${name}`;
+}
+
 /** Defines an own property (safe for keys such as "__proto__"). */
 function define(o: object, key: string, value: unknown): void {
-  Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
+  if (key === '__proto__')
+    Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
+  else (o as Record<string, unknown>)[key] = value;
 }
 
 /**
@@ -99,8 +147,18 @@ export function decodeState(
   where: string,
   resolve: (tensorName: string, where: string) => unknown,
 ): unknown {
+  return decode(json, where, resolve, 0);
+}
+
+function decode(
+  json: unknown,
+  where: string,
+  resolve: (tensorName: string, where: string) => unknown,
+  depth: number,
+): unknown {
+  if (depth > MAX_DEPTH) throw new Error(`${where.slice(0, 80)}... is nested more than ${MAX_DEPTH} levels deep`);
   if (json === null || typeof json === 'boolean' || typeof json === 'string' || typeof json === 'number') return json;
-  if (Array.isArray(json)) return json.map((v, i) => decodeState(v, `${where}[${i}]`, resolve));
+  if (Array.isArray(json)) return json.map((v, i) => decode(v, `${where}[${i}]`, resolve, depth + 1));
   if (typeof json !== 'object') throw new Error(`${where} is not JSON`);
   const keys = Object.keys(json);
   const o = json as Record<string, unknown>;
@@ -126,7 +184,7 @@ export function decodeState(
   for (const k of keys) {
     if (k.startsWith('$') && !k.startsWith('$$')) throw new Error(`${where}: unexpected key ${JSON.stringify(k)}`);
     const key = k.startsWith('$$') ? k.slice(1) : k;
-    define(out, key, decodeState(o[k], `${where}.${key}`, resolve));
+    define(out, key, decode(o[k], `${where}.${key}`, resolve, depth + 1));
   }
   return out;
 }

@@ -2,6 +2,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 as zlibCrc32 } from 'node:zlib';
 
 /** A fresh temporary folder and a function that removes it. */
 export function tempDir(prefix = 'fused-optim-ckpt-'): { dir: string; cleanup: () => void } {
@@ -37,4 +38,59 @@ export function editHeader(file: string, edit: (header: Record<string, any>) => 
 /** The raw little-endian bytes of a typed array. */
 export function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/**
+ * Recomputes a version-2 checkpoint's header CRC-32 after a deliberate edit (written here
+ * from the format's description, with zlib's CRC, not with the code under test).
+ */
+export function resealHeader(file: string): void {
+  const bytes = readFileSync(file);
+  const n = Number(bytes.readBigUInt64LE(0));
+  const key = '"fused_optim.header_crc32":"';
+  const at = bytes.indexOf(key, 8) + key.length;
+  if (at < key.length || at > 8 + n) throw new Error(`${file} has no header CRC to reseal`);
+  bytes.write('00000000', at, 'latin1');
+  bytes.write(
+    zlibCrc32(bytes.subarray(0, 8 + n))
+      .toString(16)
+      .padStart(8, '0'),
+    at,
+    'latin1',
+  );
+  writeFileSync(file, bytes);
+}
+
+/**
+ * The whole manifest of a version-2 checkpoint's metadata (the main entry with its params and
+ * optimizer state chunks put back), and its inverse, which writes it back as one chunk each.
+ */
+export function fullManifest(metadata: Record<string, string>): Record<string, any> {
+  const m = JSON.parse(metadata['fused_optim.manifest']);
+  const params: unknown[] = [];
+  for (let c = 0; c < m.params_chunks; c++) params.push(...JSON.parse(metadata[`fused_optim.params.${c}`]));
+  const { params_chunks: _p, ...rest } = m;
+  const out: Record<string, any> = { ...rest, params };
+  if (m.optimizer) {
+    const state = {};
+    for (let c = 0; c < m.optimizer.state_chunks; c++)
+      Object.assign(state, JSON.parse(metadata[`fused_optim.state.${c}`]));
+    const { state_chunks: _s, ...o } = m.optimizer;
+    out.optimizer = { ...o, state };
+  }
+  return out;
+}
+
+export function setFullManifest(metadata: Record<string, string>, m: Record<string, any>): void {
+  for (const key of Object.keys(metadata))
+    if (key.startsWith('fused_optim.params.') || key.startsWith('fused_optim.state.')) delete metadata[key];
+  const { params, optimizer, ...rest } = m;
+  const main: Record<string, any> = { ...rest, params_chunks: 1 };
+  metadata['fused_optim.params.0'] = JSON.stringify(params);
+  if (optimizer) {
+    const { state, ...o } = optimizer;
+    main.optimizer = { ...o, state_chunks: 1 };
+    metadata['fused_optim.state.0'] = JSON.stringify(state);
+  }
+  metadata['fused_optim.manifest'] = JSON.stringify(main);
 }

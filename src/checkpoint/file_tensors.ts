@@ -1,0 +1,130 @@
+// The tensors of an open checkpoint, read against their CRC-32s: small ones into JavaScript
+// values, every one checksummed in one native pass, and native destinations filled from the
+// file (native_io.ts).
+import type { FileHandle } from './atomic';
+import { crc32, crcHex } from './crc32';
+import { fail } from './errors';
+import { CONVERT, type TensorPlace, readTensors } from './native_io';
+import { type ParsedHeader, type SafetensorsDType, type TensorData, typedArrayOf } from './safetensors_header';
+import { readFully } from './file_reads';
+import type { Slicer } from './yielding';
+
+/** A destination of a native read: where a tensor's bytes go, widened to fp32 or not. */
+export interface Destination {
+  place: Exclude<TensorPlace, ArrayBufferView | null>;
+  convert: number;
+}
+
+/** How a tensor of `dtype` becomes fp32 optimizer state, or undefined if it cannot. */
+export function stateConvert(dtype: SafetensorsDType): number | undefined {
+  return { F32: CONVERT.none, BF16: CONVERT.bf16, F16: CONVERT.f16, F64: CONVERT.f64 }[dtype as string];
+}
+
+export class FileTensors {
+  readonly #fh: FileHandle;
+  readonly #header: ParsedHeader;
+  /** Expected CRC-32 of each tensor, in file order. */
+  readonly #crcs: Uint32Array;
+  readonly #stagingBytes: number;
+  readonly #names: string[];
+  readonly #index: Map<string, number>;
+  readonly #offsets: Float64Array;
+  readonly #bytes: Float64Array;
+
+  private constructor(fh: FileHandle, header: ParsedHeader, crcs: Uint32Array, stagingBytes: number) {
+    this.#fh = fh;
+    this.#header = header;
+    this.#crcs = crcs;
+    this.#stagingBytes = stagingBytes;
+    const n = header.tensors.size;
+    this.#names = new Array(n);
+    this.#index = new Map();
+    this.#offsets = new Float64Array(n);
+    this.#bytes = new Float64Array(n);
+  }
+
+  static async create(
+    fh: FileHandle,
+    header: ParsedHeader,
+    crcs: Uint32Array,
+    stagingBytes: number,
+    slicer: Slicer,
+  ): Promise<FileTensors> {
+    const f = new FileTensors(fh, header, crcs, stagingBytes);
+    let i = 0;
+    for (const [name, { dataOffsets }] of header.tensors) {
+      if (slicer.due()) await slicer.yield();
+      f.#names[i] = name;
+      f.#index.set(name, i);
+      f.#offsets[i] = header.dataStart + dataOffsets[0];
+      f.#bytes[i++] = dataOffsets[1] - dataOffsets[0];
+    }
+    return f;
+  }
+
+  dtypeOf(name: string): SafetensorsDType {
+    return this.#header.tensors.get(name)!.dtype;
+  }
+
+  /** Tensors as typed arrays (each in its own buffer), checked against their CRCs. */
+  async readValues(names: readonly string[]): Promise<Map<string, TensorData>> {
+    const out = new Map<string, TensorData>();
+    for (const name of names) {
+      const i = this.#index.get(name)!;
+      const bytes = new Uint8Array(new ArrayBuffer(this.#bytes[i]));
+      await readFully(this.#fh, bytes, this.#offsets[i]);
+      this.#check(i, crc32(bytes), 'ChecksumMismatch');
+      out.set(name, typedArrayOf(this.dtypeOf(name), bytes));
+    }
+    return out;
+  }
+
+  /** Checksums every tensor of the file; those in `fill` are read into their destination on the way. */
+  async verify(fill: ReadonlyMap<string, Destination>, slicer: Slicer): Promise<void> {
+    const n = this.#names.length;
+    const places: TensorPlace[] = new Array(n).fill(null);
+    const converts = new Uint8Array(n);
+    for (const [name, d] of fill) {
+      if (slicer.due()) await slicer.yield();
+      const i = this.#index.get(name)!;
+      places[i] = d.place;
+      converts[i] = d.convert;
+    }
+    const crcs = await readTensors(this.#fh.fd, places, this.#offsets, this.#bytes, converts, this.#stagingBytes);
+    for (let i = 0; i < n; i++) if (crcs[i] !== this.#crcs[i]) this.#check(i, crcs[i], 'ChecksumMismatch');
+  }
+
+  /** Reads tensors into destinations; a tensor that no longer matches its CRC means the file changed. */
+  async readInto(targets: ReadonlyMap<string, Destination>): Promise<void> {
+    const order = [...targets.keys()].map((name) => this.#index.get(name)!).sort((a, b) => a - b);
+    const n = order.length;
+    const places: TensorPlace[] = new Array(n);
+    const converts = new Uint8Array(n);
+    const offsets = new Float64Array(n);
+    const bytes = new Float64Array(n);
+    order.forEach((t, i) => {
+      const d = targets.get(this.#names[t])!;
+      places[i] = d.place;
+      converts[i] = d.convert;
+      offsets[i] = this.#offsets[t];
+      bytes[i] = this.#bytes[t];
+    });
+    const crcs = await readTensors(this.#fh.fd, places, offsets, bytes, converts, this.#stagingBytes);
+    order.forEach((t, i) => this.#check(t, crcs[i], 'PartlyApplied'));
+  }
+
+  #check(i: number, crc: number, onMismatch: 'ChecksumMismatch' | 'PartlyApplied'): void {
+    if (crc === this.#crcs[i]) return;
+    const name = JSON.stringify(this.#names[i]);
+    const [expected, computed] = [crcHex(this.#crcs[i]), crcHex(crc)];
+    if (onMismatch === 'PartlyApplied')
+      fail(
+        'PartlyApplied',
+        `tensor ${name} changed while the checkpoint was being loaded (stored crc32 ${expected}, now ${computed}): the checkpoint is only partly applied`,
+      );
+    fail(
+      'ChecksumMismatch',
+      `tensor ${name} fails its checksum (stored crc32 ${expected}, computed ${computed}): the file is corrupt`,
+    );
+  }
+}

@@ -1,0 +1,132 @@
+// Loading an optimizer's state from a checkpoint, one of two ways:
+// - a fused optimizer (AdamW, AdamWDL, Lion, without an overridden loadStateDict) checks its
+//   state dict with each state buffer as a stand-in (FusedOptimizer.checkpointPlanLoad), and
+//   its buffers are then read straight from the file into native memory, no host copy;
+// - any other optimizer gets its state dict with the buffers as typed arrays, through its
+//   own loadStateDict().
+import type { FusedOptimizer } from '../fused_optimizer';
+import type { Parameter } from '../parameter';
+import type { LoadCall } from './calls';
+import { fail } from './errors';
+import { type Destination, type FileTensors, stateConvert } from './file_tensors';
+import { bf16BitsToFloat32, f16BitsToFloat32 } from './half';
+import { type OptimizerPart, decodeValue } from './load_checks';
+import { BufferSlot, TableEntry } from './native_io';
+import type { TensorData } from './safetensors_header';
+import type { Slicer } from './yielding';
+
+export interface OptimizerLoad {
+  /** State buffers created for the load: filled while the file is checked. */
+  fresh: Map<string, Destination>;
+  /** The optimizer's existing buffers: filled when the checkpoint is applied. */
+  inPlace: Map<string, Destination>;
+  /** The dict for loadStateDict() (not a fused optimizer). */
+  dict?: object;
+  /** Params whose value comes from their master (loadStateDict() writes it). */
+  mastered: ReadonlySet<Parameter>;
+  /** After the buffers are read: step counts, buffers, hyperparameters. */
+  commit(paramLoaded: (p: Parameter) => boolean): void;
+  abort(): void;
+}
+
+export async function planOptimizerLoad(
+  part: OptimizerPart,
+  call: LoadCall,
+  values: ReadonlyMap<string, TensorData>,
+  file: FileTensors,
+  fused: FusedOptimizer<never, never, never> | undefined,
+  slicer: Slicer,
+): Promise<OptimizerLoad> {
+  const resolve = (tensor: string) => values.get(tensor);
+  const indexOf = new Map(call.flat!.map((p, i) => [p, i]));
+  const param_groups = part.part.param_groups.map((g, gi) => ({
+    ...(decodeValue(g.dict, `optimizer param_groups[${gi}]`, resolve) as Record<string, unknown>),
+    params: call.optimizer!.paramGroups[gi].params.map((p) => indexOf.get(p)!),
+  }));
+  const others = decodeValue(part.part.dict, 'optimizer state dict', resolve) as Record<string, unknown>;
+  const state: Record<number, unknown> = {};
+  for (const e of part.entries) {
+    if (slicer.due()) await slicer.yield();
+    const where = `optimizer state of param '${e.param.name}'`;
+    const value = fused
+      ? decodeValue(e.json, where, (tensor) => new BufferSlot(e.param.data.numel, tensor))
+      : decodeValue(e.json, where, (tensor) => toStateArray(values.get(tensor)!, file.dtypeOf(tensor)));
+    if (value === null || typeof value !== 'object' || Array.isArray(value))
+      fail('InvalidManifest', `the optimizer state of param '${e.param.name}' is not an object`);
+    state[e.index] = value;
+  }
+  const dict = { ...others, state, param_groups };
+  await slicer.yield();
+  return fused ? planFused(fused, dict, state, file, call.flat!, slicer) : planDict(dict, part);
+}
+
+async function planFused(
+  fused: FusedOptimizer<never, never, never>,
+  dict: object,
+  state: Record<number, unknown>,
+  file: FileTensors,
+  flat: readonly Parameter[],
+  slicer: Slicer,
+): Promise<OptimizerLoad> {
+  let plan: Awaited<ReturnType<typeof fused.checkpointPlanLoad>>;
+  try {
+    plan = await fused.checkpointPlanLoad(dict as never, () => (slicer.due() ? slicer.yield() : undefined));
+  } catch (e) {
+    return fail('Rejected', `the optimizer rejected its state (${(e as Error).message}); nothing was changed`, e);
+  }
+  const fresh = new Map<string, Destination>();
+  const inPlace = new Map<string, Destination>();
+  for (const { slots } of plan.targets)
+    for (const { tensor } of slots)
+      if (stateConvert(file.dtypeOf(tensor)) === undefined)
+        fail(
+          'OptimizerMismatch',
+          `tensor ${JSON.stringify(tensor)} is ${file.dtypeOf(tensor)}; optimizer state must be a float type`,
+        );
+  await slicer.yield();
+  const staged = plan.stage();
+  try {
+    let entry = 0;
+    for (const { slots } of plan.targets) {
+      if (slicer.due()) await slicer.yield();
+      for (const { tensor } of slots) {
+        const place = new TableEntry(staged.table, entry);
+        (staged.fresh[entry++] ? fresh : inPlace).set(tensor, { place, convert: stateConvert(file.dtypeOf(tensor))! });
+      }
+    }
+  } catch (e) {
+    plan.abort();
+    throw e;
+  }
+  return {
+    fresh,
+    inPlace,
+    mastered: new Set(),
+    commit: (paramLoaded) => plan.commit((index) => paramLoaded(flat[index])),
+    abort: () => plan.abort(),
+  };
+}
+
+function planDict(dict: object, part: OptimizerPart): OptimizerLoad {
+  const mastered = new Set<Parameter>();
+  for (const e of part.entries) {
+    const json = e.json;
+    if (
+      json !== null &&
+      typeof json === 'object' &&
+      !Array.isArray(json) &&
+      'master' in json &&
+      e.param.data.dtype !== 'float32'
+    )
+      mastered.add(e.param);
+  }
+  return { fresh: new Map(), inPlace: new Map(), dict, mastered, commit: () => {}, abort: () => {} };
+}
+
+/** Optimizer state tensors are fp32: other float types are converted, integer ones kept. */
+function toStateArray(data: TensorData, dtype: string): unknown {
+  if (dtype === 'F64') return Float32Array.from(data as Float64Array);
+  if (dtype === 'BF16') return bf16BitsToFloat32(data as Uint16Array);
+  if (dtype === 'F16') return f16BitsToFloat32(data as Uint16Array);
+  return data;
+}
