@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError, type Stateful, loadCheckpoint, saveCheckpoint } from '../checkpoint/checkpoint';
+import type { CheckpointErrorCode } from '../checkpoint/errors';
 import type { Parameter } from '../parameter';
 import { copyParam, consolidate } from './consolidate';
 import { allGatherJson, broadcastJson } from './exchange';
@@ -136,10 +137,11 @@ async function agree(
   op: string,
   where: string,
   tail: string,
+  code: CheckpointErrorCode,
 ) {
   const all = (await allGatherJson(group, error, `${op}: outcome`)) as Array<string | null>;
   const failed = all.flatMap((e, r) => (e === null ? [] : [`rank ${r}: ${e}`]));
-  if (failed.length > 0) throw new CheckpointError(op, where, `${failed.join('; ')}; ${tail}`);
+  if (failed.length > 0) throw new CheckpointError(op, where, `${failed.join('; ')}; ${tail}`, code);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -214,7 +216,7 @@ export async function saveShardedCheckpoint(dir: string, options: SaveShardedChe
     `${op}: shards`,
   )) as Array<ShardEntry | null>;
   try {
-    await agree(group, error, op, root, 'the previous checkpoint (if any) is unchanged');
+    await agree(group, error, op, root, 'the previous checkpoint (if any) is unchanged', 'WriteFailed');
   } catch (e) {
     await removeMine();
     throw e;
@@ -249,6 +251,7 @@ export async function saveShardedCheckpoint(dir: string, options: SaveShardedChe
       op,
       root,
       `rank 0 could not write ${MANIFEST}: ${committed}; the previous checkpoint (if any) is unchanged`,
+      'WriteFailed',
     );
   }
   // Files no manifest names any more: the previous save's, and those of saves that failed
@@ -291,7 +294,7 @@ export async function saveConsolidatedCheckpoint(
     }
   }
   const outcome = (await broadcastJson(zero.group, error, root, `${op}: outcome`)) as string | null;
-  if (outcome !== null) throw new CheckpointError(op, path.resolve(file), `rank ${root}: ${outcome}`);
+  if (outcome !== null) throw new CheckpointError(op, path.resolve(file), `rank ${root}: ${outcome}`, 'WriteFailed');
 }
 
 // ---------------------------------------------------------------------------------------
@@ -399,6 +402,7 @@ async function stage(
         'loadShardedCheckpoint',
         source.file,
         `the file is not shard ${source.shard.rank} of save ${source.shard.saveId} (it says ${JSON.stringify(meta ?? null)})`,
+        'InvalidManifest',
       );
   }
   if (!temp) return extra;
@@ -564,7 +568,7 @@ export async function loadShardedCheckpoint(target: string, options: LoadSharded
     error = errorText(e);
   }
   try {
-    await agree(group, error, op, where, 'nothing was changed');
+    await agree(group, error, op, where, 'nothing was changed', 'Rejected');
   } catch (e) {
     for (const u of undo.reverse()) {
       try {

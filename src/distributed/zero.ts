@@ -323,11 +323,9 @@ export class ZeroRedundancyOptimizer extends Optimizer<ZeroParamGroup> {
     return group;
   }
 
-  // The keys of a group are those of the local optimizer, which checks them when they are
-  // synced to it; here only the common lr.
-  protected override validateGroup(group: ZeroParamGroup, where: string): ZeroParamGroup {
-    return this.checkGroup(group, where);
-  }
+  // A group's keys are the local optimizer's hyperparameters, which it checks (unknown ones
+  // included) when the groups are handed to it.
+  protected override checkGroupKeys(): void {}
 
   protected bindGroup(): void {}
   protected bindGrad(): void {}
