@@ -5,9 +5,9 @@ import * as path from 'node:path';
 import nodeGypBuild from 'node-gyp-build';
 
 export interface NativeTensorHandle {
-  toFloat32(): Float32Array;
-  toBits16(): Uint16Array;
-  copyToFloat32(out: Float32Array): void;
+  /** Into `out` (numel elements) when given. */
+  toFloat32(out?: Float32Array): Float32Array;
+  toBits16(out?: Uint16Array): Uint16Array;
   copyFromFloat32(values: Float32Array): void;
   copyFromBits16(bits: Uint16Array): void;
   zero(): void;
@@ -190,7 +190,7 @@ export interface NativeModule {
 
 // The package root holds build/ and prebuilds/; this file runs from src/ (tests) or
 // dist/cjs/ (the published package), so look upwards for our package.json.
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = __dirname;
   for (;;) {
     const manifest = path.join(dir, 'package.json');

@@ -104,8 +104,13 @@ export abstract class Optimizer<G extends ParamGroup> {
    * its hyperparameters. Returns the group.
    */
   protected validateGroup(group: G, where: string): G {
-    checkKeys(group, where, this.#groupKeys);
+    this.checkGroupKeys(group, where);
     return this.checkGroup(group, where);
+  }
+
+  /** A group's keys must be among the defaults' (and params, initialLr). */
+  protected checkGroupKeys(group: object, where: string): void {
+    checkKeys(group as Record<string, unknown>, where, this.#groupKeys);
   }
 
   /** Checks a new group's params beyond the common checks (AdamWDL: its per-param rules). */
@@ -150,7 +155,7 @@ export abstract class Optimizer<G extends ParamGroup> {
     seen: Map<Tensor, Parameter>,
     held?: ReadonlyMap<Tensor, Parameter>,
   ): G {
-    checkKeys(input, where, this.#groupKeys);
+    this.checkGroupKeys(input, where);
     const params = this.groupParams(input.params, where, seen, held);
     this.checkParams(params, where);
     const group = { ...this.defaults, ...input, params } as G;

@@ -133,10 +133,14 @@ export class Tensor {
     if (this.#disposed) throw new Error(`${what} has been disposed`);
   }
 
-  /** The values as fp32 (a copy). */
-  toFloat32Array(): Float32Array {
+  /** The values as fp32: a copy, written into `out` (numel elements) when given. */
+  toFloat32Array(out?: Float32Array): Float32Array {
     this.checkAlive();
-    return this.handle.toFloat32();
+    if (out !== undefined && !(out instanceof Float32Array))
+      throw new TypeError('toFloat32Array: out must be a Float32Array');
+    if (out !== undefined && out.length !== this.numel)
+      throw new RangeError(`toFloat32Array: out has ${out.length} elements but the tensor has ${this.numel}`);
+    return this.handle.toFloat32(out);
   }
 
   /**
@@ -149,14 +153,17 @@ export class Tensor {
     if (!(out instanceof Float32Array)) throw new TypeError('copyTo: out must be a Float32Array');
     if (out.length !== this.numel)
       throw new RangeError(`copyTo: out has ${out.length} elements but the tensor has ${this.numel}`);
-    this.handle.copyToFloat32(out);
+    this.handle.toFloat32(out);
   }
 
-  /** The raw 16-bit patterns of a float16/bfloat16 tensor (a copy). */
-  toBits(): Uint16Array {
+  /** The raw 16-bit patterns of a float16/bfloat16 tensor: a copy, into `out` when given. */
+  toBits(out?: Uint16Array): Uint16Array {
     this.checkAlive();
     if (this.dtype === 'float32') throw new TypeError('toBits: the tensor is float32; use toFloat32Array()');
-    return this.handle.toBits16();
+    if (out !== undefined && !(out instanceof Uint16Array)) throw new TypeError('toBits: out must be a Uint16Array');
+    if (out !== undefined && out.length !== this.numel)
+      throw new RangeError(`toBits: out has ${out.length} elements but the tensor has ${this.numel}`);
+    return this.handle.toBits16(out);
   }
 
   /** Overwrites every element: from fp32 values, or from raw bits for half dtypes. */

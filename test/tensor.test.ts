@@ -456,8 +456,8 @@ describe('copyTo: values into a caller-owned Float32Array', () => {
     expect(Array.from(short)).toEqual([9, 9]);
     expect(() => t.copyTo(new Float64Array(3) as unknown as Float32Array)).toThrow(/out must be a Float32Array/);
     // The addon checks again, whatever the TypeScript layer lets through.
-    expect(() => t.handle.copyToFloat32(new Float32Array(4))).toThrow(/out has 4 elements/);
-    expect(() => t.handle.copyToFloat32(new Uint16Array(3) as unknown as Float32Array)).toThrow(/Float32Array/);
+    expect(() => t.handle.toFloat32(new Float32Array(4))).toThrow(/out has 4 elements/);
+    expect(() => t.handle.toFloat32(new Uint16Array(3) as unknown as Float32Array)).toThrow(/Float32Array/);
     t.dispose();
     expect(() => t.copyTo(new Float32Array(3))).toThrow(/disposed/);
   });

@@ -43,7 +43,6 @@ Napi::Function TensorWrap::define(Napi::Env env) {
                                       StaticMethod("fromDevicePointer", &TensorWrap::from_device_pointer),
                                       InstanceMethod("toFloat32", &TensorWrap::to_float32),
                                       InstanceMethod("toBits16", &TensorWrap::to_bits16),
-                                      InstanceMethod("copyToFloat32", &TensorWrap::copy_to_float32),
                                       InstanceMethod("copyFromFloat32", &TensorWrap::copy_from_float32),
                                       InstanceMethod("copyFromBits16", &TensorWrap::copy_from_bits16),
                                       InstanceMethod("zero", &TensorWrap::zero),
@@ -90,9 +89,21 @@ Napi::Value TensorWrap::from_device_pointer(const Napi::CallbackInfo& info) {
   });
 }
 
+// toFloat32([out]) / toBits16([out]): into `out` when given (a Float32Array / Uint16Array
+// of exactly numel elements, e.g. a staging buffer), else into a new array.
 Napi::Value TensorWrap::to_float32(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    auto out = Napi::Float32Array::New(info.Env(), size_t(tensor_->numel));
+    Napi::Float32Array out;
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw fo::TypeError("toFloat32Array: out must be a Float32Array");
+      out = info[0].As<Napi::Float32Array>();
+      if (int64_t(out.ElementLength()) != tensor_->numel)
+        throw fo::RangeError("toFloat32Array: out has " + std::to_string(out.ElementLength()) +
+                             " elements but the tensor has " + std::to_string(tensor_->numel));
+    } else {
+      out = Napi::Float32Array::New(info.Env(), size_t(tensor_->numel));
+    }
     read_float32(*tensor_, out.Data());
     return out;
   });
@@ -100,23 +111,19 @@ Napi::Value TensorWrap::to_float32(const Napi::CallbackInfo& info) {
 
 Napi::Value TensorWrap::to_bits16(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    auto out = Napi::Uint16Array::New(info.Env(), size_t(tensor_->numel));
+    Napi::Uint16Array out;
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array)
+        throw fo::TypeError("toBits: out must be a Uint16Array");
+      out = info[0].As<Napi::Uint16Array>();
+      if (int64_t(out.ElementLength()) != tensor_->numel)
+        throw fo::RangeError("toBits: out has " + std::to_string(out.ElementLength()) +
+                             " elements but the tensor has " + std::to_string(tensor_->numel));
+    } else {
+      out = Napi::Uint16Array::New(info.Env(), size_t(tensor_->numel));
+    }
     read_bits16(*tensor_, out.Data());
     return out;
-  });
-}
-
-// Into the caller's array (no allocation): how the TensorFlow.js adapter writes updated
-// values straight into a tfjs backend's storage.
-void TensorWrap::copy_to_float32(const Napi::CallbackInfo& info) {
-  guarded(info.Env(), [&] {
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw fo::TypeError("copyTo: out must be a Float32Array");
-    auto out = info[0].As<Napi::Float32Array>();
-    if (int64_t(out.ElementLength()) != tensor_->numel)
-      throw fo::RangeError("copyTo: out has " + std::to_string(out.ElementLength()) + " elements but the tensor has " +
-                           std::to_string(tensor_->numel));
-    read_float32(*tensor_, out.Data());
   });
 }
 

@@ -25,7 +25,6 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
 
   Napi::Value to_float32(const Napi::CallbackInfo& info);
   Napi::Value to_bits16(const Napi::CallbackInfo& info);
-  void copy_to_float32(const Napi::CallbackInfo& info);
   void copy_from_float32(const Napi::CallbackInfo& info);
   void copy_from_bits16(const Napi::CallbackInfo& info);
   void zero(const Napi::CallbackInfo& info);
