@@ -11,11 +11,13 @@ export const MANY_PARAMS_COUNTS = { full: [100_000, 1_000_000], quick: [10_000, 
 export const manyParamsId = (n) => `many-params/${n >= 1e6 ? `${n / 1e6}m` : `${n / 1e3}k`}`;
 
 function makeParams(fo, n, device) {
-  const grad = fo.Tensor.from(Float32Array.of(0.01, -0.02, 0.03, -0.04), { device });
+  const grads = Float32Array.of(0.01, -0.02, 0.03, -0.04);
   const params = new Array(n);
   for (let i = 0; i < n; i++) {
     const p = new fo.Parameter(fo.Tensor.from(Float32Array.of(0.1, 0.2, 0.3, i / n), { device }), { name: `p${i}` });
-    p.grad = grad; // one grad tensor serves every param: only the optimizer's costs are timed
+    // A grad tensor each (one shared by many params is refused: a GPU would read it while
+    // another block clips or unscales it); made before the timing starts.
+    p.grad = fo.Tensor.from(grads, { device });
     params[i] = p;
   }
   return params;
@@ -40,7 +42,10 @@ export async function measureManyParams(fo, { counts, device, progress, collect 
     opt.synchronize();
     const steadyStepMs = nowMs() - t0;
     opt.dispose();
-    for (const p of params) p.data.dispose();
+    for (const p of params) {
+      p.grad?.dispose();
+      p.data.dispose();
+    }
     opt = null;
     params = null;
     await collect();

@@ -34,7 +34,8 @@ started=$(date +%s)
 
 # --- Node, node_modules, the addon, dist ------------------------------------------------------
 pack="$root/.gpu-check"
-if ! command -v node >/dev/null 2>&1; then
+# GPU_CHECK_OWN_NODE=1 uses the packed Node even where one is installed (to try the pack here).
+if [ -n "${GPU_CHECK_OWN_NODE:-}" ] || ! command -v node >/dev/null 2>&1; then
   [ -f "$pack/node.tar.xz" ] || { echo "no node and no $pack/node.tar.xz: run npm run gpu-check:pack first" >&2; exit 1; }
   mkdir -p "$pack/bin" && tar -xJf "$pack/node.tar.xz" -C "$pack/bin"
   export PATH="$pack/bin:$PATH"
