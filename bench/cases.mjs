@@ -1,5 +1,5 @@
 // The benchmark's cases (bench/cases.json), its algorithms and dtypes, and the performance
-// model: bytes moved per parameter per step (DESIGN.md section 4).
+// model: bytes moved per parameter per step (docs/design.md section 6).
 import { readFileSync } from 'node:fs';
 
 const spec = JSON.parse(readFileSync(new URL('./cases.json', import.meta.url), 'utf8'));

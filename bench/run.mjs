@@ -2,7 +2,7 @@
 // The fused-optim benchmark suite (npm run bench). For every case of bench/cases.json, every
 // optimizer (AdamW, AdamWDL, Lion) and every dtype (fp32; fp16/bf16 params with fp32 masters
 // and 16-bit or fp32 grads), on the default backend: ms per step (median of repeated steps
-// after warm-up), Mparams/s, bytes per param (the DESIGN.md model, bench/cases.mjs), GB/s,
+// after warm-up), Mparams/s, bytes per param (the model of docs/design.md section 6, bench/cases.mjs), GB/s,
 // and the fraction of the copy bandwidth measured in the same run (copyBandwidth(), at the
 // start and at the end; the higher counts). Then the same cases for the peers (plain
 // JavaScript, tfjs's Adam), TfjsOptimizer against tf.train.adam on tfjs models (bench/tfjs.mjs),

@@ -92,7 +92,7 @@ function makeModel() {
     p.grad = Tensor.from(Float32Array.from({ length: n }, rand), { device: 'cpu' });
     return p;
   });
-  // Weight decay off for biases and LayerNorm weights, as DESIGN.md's param groups.
+  // Weight decay off for biases and LayerNorm weights, as noDecayParamGroups does (docs/design.md section 7).
   const noDecay = (p) => p.name.endsWith('.bias') || p.name.includes('ln');
   const opt = new AdamW(
     [

@@ -7,7 +7,7 @@
 // only the optimizer step is timed (tfjs's whole applyGradients, for both).
 //
 // Bytes per param of a TfjsOptimizer step (fp32): grads copied into the fused tensors
-// (read 4 + write 4), the fused AdamW step (28: DESIGN.md section 4), updated values copied
+// (read 4 + write 4), the fused AdamW step (28: docs/design.md section 6), updated values copied
 // into a new tensor for the variable (read 4 + write 4): 44. "of which fused step" is
 // opt.fused.step() alone, timed the same way: the rest is the tfjs side's copies and calls.
 import { median, nowMs } from './stats.mjs';

@@ -212,7 +212,7 @@ def main():
             if device == "cpu" and v != "fp32":
                 continue  # torch 1.13's CPU AdamW: the fp32 case is the comparison
             t = run_case(torch, device, shapes, v, warmup, min_reps, target_ms, timer)
-            bpp = 28  # fused-optim's model for the same work (DESIGN.md section 4)
+            bpp = 28  # fused-optim's model for the same work (docs/design.md section 6)
             gbps = params * bpp / (t["msMedian"] / 1e3) / 1e9
             out["results"].append({
                 "id": f"{c['id']}/adamw/{v}", "case": c["id"], "variant": v, "tensors": len(shapes), "params": params,

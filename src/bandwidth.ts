@@ -1,5 +1,5 @@
 // copyBandwidth(): the machine's copy bandwidth, the yardstick of the performance model
-// (DESIGN.md section 4). An optimizer step can go no faster than its bytes per parameter
+// (docs/design.md section 6). An optimizer step can go no faster than its bytes per parameter
 // over this figure; the benchmark suite (bench/run.mjs) reports each case as a fraction of it.
 import { checkDeviceUsable, defaultDevice } from './backend';
 import { type DeviceName, deviceCode } from './dtype';

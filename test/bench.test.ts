@@ -12,7 +12,7 @@ const root = join(__dirname, '..');
 
 const CASES = ['one-big', 'medium-64', 'small-4096', 'transformer'];
 const ALGOS = ['adamw', 'adamwdl', 'lion'];
-// DESIGN.md section 4: bytes per param per step, as the bench reports them.
+// docs/design.md section 6: bytes per param per step, as the bench reports them.
 const BYTES: Record<string, Record<string, number>> = {
   adamw: { fp32: 28, fp16: 28, bf16: 28, 'fp16-g32': 30, 'bf16-g32': 30 },
   adamwdl: { fp32: 28, fp16: 28, bf16: 28, 'fp16-g32': 30, 'bf16-g32': 30 },

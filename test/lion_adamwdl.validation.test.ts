@@ -1,5 +1,5 @@
 // Lion and AdamWDL: bad input is rejected with a clear error naming the param and changes
-// nothing (DESIGN.md section 6), and the behaviours the issue pins down: Lion's initial_lr,
+// nothing (docs/design.md section 11), and the behaviours the issue pins down: Lion's initial_lr,
 // its large-decay warning, its state dict, sign(0) = 0; AdamWDL's ratios, nameDict,
 // applyDecayParamFun, setParamLrFun, and its decay with the BASE lr.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';

@@ -1,4 +1,4 @@
-// opt.metrics() of Lion, AdamW and AdamWDL (DESIGN.md section 3, the metrics part):
+// opt.metrics() of Lion, AdamW and AdamWDL (docs/design.md section 7, docs/api.md Metrics):
 // against a float64 reference of the documented rules (test/support/metrics_reference.ts),
 // which params appear, the key names, that computing metrics changes nothing, determinism
 // (two calls, 1 vs 2 threads), and preReduceMetrics/reduceMetrics recombining the metrics

@@ -640,7 +640,7 @@ describe('garbage collection', () => {
   // Runs first, so freed-but-retained heap from the other test cannot hide a leak.
   it('dispose() frees at once, even in a loop that never yields (48 x 16 MB)', async () => {
     // Node-API (version 8, Node 20) runs finalizers of collected tensors only when the event
-    // loop turns, so a synchronous loop must dispose() what it drops (README says so).
+    // loop turns, so a synchronous loop must dispose() what it drops (docs/api.md, Tensor, says so).
     await settle();
     const base = process.memoryUsage().rss;
     let peak = base;

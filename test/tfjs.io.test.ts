@@ -170,7 +170,7 @@ describe.skipIf(!cuda)('fused tensors on the GPU (device: cuda)', () => {
       opt.dispose();
       model.dispose();
     }
-    // Both backends evaluate the update in the same IEEE order (README: What runs where).
+    // Both backends evaluate the update in the same IEEE order (docs/design.md section 5).
     results[1].forEach((w, i) => expect(Array.from(w), `weight ${i}`).toEqual(Array.from(results[0][i])));
   });
 });

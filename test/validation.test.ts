@@ -1,4 +1,4 @@
-// Bad input to Parameter and AdamW (DESIGN.md section 6): each is rejected with a clear error
+// Bad input to Parameter and AdamW (docs/design.md section 11): each is rejected with a clear error
 // of the right class that names the parameter and the problem, and nothing is half applied:
 // every param's bits, every grad, the hyperparameters and opt.stateDict() are identical
 // after the rejected call, and the next good step matches a twin optimizer that never saw

@@ -35,7 +35,7 @@ FO_HD float adamw_update(float param, float grad, float& exp_avg, float& exp_avg
                          const AdamWSlot& s) {
   if (s.flags & kAdamWMaximize) grad = -grad;
   param = param * s.decay_factor;
-  // exp_avg.mul_(beta1).add_(grad, alpha=1-beta1): DESIGN's lerp(m, g, 1-b1) in the form
+  // exp_avg.mul_(beta1).add_(grad, alpha=1-beta1): lerp(m, g, 1-b1) in the form
   // torch 1.13 and torch's fused kernels evaluate, rounded after every operation.
   exp_avg = exp_avg * s.beta1 + s.one_minus_beta1 * grad;
   exp_avg_sq = exp_avg_sq * s.beta2 + (s.one_minus_beta2 * grad) * grad;

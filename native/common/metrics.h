@@ -1,7 +1,7 @@
 #pragma once
 // Per-parameter optimizer metrics (llm-foundry's DecoupledLionW metric set, for every
-// optimizer): sums accumulated in float64 in one pass, reduced per chunk in a fixed order
-// so the same inputs give the same bits.
+// optimizer): sums accumulated in float64 in one pass, reduced in the fixed order of
+// NOTE(deterministic reductions) (block_reduce.h), so the same inputs give the same bits.
 #include "adamw_rule.h"
 #include "fo_macros.h"
 #include "lion_rule.h"

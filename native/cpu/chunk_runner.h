@@ -2,7 +2,7 @@
 // The CPU backend's scheduler, shared by every optimizer: each tensor cut into chunks of
 // kChunkElements, the chunks spread over the thread pool, one pass over memory per chunk.
 // Metrics reduce per chunk and then per tensor in chunk order, so the sums do not depend
-// on which thread ran which chunk.
+// on which thread ran which chunk (NOTE(deterministic reductions), block_reduce.h).
 #include <algorithm>
 #include <cstdint>
 #include <vector>

@@ -1,5 +1,5 @@
 #pragma once
-// The machine's copy bandwidth, the yardstick of the performance model (DESIGN.md section 4):
+// The machine's copy bandwidth, the yardstick of the performance model (docs/design.md section 6):
 // an optimizer step can go no faster than its bytes per parameter over this figure.
 //
 // Convention, the same as the optimizers' bytes per param: every byte read and every byte

@@ -83,7 +83,7 @@ class CopyStream {
 // clipping), on the launcher's stream. Its results stay on the device for the next
 // launch(..., use_prepass = true): found_inf makes that launch change nothing, and each
 // tensor's clip coefficient (clip_coefficient() of grad_transform.h, from float64 sums of
-// (g * inv_scale)^2 reduced per block in a fixed order, then per tensor in block order)
+// (g * inv_scale)^2 in the order of NOTE(deterministic reductions), block_reduce.h)
 // scales its grads. No host round trip unless read_found_inf() is called.
 using GradPrepass = fo::GradPrepass;
 

@@ -332,9 +332,9 @@ __device__ __forceinline__ MetricSums from_fields(const double (&f)[kMetricField
   return m;
 }
 
-// Writes the sum of every thread's `mine` to *out. A fixed tree over shared memory (thread
-// t adds t + stride, halving the stride) rather than atomics, so the bits never depend on
-// scheduling. Called by all kThreads threads of the block.
+// Writes the sum of every thread's `mine` to *out, by the lane tree of NOTE(deterministic
+// reductions) (block_reduce.h), step 2, over shared memory. Called by all kThreads threads
+// of the block.
 __device__ __forceinline__ void store_block_sum(const MetricSums& mine, MetricSums* out) {
   __shared__ double part[kMetricFields][kThreads];
   const int t = threadIdx.x;
@@ -368,10 +368,9 @@ __global__ void __launch_bounds__(kThreads)
   // Dense tensors only (the engine asks no metrics of row-sparse ones): one index.
   const typename Op::template Chunk<P, G> c(b.t, b.s, b.begin, b.begin);
 
-  // Thread t owns the groups of kVec elements starting at kVec * (t + k * kThreads) and adds
-  // their elements in index order, by vector loads when the chunk is aligned and one by one
-  // when not (or for the last, partial group). Either way each thread adds the same elements
-  // in the same order, so the sums depend on the values only, not on the addresses.
+  // Thread t is lane t of NOTE(deterministic reductions) (block_reduce.h), step 1: vector
+  // loads when the chunk is aligned, one element at a time when not (or for the last,
+  // partial group), the same elements in the same order either way.
   const bool aligned = c.aligned();
   const int full_end = b.n - b.n % kVec;
   MetricSums acc;
@@ -387,9 +386,8 @@ __global__ void __launch_bounds__(kThreads)
 
 // The pre-step grad pass (prepare_grads), kernel 1: the GradPartial of one chunk per block
 // into partials[blockIdx.x], over the unscaled grads g * inv_scale (the fp32 product, as
-// transform_grad's first step computes it). Each thread adds the same elements in the same
-// order whether the grads are aligned or not, as metrics_kernel does; the block's partials
-// are then added by a fixed shared-memory tree, so the bits never depend on scheduling.
+// transform_grad's first step computes it), added as metrics_kernel adds its sums: steps 1
+// and 2 of NOTE(deterministic reductions) (block_reduce.h).
 template <class Op, DType G>
 __global__ void __launch_bounds__(kThreads)
     grad_partials_kernel(const typename Op::Tensor* __restrict__ tensors, const BlockWork* __restrict__ work,
@@ -452,7 +450,7 @@ struct TensorBlocks {
 // t, t + kThreads, ... in block (chunk) order; then thread 0 adds the tensor sums in tensor
 // order for the global one and writes found_inf; then every tensor's clip coefficient goes
 // to coefs. Without partials (nothing to measure) every sum is 0 and nothing is non-finite.
-// The order is fixed, so the same grads give the same bits. A template, as every kernel of
+// This is step 3 of NOTE(deterministic reductions) (block_reduce.h). A template, as every kernel of
 // this header, so that the translation units that include it do not define it twice.
 template <class Op>
 __global__ void __launch_bounds__(kThreads)
@@ -799,9 +797,9 @@ class Launcher {
           (std::string(Op::kLauncher) + "::synchronize (cudaStreamSynchronize)").c_str());
   }
 
-  // out[i] = the metric sums of tensor i, synchronously. Slots already checked. The sums
-  // are deterministic: each block reduces its chunk in a fixed order (metrics_kernel), and
-  // the host adds a tensor's block partials in chunk order, starting from zero.
+  // out[i] = the metric sums of tensor i, synchronously. Slots already checked. Summed as
+  // NOTE(deterministic reductions) (block_reduce.h) says: each chunk by metrics_kernel, then
+  // a tensor's block partials on the host in chunk order, starting from zero.
   void metrics(const Slot* slots, int slot_count, MetricSums* out) {
     const size_t count = tensor_staging_.size();
     if (count > 0 && out == nullptr) {

@@ -2,7 +2,7 @@
 //
 // A scheduler only writes `paramGroups[i].lr` (and records `initialLr`); the optimizer copies
 // the group lrs into its per-step scalar table at the next step, so a new lr never rebuilds
-// the launch plan (DESIGN.md, sections 1 and 4). Per-step work here is O(groups).
+// the launch plan (docs/design.md section 4). Per-step work here is O(groups).
 import { Optimizer, type ParamGroup } from '../optimizer';
 import { checkNumber, checkInteger, checkNumberArray, checkOptions, describe } from '../checks';
 import { hookOptimizerStep, isStepHooked, optimizerStepCounter, warnOnce } from './optimizer_hook';

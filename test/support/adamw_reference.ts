@@ -1,4 +1,4 @@
-// AdamW in float64, straight from torch's documented algorithm (DESIGN.md section 3):
+// AdamW in float64, straight from torch's documented algorithm (docs/api.md, AdamW):
 // the yardstick the fp32 kernels are held to.
 export interface RefHyper {
   lr: number;

@@ -1,4 +1,4 @@
-// The optimizer metrics (DESIGN.md section 3, llm-foundry's DecoupledLionW set) computed
+// The optimizer metrics (docs/design.md section 7, llm-foundry's DecoupledLionW set) computed
 // independently of the addon: the documented update rule run once from the current state,
 // update = p - p_next, moment = the current exp_avg, every sum in float64, and
 //   cosine(a, b) = dot(a, b) / sqrt(max(|a|^2 |b|^2, 1e-16)).
