@@ -7,6 +7,7 @@ import { fail } from './errors';
 import { CONVERT, type TensorPlace, readTensors } from './native_io';
 import { type ParsedHeader, type SafetensorsDType, type TensorData, typedArrayOf } from './safetensors_header';
 import { readFully } from './file_reads';
+import { type TensorIndex, tensorIndexOf } from './header_table';
 import type { Slicer } from './yielding';
 
 /** A destination of a native read: where a tensor's bytes go, widened to fp32 or not. */
@@ -22,23 +23,19 @@ export function stateConvert(dtype: SafetensorsDType): number | undefined {
 
 export class FileTensors {
   readonly #fh: FileHandle;
-  readonly #header: ParsedHeader;
   /** Expected CRC-32 of each tensor, in file order. */
   readonly #crcs: Uint32Array;
   readonly #stagingBytes: number;
-  readonly #names: string[];
-  readonly #index: Map<string, number>;
+  readonly #tensors: TensorIndex;
   readonly #offsets: Float64Array;
   readonly #bytes: Float64Array;
 
   private constructor(fh: FileHandle, header: ParsedHeader, crcs: Uint32Array, stagingBytes: number) {
     this.#fh = fh;
-    this.#header = header;
     this.#crcs = crcs;
     this.#stagingBytes = stagingBytes;
-    const n = header.tensors.size;
-    this.#names = new Array(n);
-    this.#index = new Map();
+    this.#tensors = tensorIndexOf(header.tensors);
+    const n = this.#tensors.size;
     this.#offsets = new Float64Array(n);
     this.#bytes = new Float64Array(n);
   }
@@ -51,26 +48,24 @@ export class FileTensors {
     slicer: Slicer,
   ): Promise<FileTensors> {
     const f = new FileTensors(fh, header, crcs, stagingBytes);
-    let i = 0;
-    for (const [name, { dataOffsets }] of header.tensors) {
+    const t = f.#tensors;
+    for (let i = 0; i < t.size; i++) {
       if (slicer.due()) await slicer.yield();
-      f.#names[i] = name;
-      f.#index.set(name, i);
-      f.#offsets[i] = header.dataStart + dataOffsets[0];
-      f.#bytes[i++] = dataOffsets[1] - dataOffsets[0];
+      f.#offsets[i] = header.dataStart + t.beginAt(i);
+      f.#bytes[i] = t.endAt(i) - t.beginAt(i);
     }
     return f;
   }
 
   dtypeOf(name: string): SafetensorsDType {
-    return this.#header.tensors.get(name)!.dtype;
+    return this.#tensors.dtypeAt(this.#tensors.indexOf(name)!);
   }
 
   /** Tensors as typed arrays (each in its own buffer), checked against their CRCs. */
   async readValues(names: readonly string[]): Promise<Map<string, TensorData>> {
     const out = new Map<string, TensorData>();
     for (const name of names) {
-      const i = this.#index.get(name)!;
+      const i = this.#tensors.indexOf(name)!;
       const bytes = new Uint8Array(new ArrayBuffer(this.#bytes[i]));
       await readFully(this.#fh, bytes, this.#offsets[i]);
       this.#check(i, crc32(bytes), 'ChecksumMismatch');
@@ -81,12 +76,12 @@ export class FileTensors {
 
   /** Checksums every tensor of the file; those in `fill` are read into their destination on the way. */
   async verify(fill: ReadonlyMap<string, Destination>, slicer: Slicer): Promise<void> {
-    const n = this.#names.length;
+    const n = this.#tensors.size;
     const places: TensorPlace[] = new Array(n).fill(null);
     const converts = new Uint8Array(n);
     for (const [name, d] of fill) {
       if (slicer.due()) await slicer.yield();
-      const i = this.#index.get(name)!;
+      const i = this.#tensors.indexOf(name)!;
       places[i] = d.place;
       converts[i] = d.convert;
     }
@@ -96,26 +91,27 @@ export class FileTensors {
 
   /** Reads tensors into destinations; a tensor that no longer matches its CRC means the file changed. */
   async readInto(targets: ReadonlyMap<string, Destination>): Promise<void> {
-    const order = [...targets.keys()].map((name) => this.#index.get(name)!).sort((a, b) => a - b);
+    const order = Int32Array.from(targets.keys(), (name) => this.#tensors.indexOf(name)!).sort(); // file order
     const n = order.length;
     const places: TensorPlace[] = new Array(n);
     const converts = new Uint8Array(n);
     const offsets = new Float64Array(n);
     const bytes = new Float64Array(n);
-    order.forEach((t, i) => {
-      const d = targets.get(this.#names[t])!;
+    for (let i = 0; i < n; i++) {
+      const t = order[i];
+      const d = targets.get(this.#tensors.nameAt(t))!;
       places[i] = d.place;
       converts[i] = d.convert;
       offsets[i] = this.#offsets[t];
       bytes[i] = this.#bytes[t];
-    });
+    }
     const crcs = await readTensors(this.#fh.fd, places, offsets, bytes, converts, this.#stagingBytes);
-    order.forEach((t, i) => this.#check(t, crcs[i], 'PartlyApplied'));
+    for (let i = 0; i < n; i++) this.#check(order[i], crcs[i], 'PartlyApplied');
   }
 
   #check(i: number, crc: number, onMismatch: 'ChecksumMismatch' | 'PartlyApplied'): void {
     if (crc === this.#crcs[i]) return;
-    const name = JSON.stringify(this.#names[i]);
+    const name = JSON.stringify(this.#tensors.nameAt(i));
     const [expected, computed] = [crcHex(this.#crcs[i]), crcHex(crc)];
     if (onMismatch === 'PartlyApplied')
       fail(
