@@ -18,8 +18,14 @@ export interface Destination {
 
 /** How a tensor of `dtype` becomes fp32 optimizer state, or undefined if it cannot. */
 export function stateConvert(dtype: SafetensorsDType): number | undefined {
-  return { F32: CONVERT.none, BF16: CONVERT.bf16, F16: CONVERT.f16, F64: CONVERT.f64 }[dtype as string];
+  return STATE_CONVERTS.get(dtype);
 }
+const STATE_CONVERTS = new Map<SafetensorsDType, number>([
+  ['F32', CONVERT.none],
+  ['BF16', CONVERT.bf16],
+  ['F16', CONVERT.f16],
+  ['F64', CONVERT.f64],
+]);
 
 export class FileTensors {
   readonly #fh: FileHandle;
@@ -57,8 +63,17 @@ export class FileTensors {
     return f;
   }
 
+  /** The index in the file of a tensor the manifest checks found there. */
+  indexOf(name: string): number {
+    return this.#tensors.indexOf(name)!;
+  }
+
+  dtypeAt(index: number): SafetensorsDType {
+    return this.#tensors.dtypeAt(index);
+  }
+
   dtypeOf(name: string): SafetensorsDType {
-    return this.#tensors.dtypeAt(this.#tensors.indexOf(name)!);
+    return this.#tensors.dtypeAt(this.indexOf(name));
   }
 
   /** Tensors as typed arrays (each in its own buffer), checked against their CRCs. */
@@ -74,14 +89,13 @@ export class FileTensors {
     return out;
   }
 
-  /** Checksums every tensor of the file; those in `fill` are read into their destination on the way. */
-  async verify(fill: ReadonlyMap<string, Destination>, slicer: Slicer): Promise<void> {
+  /** Checksums every tensor of the file; those in `fill` (by index) are read into their destination on the way. */
+  async verify(fill: ReadonlyMap<number, Destination>, slicer: Slicer): Promise<void> {
     const n = this.#tensors.size;
     const places: TensorPlace[] = new Array(n).fill(null);
     const converts = new Uint8Array(n);
-    for (const [name, d] of fill) {
+    for (const [i, d] of fill) {
       if (slicer.due()) await slicer.yield();
-      const i = this.#tensors.indexOf(name)!;
       places[i] = d.place;
       converts[i] = d.convert;
     }
@@ -89,9 +103,9 @@ export class FileTensors {
     for (let i = 0; i < n; i++) if (crcs[i] !== this.#crcs[i]) this.#check(i, crcs[i], 'ChecksumMismatch');
   }
 
-  /** Reads tensors into destinations; a tensor that no longer matches its CRC means the file changed. */
-  async readInto(targets: ReadonlyMap<string, Destination>): Promise<void> {
-    const order = Int32Array.from(targets.keys(), (name) => this.#tensors.indexOf(name)!).sort(); // file order
+  /** Reads tensors (by index) into destinations; a tensor that no longer matches its CRC means the file changed. */
+  async readInto(targets: ReadonlyMap<number, Destination>): Promise<void> {
+    const order = Int32Array.from(targets.keys()).sort(); // file order
     const n = order.length;
     const places: TensorPlace[] = new Array(n);
     const converts = new Uint8Array(n);
@@ -99,7 +113,7 @@ export class FileTensors {
     const bytes = new Float64Array(n);
     for (let i = 0; i < n; i++) {
       const t = order[i];
-      const d = targets.get(this.#tensors.nameAt(t))!;
+      const d = targets.get(t)!;
       places[i] = d.place;
       converts[i] = d.convert;
       offsets[i] = this.#offsets[t];
