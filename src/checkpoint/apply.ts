@@ -35,12 +35,12 @@ export async function applyLoad(a: LoadToApply): Promise<unknown> {
     undo.run('optimizer', () => a.lock.unlocked(() => call.optimizer!.loadStateDict(optimizer.dict as never)));
 
   const written = new Set<Parameter>();
-  const targets = new Map<string, Destination>(optimizer?.inPlace ?? []);
+  const targets = new Map<number, Destination>(optimizer?.inPlace ?? []);
   for (const { param, tensor } of a.paramValues) {
     if (a.slicer.due()) await a.slicer.yield();
     if (optimizer?.mastered.has(param)) continue; // loadStateDict() wrote it from the master
     param.data.checkAlive(`param '${param.name}' data`);
-    targets.set(tensor, { place: param.data.handle, convert: CONVERT.none });
+    targets.set(a.file.indexOf(tensor), { place: param.data.handle, convert: CONVERT.none });
     written.add(param);
   }
   try {

@@ -8,7 +8,7 @@
 // and an object key that itself starts with "$" is written with one more "$" in front.
 // Values nest at most MAX_DEPTH levels deep (deeper ones are refused with a TypeError, not
 // left to overflow the stack).
-import { NativeBuffer } from './native_io';
+import { NativeBuffer, type TableEntry } from './native_io';
 import { type SafetensorsDType, type TensorData, dtypeOfData } from './safetensors_header';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -19,8 +19,8 @@ export const MAX_DEPTH = 1000;
 export interface EncodedTensor {
   name: string;
   dtype: SafetensorsDType;
-  /** A typed array, or a tensor in native memory (an optimizer state buffer). */
-  source: TensorData | NativeBuffer;
+  /** A typed array, or a tensor in native memory (an optimizer state buffer, a param's data). */
+  source: TensorData | NativeBuffer | TableEntry;
   byteLength: number;
   numel: number;
   shape: number[];
@@ -39,6 +39,12 @@ export class StateEncoder {
   /** Claims a tensor name (made unique) for a tensor the caller writes itself. */
   reserve(name: string): string {
     return this.#unique(name);
+  }
+
+  /** Whether a name taken so far starts with `prefix`. */
+  hasNameStartingWith(prefix: string): boolean {
+    for (const name of this.#names) if (name.startsWith(prefix)) return true;
+    return false;
   }
 
   /** Encodes `value`; `name` is the tensor-name prefix and `where` names it in errors. */

@@ -7,6 +7,7 @@ import { fail } from './errors';
 import { CONVERT, type TensorPlace, readTensors } from './native_io';
 import { type ParsedHeader, type SafetensorsDType, type TensorData, typedArrayOf } from './safetensors_header';
 import { readFully } from './file_reads';
+import { type TensorIndex, tensorIndexOf } from './header_table';
 import type { Slicer } from './yielding';
 
 /** A destination of a native read: where a tensor's bytes go, widened to fp32 or not. */
@@ -17,28 +18,30 @@ export interface Destination {
 
 /** How a tensor of `dtype` becomes fp32 optimizer state, or undefined if it cannot. */
 export function stateConvert(dtype: SafetensorsDType): number | undefined {
-  return { F32: CONVERT.none, BF16: CONVERT.bf16, F16: CONVERT.f16, F64: CONVERT.f64 }[dtype as string];
+  return STATE_CONVERTS.get(dtype);
 }
+const STATE_CONVERTS = new Map<SafetensorsDType, number>([
+  ['F32', CONVERT.none],
+  ['BF16', CONVERT.bf16],
+  ['F16', CONVERT.f16],
+  ['F64', CONVERT.f64],
+]);
 
 export class FileTensors {
   readonly #fh: FileHandle;
-  readonly #header: ParsedHeader;
   /** Expected CRC-32 of each tensor, in file order. */
   readonly #crcs: Uint32Array;
   readonly #stagingBytes: number;
-  readonly #names: string[];
-  readonly #index: Map<string, number>;
+  readonly #tensors: TensorIndex;
   readonly #offsets: Float64Array;
   readonly #bytes: Float64Array;
 
   private constructor(fh: FileHandle, header: ParsedHeader, crcs: Uint32Array, stagingBytes: number) {
     this.#fh = fh;
-    this.#header = header;
     this.#crcs = crcs;
     this.#stagingBytes = stagingBytes;
-    const n = header.tensors.size;
-    this.#names = new Array(n);
-    this.#index = new Map();
+    this.#tensors = tensorIndexOf(header.tensors);
+    const n = this.#tensors.size;
     this.#offsets = new Float64Array(n);
     this.#bytes = new Float64Array(n);
   }
@@ -51,26 +54,33 @@ export class FileTensors {
     slicer: Slicer,
   ): Promise<FileTensors> {
     const f = new FileTensors(fh, header, crcs, stagingBytes);
-    let i = 0;
-    for (const [name, { dataOffsets }] of header.tensors) {
+    const t = f.#tensors;
+    for (let i = 0; i < t.size; i++) {
       if (slicer.due()) await slicer.yield();
-      f.#names[i] = name;
-      f.#index.set(name, i);
-      f.#offsets[i] = header.dataStart + dataOffsets[0];
-      f.#bytes[i++] = dataOffsets[1] - dataOffsets[0];
+      f.#offsets[i] = header.dataStart + t.beginAt(i);
+      f.#bytes[i] = t.endAt(i) - t.beginAt(i);
     }
     return f;
   }
 
+  /** The index in the file of a tensor the manifest checks found there. */
+  indexOf(name: string): number {
+    return this.#tensors.indexOf(name)!;
+  }
+
+  dtypeAt(index: number): SafetensorsDType {
+    return this.#tensors.dtypeAt(index);
+  }
+
   dtypeOf(name: string): SafetensorsDType {
-    return this.#header.tensors.get(name)!.dtype;
+    return this.#tensors.dtypeAt(this.indexOf(name));
   }
 
   /** Tensors as typed arrays (each in its own buffer), checked against their CRCs. */
   async readValues(names: readonly string[]): Promise<Map<string, TensorData>> {
     const out = new Map<string, TensorData>();
     for (const name of names) {
-      const i = this.#index.get(name)!;
+      const i = this.#tensors.indexOf(name)!;
       const bytes = new Uint8Array(new ArrayBuffer(this.#bytes[i]));
       await readFully(this.#fh, bytes, this.#offsets[i]);
       this.#check(i, crc32(bytes), 'ChecksumMismatch');
@@ -79,14 +89,13 @@ export class FileTensors {
     return out;
   }
 
-  /** Checksums every tensor of the file; those in `fill` are read into their destination on the way. */
-  async verify(fill: ReadonlyMap<string, Destination>, slicer: Slicer): Promise<void> {
-    const n = this.#names.length;
+  /** Checksums every tensor of the file; those in `fill` (by index) are read into their destination on the way. */
+  async verify(fill: ReadonlyMap<number, Destination>, slicer: Slicer): Promise<void> {
+    const n = this.#tensors.size;
     const places: TensorPlace[] = new Array(n).fill(null);
     const converts = new Uint8Array(n);
-    for (const [name, d] of fill) {
+    for (const [i, d] of fill) {
       if (slicer.due()) await slicer.yield();
-      const i = this.#index.get(name)!;
       places[i] = d.place;
       converts[i] = d.convert;
     }
@@ -94,28 +103,29 @@ export class FileTensors {
     for (let i = 0; i < n; i++) if (crcs[i] !== this.#crcs[i]) this.#check(i, crcs[i], 'ChecksumMismatch');
   }
 
-  /** Reads tensors into destinations; a tensor that no longer matches its CRC means the file changed. */
-  async readInto(targets: ReadonlyMap<string, Destination>): Promise<void> {
-    const order = [...targets.keys()].map((name) => this.#index.get(name)!).sort((a, b) => a - b);
+  /** Reads tensors (by index) into destinations; a tensor that no longer matches its CRC means the file changed. */
+  async readInto(targets: ReadonlyMap<number, Destination>): Promise<void> {
+    const order = Int32Array.from(targets.keys()).sort(); // file order
     const n = order.length;
     const places: TensorPlace[] = new Array(n);
     const converts = new Uint8Array(n);
     const offsets = new Float64Array(n);
     const bytes = new Float64Array(n);
-    order.forEach((t, i) => {
-      const d = targets.get(this.#names[t])!;
+    for (let i = 0; i < n; i++) {
+      const t = order[i];
+      const d = targets.get(t)!;
       places[i] = d.place;
       converts[i] = d.convert;
       offsets[i] = this.#offsets[t];
       bytes[i] = this.#bytes[t];
-    });
+    }
     const crcs = await readTensors(this.#fh.fd, places, offsets, bytes, converts, this.#stagingBytes);
-    order.forEach((t, i) => this.#check(t, crcs[i], 'PartlyApplied'));
+    for (let i = 0; i < n; i++) this.#check(order[i], crcs[i], 'PartlyApplied');
   }
 
   #check(i: number, crc: number, onMismatch: 'ChecksumMismatch' | 'PartlyApplied'): void {
     if (crc === this.#crcs[i]) return;
-    const name = JSON.stringify(this.#names[i]);
+    const name = JSON.stringify(this.#tensors.nameAt(i));
     const [expected, computed] = [crcHex(this.#crcs[i]), crcHex(crc)];
     if (onMismatch === 'PartlyApplied')
       fail(

@@ -49,8 +49,65 @@ export interface NativeHeaderColumns {
   ends: Float64Array;
 }
 
+/**
+ * A header's tensors by position in file order, read without making an info object per
+ * tensor (a loader's per-tensor checks touch 300k tensors of a 100k-param checkpoint).
+ */
+export interface TensorIndex {
+  readonly size: number;
+  indexOf(name: string): number | undefined;
+  nameAt(i: number): string;
+  dtypeAt(i: number): SafetensorsDType;
+  numelAt(i: number): number;
+  shapeIs(i: number, shape: readonly number[]): boolean;
+  /** data_offsets[0] and [1]. */
+  beginAt(i: number): number;
+  endAt(i: number): number;
+}
+
+/** The TensorIndex of a parsed header's tensors (the native table's own, or one over a Map). */
+export function tensorIndexOf(tensors: ReadonlyMap<string, SafetensorsTensorInfo>): TensorIndex {
+  return tensors instanceof TensorTable ? tensors : new MapIndex(tensors);
+}
+
+class MapIndex implements TensorIndex {
+  readonly #names: string[];
+  readonly #infos: SafetensorsTensorInfo[];
+  readonly #index = new Map<string, number>();
+  constructor(tensors: ReadonlyMap<string, SafetensorsTensorInfo>) {
+    this.#names = [...tensors.keys()];
+    this.#infos = [...tensors.values()];
+    this.#names.forEach((name, i) => this.#index.set(name, i));
+  }
+  get size(): number {
+    return this.#names.length;
+  }
+  indexOf(name: string): number | undefined {
+    return this.#index.get(name);
+  }
+  nameAt(i: number): string {
+    return this.#names[i];
+  }
+  dtypeAt(i: number): SafetensorsDType {
+    return this.#infos[i].dtype;
+  }
+  numelAt(i: number): number {
+    return this.#infos[i].shape.reduce((a, b) => a * b, 1);
+  }
+  shapeIs(i: number, shape: readonly number[]): boolean {
+    const s = this.#infos[i].shape;
+    return s.length === shape.length && s.every((d, k) => d === shape[k]);
+  }
+  beginAt(i: number): number {
+    return this.#infos[i].dataOffsets[0];
+  }
+  endAt(i: number): number {
+    return this.#infos[i].dataOffsets[1];
+  }
+}
+
 /** The tensors of a header, in file order, as a read-only Map (infos made when first asked for). */
-class TensorTable implements ReadonlyMap<string, SafetensorsTensorInfo> {
+class TensorTable implements ReadonlyMap<string, SafetensorsTensorInfo>, TensorIndex {
   readonly #c: NativeHeaderColumns;
   readonly #names: string[];
   readonly #index: Map<string, number>;
@@ -103,6 +160,43 @@ class TensorTable implements ReadonlyMap<string, SafetensorsTensorInfo> {
     fn: (value: SafetensorsTensorInfo, key: string, map: ReadonlyMap<string, SafetensorsTensorInfo>) => void,
   ): void {
     for (let i = 0; i < this.#names.length; i++) fn(this.#info(i), this.#names[i], this);
+  }
+
+  // The loader looks tensors up mostly in file order (params, then each param's state): the
+  // tensor after the last one found is tried first, a string comparison instead of a hash
+  // lookup in a map of 300k names.
+  #hint = -1;
+  indexOf(name: string): number | undefined {
+    const next = this.#hint + 1;
+    if (next < this.#names.length && this.#names[next] === name) return (this.#hint = next);
+    const i = this.#index.get(name);
+    if (i !== undefined) this.#hint = i;
+    return i;
+  }
+  nameAt(i: number): string {
+    return this.#names[i];
+  }
+  dtypeAt(i: number): SafetensorsDType {
+    return SAFETENSORS_DTYPES[this.#c.dtypes[i]] as SafetensorsDType;
+  }
+  numelAt(i: number): number {
+    const c = this.#c;
+    let n = 1;
+    for (let k = i === 0 ? 0 : c.shapeEnds[i - 1]; k < c.shapeEnds[i]; k++) n *= c.dims[k];
+    return n;
+  }
+  shapeIs(i: number, shape: readonly number[]): boolean {
+    const c = this.#c;
+    const from = i === 0 ? 0 : c.shapeEnds[i - 1];
+    if (c.shapeEnds[i] - from !== shape.length) return false;
+    for (let k = 0; k < shape.length; k++) if (c.dims[from + k] !== shape[k]) return false;
+    return true;
+  }
+  beginAt(i: number): number {
+    return this.#c.begins[i];
+  }
+  endAt(i: number): number {
+    return this.#c.ends[i];
   }
 
   #info(i: number): SafetensorsTensorInfo {

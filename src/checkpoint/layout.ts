@@ -55,17 +55,25 @@ export async function layoutCheckpoint(
   for (const [k, v] of Object.entries(metadata)) parts.push(`,${JSON.stringify(k)}:${JSON.stringify(v)}`);
   parts.push('}');
   const relative = new Float64Array(tensors.length);
+  // The entries are joined into one string per batch: encoding a few long strings costs far
+  // less than encoding 300k short ones.
+  let batch: string[] = [];
   let at = 0;
   for (let i = 0; i < tensors.length; i++) {
     if (slicer.due()) await slicer.yield();
     const t = tensors[i];
     relative[i] = at;
     const end = at + t.byteLength;
-    parts.push(
+    batch.push(
       `,${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${at},${end}]}`,
     );
+    if (batch.length === 4096) {
+      parts.push(batch.join(''));
+      batch = [];
+    }
     at = end;
   }
+  parts.push(batch.join(''));
   parts.push('}');
   const header = frameHeader(await encodeParts(parts, slicer));
   const offsets = relative.map((r) => r + header.length);

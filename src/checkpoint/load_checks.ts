@@ -7,24 +7,27 @@ import { type LoadCall, type Stateful, className } from './calls';
 import { type Json, decodeState } from './codec';
 import { fail } from './errors';
 import { type Manifest, type ManifestOptimizer, type ManifestStateful, PARAM_DTYPES, sameShape } from './manifest';
-import { type SafetensorsTensorInfo, numelOf } from './safetensors_header';
+import { type TensorIndex, tensorIndexOf } from './header_table';
+import type { SafetensorsTensorInfo } from './safetensors_header';
 import type { Slicer } from './yielding';
 
 /** The file's tensors, each claimed by exactly one place in the manifest. */
 export class TensorClaims {
-  readonly #tensors: ReadonlyMap<string, SafetensorsTensorInfo>;
-  readonly #claimed = new Set<string>();
+  readonly tensors: TensorIndex;
+  readonly #claimed: Uint8Array;
   constructor(tensors: ReadonlyMap<string, SafetensorsTensorInfo>) {
-    this.#tensors = tensors;
+    this.tensors = tensorIndexOf(tensors);
+    this.#claimed = new Uint8Array(this.tensors.size);
   }
 
-  claim(name: string, where: string): SafetensorsTensorInfo {
-    const info = this.#tensors.get(name);
-    if (!info)
+  /** Claims a tensor; returns its position in the file (for this.tensors). */
+  claim(name: string, where: string): number {
+    const i = this.tensors.indexOf(name);
+    if (i === undefined)
       fail('InvalidManifest', `${where} refers to tensor ${JSON.stringify(name)}, which the file does not have`);
-    if (this.#claimed.has(name)) fail('InvalidManifest', `tensor ${JSON.stringify(name)} is used twice (${where})`);
-    this.#claimed.add(name);
-    return info;
+    if (this.#claimed[i]) fail('InvalidManifest', `tensor ${JSON.stringify(name)} is used twice (${where})`);
+    this.#claimed[i] = 1;
+    return i;
   }
 
   /** Claims every tensor of an encoded value; returns their names. */
@@ -39,9 +42,9 @@ export class TensorClaims {
   }
 
   checkAllClaimed(): void {
-    for (const name of this.#tensors.keys())
-      if (!this.#claimed.has(name))
-        fail('InvalidManifest', `tensor ${JSON.stringify(name)} belongs to nothing in the manifest`);
+    const i = this.#claimed.indexOf(0);
+    if (i >= 0)
+      fail('InvalidManifest', `tensor ${JSON.stringify(this.tensors.nameAt(i))} belongs to nothing in the manifest`);
   }
 }
 
@@ -73,8 +76,8 @@ export async function checkParams(
     if (slicer.due()) await slicer.yield();
     if (saved.has(mp.name)) fail('InvalidManifest', `param '${mp.name}' is listed twice`);
     saved.set(mp.name, mp);
-    const info = claims.claim(mp.tensor, `param '${mp.name}'`);
-    if (info.dtype !== PARAM_DTYPES[mp.dtype] || !sameShape(info.shape, mp.shape))
+    const t = claims.claim(mp.tensor, `param '${mp.name}'`);
+    if (claims.tensors.dtypeAt(t) !== PARAM_DTYPES[mp.dtype] || !claims.tensors.shapeIs(t, mp.shape))
       fail('InvalidManifest', `param '${mp.name}': its tensor does not match its dtype and shape`);
   }
   const values: ParamValue[] = [];
@@ -157,9 +160,9 @@ export async function checkOptimizer(
     const param = call.flat![index];
     const tensors: string[] = [];
     decodeValue(json, `optimizer state of param '${name}'`, (tensor, at) => {
-      const info = claims.claim(tensor, at);
-      if (numelOf(info.shape) !== param.data.numel)
-        fail('OptimizerMismatch', `${at} has ${numelOf(info.shape)} elements but the param has ${param.data.numel}`);
+      const numel = claims.tensors.numelAt(claims.claim(tensor, at));
+      if (numel !== param.data.numel)
+        fail('OptimizerMismatch', `${at} has ${numel} elements but the param has ${param.data.numel}`);
       tensors.push(tensor);
       return null;
     });

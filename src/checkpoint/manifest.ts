@@ -102,23 +102,65 @@ export async function readManifest(
   return { manifest, crcs };
 }
 
-/** Version 2's metadata: the manifest, with its per-param parts in chunks of their own. */
-export async function manifestMetadata(m: Manifest, slicer: Slicer): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const { params, optimizer, ...rest } = m;
-  const main: Record<string, unknown> = { ...rest, params_chunks: Math.ceil(params.length / CHUNK) };
-  for (let c = 0; c * CHUNK < params.length; c++) {
-    await slicer.yield();
-    out[`${PARAMS_CHUNK_PREFIX}${c}`] = JSON.stringify(params.slice(c * CHUNK, (c + 1) * CHUNK));
+/**
+ * A manifest as saveCheckpoint writes it: the per-param parts already as the JSON texts of
+ * their chunks (built param by param as text: no object per param, no JSON.stringify of
+ * 100k objects).
+ */
+export interface ManifestToWrite extends Omit<Manifest, 'params' | 'optimizer'> {
+  /** JSON texts of arrays of at most CHUNK ManifestParams. */
+  paramChunks: string[];
+  optimizer?: Omit<ManifestOptimizer, 'state'> & {
+    /** JSON texts of objects of at most CHUNK params' state, by param name. */
+    stateChunks: string[];
+  };
+}
+
+/** Collects JSON texts of object entries or array items into chunk texts of CHUNK each. */
+export class ChunkTexts {
+  readonly chunks: string[] = [];
+  #items: string[] = [];
+  readonly #open: string;
+  readonly #close: string;
+  constructor(kind: 'array' | 'object') {
+    [this.#open, this.#close] = kind === 'array' ? ['[', ']'] : ['{', '}'];
   }
+  /** Adds an item (an array's value, or an object's `"key":value`). */
+  add(text: string): void {
+    this.#items.push(text);
+    if (this.#items.length === CHUNK) this.#flush();
+  }
+  /** The chunk texts (call once, after the last add). */
+  done(): string[] {
+    if (this.#items.length > 0) this.#flush();
+    return this.chunks;
+  }
+  #flush(): void {
+    this.chunks.push(`${this.#open}${this.#items.join(',')}${this.#close}`);
+    this.#items = [];
+  }
+}
+
+/** The chunk texts of an optimizer's encoded state (the path of optimizers that are not fused ones). */
+export async function stateChunksOf(state: ManifestOptimizer['state'], slicer: Slicer): Promise<string[]> {
+  const texts = new ChunkTexts('object');
+  for (const name of Object.keys(state)) {
+    if (slicer.due()) await slicer.yield();
+    texts.add(`${JSON.stringify(name)}:${JSON.stringify(state[name])}`);
+  }
+  return texts.done();
+}
+
+/** Version 2's metadata: the manifest, with its per-param parts in chunks of their own. */
+export function manifestMetadata(m: ManifestToWrite): Record<string, string> {
+  const out: Record<string, string> = {};
+  const { paramChunks, optimizer, ...rest } = m;
+  const main: Record<string, unknown> = { ...rest, params_chunks: paramChunks.length };
+  paramChunks.forEach((text, c) => (out[`${PARAMS_CHUNK_PREFIX}${c}`] = text));
   if (optimizer) {
-    const { state, ...o } = optimizer;
-    const entries = Object.entries(state);
-    main.optimizer = { ...o, state_chunks: Math.ceil(entries.length / CHUNK) };
-    for (let c = 0; c * CHUNK < entries.length; c++) {
-      await slicer.yield();
-      out[`${STATE_CHUNK_PREFIX}${c}`] = JSON.stringify(Object.fromEntries(entries.slice(c * CHUNK, (c + 1) * CHUNK)));
-    }
+    const { stateChunks, ...o } = optimizer;
+    main.optimizer = { ...o, state_chunks: stateChunks.length };
+    stateChunks.forEach((text, c) => (out[`${STATE_CHUNK_PREFIX}${c}`] = text));
   }
   return { [MANIFEST_KEY]: JSON.stringify(main), ...out };
 }

@@ -16,10 +16,10 @@ import type { TensorData } from './safetensors_header';
 import type { Slicer } from './yielding';
 
 export interface OptimizerLoad {
-  /** State buffers created for the load: filled while the file is checked. */
-  fresh: Map<string, Destination>;
-  /** The optimizer's existing buffers: filled when the checkpoint is applied. */
-  inPlace: Map<string, Destination>;
+  /** State buffers created for the load, by the file's tensor index: filled while the file is checked. */
+  fresh: Map<number, Destination>;
+  /** The optimizer's existing buffers, by the file's tensor index: filled when the checkpoint is applied. */
+  inPlace: Map<number, Destination>;
   /** The dict for loadStateDict() (not a fused optimizer). */
   dict?: object;
   /** Params whose value comes from their master (loadStateDict() writes it). */
@@ -74,25 +74,32 @@ async function planFused(
   } catch (e) {
     return fail('Rejected', `the optimizer rejected its state (${(e as Error).message}); nothing was changed`, e);
   }
-  const fresh = new Map<string, Destination>();
-  const inPlace = new Map<string, Destination>();
-  for (const { slots } of plan.targets)
-    for (const { tensor } of slots)
-      if (stateConvert(file.dtypeOf(tensor)) === undefined)
+  const fresh = new Map<number, Destination>();
+  const inPlace = new Map<number, Destination>();
+  // Each slot's tensor, by index in the file, and how it becomes fp32 (one name lookup per tensor).
+  const slots: number[] = [];
+  const converts: number[] = [];
+  for (const { slots: list } of plan.targets) {
+    if (slicer.due()) await slicer.yield();
+    for (const { tensor } of list) {
+      const index = file.indexOf(tensor);
+      const convert = stateConvert(file.dtypeAt(index));
+      if (convert === undefined)
         fail(
           'OptimizerMismatch',
-          `tensor ${JSON.stringify(tensor)} is ${file.dtypeOf(tensor)}; optimizer state must be a float type`,
+          `tensor ${JSON.stringify(tensor)} is ${file.dtypeAt(index)}; optimizer state must be a float type`,
         );
+      slots.push(index);
+      converts.push(convert);
+    }
+  }
   await slicer.yield();
   const staged = plan.stage();
   try {
-    let entry = 0;
-    for (const { slots } of plan.targets) {
+    for (let entry = 0; entry < slots.length; entry++) {
       if (slicer.due()) await slicer.yield();
-      for (const { tensor } of slots) {
-        const place = new TableEntry(staged.table, entry);
-        (staged.fresh[entry++] ? fresh : inPlace).set(tensor, { place, convert: stateConvert(file.dtypeOf(tensor))! });
-      }
+      const place = new TableEntry(staged.table, entry);
+      (staged.fresh[entry] ? fresh : inPlace).set(slots[entry], { place, convert: converts[entry] });
     }
   } catch (e) {
     plan.abort();

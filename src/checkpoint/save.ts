@@ -13,13 +13,14 @@ import { type CheckpointLayout, layoutCheckpoint } from './layout';
 import {
   CHECKPOINT_FORMAT,
   CHECKPOINT_VERSION,
-  type Manifest,
+  ChunkTexts,
   type ManifestGroup,
   type ManifestOptimizer,
-  type ManifestParam,
   type ManifestStateful,
+  type ManifestToWrite,
   PARAM_DTYPES,
   manifestMetadata,
+  stateChunksOf,
 } from './manifest';
 import type { CheckpointState } from '../fused_optimizer';
 import { type NativeTensorHandle, type NativeTensorTable, native } from '../native';
@@ -112,24 +113,23 @@ async function collect(call: SaveCall): Promise<Collected> {
   const c = capture(call);
   try {
     const slicer = new Slicer();
-    const manifest: Manifest = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, params: [] };
-    const tensors = await paramTensors(call, c.table, manifest.params, c.encoder, slicer);
+    const { tensors, chunks: paramChunks } = await paramTensors(call, c.table, c.encoder, slicer);
+    const { scheduler, scaler, extra } = c;
+    const manifest: ManifestToWrite = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, paramChunks };
     if (c.optimizer) {
-      const { native, ...part } = c.optimizer;
-      manifest.optimizer = part;
-      if (native) part.state = await nativeState(native, call.flat!, c.table, call.params.size, c.encoder, slicer);
+      const { native, state, ...part } = c.optimizer;
+      const stateChunks = native
+        ? await nativeState(native, call.flat!, c.table, call.params.size, c.encoder, slicer)
+        : await stateChunksOf(state, slicer);
+      manifest.optimizer = { ...part, stateChunks };
     }
-    if (c.scheduler) manifest.scheduler = c.scheduler;
-    if (c.scaler) manifest.scaler = c.scaler;
-    if (c.extra !== undefined) manifest.extra = c.extra;
-    const ordered = fileOrder([...tensors, ...c.encoder.tensors]);
+    if (scheduler) manifest.scheduler = scheduler;
+    if (scaler) manifest.scaler = scaler;
+    if (extra !== undefined) manifest.extra = extra;
+    const ordered = fileOrder(tensors.concat(c.encoder.tensors));
     const layout = await layoutCheckpoint(
       ordered,
-      {
-        format: CHECKPOINT_FORMAT,
-        format_version: String(CHECKPOINT_VERSION),
-        ...(await manifestMetadata(manifest, slicer)),
-      },
+      { format: CHECKPOINT_FORMAT, format_version: String(CHECKPOINT_VERSION), ...manifestMetadata(manifest) },
       slicer,
     );
     const sources = ordered.map((t) => (t.source instanceof NativeBuffer ? t.source.place : t.source));
@@ -171,7 +171,7 @@ function capture(call: SaveCall): Captured {
       };
     if (call.extra !== undefined) out.extra = encoder.encode(call.extra, 'extra', 'extra');
     for (const t of encoder.tensors.slice(fromJavaScript))
-      if (!(t.source instanceof NativeBuffer)) t.source = t.source.slice();
+      if (ArrayBuffer.isView(t.source)) t.source = t.source.slice();
     const handles = [...call.params.values()].map((p) => p.data.handle);
     const table = native().checkpointPin(handles, out.optimizer?.native?.table);
     const release = () => {
@@ -185,31 +185,41 @@ function capture(call: SaveCall): Captured {
   }
 }
 
+// The params' tensors (entries 0.. of the pinned table) and their manifest chunks, as text.
+// Their names, "param.<name>", are unique: param names are, and no other tensor's name starts
+// with "param." (the encoder's names start with "optimizer.", "scheduler.", "scaler." or
+// "extra."; checked, to keep it so).
 async function paramTensors(
   call: SaveCall,
   table: NativeTensorTable,
-  out: ManifestParam[],
   encoder: StateEncoder,
   slicer: Slicer,
-): Promise<EncodedTensor[]> {
+): Promise<{ tensors: EncodedTensor[]; chunks: string[] }> {
+  const direct = !encoder.hasNameStartingWith('param.');
   const tensors: EncodedTensor[] = [];
+  const texts = new ChunkTexts('array');
   let i = 0;
   for (const p of call.params.values()) {
     if (slicer.due()) await slicer.yield();
-    const dtype = PARAM_DTYPES[p.data.dtype];
-    const tensor = encoder.reserve(`param.${p.name}`);
-    out.push({ name: p.name, dtype: p.data.dtype, shape: [...p.data.shape], tensor });
-    const source = new NativeBuffer(new TableEntry(table, i++), dtype, p.data.numel);
+    const data = p.data;
+    const dtype = PARAM_DTYPES[data.dtype];
+    const name = direct ? `param.${p.name}` : encoder.reserve(`param.${p.name}`);
+    const shape = [...data.shape];
+    const numel = data.numel;
+    const quoted = JSON.stringify(name);
+    texts.add(
+      `{"name":${JSON.stringify(p.name)},"dtype":"${data.dtype}","shape":[${shape.join(',')}],"tensor":${quoted}}`,
+    );
     tensors.push({
-      name: tensor,
+      name,
       dtype,
-      source,
-      byteLength: source.byteLength,
-      numel: p.data.numel,
-      shape: [...p.data.shape],
+      source: new TableEntry(table, i++),
+      byteLength: numel * (dtype === 'F32' ? 4 : 2),
+      numel,
+      shape,
     });
   }
-  return tensors;
+  return { tensors, chunks: texts.done() };
 }
 
 // A fused optimizer refuses steps (natively) until unlock(); any other optimizer with step()
@@ -300,7 +310,10 @@ function encodedState(
 }
 
 // A fused optimizer's state, as encoding its stateDict() would give, with each buffer written
-// from the optimizer's own memory (entries of the pinned table, after the params).
+// from the optimizer's own memory (entries of the pinned table, after the params); returns
+// the manifest's state chunks, built as text. The buffers' names,
+// "optimizer.state.<param>.<key>", are unique (param names are, and keys have no "."), and
+// distinct from every other tensor's unless the encoder made one with that prefix (checked).
 async function nativeState(
   st: CheckpointState & { insertAt?: number },
   flat: readonly Parameter[],
@@ -308,30 +321,34 @@ async function nativeState(
   paramCount: number,
   encoder: StateEncoder,
   slicer: Slicer,
-): Promise<ManifestOptimizer['state']> {
-  const state: ManifestOptimizer['state'] = {};
+): Promise<string[]> {
+  const direct = !encoder.hasNameStartingWith('optimizer.state.');
+  const texts = new ChunkTexts('object');
   const tensors: EncodedTensor[] = [];
+  const keys = st.names.map((key) => (key === undefined ? undefined : JSON.stringify(key)));
   let entry = paramCount;
   for (let i = 0; i < flat.length; i++) {
     if (slicer.due()) await slicer.yield();
     if (st.steps[i] < 0) continue;
     const p = flat[i];
-    const out: { [key: string]: Json } = st.hasStep ? { step: st.steps[i] } : {};
     const numel = p.data.numel;
-    st.names.forEach((key, bit) => {
-      if (key === undefined || !(st.masks[i] & (1 << bit))) return;
-      const name = encoder.reserve(`optimizer.state.${p.name}.${key}`);
-      const source = new NativeBuffer(new TableEntry(table, entry++), 'F32', numel);
-      tensors.push({ name, dtype: 'F32', source, byteLength: source.byteLength, numel, shape: [numel] });
-      out[key] = { $tensor: name };
-    });
-    state[p.name] = out;
+    const shape = [numel];
+    const mask = st.masks[i];
+    let json = st.hasStep ? `"step":${st.steps[i]}` : '';
+    for (let bit = 0; bit < keys.length; bit++) {
+      if (keys[bit] === undefined || !(mask & (1 << bit))) continue;
+      const base = `optimizer.state.${p.name}.${st.names[bit]}`;
+      const name = direct ? base : encoder.reserve(base);
+      tensors.push({ name, dtype: 'F32', source: new TableEntry(table, entry++), byteLength: 4 * numel, numel, shape });
+      json += `${json === '' ? '' : ','}${keys[bit]}:{"$tensor":${JSON.stringify(name)}}`;
+    }
+    texts.add(`${JSON.stringify(p.name)}:{${json}}`);
   }
   // In file order where encoding would have put them (no spread: there may be 300k).
   const after = encoder.tensors.splice(st.insertAt ?? encoder.tensors.length);
   for (const t of tensors) encoder.tensors.push(t);
   for (const t of after) encoder.tensors.push(t);
-  return state;
+  return texts.done();
 }
 
 /** Host copies of the native sources (typed arrays too: the caller may change them once we return). */
