@@ -48,6 +48,7 @@
       'conditions': [
         ['cuda_mode=="off"', {
           'sources': ['native/cuda/cuda_stub.cpp', 'native/cuda/cuda_bandwidth_stub.cpp'],
+          'defines': ['FO_CUDA_STUB=1'],  # native/cuda/launcher_stub.h
         }],
         ['cuda_mode=="emulate"', {
           'sources': [
@@ -77,7 +78,8 @@
                          'native/common/adamw_plan.h', 'native/common/lion_plan.h', 'native/common/half_convert.h',
                          'native/cuda/cuda_backend.h', 'native/cuda/cuda_check.h', 'native/cuda/element_access.cuh',
                          'native/cuda/multi_tensor.cuh', 'native/common/grad_transform.h',
-                         'native/common/stochastic_rounding.h', 'native/common/fo_macros.h', 'native/common/dtype.h'],
+                         'native/common/stochastic_rounding.h', 'native/common/fo_macros.h', 'native/common/dtype.h',
+                         'native/common/backend.h', 'native/common/errors.h', 'native/common/bandwidth.h'],
               'outputs': ['<(INTERMEDIATE_DIR)/<(RULE_INPUT_ROOT).cu.o'],
               'action': [
                 '<(nvcc)', '-std=c++17', '-O3', '-fmad=false', '--expt-relaxed-constexpr',

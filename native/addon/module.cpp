@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "../cpu/copy_bandwidth.h"
+#include "../common/bandwidth.h"
 #include "../cpu/thread_pool.h"
 #include "../cuda/cuda_backend.h"
 #include "checkpoint_wrap.h"
@@ -49,7 +49,7 @@ Napi::Value native_info(const Napi::CallbackInfo& info) {
 // copyBandwidth(bytes, iterations, device) -> { method, methods: [{ name, bestGBps,
 // medianGBps }], bestGBps, medianGBps, bestSeconds, medianSeconds, bytes, iterations,
 // threads, chunkBytes }: the copy bandwidth that the performance model divides by
-// (native/cpu/copy_bandwidth.h). src/bandwidth.ts validates first; the checks here keep a
+// (native/common/bandwidth.h). src/bandwidth.ts validates first; the checks here keep a
 // wrong call from JavaScript from allocating nonsense.
 Napi::Value copy_bandwidth(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {

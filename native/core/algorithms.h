@@ -1,6 +1,8 @@
 #pragma once
 // What the generic Engine needs to know about each algorithm: its hyperparameters and
-// their checks, its per-step scalars, its state buffers and its backends.
+// their checks, its per-step scalars and its state buffers. Its backends are the generic
+// cpu::ChunkRunner and cuda::Launcher over its Plan and Slot (native/common/backend.h).
+#include <array>
 #include <cmath>
 #include <string>
 
@@ -8,9 +10,6 @@
 #include "../common/adamw_scalars.h"
 #include "../common/lion_plan.h"
 #include "../common/lion_scalars.h"
-#include "../cpu/cpu_adamw.h"
-#include "../cpu/cpu_lion.h"
-#include "../cuda/cuda_backend.h"
 #include "errors.h"
 
 namespace fo {
@@ -38,8 +37,6 @@ struct AdamWAlgo {
   using Hyper = AdamWHyper;
   using Slot = AdamWSlot;
   using Plan = AdamWTensor;
-  using CpuRunner = cpu::AdamWRunner;
-  using CudaLauncher = cuda::AdamWLauncher;
   static constexpr int kStates = 3;
   static constexpr size_t kHyperFields = 7;  // lr, beta1, beta2, eps, weight_decay, amsgrad, maximize
 
@@ -71,14 +68,16 @@ struct AdamWAlgo {
                 b.numel,    b.slot, b.param_dtype, b.grad_dtype, b.rng_stream, b.rows,
                 b.row_width};
   }
+  // The state pointers of a plan entry (part of the key that decides whether the plan changed).
+  static std::array<const float*, kStates> state_pointers(const Plan& t) {
+    return {t.exp_avg, t.exp_avg_sq, t.max_exp_avg_sq};
+  }
 };
 
 struct LionAlgo {
   using Hyper = LionHyper;
   using Slot = LionSlot;
   using Plan = LionTensor;
-  using CpuRunner = cpu::LionRunner;
-  using CudaLauncher = cuda::LionLauncher;
   static constexpr int kStates = 1;
   static constexpr size_t kHyperFields = 5;  // lr, beta1, beta2, weight_decay, initial_lr
 
@@ -105,6 +104,7 @@ struct LionAlgo {
     return Plan{b.param,       b.grad,       b.master,     states[0], b.numel,    b.slot,
                 b.param_dtype, b.grad_dtype, b.rng_stream, b.rows,    b.row_width};
   }
+  static std::array<const float*, kStates> state_pointers(const Plan& t) { return {t.exp_avg}; }
 };
 
 }  // namespace fo

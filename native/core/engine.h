@@ -1,7 +1,8 @@
 #pragma once
 // The device-independent half of every fused optimizer: the param list, per-param state
 // (fp32 state buffers, fp32 masters, step counts), validation, and the launch plan handed
-// to a backend. Algo (algorithms.h) supplies the math-specific parts. Everything a step
+// to a backend (the contract of native/common/backend.h, one for both devices). Algo
+// (algorithms.h) supplies the math-specific parts. Everything a step
 // needs is checked before anything is written, so a rejected step changes nothing.
 #include <atomic>
 #include <cstdint>
@@ -17,6 +18,9 @@
 #include "../common/grad_transform.h"
 #include "../common/metrics.h"
 #include "../common/stochastic_rounding.h"
+#include "../common/backend.h"
+#include "../cpu/chunk_runner.h"
+#include "../cuda/cuda_backend.h"
 #include "algorithms.h"
 #include "memory_ranges.h"
 #include "errors.h"
@@ -73,9 +77,7 @@ class Engine {
     bool has_master = false;
   };
 
-  explicit Engine(Device device) : device_(device) {
-    if (device == Device::CUDA) cuda_ = std::make_unique<typename Algo::CudaLauncher>();
-  }
+  explicit Engine(Device device) : device_(device), backend_(make_backend(device)) {}
 
   Device device() const { return device_; }
   int param_count() const { return int(params_.size()); }
@@ -215,11 +217,8 @@ class Engine {
     bind_plan(plan);
     if (control.needs_prepass()) {
       prepared->use_prepass = true;
-      if (cuda_)
-        cuda_->prepare_grads(control.prepass);
-      else
-        cpu_.prepare_grads(control.prepass);
-      if (control.prepass.check_finite && (cuda_ ? cuda_->read_found_inf() : cpu_.read_found_inf())) {
+      backend_->prepare_grads(control.prepass);
+      if (control.prepass.check_finite && backend_->read_found_inf()) {
         prepared->skipped = true;
         return prepared;
       }
@@ -243,17 +242,15 @@ class Engine {
   void execute(PreparedStep& step) noexcept {
     if (step.skipped) return;
     try {
-      if (cuda_)
-        cuda_->launch(step.slots.data(), int(step.slots.size()), step.use_prepass);
-      else
-        cpu_.run(step.slots.data(), step.use_prepass);
+      backend_->launch(step.slots.data(), int(step.slots.size()), step.use_prepass);
       step.outcome = PreparedStep::Outcome::Queued;
-    } catch (const cuda::NothingLaunched& e) {
+    } catch (const NothingLaunched& e) {
       step.outcome = PreparedStep::Outcome::NothingQueued;
       step.error = e.what();
     } catch (const std::exception& e) {
-      // The CPU backend runs all or nothing; only a CUDA step can fail part way.
-      step.outcome = cuda_ ? PreparedStep::Outcome::PartlyQueued : PreparedStep::Outcome::NothingQueued;
+      // The CPU backend runs all or nothing (it throws NothingLaunched); only a CUDA step can
+      // fail part way.
+      step.outcome = PreparedStep::Outcome::PartlyQueued;
       step.error = e.what();
     }
   }
@@ -312,19 +309,18 @@ class Engine {
   }
 
   void synchronize() {
-    if (cuda_) cuda_->synchronize();
+    if (backend_) backend_->synchronize();  // none after dispose()
   }
 
   // CUDA: later steps wait on the device (the host never waits) for `event`, a cudaEvent_t
   // of the caller's, e.g. recorded after the kernels that produced the grads on another stream.
   void wait_for_event(void* event) {
-    if (!cuda_) throw TypeError("waitFor: the optimizer runs on the CPU, where steps need no ordering with CUDA work");
-    if (!event) throw TypeError("waitFor: the event is null");
-    cuda_->wait_for_event(event);
+    if (device_ == Device::CUDA && !event) throw TypeError("waitFor: the event is null");
+    backend_->wait_for_event(event);  // the CPU's refuses
   }
 
   // The CUDA stream the steps run on (a cudaStream_t), null on the CPU.
-  void* cuda_stream() const { return cuda_ ? cuda_->stream() : nullptr; }
+  void* cuda_stream() const { return backend_ ? backend_->stream() : nullptr; }
 
   // Metric sums of every param that has a grad and state, from the current state and grad;
   // "update" is what the next step would subtract. {index, sums} pairs, in param order.
@@ -342,12 +338,7 @@ class Engine {
     std::vector<Plan> plan = build_plan(groups, 1, slots, &indices, /*only_with_state=*/true, &scratch);
     bind_plan(plan);
     std::vector<MetricSums> sums(plan.size());
-    if (!plan.empty()) {
-      if (cuda_)
-        cuda_->metrics(slots.data(), int(slots.size()), sums.data());
-      else
-        cpu_.metrics(slots.data(), sums.data());
-    }
+    if (!plan.empty()) backend_->metrics(slots.data(), int(slots.size()), sums.data());
     std::vector<std::pair<int, MetricSums>> out;
     for (size_t i = 0; i < plan.size(); ++i) out.emplace_back(indices[i], sums[i]);
     return out;
@@ -749,17 +740,9 @@ class Engine {
       key.push_back(uint64_t(uint32_t(t.slot)) | uint64_t(t.param_dtype) << 32 | uint64_t(t.grad_dtype) << 40);
       key.push_back(reinterpret_cast<uintptr_t>(t.rows));
       key.push_back(uint64_t(t.row_width));
-      append_state_pointers(t, key);
+      for (const float* state : Algo::state_pointers(t)) key.push_back(reinterpret_cast<uintptr_t>(state));
     }
     return key;
-  }
-  static void append_state_pointers(const AdamWTensor& t, std::vector<uint64_t>& key) {
-    key.push_back(reinterpret_cast<uintptr_t>(t.exp_avg));
-    key.push_back(reinterpret_cast<uintptr_t>(t.exp_avg_sq));
-    key.push_back(reinterpret_cast<uintptr_t>(t.max_exp_avg_sq));
-  }
-  static void append_state_pointers(const LionTensor& t, std::vector<uint64_t>& key) {
-    key.push_back(reinterpret_cast<uintptr_t>(t.exp_avg));
   }
 
   // Hands the plan to the backend: the whole table when it changed, else only the grads.
@@ -767,10 +750,7 @@ class Engine {
     std::vector<uint64_t> key = key_of(plan);
     if (!plan_uploaded_ || key != plan_key_) {
       plan_uploaded_ = false;  // a failed upload must not leave the old key standing
-      if (cuda_)
-        cuda_->set_tensors(plan);
-      else
-        cpu_.set_tensors(plan);
+      backend_->set_tensors(plan);
       plan_key_ = std::move(key);
       plan_uploaded_ = true;
       ++plan_uploads_;
@@ -779,10 +759,7 @@ class Engine {
     }
     std::vector<const void*> grads(plan.size());
     for (size_t i = 0; i < plan.size(); ++i) grads[i] = plan[i].grad;
-    if (cuda_)
-      cuda_->set_grads(grads);
-    else
-      cpu_.set_grads(grads);
+    backend_->set_grads(grads);
   }
 
   static void pin(const std::shared_ptr<Storage>& s, PreparedStep& step) {
@@ -837,41 +814,30 @@ class Engine {
     plan_key_ = {};
     plan_uploaded_ = false;
     table_bytes_ = 0;
-    cpu_ = typename Algo::CpuRunner{};
-    cuda_.reset();
+    backend_.reset();
   }
 
   void sync_master_from_param(Param& p) {
     const Tensor& d = *p.data;
     float* master = static_cast<float*>(p.master->data_unchecked());
-    const void* src = d.storage->data_unchecked();
-    if (cuda_) {
-      cuda::convert_to_float32(master, src, d.dtype, d.numel);
-    } else {
-      const uint16_t* bits = static_cast<const uint16_t*>(src);
-      if (d.dtype == DType::Float16)
-        for (int64_t i = 0; i < d.numel; ++i) master[i] = half_bits_to_float(bits[i]);
-      else
-        for (int64_t i = 0; i < d.numel; ++i) master[i] = bf16_bits_to_float(bits[i]);
-    }
+    backend_->to_float32(master, d.storage->data_unchecked(), d.dtype, d.numel);
     p.master_version = d.storage->version();
   }
 
   std::vector<float> read_floats(const std::shared_ptr<Storage>& s, int64_t n) {
     if (!s) return {};
     std::vector<float> out(static_cast<size_t>(n));
-    if (device_ == Device::CPU)
-      std::memcpy(out.data(), s->data_unchecked(), size_t(n) * 4);
-    else
-      cuda_->copy_to_host(out.data(), s->data_unchecked(), size_t(n) * 4);  // after our own steps only
+    backend_->copy_to_host(out.data(), s->data_unchecked(), size_t(n) * 4);  // after our own steps only
     return out;
   }
 
   void write_floats(const std::shared_ptr<Storage>& s, const std::vector<float>& v) {
-    if (device_ == Device::CPU)
-      std::memcpy(s->data_unchecked(), v.data(), v.size() * 4);
-    else
-      cuda_->copy_to_device(s->data_unchecked(), v.data(), v.size() * 4);
+    backend_->copy_to_device(s->data_unchecked(), v.data(), v.size() * 4);
+  }
+
+  static std::unique_ptr<Backend<Plan, Slot>> make_backend(Device device) {
+    if (device == Device::CUDA) return std::make_unique<cuda::Launcher<Plan, Slot>>();
+    return std::make_unique<cpu::ChunkRunner<Plan, Slot>>();
   }
 
   Device device_;
@@ -890,8 +856,7 @@ class Engine {
   bool busy_ = false;      // an asynchronous step is running on another thread
   int checkpoint_io_ = 0;  // checkpoint transfers using this optimizer's buffers
   bool lazy_mode_ = false;
-  typename Algo::CpuRunner cpu_;
-  std::unique_ptr<typename Algo::CudaLauncher> cuda_;
+  std::unique_ptr<Backend<Plan, Slot>> backend_;
 };
 
 using AdamWEngine = Engine<AdamWAlgo>;
