@@ -13,6 +13,7 @@
 #include "addon.h"
 #include "args.h"
 #include "js_errors.h"
+#include "layouts.h"
 #include "grad_ops_wrap.h"
 #include "optimizer_wrap.h"
 #include "tensor_wrap.h"
@@ -93,8 +94,11 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   Napi::Function tensor_class = TensorWrap::define(env);
   tensor_class_ = Napi::Persistent(tensor_class);
   exports.Set("TensorHandle", tensor_class);
-  exports.Set("AdamWHandle", OptimizerWrap<fo::AdamWAlgo>::define(env, "AdamWHandle"));
-  exports.Set("LionHandle", OptimizerWrap<fo::LionAlgo>::define(env, "LionHandle"));
+  // One line per algorithm (native/core/algorithms.h): its handle class and its layout.
+  Napi::Object layouts = common_layouts(env);
+  register_optimizer<fo::AdamWAlgo>(env, exports, layouts);
+  register_optimizer<fo::LionAlgo>(env, exports, layouts);
+  exports.Set("layouts", layouts);
   exports.Set("nativeInfo", Napi::Function::New(env, native_info));
   register_grad_ops(env, exports);
   register_checkpoint_io(env, exports);

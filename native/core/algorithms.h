@@ -4,6 +4,7 @@
 // cpu::ChunkRunner and cuda::Launcher over its Plan and Slot (native/common/backend.h).
 #include <array>
 #include <cmath>
+#include <iterator>
 #include <string>
 
 #include "../common/adamw_plan.h"
@@ -37,8 +38,12 @@ struct AdamWAlgo {
   using Hyper = AdamWHyper;
   using Slot = AdamWSlot;
   using Plan = AdamWTensor;
+  static constexpr const char* kHandle = "AdamWHandle";  // the addon's class (AdamW, AdamWDL)
   static constexpr int kStates = 3;
-  static constexpr size_t kHyperFields = 7;  // lr, beta1, beta2, eps, weight_decay, amsgrad, maximize
+  // One group's numbers in the hyperparameter table, in order (parse() reads them).
+  static constexpr const char* kHyperFieldNames[] = {"lr",           "beta1",   "beta2",   "eps",
+                                                     "weight_decay", "amsgrad", "maximize"};
+  static constexpr size_t kHyperFields = std::size(kHyperFieldNames);
 
   static const char* state_name(int k) {
     static const char* names[kStates] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
@@ -78,8 +83,10 @@ struct LionAlgo {
   using Hyper = LionHyper;
   using Slot = LionSlot;
   using Plan = LionTensor;
+  static constexpr const char* kHandle = "LionHandle";
   static constexpr int kStates = 1;
-  static constexpr size_t kHyperFields = 5;  // lr, beta1, beta2, weight_decay, initial_lr
+  static constexpr const char* kHyperFieldNames[] = {"lr", "beta1", "beta2", "weight_decay", "initial_lr"};
+  static constexpr size_t kHyperFields = std::size(kHyperFieldNames);
 
   static const char* state_name(int) { return "exp_avg"; }
   static bool state_needed(int, const Hyper&) { return true; }
