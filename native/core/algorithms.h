@@ -65,7 +65,10 @@ struct AdamWAlgo {
     require(std::isfinite(h.weight_decay) && h.weight_decay >= 0, where, "weight_decay must be a finite number >= 0",
             h.weight_decay);
   }
-  static Slot make_slot(const Hyper& h, int64_t step, double lr_ratio, bool apply_decay) {
+  // first_step (a slot per first step only with kFirstStepInSlot): the state buffers have
+  // not been written by a step yet.
+  static constexpr bool kFirstStepInSlot = false;
+  static Slot make_slot(const Hyper& h, int64_t step, double lr_ratio, bool apply_decay, bool) {
     return make_adamw_slot(h, step, lr_ratio, apply_decay);
   }
   static Plan make_plan(const PlanBase& b, float* const* states, const Hyper& h) {
@@ -104,7 +107,8 @@ struct LionAlgo {
     require(std::isfinite(h.initial_lr) && h.initial_lr >= 0, where, "initial_lr must be a finite number >= 0",
             h.initial_lr);
   }
-  static Slot make_slot(const Hyper& h, int64_t, double lr_ratio, bool apply_decay) {
+  static constexpr bool kFirstStepInSlot = false;
+  static Slot make_slot(const Hyper& h, int64_t, double lr_ratio, bool apply_decay, bool) {
     return make_lion_slot(h, lr_ratio, apply_decay);
   }
   static Plan make_plan(const PlanBase& b, float* const* states, const Hyper&) {

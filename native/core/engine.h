@@ -270,6 +270,7 @@ class Engine {
     for (int i : step.stepped) {
       Param& p = params_[size_t(i)];
       ++p.step;
+      p.state_written = p.states[0] != nullptr;
       // The step wrote the param: a new version, so another optimizer holding it re-seeds
       // its master from the value written here instead of restoring a stale one.
       p.data->storage->bump_version();
@@ -330,7 +331,7 @@ class Engine {
     validate(groups);
     // The next step re-syncs a master whose half param was written since: so do the metrics.
     for (Param& p : params_)
-      if (p.grad && p.states[0] && p.master && p.master_version != p.data->storage->version())
+      if (p.grad && has_stepped(p) && p.master && p.master_version != p.data->storage->version())
         sync_master_from_param(p);
     std::vector<Slot> slots;
     std::vector<int> indices;
@@ -379,6 +380,7 @@ class Engine {
       if (!p.states[k]) p.states[k] = new_state_buffer(n);
       write_floats(p.states[k], st.states[k]);
     }
+    p.state_written = st.present[0];
     if (p.options.master_weights) {
       if (!p.master) p.master = new_state_buffer(n);
       if (st.has_master) {
@@ -472,6 +474,7 @@ class Engine {
     if (step < 0) throw RangeError("state of param '" + p.name + "': step must be >= 0");
     for (int k = 0; k < kStates; ++k)
       if (p.staged_states[k]) p.states[k] = std::move(p.staged_states[k]);
+    p.state_written = p.states[0] != nullptr;
     if (p.staged_master) p.master = std::move(p.staged_master);
     if (p.options.master_weights) {
       if (!p.master) p.master = new_state_buffer(p.data->numel);
@@ -501,6 +504,7 @@ class Engine {
     check_index(index);
     Param& p = params_[size_t(index)];
     for (auto& s : p.states) s.reset();
+    p.state_written = false;
     p.step = 0;
     broken_.clear();
   }
@@ -522,11 +526,16 @@ class Engine {
     std::shared_ptr<Storage> master;
     std::shared_ptr<Storage> states[kStates];
     uint64_t master_version = 0;    // data's version when the master was last synced
+    bool state_written = false;     // states[0] holds a step's (or a loaded state's) values
     std::shared_ptr<Storage> rows;  // row-sparse grad: the rows it updates (on the device)
     int64_t row_count = 0, row_width = 0;
     std::shared_ptr<Storage> staged_states[kStates];  // a checkpoint load's new buffers
     std::shared_ptr<Storage> staged_master;
   };
+
+  // Whether the param has taken a step since its state was last reset (metrics report those):
+  // it has state buffers, or stepped with none (SGD without momentum keeps none).
+  static bool has_stepped(const Param& p) { return p.states[0] != nullptr || p.step > 0; }
 
   void check_usable() const {
     if (!broken_.empty()) throw std::runtime_error(broken_message());
@@ -664,7 +673,10 @@ class Engine {
       if (!p.grad) continue;
       const int64_t n = p.data->numel;
       for (int k = 0; k < kStates; ++k)
-        if (!p.states[k] && Algo::state_needed(k, groups[size_t(p.group)])) p.states[k] = new_state_buffer(n);
+        if (!p.states[k] && Algo::state_needed(k, groups[size_t(p.group)])) {
+          p.states[k] = new_state_buffer(n);
+          if (k == 0) p.state_written = false;
+        }
       if (p.options.master_weights) {
         if (!p.master) p.master = new_state_buffer(n);
         if (p.master_version != p.data->storage->version() || p.step == 0) sync_master_from_param(p);
@@ -682,24 +694,26 @@ class Engine {
       int64_t step;
       double ratio;
       bool decay;
+      bool first;  // Algo::kFirstStepInSlot: the state buffers have not been written by a step
     };
     std::vector<Key> keys;
     std::vector<Plan> plan;
     plan.reserve(params_.size());
     for (size_t i = 0; i < params_.size(); ++i) {
       Param& p = params_[i];
-      if (!p.grad || (only_with_state && (!p.states[0] || p.rows))) continue;  // metrics: dense only
+      if (!p.grad || (only_with_state && (!has_stepped(p) || p.rows))) continue;  // metrics: dense only
       const Hyper& h = groups[size_t(p.group)];
       const int64_t step = p.step + step_increment;
+      const bool first = Algo::kFirstStepInSlot && (!p.states[0] || !p.state_written);
       int slot = -1;
       for (size_t k = 0; k < keys.size(); ++k)
         if (keys[k].group == p.group && keys[k].step == step && keys[k].ratio == p.options.lr_ratio &&
-            keys[k].decay == p.options.apply_decay)
+            keys[k].decay == p.options.apply_decay && keys[k].first == first)
           slot = int(k);
       if (slot < 0) {
         slot = int(keys.size());
-        keys.push_back({p.group, step, p.options.lr_ratio, p.options.apply_decay});
-        slots.push_back(Algo::make_slot(h, step, p.options.lr_ratio, p.options.apply_decay));
+        keys.push_back({p.group, step, p.options.lr_ratio, p.options.apply_decay, first});
+        slots.push_back(Algo::make_slot(h, step, p.options.lr_ratio, p.options.apply_decay, first));
       }
       PlanBase base{p.data->storage->data_unchecked(),
                     p.grad->storage->data_unchecked(),
