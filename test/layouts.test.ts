@@ -23,7 +23,13 @@ describe('boundary layouts', () => {
     expect(n.clipModes).toEqual([...CLIP_MODES]);
     expect(n.dtypes).toEqual([...DTYPES]);
     expect(n.devices).toEqual([...DEVICES]);
-    expect(Object.keys(n.optimizers).sort()).toEqual(['AdamWHandle', 'LionHandle']);
+    expect(Object.keys(n.optimizers).sort()).toEqual(['AdamWHandle', 'LionHandle', 'SgdHandle']);
+    expect(n.optimizers.SgdHandle).toEqual({
+      hyperFields: ['lr', 'momentum', 'dampening', 'weight_decay', 'nesterov', 'maximize'],
+      stateBuffers: ['momentum_buffer'],
+      requiredStates: [],
+      hasStepCount: false,
+    });
     expect(() => checkNativeLayouts(n)).not.toThrow();
   });
 

@@ -98,6 +98,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   Napi::Object layouts = common_layouts(env);
   register_optimizer<fo::AdamWAlgo>(env, exports, layouts);
   register_optimizer<fo::LionAlgo>(env, exports, layouts);
+  register_optimizer<fo::SgdAlgo>(env, exports, layouts);
   exports.Set("layouts", layouts);
   exports.Set("nativeInfo", Napi::Function::New(env, native_info));
   register_grad_ops(env, exports);

@@ -11,6 +11,7 @@
 #include "../common/adamw_scalars.h"
 #include "../common/lion_plan.h"
 #include "../common/lion_scalars.h"
+#include "../common/sgd_plan.h"
 #include "errors.h"
 
 namespace fo {
@@ -116,6 +117,46 @@ struct LionAlgo {
                 b.param_dtype, b.grad_dtype, b.rng_stream, b.rows,    b.row_width};
   }
   static std::array<const float*, kStates> state_pointers(const Plan& t) { return {t.exp_avg}; }
+};
+
+// torch.optim.SGD: state momentum_buffer only when momentum != 0, no step count in its
+// state (torch keeps none), the first step's buffer = the grad (kFirstStepInSlot).
+struct SgdAlgo {
+  using Hyper = SgdHyper;
+  using Slot = SgdSlot;
+  using Plan = SgdTensor;
+  static constexpr const char* kHandle = "SgdHandle";
+  static constexpr int kStates = 1;
+  static constexpr const char* kHyperFieldNames[] = {"lr",           "momentum", "dampening",
+                                                     "weight_decay", "nesterov", "maximize"};
+  static constexpr size_t kHyperFields = std::size(kHyperFieldNames);
+
+  static const char* state_name(int) { return "momentum_buffer"; }
+  static bool state_needed(int, const Hyper& h) { return h.momentum != 0; }
+  static bool state_required(int) { return false; }
+  static bool has_step_count() { return false; }
+
+  static Hyper parse(const double* f) { return Hyper{f[0], f[1], f[2], f[3], f[4] != 0, f[5] != 0}; }
+  static void check(const Hyper& h, const std::string& where) {
+    using detail::require;
+    require(std::isfinite(h.lr) && h.lr >= 0, where, "lr must be a finite number >= 0", h.lr);
+    require(std::isfinite(h.momentum) && h.momentum >= 0, where, "momentum must be a finite number >= 0", h.momentum);
+    require(std::isfinite(h.dampening), where, "dampening must be a finite number", h.dampening);
+    require(std::isfinite(h.weight_decay) && h.weight_decay >= 0, where, "weight_decay must be a finite number >= 0",
+            h.weight_decay);
+    if (h.nesterov && (h.momentum <= 0 || h.dampening != 0))
+      throw RangeError(where + ": nesterov momentum requires a momentum > 0 and zero dampening");
+  }
+  static constexpr bool kFirstStepInSlot = true;
+  static Slot make_slot(const Hyper& h, int64_t, double lr_ratio, bool apply_decay, bool first_step) {
+    return make_sgd_slot(h, lr_ratio, apply_decay, first_step);
+  }
+  static Plan make_plan(const PlanBase& b, float* const* states, const Hyper& h) {
+    return Plan{b.param,      b.grad, b.master,      h.momentum != 0 ? states[0] : nullptr,
+                b.numel,      b.slot, b.param_dtype, b.grad_dtype,
+                b.rng_stream, b.rows, b.row_width};
+  }
+  static std::array<const float*, kStates> state_pointers(const Plan& t) { return {t.momentum_buffer}; }
 };
 
 }  // namespace fo

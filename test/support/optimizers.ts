@@ -1,7 +1,7 @@
 // The registry of optimizers the shared suites run over (test/optimizers.shared.test.ts):
 // one row per optimizer. A new optimizer gets the shared validation, state-dict, checkpoint
 // and CUDA-vs-CPU checks by adding a row here; its torch replay (`fixture`) stays its own file.
-import { AdamW, Lion, type Parameter } from '../../src/index';
+import { AdamW, Lion, type Parameter, SGD } from '../../src/index';
 import type { FusedOptimizer } from '../../src/fused_optimizer';
 import type { ParamGroup } from '../../src/optimizer';
 import type { ErrorClass } from './expect_throws';
@@ -52,6 +52,34 @@ export const OPTIMIZERS: OptimizerRow[] = [
     ],
     fixture: 'lion_torch.json',
     stateBuffers: ['exp_avg'],
+    hasStepCount: false,
+  },
+  {
+    name: 'SGD',
+    make: (groups, options) =>
+      new SGD(
+        groupsWith(groups, [
+          { lr: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true },
+          { lr: 0.02, momentum: 0.5, dampening: 0.2, maximize: true },
+        ]),
+        options,
+      ) as unknown as AnyFused,
+    badHyperparameters: [
+      ['lr', -0.1, RangeError, /lr must be >= 0, got -0\.1/],
+      ['lr', NaN, RangeError, /lr must be a finite number, got NaN/],
+      ['momentum', -0.5, RangeError, /momentum must be >= 0/],
+      ['momentum', '0.9', TypeError, /momentum must be a number/],
+      ['dampening', Infinity, RangeError, /dampening must be a finite number/],
+      ['weightDecay', -1e-4, RangeError, /weightDecay must be >= 0/],
+      ['nesterov', 'yes', TypeError, /nesterov must be a boolean/],
+      ['maximize', 1, TypeError, /maximize must be a boolean/],
+    ],
+    badCombinations: [
+      [{ nesterov: true, momentum: 0 }, RangeError, /nesterov requires momentum > 0 and dampening 0, got momentum 0/],
+      [{ nesterov: true, momentum: 0.9, dampening: 0.1 }, RangeError, /nesterov requires .* dampening 0\.1/],
+    ],
+    fixture: 'sgd_torch.json',
+    stateBuffers: ['momentum_buffer'],
     hasStepCount: false,
   },
 ];
