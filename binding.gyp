@@ -30,6 +30,7 @@
         'native/cpu/copy_bandwidth.cpp',
         'native/cpu/cpu_adamw_loops.cpp',
         'native/cpu/cpu_lion_loops.cpp',
+        'native/cpu/cpu_sgd_loops.cpp',
         'native/cpu/grad_ops.cpp',
         'native/cpu/half_blocks.cpp',
         'native/cpu/thread_pool.cpp',
@@ -48,12 +49,14 @@
       'conditions': [
         ['cuda_mode=="off"', {
           'sources': ['native/cuda/cuda_stub.cpp', 'native/cuda/cuda_bandwidth_stub.cpp'],
+          'defines': ['FO_CUDA_STUB=1'],  # native/cuda/launcher_stub.h
         }],
         ['cuda_mode=="emulate"', {
           'sources': [
             'tools/cuda-emu/units/cuda_adamw.cpp', 'tools/cuda-emu/units/cuda_bandwidth.cpp',
             'tools/cuda-emu/units/cuda_device.cpp', 'tools/cuda-emu/units/cuda_grad_ops.cpp',
             'tools/cuda-emu/units/cuda_lion.cpp', 'tools/cuda-emu/units/cuda_memory.cpp',
+            'tools/cuda-emu/units/cuda_sgd.cpp',
             'tools/cuda-emu/src/config.cpp', 'tools/cuda-emu/src/executor.cpp', 'tools/cuda-emu/src/faults.cpp',
             'tools/cuda-emu/src/memory.cpp', 'tools/cuda-emu/src/runtime_api.cpp', 'tools/cuda-emu/src/streams.cpp',
           ],
@@ -68,7 +71,7 @@
         }],
         ['cuda_mode=="nvcc"', {
           'sources': ['native/cuda/cuda_device.cu', 'native/cuda/cuda_adamw.cu', 'native/cuda/cuda_lion.cu',
-                      'native/cuda/cuda_grad_ops.cu', 'native/cuda/cuda_bandwidth.cu', 'native/cuda/cuda_memory.cu'],
+                      'native/cuda/cuda_sgd.cu', 'native/cuda/cuda_grad_ops.cu', 'native/cuda/cuda_bandwidth.cu', 'native/cuda/cuda_memory.cu'],
           'rules': [
             {
               'rule_name': 'nvcc',
@@ -77,7 +80,9 @@
                          'native/common/adamw_plan.h', 'native/common/lion_plan.h', 'native/common/half_convert.h',
                          'native/cuda/cuda_backend.h', 'native/cuda/cuda_check.h', 'native/cuda/element_access.cuh',
                          'native/cuda/multi_tensor.cuh', 'native/common/grad_transform.h',
-                         'native/common/stochastic_rounding.h', 'native/common/fo_macros.h', 'native/common/dtype.h'],
+                         'native/common/stochastic_rounding.h', 'native/common/fo_macros.h', 'native/common/dtype.h',
+                         'native/common/backend.h', 'native/common/errors.h', 'native/common/bandwidth.h',
+                         'native/common/sgd_rule.h', 'native/common/sgd_plan.h'],
               'outputs': ['<(INTERMEDIATE_DIR)/<(RULE_INPUT_ROOT).cu.o'],
               'action': [
                 '<(nvcc)', '-std=c++17', '-O3', '-fmad=false', '--expt-relaxed-constexpr',

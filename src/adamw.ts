@@ -2,7 +2,7 @@
 // One native call per step: the hyperparameters of every group travel as one small
 // Float64Array; bias corrections are computed natively per (group, step count).
 import { FUSED_OPTION_KEYS, type FusedOptions, FusedOptimizer, type StateDict } from './fused_optimizer';
-import { type NativeOptimizerHandle, native } from './native';
+import { declareOptimizerLayout } from './layouts';
 import { checkBetas, checkBoolean, checkNumber, checkOptions } from './checks';
 import type { ParamGroup, ParamsInput } from './optimizer';
 
@@ -51,9 +51,17 @@ export const ADAMW_OPTION_KEYS = ['lr', 'betas', 'eps', 'weightDecay', 'amsgrad'
 // torch.optim.AdamW's group keys that do not change the update (how torch runs it).
 const TORCH_RUNTIME_KEYS = ['foreach', 'capturable', 'differentiable', 'fused', 'decoupled_weight_decay'];
 
+// native/core/algorithms.h AdamWAlgo, checked when the addon is loaded.
+const ADAMW_LAYOUT = declareOptimizerLayout({
+  handle: 'AdamWHandle',
+  hyperFields: ['lr', 'beta1', 'beta2', 'eps', 'weight_decay', 'amsgrad', 'maximize'],
+  stateBuffers: { required: ['exp_avg', 'exp_avg_sq'], optional: ['max_exp_avg_sq'] },
+  hasStepCount: true,
+});
+
 export class AdamW extends FusedOptimizer<AdamWParamGroup, AdamWParamState, AdamWGroupDict> {
   protected readonly optimizerName: string = 'AdamW';
-  protected readonly hyperFields = 7; // native/core/algorithms.h AdamWAlgo::kHyperFields
+  protected readonly layout = ADAMW_LAYOUT;
   protected readonly groupDictKeys = [
     'lr',
     'betas',
@@ -63,8 +71,6 @@ export class AdamW extends FusedOptimizer<AdamWParamGroup, AdamWParamState, Adam
     'maximize',
     ...TORCH_RUNTIME_KEYS,
   ];
-  protected readonly stateBuffers = { required: ['exp_avg', 'exp_avg_sq'], optional: ['max_exp_avg_sq'] } as const;
-  protected readonly hasStepCount = true;
 
   constructor(params: ParamsInput<AdamWParamGroup>, options: AdamWOptions = {}) {
     const o = checkOptions(options, `${new.target.name} options`, ADAMW_OPTION_KEYS) as AdamWOptions;
@@ -100,10 +106,6 @@ export class AdamW extends FusedOptimizer<AdamWParamGroup, AdamWParamState, Adam
     out[o + 4] = g.weightDecay;
     out[o + 5] = g.amsgrad ? 1 : 0;
     out[o + 6] = g.maximize ? 1 : 0;
-  }
-
-  protected createHandle(device: number): NativeOptimizerHandle {
-    return new (native().AdamWHandle)(device);
   }
 
   protected groupToDict(g: AdamWParamGroup): AdamWGroupDict {

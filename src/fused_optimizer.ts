@@ -4,7 +4,9 @@
 import { deviceCode } from './dtype';
 import { type MetricsDict, metricsFromSums } from './metrics';
 import { BufferSlot } from './checkpoint/native_io';
+import { clipModeCode, METRICS_ROW, type OptimizerLayout } from './layouts';
 import {
+  optimizerHandle,
   type NativeOptimizerHandle,
   type NativeParamOptions,
   type NativeParamState,
@@ -139,7 +141,7 @@ function checkGradClip(clip: unknown, where: string): NativeStepControl {
   if (type === 'globalNorm' || type === 'norm') {
     checkKeys(c, where, ['type', 'maxNorm']);
     const maxNorm = checkNumber(c.maxNorm, `${where}.maxNorm`, { min: 0, minExclusive: true });
-    return { clip: type === 'globalNorm' ? 1 : 2, maxNorm };
+    return { clip: clipModeCode(type === 'globalNorm' ? 'globalNorm' : 'tensorNorm'), maxNorm };
   }
   checkKeys(c, where, ['type', 'max', 'min']);
   const max = checkNumber(c.max, `${where}.max`);
@@ -192,15 +194,15 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
 
   /** The optimizer's name in state dicts ('AdamW', 'AdamWDL', 'Lion'); subclasses of ours keep it. */
   protected abstract readonly optimizerName: string;
-  /** Numbers per group in the hyperparameter table (the native Algo's kHyperFields). */
-  protected abstract readonly hyperFields: number;
-  /** Writes group g's hyperparameters at out[offset...]. */
+  /**
+   * The native handle's class, the hyperparameter fields writeHyper writes (in order), the
+   * state buffers (required, then optional) and whether the state carries a step count
+   * (torch's AdamW does; DecoupledLionW does not). Declared with declareOptimizerLayout, so
+   * that a mismatch with the addon fails at load (src/layouts.ts).
+   */
+  protected abstract readonly layout: OptimizerLayout;
+  /** Writes group g's hyperparameters (layout.hyperFields, in order) at out[offset...]. */
   protected abstract writeHyper(g: G, out: Float64Array, offset: number): void;
-  protected abstract createHandle(device: number): NativeOptimizerHandle;
-  /** State buffers of a param in the dict: required ones, then optional ones. */
-  protected abstract readonly stateBuffers: { required: readonly string[]; optional: readonly string[] };
-  /** Whether the state dict carries a step count (torch's AdamW does; DecoupledLionW does not). */
-  protected abstract readonly hasStepCount: boolean;
   /**
    * The keys a saved param group may have besides params, param_names and initial_lr: the
    * optimizer's own (snake_case, as torch) and the torch keys that do not change the update.
@@ -299,9 +301,10 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   metrics(): MetricsDict {
     const rows = this.handle('metrics').metrics(this.hyperTable());
     const out: MetricsDict = {};
-    for (let r = 0; r < rows.length; r += 7) {
+    const width = METRICS_ROW.length; // the index, then the sums
+    for (let r = 0; r < rows.length; r += width) {
       const p = this.params[rows[r]];
-      Object.assign(out, metricsFromSums(p.name || `param${rows[r]}`, rows.subarray(r + 1, r + 7)));
+      Object.assign(out, metricsFromSums(p.name || `param${rows[r]}`, rows.subarray(r + 1, r + width)));
     }
     return out;
   }
@@ -380,7 +383,7 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
       steps,
       masks,
       table,
-      hasStep: this.hasStepCount,
+      hasStep: this.layout.hasStepCount,
     };
   }
 
@@ -466,7 +469,7 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     this.params.forEach((_, i) => {
       const s = stateOf(i);
       if (!s) return;
-      if (!this.hasStepCount) delete (s as { step?: number }).step;
+      if (!this.layout.hasStepCount) delete (s as { step?: number }).step;
       state[i] = s as unknown as S;
     });
     let index = 0;
@@ -536,13 +539,13 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
 
   #checkState<B>(index: number, where: string, value: unknown, buffer: BufferCheck<B>): CheckedState<B> {
     const p = this.params[index];
-    const { required, optional } = this.stateBuffers;
+    const { required, optional } = this.layout.stateBuffers;
     const s = checkObject(value, where);
     checkKeys(s, where, ['step', 'master', ...required, ...optional]);
     p.data.checkAlive(`${where}: data`);
     if (s.master !== undefined && (p.data.dtype === 'float32' || !this.masterWeights))
       throw new TypeError(`${where}: the param keeps no master weights, but the dict has one`);
-    const step = checkInteger(this.hasStepCount ? s.step : (s.step ?? 1), `${where}: step`, { min: 0 });
+    const step = checkInteger(this.layout.hasStepCount ? s.step : (s.step ?? 1), `${where}: step`, { min: 0 });
     const buffers: Record<string, B> = {};
     for (const k of [...required, ...optional, 'master']) {
       const v = s[k];
@@ -567,7 +570,7 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   private handle(what: string): NativeOptimizerHandle {
     this.checkNotDisposed(what);
     if (!this.#handle) {
-      this.#handle = this.createHandle(deviceCode(this.device));
+      this.#handle = optimizerHandle(this.layout.handle, deviceCode(this.device));
       this.#handle.setRng(this.#seed, 0);
       this.#handle.setLazyMode(this.lazyMode);
     }
@@ -577,7 +580,7 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   // O(groups): the only per-step work in JavaScript.
   private hyperTable(): Float64Array {
     const n = this.paramGroups.length;
-    const fields = this.hyperFields;
+    const fields = this.layout.hyperFields.length;
     if (this.#hyper.length !== n * fields) this.#hyper = new Float64Array(n * fields);
     for (let i = 0; i < n; i++)
       this.writeHyper(this.validateGroup(this.paramGroups[i], `paramGroups[${i}]`), this.#hyper, i * fields);

@@ -35,6 +35,7 @@ export {
 } from './schedulers/warmup';
 export { AdamWDL, type AdamWDLOptions, type SetParamLrFun } from './adamwdl';
 export { Lion, type LionOptions, type LionParamGroup, type LionParamState, type LionStateDict } from './lion';
+export { SGD, type SGDOptions, type SGDParamGroup, type SGDParamState, type SGDStateDict } from './sgd';
 export { type MetricsDict, preReduceMetrics, reduceMetrics } from './metrics';
 export { noDecayParamGroups, layerwiseParamGroups, type NoDecayOptions, type LayerwiseOptions } from './param_groups';
 export { FusedOptimizer, type StateDict } from './fused_optimizer';

@@ -1,7 +1,7 @@
 // Fused Lion, as MosaicML llm-foundry's DecoupledLionW: sign of an interpolated momentum,
 // decoupled weight decay scaled by lr / initial_lr, state `exp_avg` only.
 import { FUSED_OPTION_KEYS, type FusedOptions, FusedOptimizer, type StateDict } from './fused_optimizer';
-import { type NativeOptimizerHandle, native } from './native';
+import { declareOptimizerLayout } from './layouts';
 import { checkBetas, checkNumber, checkOptions } from './checks';
 import type { ParamGroup, ParamsInput } from './optimizer';
 import type { Parameter } from './parameter';
@@ -35,12 +35,18 @@ export type LionStateDict = StateDict<LionParamState, LionGroupDict>;
 /** The keys of LionOptions. */
 export const LION_OPTION_KEYS = ['lr', 'betas', 'weightDecay', ...FUSED_OPTION_KEYS];
 
+// native/core/algorithms.h LionAlgo, checked when the addon is loaded.
+const LION_LAYOUT = declareOptimizerLayout({
+  handle: 'LionHandle',
+  hyperFields: ['lr', 'beta1', 'beta2', 'weight_decay', 'initial_lr'],
+  stateBuffers: { required: ['exp_avg'], optional: [] },
+  hasStepCount: false,
+});
+
 export class Lion extends FusedOptimizer<LionParamGroup, LionParamState, LionGroupDict> {
   protected readonly optimizerName: string = 'Lion';
-  protected readonly hyperFields = 5; // native/core/algorithms.h LionAlgo::kHyperFields
+  protected readonly layout = LION_LAYOUT;
   protected readonly groupDictKeys = ['lr', 'betas', 'weight_decay'];
-  protected readonly stateBuffers = { required: ['exp_avg'], optional: [] } as const;
-  protected readonly hasStepCount = false;
 
   constructor(params: ParamsInput<LionParamGroup>, options: LionOptions = {}) {
     const o = checkOptions(options, `${new.target.name} options`, LION_OPTION_KEYS) as LionOptions;
@@ -88,10 +94,6 @@ export class Lion extends FusedOptimizer<LionParamGroup, LionParamState, LionGro
     out[o + 2] = g.betas[1];
     out[o + 3] = g.weightDecay;
     out[o + 4] = g.initialLr ?? 0;
-  }
-
-  protected createHandle(device: number): NativeOptimizerHandle {
-    return new (native().LionHandle)(device);
   }
 
   protected groupToDict(g: LionParamGroup): LionGroupDict {

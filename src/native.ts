@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import nodeGypBuild from 'node-gyp-build';
+import { checkNativeLayouts, type NativeLayouts } from './layouts';
 
 export interface NativeTensorHandle {
   /** Into `out` (numel elements) when given. */
@@ -145,6 +146,8 @@ export interface NativeModule {
   };
   AdamWHandle: new (device: number) => NativeOptimizerHandle;
   LionHandle: new (device: number) => NativeOptimizerHandle;
+  /** The boundary layouts (native/addon/layouts.h), checked at load (src/layouts.ts). */
+  layouts: NativeLayouts;
   nativeInfo(): NativeInfo;
   gradNormSums(grads: NativeTensorHandle[], normType: number): Float64Array;
   scaleGrads(grads: NativeTensorHandle[], coef: number): void;
@@ -214,17 +217,27 @@ function checkThreadsVariable(): void {
   }
 }
 
+/** A new native optimizer engine of the handle class `name` (an OptimizerLayout's handle). */
+export function optimizerHandle(name: string, device: number): NativeOptimizerHandle {
+  const handleClass = (native() as unknown as Record<string, unknown>)[name];
+  if (typeof handleClass !== 'function') throw new Error(`fused-optim: the addon has no optimizer handle ${name}`);
+  return new (handleClass as new (device: number) => NativeOptimizerHandle)(device);
+}
+
 export function native(): NativeModule {
   if (!loaded) {
     checkThreadsVariable();
+    let addon: NativeModule;
     try {
-      loaded = nodeGypBuild(packageRoot()) as NativeModule;
+      addon = nodeGypBuild(packageRoot()) as NativeModule;
     } catch (e) {
       throw new Error(
         `fused-optim: the native addon could not be loaded (${(e as Error).message}). ` +
           'Run `npm run build` in a source checkout, or reinstall the package.',
       );
     }
+    checkNativeLayouts(addon.layouts);
+    loaded = addon;
   }
   return loaded;
 }

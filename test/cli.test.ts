@@ -89,7 +89,7 @@ describe('fused-optim: help and exit codes', () => {
       [['demo', '--steps', 'ten'], /--steps must be an integer, got "ten"/],
       [['demo', '--steps', '1e3'], /--steps must be an integer/],
       [['demo', '--steps', '5'], /--steps must be >= 10, got 5/],
-      [['demo', '--optimizer', 'sgd'], /--optimizer must be one of adamw, adamwdl, lion, got "sgd"/],
+      [['demo', '--optimizer', 'rmsprop'], /--optimizer must be one of adamw, adamwdl, lion, sgd, got "rmsprop"/],
       [['demo', '--dtype', 'float64'], /--dtype must be one of float32, float16, bfloat16/],
       [['demo', '--device', 'tpu'], /--device must be one of cpu, cuda/],
       [['demo', '--lr', '0'], /--lr must be > 0, got 0/],
@@ -255,16 +255,18 @@ describe('fused-optim demo', () => {
       expect(svg).toContain(s);
   });
 
-  it('runs Lion and AdamWDL, in half precision, resuming seamlessly', () => {
+  it('runs Lion, AdamWDL and SGD, in half precision, resuming seamlessly', () => {
     for (const args of [
       ['--optimizer', 'lion', '--dtype', 'bfloat16'],
       ['--optimizer', 'adamwdl', '--dtype', 'float16'],
+      ['--optimizer', 'sgd', '--dtype', 'bfloat16'],
     ]) {
       const r = cli(['demo', ...args, '--steps', '40', '--no-progress', '--out', join(tmp, 'd.svg')]);
       expect(r.status, r.stderr + r.stdout).toBe(0);
       expect(r.stderr).toBe('');
       expect(r.stdout).toMatch(/^resume: +seamless/m);
       if (args[1] === 'lion') expect(r.stdout).toMatch(/^optimizer: Lion, betas \[0\.9, 0\.99\], peak lr 0\.003/m);
+      else if (args[1] === 'sgd') expect(r.stdout).toMatch(/^optimizer: SGD, momentum 0\.9, nesterov, peak lr 0\.05/m);
       else expect(r.stdout).toMatch(/lr ratios \(layer-wise decay\): L0\.fc\.weight x0\.64, L1\.fc\.weight x0\.8/);
     }
   });

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "../cpu/copy_bandwidth.h"
+#include "../common/bandwidth.h"
 #include "../cpu/thread_pool.h"
 #include "../cuda/cuda_backend.h"
 #include "checkpoint_wrap.h"
@@ -13,6 +13,7 @@
 #include "addon.h"
 #include "args.h"
 #include "js_errors.h"
+#include "layouts.h"
 #include "grad_ops_wrap.h"
 #include "optimizer_wrap.h"
 #include "tensor_wrap.h"
@@ -49,7 +50,7 @@ Napi::Value native_info(const Napi::CallbackInfo& info) {
 // copyBandwidth(bytes, iterations, device) -> { method, methods: [{ name, bestGBps,
 // medianGBps }], bestGBps, medianGBps, bestSeconds, medianSeconds, bytes, iterations,
 // threads, chunkBytes }: the copy bandwidth that the performance model divides by
-// (native/cpu/copy_bandwidth.h). src/bandwidth.ts validates first; the checks here keep a
+// (native/common/bandwidth.h). src/bandwidth.ts validates first; the checks here keep a
 // wrong call from JavaScript from allocating nonsense.
 Napi::Value copy_bandwidth(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -93,8 +94,12 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   Napi::Function tensor_class = TensorWrap::define(env);
   tensor_class_ = Napi::Persistent(tensor_class);
   exports.Set("TensorHandle", tensor_class);
-  exports.Set("AdamWHandle", OptimizerWrap<fo::AdamWAlgo>::define(env, "AdamWHandle"));
-  exports.Set("LionHandle", OptimizerWrap<fo::LionAlgo>::define(env, "LionHandle"));
+  // One line per algorithm (native/core/algorithms.h): its handle class and its layout.
+  Napi::Object layouts = common_layouts(env);
+  register_optimizer<fo::AdamWAlgo>(env, exports, layouts);
+  register_optimizer<fo::LionAlgo>(env, exports, layouts);
+  register_optimizer<fo::SgdAlgo>(env, exports, layouts);
+  exports.Set("layouts", layouts);
   exports.Set("nativeInfo", Napi::Function::New(env, native_info));
   register_grad_ops(env, exports);
   register_checkpoint_io(env, exports);

@@ -292,19 +292,17 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
     guarded(info.Env(), [&] { engine().synchronize(); });
   }
 
-  // metrics(hyper) -> Float64Array of 7 numbers per param with grad and state:
-  // index, moment_sq, param_sq, update_sq, grad_sq, update_dot_grad, moment_dot_grad.
+  // metrics(hyper) -> Float64Array of one row per param with grad and state (MetricSums::kRow:
+  // index, moment_sq, param_sq, update_sq, grad_sq, update_dot_grad, moment_dot_grad).
   Napi::Value metrics(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       auto sums = engine().metrics(hyper_arg(info[0]));
       report_memory();
-      auto out = Napi::Float64Array::New(info.Env(), sums.size() * 7);
+      auto out = Napi::Float64Array::New(info.Env(), sums.size() * MetricSums::kRowWidth);
       double* d = out.Data();
       for (const auto& [index, s] : sums) {
-        const double row[7] = {double(index), s.moment_sq,       s.param_sq,       s.update_sq,
-                               s.grad_sq,     s.update_dot_grad, s.moment_dot_grad};
-        std::memcpy(d, row, sizeof row);
-        d += 7;
+        s.to_row(double(index), d);
+        d += MetricSums::kRowWidth;
       }
       return out;
     });

@@ -6,6 +6,8 @@ namespace fo {
 
 // The numeric values are part of the addon ABI: TypeScript passes them as integers.
 enum class DType : int32_t { Float32 = 0, Float16 = 1, BFloat16 = 2 };
+// Their names by code (dtype_name); exported in native().layouts.
+inline constexpr const char* kDTypeNames[] = {"float32", "float16", "bfloat16"};
 
 inline size_t dtype_size(DType t) { return t == DType::Float32 ? 4 : 2; }
 

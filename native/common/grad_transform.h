@@ -16,6 +16,8 @@ enum class ClipMode : int32_t {
   GlobalNorm = 1,  // Paddle ClipGradByGlobalNorm: coef = max / max(global_norm, max)
   TensorNorm = 2,  // Paddle ClipGradByNorm: per tensor, coef = norm > max ? max / norm : 1
 };
+// The modes' names in TypeScript (GradClip's type), by code; exported in native().layouts.
+inline constexpr const char* kClipModeNames[] = {"none", "globalNorm", "tensorNorm"};
 
 struct GradTransform {
   float inv_scale;  // 1 / GradScaler scale (1 without a scaler)

@@ -14,6 +14,21 @@ struct MetricSums {
   double moment_sq = 0, param_sq = 0, update_sq = 0, grad_sq = 0;
   double update_dot_grad = 0, moment_dot_grad = 0;
 
+  // A metrics row as the addon returns it: the param's index, then the sums in this order
+  // (exported in native().layouts; src/metrics.ts reads them by these names).
+  static constexpr const char* kRow[] = {"index",   "moment_sq",       "param_sq",       "update_sq",
+                                         "grad_sq", "update_dot_grad", "moment_dot_grad"};
+  static constexpr int kRowWidth = 7;
+  FO_HD void to_row(double index, double* row) const {
+    row[0] = index;
+    row[1] = moment_sq;
+    row[2] = param_sq;
+    row[3] = update_sq;
+    row[4] = grad_sq;
+    row[5] = update_dot_grad;
+    row[6] = moment_dot_grad;
+  }
+
   FO_HD void add(float moment, float param, float update, float grad) {
     const double m = moment, p = param, u = update, g = grad;
     moment_sq += m * m;
@@ -32,6 +47,8 @@ struct MetricSums {
     moment_dot_grad += o.moment_dot_grad;
   }
 };
+
+static_assert(sizeof(MetricSums::kRow) / sizeof(MetricSums::kRow[0]) == MetricSums::kRowWidth);
 
 // One element's contribution, from the stored state and the current grad. The rules run on
 // copies: metrics never change state.

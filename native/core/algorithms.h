@@ -1,16 +1,17 @@
 #pragma once
 // What the generic Engine needs to know about each algorithm: its hyperparameters and
-// their checks, its per-step scalars, its state buffers and its backends.
+// their checks, its per-step scalars and its state buffers. Its backends are the generic
+// cpu::ChunkRunner and cuda::Launcher over its Plan and Slot (native/common/backend.h).
+#include <array>
 #include <cmath>
+#include <iterator>
 #include <string>
 
 #include "../common/adamw_plan.h"
 #include "../common/adamw_scalars.h"
 #include "../common/lion_plan.h"
 #include "../common/lion_scalars.h"
-#include "../cpu/cpu_adamw.h"
-#include "../cpu/cpu_lion.h"
-#include "../cuda/cuda_backend.h"
+#include "../common/sgd_plan.h"
 #include "errors.h"
 
 namespace fo {
@@ -38,10 +39,12 @@ struct AdamWAlgo {
   using Hyper = AdamWHyper;
   using Slot = AdamWSlot;
   using Plan = AdamWTensor;
-  using CpuRunner = cpu::AdamWRunner;
-  using CudaLauncher = cuda::AdamWLauncher;
+  static constexpr const char* kHandle = "AdamWHandle";  // the addon's class (AdamW, AdamWDL)
   static constexpr int kStates = 3;
-  static constexpr size_t kHyperFields = 7;  // lr, beta1, beta2, eps, weight_decay, amsgrad, maximize
+  // One group's numbers in the hyperparameter table, in order (parse() reads them).
+  static constexpr const char* kHyperFieldNames[] = {"lr",           "beta1",   "beta2",   "eps",
+                                                     "weight_decay", "amsgrad", "maximize"};
+  static constexpr size_t kHyperFields = std::size(kHyperFieldNames);
 
   static const char* state_name(int k) {
     static const char* names[kStates] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
@@ -63,7 +66,10 @@ struct AdamWAlgo {
     require(std::isfinite(h.weight_decay) && h.weight_decay >= 0, where, "weight_decay must be a finite number >= 0",
             h.weight_decay);
   }
-  static Slot make_slot(const Hyper& h, int64_t step, double lr_ratio, bool apply_decay) {
+  // first_step (a slot per first step only with kFirstStepInSlot): the state buffers have
+  // not been written by a step yet.
+  static constexpr bool kFirstStepInSlot = false;
+  static Slot make_slot(const Hyper& h, int64_t step, double lr_ratio, bool apply_decay, bool) {
     return make_adamw_slot(h, step, lr_ratio, apply_decay);
   }
   static Plan make_plan(const PlanBase& b, float* const* states, const Hyper& h) {
@@ -71,16 +77,20 @@ struct AdamWAlgo {
                 b.numel,    b.slot, b.param_dtype, b.grad_dtype, b.rng_stream, b.rows,
                 b.row_width};
   }
+  // The state pointers of a plan entry (part of the key that decides whether the plan changed).
+  static std::array<const float*, kStates> state_pointers(const Plan& t) {
+    return {t.exp_avg, t.exp_avg_sq, t.max_exp_avg_sq};
+  }
 };
 
 struct LionAlgo {
   using Hyper = LionHyper;
   using Slot = LionSlot;
   using Plan = LionTensor;
-  using CpuRunner = cpu::LionRunner;
-  using CudaLauncher = cuda::LionLauncher;
+  static constexpr const char* kHandle = "LionHandle";
   static constexpr int kStates = 1;
-  static constexpr size_t kHyperFields = 5;  // lr, beta1, beta2, weight_decay, initial_lr
+  static constexpr const char* kHyperFieldNames[] = {"lr", "beta1", "beta2", "weight_decay", "initial_lr"};
+  static constexpr size_t kHyperFields = std::size(kHyperFieldNames);
 
   static const char* state_name(int) { return "exp_avg"; }
   static bool state_needed(int, const Hyper&) { return true; }
@@ -98,13 +108,55 @@ struct LionAlgo {
     require(std::isfinite(h.initial_lr) && h.initial_lr >= 0, where, "initial_lr must be a finite number >= 0",
             h.initial_lr);
   }
-  static Slot make_slot(const Hyper& h, int64_t, double lr_ratio, bool apply_decay) {
+  static constexpr bool kFirstStepInSlot = false;
+  static Slot make_slot(const Hyper& h, int64_t, double lr_ratio, bool apply_decay, bool) {
     return make_lion_slot(h, lr_ratio, apply_decay);
   }
   static Plan make_plan(const PlanBase& b, float* const* states, const Hyper&) {
     return Plan{b.param,       b.grad,       b.master,     states[0], b.numel,    b.slot,
                 b.param_dtype, b.grad_dtype, b.rng_stream, b.rows,    b.row_width};
   }
+  static std::array<const float*, kStates> state_pointers(const Plan& t) { return {t.exp_avg}; }
+};
+
+// torch.optim.SGD: state momentum_buffer only when momentum != 0, no step count in its
+// state (torch keeps none), the first step's buffer = the grad (kFirstStepInSlot).
+struct SgdAlgo {
+  using Hyper = SgdHyper;
+  using Slot = SgdSlot;
+  using Plan = SgdTensor;
+  static constexpr const char* kHandle = "SgdHandle";
+  static constexpr int kStates = 1;
+  static constexpr const char* kHyperFieldNames[] = {"lr",           "momentum", "dampening",
+                                                     "weight_decay", "nesterov", "maximize"};
+  static constexpr size_t kHyperFields = std::size(kHyperFieldNames);
+
+  static const char* state_name(int) { return "momentum_buffer"; }
+  static bool state_needed(int, const Hyper& h) { return h.momentum != 0; }
+  static bool state_required(int) { return false; }
+  static bool has_step_count() { return false; }
+
+  static Hyper parse(const double* f) { return Hyper{f[0], f[1], f[2], f[3], f[4] != 0, f[5] != 0}; }
+  static void check(const Hyper& h, const std::string& where) {
+    using detail::require;
+    require(std::isfinite(h.lr) && h.lr >= 0, where, "lr must be a finite number >= 0", h.lr);
+    require(std::isfinite(h.momentum) && h.momentum >= 0, where, "momentum must be a finite number >= 0", h.momentum);
+    require(std::isfinite(h.dampening), where, "dampening must be a finite number", h.dampening);
+    require(std::isfinite(h.weight_decay) && h.weight_decay >= 0, where, "weight_decay must be a finite number >= 0",
+            h.weight_decay);
+    if (h.nesterov && (h.momentum <= 0 || h.dampening != 0))
+      throw RangeError(where + ": nesterov momentum requires a momentum > 0 and zero dampening");
+  }
+  static constexpr bool kFirstStepInSlot = true;
+  static Slot make_slot(const Hyper& h, int64_t, double lr_ratio, bool apply_decay, bool first_step) {
+    return make_sgd_slot(h, lr_ratio, apply_decay, first_step);
+  }
+  static Plan make_plan(const PlanBase& b, float* const* states, const Hyper& h) {
+    return Plan{b.param,      b.grad, b.master,      h.momentum != 0 ? states[0] : nullptr,
+                b.numel,      b.slot, b.param_dtype, b.grad_dtype,
+                b.rng_stream, b.rows, b.row_width};
+  }
+  static std::array<const float*, kStates> state_pointers(const Plan& t) { return {t.momentum_buffer}; }
 };
 
 }  // namespace fo

@@ -1,7 +1,8 @@
 #pragma once
 // The device-independent half of every fused optimizer: the param list, per-param state
 // (fp32 state buffers, fp32 masters, step counts), validation, and the launch plan handed
-// to a backend. Algo (algorithms.h) supplies the math-specific parts. Everything a step
+// to a backend (the contract of native/common/backend.h, one for both devices). Algo
+// (algorithms.h) supplies the math-specific parts. Everything a step
 // needs is checked before anything is written, so a rejected step changes nothing.
 #include <atomic>
 #include <cstdint>
@@ -17,6 +18,9 @@
 #include "../common/grad_transform.h"
 #include "../common/metrics.h"
 #include "../common/stochastic_rounding.h"
+#include "../common/backend.h"
+#include "../cpu/chunk_runner.h"
+#include "../cuda/cuda_backend.h"
 #include "algorithms.h"
 #include "memory_ranges.h"
 #include "errors.h"
@@ -73,9 +77,7 @@ class Engine {
     bool has_master = false;
   };
 
-  explicit Engine(Device device) : device_(device) {
-    if (device == Device::CUDA) cuda_ = std::make_unique<typename Algo::CudaLauncher>();
-  }
+  explicit Engine(Device device) : device_(device), backend_(make_backend(device)) {}
 
   Device device() const { return device_; }
   int param_count() const { return int(params_.size()); }
@@ -215,11 +217,8 @@ class Engine {
     bind_plan(plan);
     if (control.needs_prepass()) {
       prepared->use_prepass = true;
-      if (cuda_)
-        cuda_->prepare_grads(control.prepass);
-      else
-        cpu_.prepare_grads(control.prepass);
-      if (control.prepass.check_finite && (cuda_ ? cuda_->read_found_inf() : cpu_.read_found_inf())) {
+      backend_->prepare_grads(control.prepass);
+      if (control.prepass.check_finite && backend_->read_found_inf()) {
         prepared->skipped = true;
         return prepared;
       }
@@ -243,17 +242,15 @@ class Engine {
   void execute(PreparedStep& step) noexcept {
     if (step.skipped) return;
     try {
-      if (cuda_)
-        cuda_->launch(step.slots.data(), int(step.slots.size()), step.use_prepass);
-      else
-        cpu_.run(step.slots.data(), step.use_prepass);
+      backend_->launch(step.slots.data(), int(step.slots.size()), step.use_prepass);
       step.outcome = PreparedStep::Outcome::Queued;
-    } catch (const cuda::NothingLaunched& e) {
+    } catch (const NothingLaunched& e) {
       step.outcome = PreparedStep::Outcome::NothingQueued;
       step.error = e.what();
     } catch (const std::exception& e) {
-      // The CPU backend runs all or nothing; only a CUDA step can fail part way.
-      step.outcome = cuda_ ? PreparedStep::Outcome::PartlyQueued : PreparedStep::Outcome::NothingQueued;
+      // The CPU backend runs all or nothing (it throws NothingLaunched); only a CUDA step can
+      // fail part way.
+      step.outcome = PreparedStep::Outcome::PartlyQueued;
       step.error = e.what();
     }
   }
@@ -273,6 +270,7 @@ class Engine {
     for (int i : step.stepped) {
       Param& p = params_[size_t(i)];
       ++p.step;
+      p.state_written = p.states[0] != nullptr;
       // The step wrote the param: a new version, so another optimizer holding it re-seeds
       // its master from the value written here instead of restoring a stale one.
       p.data->storage->bump_version();
@@ -312,19 +310,18 @@ class Engine {
   }
 
   void synchronize() {
-    if (cuda_) cuda_->synchronize();
+    if (backend_) backend_->synchronize();  // none after dispose()
   }
 
   // CUDA: later steps wait on the device (the host never waits) for `event`, a cudaEvent_t
   // of the caller's, e.g. recorded after the kernels that produced the grads on another stream.
   void wait_for_event(void* event) {
-    if (!cuda_) throw TypeError("waitFor: the optimizer runs on the CPU, where steps need no ordering with CUDA work");
-    if (!event) throw TypeError("waitFor: the event is null");
-    cuda_->wait_for_event(event);
+    if (device_ == Device::CUDA && !event) throw TypeError("waitFor: the event is null");
+    backend_->wait_for_event(event);  // the CPU's refuses
   }
 
   // The CUDA stream the steps run on (a cudaStream_t), null on the CPU.
-  void* cuda_stream() const { return cuda_ ? cuda_->stream() : nullptr; }
+  void* cuda_stream() const { return backend_ ? backend_->stream() : nullptr; }
 
   // Metric sums of every param that has a grad and state, from the current state and grad;
   // "update" is what the next step would subtract. {index, sums} pairs, in param order.
@@ -334,7 +331,7 @@ class Engine {
     validate(groups);
     // The next step re-syncs a master whose half param was written since: so do the metrics.
     for (Param& p : params_)
-      if (p.grad && p.states[0] && p.master && p.master_version != p.data->storage->version())
+      if (p.grad && has_stepped(p) && p.master && p.master_version != p.data->storage->version())
         sync_master_from_param(p);
     std::vector<Slot> slots;
     std::vector<int> indices;
@@ -342,12 +339,7 @@ class Engine {
     std::vector<Plan> plan = build_plan(groups, 1, slots, &indices, /*only_with_state=*/true, &scratch);
     bind_plan(plan);
     std::vector<MetricSums> sums(plan.size());
-    if (!plan.empty()) {
-      if (cuda_)
-        cuda_->metrics(slots.data(), int(slots.size()), sums.data());
-      else
-        cpu_.metrics(slots.data(), sums.data());
-    }
+    if (!plan.empty()) backend_->metrics(slots.data(), int(slots.size()), sums.data());
     std::vector<std::pair<int, MetricSums>> out;
     for (size_t i = 0; i < plan.size(); ++i) out.emplace_back(indices[i], sums[i]);
     return out;
@@ -388,6 +380,7 @@ class Engine {
       if (!p.states[k]) p.states[k] = new_state_buffer(n);
       write_floats(p.states[k], st.states[k]);
     }
+    p.state_written = st.present[0];
     if (p.options.master_weights) {
       if (!p.master) p.master = new_state_buffer(n);
       if (st.has_master) {
@@ -481,6 +474,7 @@ class Engine {
     if (step < 0) throw RangeError("state of param '" + p.name + "': step must be >= 0");
     for (int k = 0; k < kStates; ++k)
       if (p.staged_states[k]) p.states[k] = std::move(p.staged_states[k]);
+    p.state_written = p.states[0] != nullptr;
     if (p.staged_master) p.master = std::move(p.staged_master);
     if (p.options.master_weights) {
       if (!p.master) p.master = new_state_buffer(p.data->numel);
@@ -510,6 +504,7 @@ class Engine {
     check_index(index);
     Param& p = params_[size_t(index)];
     for (auto& s : p.states) s.reset();
+    p.state_written = false;
     p.step = 0;
     broken_.clear();
   }
@@ -531,11 +526,16 @@ class Engine {
     std::shared_ptr<Storage> master;
     std::shared_ptr<Storage> states[kStates];
     uint64_t master_version = 0;    // data's version when the master was last synced
+    bool state_written = false;     // states[0] holds a step's (or a loaded state's) values
     std::shared_ptr<Storage> rows;  // row-sparse grad: the rows it updates (on the device)
     int64_t row_count = 0, row_width = 0;
     std::shared_ptr<Storage> staged_states[kStates];  // a checkpoint load's new buffers
     std::shared_ptr<Storage> staged_master;
   };
+
+  // Whether the param has taken a step since its state was last reset (metrics report those):
+  // it has state buffers, or stepped with none (SGD without momentum keeps none).
+  static bool has_stepped(const Param& p) { return p.states[0] != nullptr || p.step > 0; }
 
   void check_usable() const {
     if (!broken_.empty()) throw std::runtime_error(broken_message());
@@ -673,7 +673,10 @@ class Engine {
       if (!p.grad) continue;
       const int64_t n = p.data->numel;
       for (int k = 0; k < kStates; ++k)
-        if (!p.states[k] && Algo::state_needed(k, groups[size_t(p.group)])) p.states[k] = new_state_buffer(n);
+        if (!p.states[k] && Algo::state_needed(k, groups[size_t(p.group)])) {
+          p.states[k] = new_state_buffer(n);
+          if (k == 0) p.state_written = false;
+        }
       if (p.options.master_weights) {
         if (!p.master) p.master = new_state_buffer(n);
         if (p.master_version != p.data->storage->version() || p.step == 0) sync_master_from_param(p);
@@ -691,24 +694,26 @@ class Engine {
       int64_t step;
       double ratio;
       bool decay;
+      bool first;  // Algo::kFirstStepInSlot: the state buffers have not been written by a step
     };
     std::vector<Key> keys;
     std::vector<Plan> plan;
     plan.reserve(params_.size());
     for (size_t i = 0; i < params_.size(); ++i) {
       Param& p = params_[i];
-      if (!p.grad || (only_with_state && (!p.states[0] || p.rows))) continue;  // metrics: dense only
+      if (!p.grad || (only_with_state && (!has_stepped(p) || p.rows))) continue;  // metrics: dense only
       const Hyper& h = groups[size_t(p.group)];
       const int64_t step = p.step + step_increment;
+      const bool first = Algo::kFirstStepInSlot && (!p.states[0] || !p.state_written);
       int slot = -1;
       for (size_t k = 0; k < keys.size(); ++k)
         if (keys[k].group == p.group && keys[k].step == step && keys[k].ratio == p.options.lr_ratio &&
-            keys[k].decay == p.options.apply_decay)
+            keys[k].decay == p.options.apply_decay && keys[k].first == first)
           slot = int(k);
       if (slot < 0) {
         slot = int(keys.size());
-        keys.push_back({p.group, step, p.options.lr_ratio, p.options.apply_decay});
-        slots.push_back(Algo::make_slot(h, step, p.options.lr_ratio, p.options.apply_decay));
+        keys.push_back({p.group, step, p.options.lr_ratio, p.options.apply_decay, first});
+        slots.push_back(Algo::make_slot(h, step, p.options.lr_ratio, p.options.apply_decay, first));
       }
       PlanBase base{p.data->storage->data_unchecked(),
                     p.grad->storage->data_unchecked(),
@@ -749,17 +754,9 @@ class Engine {
       key.push_back(uint64_t(uint32_t(t.slot)) | uint64_t(t.param_dtype) << 32 | uint64_t(t.grad_dtype) << 40);
       key.push_back(reinterpret_cast<uintptr_t>(t.rows));
       key.push_back(uint64_t(t.row_width));
-      append_state_pointers(t, key);
+      for (const float* state : Algo::state_pointers(t)) key.push_back(reinterpret_cast<uintptr_t>(state));
     }
     return key;
-  }
-  static void append_state_pointers(const AdamWTensor& t, std::vector<uint64_t>& key) {
-    key.push_back(reinterpret_cast<uintptr_t>(t.exp_avg));
-    key.push_back(reinterpret_cast<uintptr_t>(t.exp_avg_sq));
-    key.push_back(reinterpret_cast<uintptr_t>(t.max_exp_avg_sq));
-  }
-  static void append_state_pointers(const LionTensor& t, std::vector<uint64_t>& key) {
-    key.push_back(reinterpret_cast<uintptr_t>(t.exp_avg));
   }
 
   // Hands the plan to the backend: the whole table when it changed, else only the grads.
@@ -767,10 +764,7 @@ class Engine {
     std::vector<uint64_t> key = key_of(plan);
     if (!plan_uploaded_ || key != plan_key_) {
       plan_uploaded_ = false;  // a failed upload must not leave the old key standing
-      if (cuda_)
-        cuda_->set_tensors(plan);
-      else
-        cpu_.set_tensors(plan);
+      backend_->set_tensors(plan);
       plan_key_ = std::move(key);
       plan_uploaded_ = true;
       ++plan_uploads_;
@@ -779,10 +773,7 @@ class Engine {
     }
     std::vector<const void*> grads(plan.size());
     for (size_t i = 0; i < plan.size(); ++i) grads[i] = plan[i].grad;
-    if (cuda_)
-      cuda_->set_grads(grads);
-    else
-      cpu_.set_grads(grads);
+    backend_->set_grads(grads);
   }
 
   static void pin(const std::shared_ptr<Storage>& s, PreparedStep& step) {
@@ -837,41 +828,30 @@ class Engine {
     plan_key_ = {};
     plan_uploaded_ = false;
     table_bytes_ = 0;
-    cpu_ = typename Algo::CpuRunner{};
-    cuda_.reset();
+    backend_.reset();
   }
 
   void sync_master_from_param(Param& p) {
     const Tensor& d = *p.data;
     float* master = static_cast<float*>(p.master->data_unchecked());
-    const void* src = d.storage->data_unchecked();
-    if (cuda_) {
-      cuda::convert_to_float32(master, src, d.dtype, d.numel);
-    } else {
-      const uint16_t* bits = static_cast<const uint16_t*>(src);
-      if (d.dtype == DType::Float16)
-        for (int64_t i = 0; i < d.numel; ++i) master[i] = half_bits_to_float(bits[i]);
-      else
-        for (int64_t i = 0; i < d.numel; ++i) master[i] = bf16_bits_to_float(bits[i]);
-    }
+    backend_->to_float32(master, d.storage->data_unchecked(), d.dtype, d.numel);
     p.master_version = d.storage->version();
   }
 
   std::vector<float> read_floats(const std::shared_ptr<Storage>& s, int64_t n) {
     if (!s) return {};
     std::vector<float> out(static_cast<size_t>(n));
-    if (device_ == Device::CPU)
-      std::memcpy(out.data(), s->data_unchecked(), size_t(n) * 4);
-    else
-      cuda_->copy_to_host(out.data(), s->data_unchecked(), size_t(n) * 4);  // after our own steps only
+    backend_->copy_to_host(out.data(), s->data_unchecked(), size_t(n) * 4);  // after our own steps only
     return out;
   }
 
   void write_floats(const std::shared_ptr<Storage>& s, const std::vector<float>& v) {
-    if (device_ == Device::CPU)
-      std::memcpy(s->data_unchecked(), v.data(), v.size() * 4);
-    else
-      cuda_->copy_to_device(s->data_unchecked(), v.data(), v.size() * 4);
+    backend_->copy_to_device(s->data_unchecked(), v.data(), v.size() * 4);
+  }
+
+  static std::unique_ptr<Backend<Plan, Slot>> make_backend(Device device) {
+    if (device == Device::CUDA) return std::make_unique<cuda::Launcher<Plan, Slot>>();
+    return std::make_unique<cpu::ChunkRunner<Plan, Slot>>();
   }
 
   Device device_;
@@ -890,8 +870,7 @@ class Engine {
   bool busy_ = false;      // an asynchronous step is running on another thread
   int checkpoint_io_ = 0;  // checkpoint transfers using this optimizer's buffers
   bool lazy_mode_ = false;
-  typename Algo::CpuRunner cpu_;
-  std::unique_ptr<typename Algo::CudaLauncher> cuda_;
+  std::unique_ptr<Backend<Plan, Slot>> backend_;
 };
 
 using AdamWEngine = Engine<AdamWAlgo>;

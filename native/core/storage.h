@@ -12,6 +12,7 @@
 namespace fo {
 
 enum class Device : int32_t { CPU = 0, CUDA = 1 };
+inline constexpr const char* kDeviceNames[] = {"cpu", "cuda"};  // by code; in native().layouts
 
 inline const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 

@@ -1,4 +1,4 @@
-// Host copy bandwidth over the addon's thread pool (see copy_bandwidth.h).
+// Host copy bandwidth over the addon's thread pool (see native/common/bandwidth.h).
 //
 // Two page-aligned buffers from mmap, first touched by the pool in the chunks that the timed
 // copies use (so on a NUMA machine a chunk's pages sit near a thread that copies them). Each
@@ -16,7 +16,7 @@
 //    large_memcpy_4x), which keeps several DRAM pages open. No RFO. On a 2-core Xeon VM
 //    it measured 43 GB/s against memcpy's 27 GB/s on 1 MiB chunks.
 // The faster is the copy bandwidth; on other architectures only memcpy is measured.
-#include "copy_bandwidth.h"
+#include "../common/bandwidth.h"
 
 #include <sys/mman.h>
 
@@ -31,7 +31,7 @@
 #define FO_HAVE_STREAM_COPY 1
 #endif
 
-#include "../core/errors.h"
+#include "../common/errors.h"
 #include "thread_pool.h"
 
 namespace fo::cpu {

@@ -2,9 +2,10 @@
 // chunk. Each entry point is compiled for several x86-64 levels (FO_SIMD_CLONES).
 #include <type_traits>
 
+#include "../common/adamw_plan.h"
+#include "../common/adamw_rule.h"
 #include "../common/block_reduce.h"
-#include "cpu_adamw.h"
-#include "element_io.h"
+#include "chunk_runner_impl.h"
 #include "half_blocks.h"
 
 namespace fo::cpu {
@@ -134,32 +135,6 @@ FO_INLINE void metrics_chunk(const AdamWTensor& t, const AdamWSlot& s, int64_t b
 
 }  // namespace
 
-#define FO_ADAMW_ENTRY_POINTS(NAME, PARAM, GRAD)                                                           \
-  FO_SIMD_CLONES void adamw_update_##NAME(const AdamWTensor& t, const AdamWSlot& s, int64_t b, int64_t e,  \
-                                          float coef) {                                                    \
-    update_chunk<PARAM, GRAD>(t, s, b, e, coef);                                                           \
-  }                                                                                                        \
-  FO_SIMD_CLONES void adamw_metrics_##NAME(const AdamWTensor& t, const AdamWSlot& s, int64_t b, int64_t e, \
-                                           MetricSums* out) {                                              \
-    metrics_chunk<PARAM, GRAD>(t, s, b, e, out);                                                           \
-  }
-
-FO_ADAMW_ENTRY_POINTS(f32_f32, F32, F32)
-FO_ADAMW_ENTRY_POINTS(f16_f16, F16, F16)
-FO_ADAMW_ENTRY_POINTS(f16_f32, F16, F32)
-FO_ADAMW_ENTRY_POINTS(bf16_bf16, BF16, BF16)
-FO_ADAMW_ENTRY_POINTS(bf16_f32, BF16, F32)
-
-AdamWKernels::UpdateFn AdamWKernels::update_fn(DType param, DType grad) {
-  static const UpdateFn fns[] = {adamw_update_f32_f32, adamw_update_f16_f16, adamw_update_f16_f32,
-                                 adamw_update_bf16_bf16, adamw_update_bf16_f32};
-  return fns[layout_index(param, grad)];
-}
-
-AdamWKernels::MetricsFn AdamWKernels::metrics_fn(DType param, DType grad) {
-  static const MetricsFn fns[] = {adamw_metrics_f32_f32, adamw_metrics_f16_f16, adamw_metrics_f16_f32,
-                                  adamw_metrics_bf16_bf16, adamw_metrics_bf16_f32};
-  return fns[layout_index(param, grad)];
-}
+FO_CPU_ALGORITHM(adamw, AdamWTensor, AdamWSlot)
 
 }  // namespace fo::cpu

@@ -3,8 +3,9 @@
 #include <type_traits>
 
 #include "../common/block_reduce.h"
-#include "cpu_lion.h"
-#include "element_io.h"
+#include "../common/lion_plan.h"
+#include "../common/lion_rule.h"
+#include "chunk_runner_impl.h"
 #include "half_blocks.h"
 
 namespace fo::cpu {
@@ -104,31 +105,6 @@ FO_INLINE void metrics_chunk(const LionTensor& t, const LionSlot& s, int64_t b, 
 
 }  // namespace
 
-#define FO_LION_ENTRY_POINTS(NAME, PARAM, GRAD)                                                                      \
-  FO_SIMD_CLONES void lion_update_##NAME(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e, float coef) { \
-    update_chunk<PARAM, GRAD>(t, s, b, e, coef);                                                                     \
-  }                                                                                                                  \
-  FO_SIMD_CLONES void lion_metrics_##NAME(const LionTensor& t, const LionSlot& s, int64_t b, int64_t e,              \
-                                          MetricSums* out) {                                                         \
-    metrics_chunk<PARAM, GRAD>(t, s, b, e, out);                                                                     \
-  }
-
-FO_LION_ENTRY_POINTS(f32_f32, F32, F32)
-FO_LION_ENTRY_POINTS(f16_f16, F16, F16)
-FO_LION_ENTRY_POINTS(f16_f32, F16, F32)
-FO_LION_ENTRY_POINTS(bf16_bf16, BF16, BF16)
-FO_LION_ENTRY_POINTS(bf16_f32, BF16, F32)
-
-LionKernels::UpdateFn LionKernels::update_fn(DType param, DType grad) {
-  static const UpdateFn fns[] = {lion_update_f32_f32, lion_update_f16_f16, lion_update_f16_f32, lion_update_bf16_bf16,
-                                 lion_update_bf16_f32};
-  return fns[layout_index(param, grad)];
-}
-
-LionKernels::MetricsFn LionKernels::metrics_fn(DType param, DType grad) {
-  static const MetricsFn fns[] = {lion_metrics_f32_f32, lion_metrics_f16_f16, lion_metrics_f16_f32,
-                                  lion_metrics_bf16_bf16, lion_metrics_bf16_f32};
-  return fns[layout_index(param, grad)];
-}
+FO_CPU_ALGORITHM(lion, LionTensor, LionSlot)
 
 }  // namespace fo::cpu

@@ -1,7 +1,8 @@
 #pragma once
 // The CUDA backend as seen from plain C++ (native/core): no CUDA or N-API types cross this
-// line. Implemented by cuda_device.cu, cuda_adamw.cu and cuda_lion.cu (over multi_tensor.cuh) when nvcc is available,
-// and by cuda_stub.cpp (every call reports "not compiled") when it is not. Errors are thrown as std::runtime_error with
+// line. Implemented by cuda_device.cu, cuda_memory.cu and one .cu file per algorithm (over
+// multi_tensor.cuh) when nvcc is available, and by cuda_stub.cpp and launcher_stub.h (every
+// call reports "not compiled") when it is not. Errors are thrown as std::runtime_error with
 // the CUDA error name and a message.
 #include <cstddef>
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 #include "../common/adamw_plan.h"
+#include "../common/backend.h"
 #include "../common/adamw_rule.h"
 #include "../common/dtype.h"
 #include "../common/grad_transform.h"
@@ -98,52 +100,37 @@ void scale_grads(const std::vector<GradRef>& grads, float coef);
 // g = min(max(g, lo), hi), in place; NaN stays NaN.
 void clamp_grads(const std::vector<GradRef>& grads, float lo, float hi);
 
-// Thrown by a launch that failed before any of its device work was queued: the step
-// changed nothing, and the optimizer may simply try again.
-struct NothingLaunched : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using NothingLaunched = fo::NothingLaunched;
 
-// One optimizer's launches: its own stream, a device-resident tensor table rebuilt only when
-// set_tensors is called, this step's grad pointers, and one multi-tensor launch per (param
-// dtype, grad dtype) combination per step. Declared once for every algorithm: Tensor and
-// Slot are its plan entry and per-step scalars (AdamWTensor / AdamWSlot, ...); each
-// algorithm's .cu file instantiates it over its element operation (multi_tensor.cuh).
+// One optimizer's launches, the CUDA side of the backend contract (native/common/backend.h):
+// its own stream, a device-resident tensor table rebuilt only when set_tensors is called,
+// this step's grad pointers (set_grads: no table upload and no wait), and one multi-tensor
+// launch per (param dtype, grad dtype) combination per step, enqueued without waiting.
+// metrics() is synchronous; copies run on the launcher's stream, ordered after its steps and
+// waiting for nobody else's work. Declared once for every algorithm: each algorithm's .cu
+// file defines Launcher<Tensor, Slot>::Impl over its element operation (launcher_impl.cuh,
+// multi_tensor.cuh) and instantiates the class.
 template <class Tensor, class Slot>
-class Launcher {
+class Launcher final : public Backend<Tensor, Slot> {
  public:
   Launcher();
-  ~Launcher();
+  ~Launcher() override;
   Launcher(const Launcher&) = delete;
   Launcher& operator=(const Launcher&) = delete;
 
-  // Uploads the tensor table (device pointers) and the block -> (tensor, chunk) map; the
-  // table's grad pointers become this step's.
-  void set_tensors(const std::vector<Tensor>& tensors);
-  // This step's grad pointers, one per tensor of the table, when only they changed: no table
-  // upload and no wait.
-  void set_grads(const std::vector<const void*>& grads);
-  // Enqueues the update of every tensor given to set_tensors on the launcher's stream;
-  // returns without waiting. slots[t.slot] holds each tensor's scalars. With use_prepass the
-  // kernels read the results of the last prepare_grads (skip flag, clip coefficients).
+  void set_tensors(const std::vector<Tensor>& tensors) override;
+  void set_grads(const std::vector<const void*>& grads) override;
   // Throws NothingLaunched when it failed before queuing anything.
-  void launch(const Slot* slots, int slot_count, bool use_prepass = false);
-  void prepare_grads(const GradPrepass& pass);
-  // Waits for the stream and returns whether the last prepare_grads found an inf/NaN grad.
-  bool read_found_inf();
-  void synchronize();
-  // Metric sums of every tensor of the last set_tensors, out[i] for tensor i, where
-  // "update" is what launch(slots) would subtract from the param (nothing is written).
-  // Synchronous; the same inputs give the same bits (fixed reduction order).
-  void metrics(const Slot* slots, int slot_count, MetricSums* out);
-  // Later launches wait for `event` (a cudaEvent_t of the caller's), without the host waiting.
-  void wait_for_event(void* event);
-  // The launcher's cudaStream_t, for callers that order their own work after its steps.
-  void* stream() const;
-  // Synchronous copies between host memory and device memory its steps use, on its own
-  // stream: ordered after its steps, and waiting for nobody else's work.
-  void copy_to_host(void* dst, const void* src, size_t bytes);
-  void copy_to_device(void* dst, const void* src, size_t bytes);
+  void launch(const Slot* slots, int slot_count, bool use_prepass) override;
+  void prepare_grads(const GradPrepass& pass) override;
+  bool read_found_inf() override;
+  void synchronize() override;
+  void metrics(const Slot* slots, int slot_count, MetricSums* out) override;
+  void wait_for_event(void* event) override;
+  void* stream() const override;
+  void copy_to_host(void* dst, const void* src, size_t bytes) override;
+  void copy_to_device(void* dst, const void* src, size_t bytes) override;
+  void to_float32(float* dst, const void* src, DType src_dtype, int64_t n) override;
 
  private:
   struct Impl;
@@ -154,3 +141,7 @@ using AdamWLauncher = Launcher<AdamWTensor, AdamWSlot>;
 using LionLauncher = Launcher<LionTensor, LionSlot>;
 
 }  // namespace fo::cuda
+
+#if defined(FO_CUDA_STUB)
+#include "launcher_stub.h"  // a build without CUDA: Launcher<T, S> for every algorithm
+#endif

@@ -1,4 +1,4 @@
-// Device copy bandwidth (see native/cpu/copy_bandwidth.h): cudaMemcpyAsync device to device
+// Device copy bandwidth (see native/common/bandwidth.h): cudaMemcpyAsync device to device
 // on a stream of its own, each copy timed with a pair of CUDA events, after one untimed
 // warm-up copy. Same convention as the CPU figure: a copy of N bytes counts 2 * N bytes
 // (read + write), as the optimizers' bytes per param count every read and every write.
@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "../core/errors.h"
-#include "../cpu/copy_bandwidth.h"
+#include "../common/errors.h"
+#include "../common/bandwidth.h"
 #include "cuda_check.h"
 
 namespace fo::cuda {

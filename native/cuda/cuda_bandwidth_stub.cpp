@@ -2,7 +2,7 @@
 // cuda_bandwidth.cu, next to cuda_stub.cpp. It always throws, as the rest of the stub does.
 #include <stdexcept>
 
-#include "../cpu/copy_bandwidth.h"
+#include "../common/bandwidth.h"
 
 namespace fo::cuda {
 

@@ -1,21 +1,19 @@
 // The CUDA backend of a binary built without a CUDA compiler: compiled instead of
-// cuda_device.cu, cuda_adamw.cu, cuda_lion.cu and cuda_grad_ops.cu. probe() says why CUDA is unavailable; everything
-// else throws, and native/core never reaches it because probe().usable is false.
+// cuda_device.cu, cuda_memory.cu, cuda_grad_ops.cu and the algorithms' .cu files (their
+// launchers are launcher_stub.h). probe() says why CUDA is unavailable; everything else
+// throws, and native/core never reaches it because probe().usable is false.
 #include <stdexcept>
 #include <string>
 
 #include "cuda_backend.h"
 
 namespace fo::cuda {
-namespace {
 
 [[noreturn]] void not_compiled(const char* what) {
   throw std::runtime_error(std::string(what) +
                            ": CUDA support was not compiled into this binary "
                            "(no nvcc found at build time)");
 }
-
-}  // namespace
 
 const Probe& probe() {
   static const Probe cached = [] {
@@ -50,62 +48,5 @@ void CopyStream::wait_all() { not_compiled("CopyStream::wait_all"); }
 void grad_norm_sums(const std::vector<GradRef>&, double, double*) { not_compiled("grad_norm_sums"); }
 void scale_grads(const std::vector<GradRef>&, float) { not_compiled("scale_grads"); }
 void clamp_grads(const std::vector<GradRef>&, float, float) { not_compiled("clamp_grads"); }
-
-template <class T, class S>
-struct Launcher<T, S>::Impl {};
-
-template <class T, class S>
-Launcher<T, S>::Launcher() {
-  not_compiled("Launcher");
-}
-template <class T, class S>
-Launcher<T, S>::~Launcher() = default;
-template <class T, class S>
-void Launcher<T, S>::set_tensors(const std::vector<T>&) {
-  not_compiled("Launcher::set_tensors");
-}
-template <class T, class S>
-void Launcher<T, S>::set_grads(const std::vector<const void*>&) {
-  not_compiled("Launcher::set_grads");
-}
-template <class T, class S>
-void Launcher<T, S>::launch(const S*, int, bool) {
-  not_compiled("Launcher::launch");
-}
-template <class T, class S>
-void Launcher<T, S>::prepare_grads(const GradPrepass&) {
-  not_compiled("Launcher::prepare_grads");
-}
-template <class T, class S>
-bool Launcher<T, S>::read_found_inf() {
-  not_compiled("Launcher::read_found_inf");
-}
-template <class T, class S>
-void Launcher<T, S>::synchronize() {
-  not_compiled("Launcher::synchronize");
-}
-template <class T, class S>
-void Launcher<T, S>::metrics(const S*, int, MetricSums*) {
-  not_compiled("Launcher::metrics");
-}
-template <class T, class S>
-void Launcher<T, S>::wait_for_event(void*) {
-  not_compiled("Launcher::wait_for_event");
-}
-template <class T, class S>
-void* Launcher<T, S>::stream() const {
-  not_compiled("Launcher::stream");
-}
-template <class T, class S>
-void Launcher<T, S>::copy_to_host(void*, const void*, size_t) {
-  not_compiled("Launcher::copy_to_host");
-}
-template <class T, class S>
-void Launcher<T, S>::copy_to_device(void*, const void*, size_t) {
-  not_compiled("Launcher::copy_to_device");
-}
-
-template class Launcher<AdamWTensor, AdamWSlot>;
-template class Launcher<LionTensor, LionSlot>;
 
 }  // namespace fo::cuda

@@ -91,4 +91,9 @@ void Launcher<T, S>::copy_to_device(void* dst, const void* src, size_t bytes) {
   check(cudaStreamSynchronize(impl_->core.stream()), "cudaStreamSynchronize after a copy to device");
 }
 
+template <class T, class S>
+void Launcher<T, S>::to_float32(float* dst, const void* src, DType src_dtype, int64_t n) {
+  convert_to_float32(dst, src, src_dtype, n);
+}
+
 }  // namespace fo::cuda

@@ -14,7 +14,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { AdamW, AdamWDL, Lion, Parameter, Tensor, TransformerLR, backendInfo, noDecayParamGroups } from '../index';
+import { AdamW, AdamWDL, Lion, Parameter, SGD, Tensor, TransformerLR, backendInfo, noDecayParamGroups } from '../index';
 import type { BackendInfo } from '../backend';
 import type { DType, DeviceName } from '../dtype';
 import { type OptionSpecs, type ParsedOptions, UsageError, describeOptions, parseOptions } from './args';
@@ -23,7 +23,7 @@ import { checkWritable } from './output_path';
 import { ProgressBar, formatLr } from './progress';
 import { renderSvg } from './svg_plot';
 
-type DemoOptimizer = AdamW | Lion;
+type DemoOptimizer = AdamW | Lion | SGD;
 
 type OptimizerGroups = ReturnType<typeof noDecayParamGroups>;
 
@@ -61,6 +61,13 @@ const OPTIMIZERS: Record<string, DemoOptimizerSpec> = {
     settings: 'betas [0.9, 0.99]',
     make: (groups, lr) => new Lion(groups, { lr, betas: [0.9, 0.99] }),
   },
+  sgd: {
+    title: 'SGD',
+    defaultLr: 5e-2,
+    weightDecay: 1e-4, // torch's coupled L2, added to the grad
+    settings: 'momentum 0.9, nesterov',
+    make: (groups, lr) => new SGD(groups, { lr, momentum: 0.9, nesterov: true }),
+  },
 };
 
 export const DEMO_OPTIONS: OptionSpecs = {
@@ -68,7 +75,7 @@ export const DEMO_OPTIONS: OptionSpecs = {
     type: 'choice',
     choices: Object.keys(OPTIMIZERS),
     default: 'adamw',
-    help: 'AdamW, AdamWDL (layer-wise lr decay) or Lion',
+    help: 'AdamW, AdamWDL (layer-wise lr decay), Lion or SGD (momentum, Nesterov)',
   },
   dtype: {
     type: 'choice',
@@ -101,7 +108,7 @@ export const DEMO_OPTIONS: OptionSpecs = {
     minExclusive: true,
     max: 1,
     metavar: 'X',
-    help: 'peak learning rate (default 0.01, Lion 0.003)',
+    help: 'peak learning rate (default 0.01, Lion 0.003, SGD 0.05)',
   },
   out: {
     type: 'string',

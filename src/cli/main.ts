@@ -22,7 +22,8 @@ const COMMANDS: Record<string, Command> = {
     run: (argv) => (require('./info') as typeof import('./info')).runInfo(argv),
   },
   demo: {
-    summary: 'train a small MLP end to end (AdamW/AdamWDL/Lion, warmup schedule, checkpoint and resume) and plot it',
+    summary:
+      'train a small MLP end to end (AdamW/AdamWDL/Lion/SGD, warmup schedule, checkpoint and resume) and plot it',
     usage: () => (require('./demo') as typeof import('./demo')).DEMO_USAGE,
     run: (argv) => (require('./demo') as typeof import('./demo')).runDemo(argv),
   },
@@ -42,7 +43,7 @@ export function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length)) + 2;
   return `usage: fused-optim <command> [options]
 
-Fused AdamW, AdamWDL and Lion optimizers for Node.js (CUDA kernels on NVIDIA GPUs, SIMD
+Fused AdamW, AdamWDL, Lion and SGD optimizers for Node.js (CUDA kernels on NVIDIA GPUs, SIMD
 loops on the CPU).
 
 commands:

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "../core/errors.h"
+#include "errors.h"
 
 namespace fo {
 
