@@ -62,11 +62,12 @@
           ],
           'include_dirs': ['tools/cuda-emu/include'],
           'defines!': ['FO_CUDA_ARCHS="<(cuda_archs)"'],
-          'defines': ['FO_CUDA_EMULATED=1', 'FO_CUDA_ARCHS="emulated"'],
+          'defines': ['FO_CUDA_EMULATED=1', 'FO_CUDA_ARCHS="emulated"', 'FO_NO_SIMD_CLONES'],
           'cflags_cc': ['-fno-strict-aliasing', '-Wno-unknown-pragmas', '-Wno-subobject-linkage'],
         }],
         ['sanitize!=""', {
-          'cflags_cc': ['-fsanitize=<(sanitize)', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all'],
+          'defines': ['FO_NO_SIMD_CLONES'],
+          'cflags_cc': ['-O1', '-fsanitize=<(sanitize)', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all'],
           'ldflags': ['-fsanitize=<(sanitize)'],
         }],
         ['cuda_mode=="nvcc"', {

@@ -55,7 +55,10 @@ inline __attribute__((always_inline)) void store_param(void* p, int64_t i, float
 }
 
 // Runtime dispatch on x86-64 (AVX-512 / AVX2+F16C / baseline): one binary for every CPU.
-#if defined(__x86_64__) && defined(__GNUC__)
+// FO_NO_SIMD_CLONES (the emulator and sanitizer test builds) compiles the baseline only: the
+// clones give the same bits (no FMA contraction), and three of each loop under ASan made the
+// test build the slowest step of CI.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(FO_NO_SIMD_CLONES)
 #define FO_SIMD_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #else
 #define FO_SIMD_CLONES
