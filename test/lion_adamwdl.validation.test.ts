@@ -5,27 +5,9 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AdamWDL, type AdamWDLOptions, type DType, Lion, type LionStateDict, Parameter, Tensor } from '../src/index';
 import { bitsOf, expectSameBits } from './support/compare';
+import { type ErrorClass, expectThrows } from './support/expect_throws';
 import { type AnyOptimizer, stateBits, tensorBits } from './support/optimizer_setups';
 import { randn, rng } from './support/random';
-
-type ErrorClass = typeof Error | typeof TypeError | typeof RangeError;
-
-function expectThrows(fn: () => unknown, cls: ErrorClass | ErrorClass[], messages: RegExp[], what = ''): Error {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  const classes = Array.isArray(cls) ? cls : [cls];
-  expect(error, `${what}: expected an error`).toBeInstanceOf(Error);
-  expect(
-    classes.some((c) => error instanceof c),
-    `${what}: expected ${classes.map((c) => c.name).join(' or ')}, got ${(error as Error).constructor.name}: ${(error as Error).message}`,
-  ).toBe(true);
-  for (const m of messages) expect((error as Error).message, what).toMatch(m);
-  return error as Error;
-}
 
 function param(name: string, n = 6, dtype: DType = 'float32', seed = 1, scale = 0.5): Parameter {
   return new Parameter(Tensor.from(randn(n, rng(seed), scale), { dtype, device: 'cpu' }), { name });

@@ -7,10 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import { AdamW, type AdamWStateDict, type DType, Parameter, Tensor } from '../src/index';
 import { bitsOf, expectSameBits } from './support/compare';
+import { type ErrorClass, expectThrows } from './support/expect_throws';
 import { randn, rng } from './support/random';
 import { native } from '../src/native';
-
-type ErrorClass = typeof Error | typeof TypeError | typeof RangeError;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -43,18 +42,6 @@ function groupsOf(opt: AdamW): unknown[] {
     betas: Array.isArray(rest.betas) ? [...rest.betas] : rest.betas, // a copy: step() may replace the array
     params: params.map((p) => p.name),
   }));
-}
-
-function expectThrows(fn: () => unknown, cls: ErrorClass, messages: RegExp[], what = ''): Error {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error, `${what}: expected a ${cls.name}`).toBeInstanceOf(cls);
-  for (const m of messages) expect((error as Error).message, what).toMatch(m);
-  return error as Error;
 }
 
 async function expectRejects(promise: unknown, cls: ErrorClass, messages: RegExp[], what = ''): Promise<void> {
