@@ -99,7 +99,7 @@ Napi::Value stage(const Napi::CallbackInfo& info, Engine<Algo>& engine) {
   for (size_t i = 0; i < indices.ElementLength(); ++i) {
     bool want[Algo::kStates] = {};
     for (int k = 0; k < Algo::kStates; ++k) want[k] = (masks[i] >> k) & 1u;
-    auto b = engine.stage_load(indices[i], want, (masks[i] & kMasterBit) != 0);
+    auto b = engine.stage_load(indices[i], want, (masks[i] & kMasterBit) != 0, engine.state_format(indices[i]));
     for (int k = 0; k < Algo::kStates; ++k) {
       if (!want[k]) continue;
       table.push_back(fp32_tensor(b.states[k]));

@@ -14,6 +14,7 @@
 #include "addon.h"
 #include "args.h"
 #include "optimizer_checkpoint.h"
+#include "state_js.h"
 #include "js_errors.h"
 #include "tensor_wrap.h"
 
@@ -39,6 +40,8 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
                                  Base::InstanceMethod("metrics", &OptimizerWrap::metrics),
                                  Base::InstanceMethod("getState", &OptimizerWrap::get_state),
                                  Base::InstanceMethod("setState", &OptimizerWrap::set_state),
+                                 Base::InstanceMethod("setStateDtype", &OptimizerWrap::set_state_dtype),
+                                 Base::InstanceAccessor("stateBytes", &OptimizerWrap::state_bytes, nullptr),
                                  Base::InstanceAccessor("planUploads", &OptimizerWrap::plan_uploads, nullptr),
                                  Base::InstanceAccessor("brokenReason", &OptimizerWrap::broken_reason, nullptr),
                                  Base::InstanceMethod("waitFor", &OptimizerWrap::wait_for),
@@ -91,13 +94,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
 
   static int index_arg(const Napi::Value& v) { return int(args::integer(v, "param index", 0, INT32_MAX)); }
 
-  static Napi::Float32Array to_js(Napi::Env env, const std::vector<float>& v) {
-    auto out = Napi::Float32Array::New(env, v.size());
-    if (!v.empty()) std::memcpy(out.Data(), v.data(), v.size() * 4);
-    return out;
-  }
-
-  static std::vector<float> from_js(const Napi::Object& o, const char* key, bool required) {
+  static std::vector<float> master_from_js(const Napi::Object& o, const char* key, bool required) {
     Napi::Value v = o.Get(key);
     if (v.IsUndefined() || v.IsNull()) {
       if (required) throw fo::TypeError(std::string("state.") + key + " is missing");
@@ -123,6 +120,10 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       const bool master_weights = args::boolean(info[3], "masterWeights");
       const double* ratios = nullptr;
       const uint8_t* decay = nullptr;
+      StateFormat state;  // addParams(..., stateDtype code?, blockSize?)
+      if (!info[6].IsUndefined())
+        state.dtype = StateDType(args::code(info[6], "addParams: state dtype code (0 float32, 1 bfloat16, 2 uint8)", 3));
+      if (!info[7].IsUndefined()) state.block = int32_t(args::integer(info[7], "addParams: block size", 1, 1 << 30));
       if (!info[4].IsUndefined()) {
         auto a = args::typed_array<double>(info[4], napi_float64_array, "Float64Array", "addParams: lrRatios");
         if (a.ElementLength() != n) throw fo::RangeError("addParams: lrRatios must have one entry per param");
@@ -143,6 +144,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
         list[i].options.master_weights = master_weights;
         if (ratios) list[i].options.lr_ratio = ratios[i];
         if (decay) list[i].options.apply_decay = decay[i] != 0;
+        list[i].options.state = state;
       }
       const int first = engine().add_params(std::move(list), group);
       report_memory();
@@ -311,14 +313,11 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
   Napi::Value get_state(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       Napi::Env env = info.Env();
-      auto st = engine().get_state(index_arg(info[0]));
+      const int index = index_arg(info[0]);
+      const bool as_float32 = !info[1].IsUndefined() && args::boolean(info[1], "getState: asFloat32");
+      auto st = engine().get_state(index);
       if (!st.has_state) return env.Null();
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("step", Napi::Number::New(env, double(st.step)));
-      for (int k = 0; k < Algo::kStates; ++k)
-        if (st.present[k]) o.Set(Algo::state_name(k), to_js(env, st.states[k]));
-      if (st.has_master) o.Set("master", to_js(env, st.master));
-      return o;
+      return state_to_js<Algo>(env, st, engine().param_numel(index), as_float32);
     });
   }
 
@@ -330,15 +329,37 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       typename EngineT::ParamState st;
       st.step = args::integer(o.Get("step"), "state.step", 0);
       st.has_state = true;
+      st.format = state_format_from_js(o);
       auto given = [&](const char* key) { return !o.Get(key).IsUndefined() && !o.Get(key).IsNull(); };
       for (int k = 0; k < Algo::kStates; ++k) {
-        st.states[k] = from_js(o, Algo::state_name(k), Algo::state_required(k));
-        st.present[k] = given(Algo::state_name(k));
+        const char* name = Algo::state_name(k);
+        st.present[k] = given(name);
+        if (!st.present[k] && Algo::state_required(k)) throw fo::TypeError(std::string("state.") + name + " is missing");
+        if (st.present[k]) st.states[k] = state_buffer_from_js(o, name, st.format);
       }
-      st.master = from_js(o, "master", false);
+      st.master = master_from_js(o, "master", false);
       st.has_master = given("master");
       engine().set_state(index, st);
       report_memory();
+    });
+  }
+
+  // setStateDtype(index, code, blockSize): the state dtype of a param's group changed (its
+  // existing state is converted; Engine::set_state_format).
+  void set_state_dtype(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), [&] {
+      const int index = index_arg(info[0]);
+      StateFormat f;
+      f.dtype = StateDType(args::code(info[1], "setStateDtype: state dtype code (0 float32, 1 bfloat16, 2 uint8)", 3));
+      f.block = int32_t(args::integer(info[2], "setStateDtype: block size", 1, 1 << 30));
+      engine().set_state_format(index, f);
+      report_memory();
+    });
+  }
+
+  Napi::Value state_bytes(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      return Napi::Number::New(info.Env(), double(engine().state_bytes()));
     });
   }
 

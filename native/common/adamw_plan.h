@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "dtype.h"
+#include "state_dtype.h"
 #include "fo_macros.h"
 
 namespace fo {
@@ -13,9 +14,11 @@ struct AdamWTensor {
   void* param;       // param_dtype elements; for half params refreshed from master
   const void* grad;  // grad_dtype elements
   float* master;     // fp32 master weights, null for fp32 params
-  float* exp_avg;
-  float* exp_avg_sq;
-  float* max_exp_avg_sq;  // null unless the tensor's group uses amsgrad
+  // State buffers, encoded as `state` says (state_dtype.h): fp32 or bf16 elements, or 8-bit
+  // codes followed by their absmax values.
+  void* exp_avg;
+  void* exp_avg_sq;
+  void* max_exp_avg_sq;  // null unless the tensor's group uses amsgrad
   int64_t numel;
   int32_t slot;  // index into the step's AdamWSlot table
   DType param_dtype;
@@ -26,7 +29,17 @@ struct AdamWTensor {
   // dense grads, where grad, param and state share the index.
   const int32_t* rows;
   int64_t row_width;
+  StateFormat state;
 };
+
+// Calls f(k, buffer, is_signed) for each state buffer pointer of t, in state order; the
+// flag picks the 8-bit code map (blockwise_quant.h): first moments are signed.
+template <class F>
+FO_HD void for_each_state(AdamWTensor& t, F f) {
+  f(0, t.exp_avg, true);
+  f(1, t.exp_avg_sq, false);
+  f(2, t.max_exp_avg_sq, false);
+}
 
 // The param/state index of grad element i (see AdamWTensor::rows).
 FO_HD int64_t sparse_state_index(const int32_t* rows, int64_t row_width, int64_t i) {

@@ -6,6 +6,8 @@
 #include <cstdint>
 
 #include "dtype.h"
+#include "fo_macros.h"
+#include "state_dtype.h"
 #include "sgd_rule.h"
 
 namespace fo {
@@ -14,7 +16,7 @@ struct SgdTensor {
   void* param;
   const void* grad;
   float* master;           // fp32 master weights of a half param, or null
-  float* momentum_buffer;  // null when the group's momentum is 0 (torch keeps none)
+  void* momentum_buffer;  // null when the group's momentum is 0 (torch keeps none); see AdamWTensor
   int64_t numel;
   int32_t slot;
   DType param_dtype;
@@ -22,7 +24,14 @@ struct SgdTensor {
   uint32_t rng_stream;  // stochastic rounding stream: the param's index in the optimizer
   const int32_t* rows;  // row-sparse grads: see AdamWTensor::rows
   int64_t row_width;
+  StateFormat state;
 };
+
+// See the AdamWTensor version (adamw_plan.h).
+template <class F>
+FO_HD void for_each_state(SgdTensor& t, F f) {
+  f(0, t.momentum_buffer, true);
+}
 
 struct SgdHyper {
   double lr, momentum, dampening, weight_decay;

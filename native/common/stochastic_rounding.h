@@ -26,6 +26,12 @@ FO_HD uint32_t rounding_stream_key(uint32_t key0, uint32_t key1, uint32_t stream
   return mix32(key0 ^ mix32(key1 ^ mix32(stream + 0x9e3779b9u)));
 }
 
+// The stream of a param's state buffer k when the state is stored as bfloat16: apart from
+// the param's own stream, so a bf16 param and its bf16 moments draw unrelated bits.
+FO_HD uint32_t state_rounding_key(uint32_t key0, uint32_t key1, uint32_t stream, int k) {
+  return rounding_stream_key(key0 ^ (0x6a09e667u + 0x3c6ef372u * uint32_t(k)), key1, stream);
+}
+
 FO_HD uint32_t rounding_bits(uint32_t stream_key, int64_t index) {
   const uint64_t i = uint64_t(index);
   return mix32(stream_key ^ mix32(uint32_t(i) ^ mix32(uint32_t(i >> 32) + 0x85ebca6bu)));

@@ -12,6 +12,7 @@
 #include "../common/lion_plan.h"
 #include "../common/lion_scalars.h"
 #include "../common/sgd_plan.h"
+#include "../common/state_dtype.h"
 #include "errors.h"
 
 namespace fo {
@@ -27,6 +28,7 @@ struct PlanBase {
   uint32_t rng_stream;
   const int32_t* rows;  // row-sparse grads (lazy mode); null for dense
   int64_t row_width;
+  StateFormat state;  // how the state buffers are encoded
 };
 
 namespace detail {
@@ -50,6 +52,8 @@ struct AdamWAlgo {
     static const char* names[kStates] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
     return names[k];
   }
+  // Which 8-bit code map each buffer uses (blockwise_quant.h): the first moment is signed.
+  static bool state_signed(int k) { return k == 0; }
   // Buffers a step of group hyperparameters h needs.
   static bool state_needed(int k, const Hyper& h) { return k < 2 || h.amsgrad; }
   // Buffers a state dict must contain (the others are optional).
@@ -72,13 +76,13 @@ struct AdamWAlgo {
   static Slot make_slot(const Hyper& h, int64_t step, double lr_ratio, bool apply_decay, bool) {
     return make_adamw_slot(h, step, lr_ratio, apply_decay);
   }
-  static Plan make_plan(const PlanBase& b, float* const* states, const Hyper& h) {
+  static Plan make_plan(const PlanBase& b, void* const* states, const Hyper& h) {
     return Plan{b.param,    b.grad, b.master,      states[0],    states[1],    h.amsgrad ? states[2] : nullptr,
                 b.numel,    b.slot, b.param_dtype, b.grad_dtype, b.rng_stream, b.rows,
-                b.row_width};
+                b.row_width, b.state};
   }
   // The state pointers of a plan entry (part of the key that decides whether the plan changed).
-  static std::array<const float*, kStates> state_pointers(const Plan& t) {
+  static std::array<const void*, kStates> state_pointers(const Plan& t) {
     return {t.exp_avg, t.exp_avg_sq, t.max_exp_avg_sq};
   }
 };
@@ -93,6 +97,7 @@ struct LionAlgo {
   static constexpr size_t kHyperFields = std::size(kHyperFieldNames);
 
   static const char* state_name(int) { return "exp_avg"; }
+  static bool state_signed(int) { return true; }
   static bool state_needed(int, const Hyper&) { return true; }
   static bool state_required(int) { return true; }
   static bool has_step_count() { return false; }
@@ -112,11 +117,11 @@ struct LionAlgo {
   static Slot make_slot(const Hyper& h, int64_t, double lr_ratio, bool apply_decay, bool) {
     return make_lion_slot(h, lr_ratio, apply_decay);
   }
-  static Plan make_plan(const PlanBase& b, float* const* states, const Hyper&) {
-    return Plan{b.param,       b.grad,       b.master,     states[0], b.numel,    b.slot,
-                b.param_dtype, b.grad_dtype, b.rng_stream, b.rows,    b.row_width};
+  static Plan make_plan(const PlanBase& b, void* const* states, const Hyper&) {
+    return Plan{b.param,       b.grad,       b.master,     states[0], b.numel,     b.slot,
+                b.param_dtype, b.grad_dtype, b.rng_stream, b.rows,    b.row_width, b.state};
   }
-  static std::array<const float*, kStates> state_pointers(const Plan& t) { return {t.exp_avg}; }
+  static std::array<const void*, kStates> state_pointers(const Plan& t) { return {t.exp_avg}; }
 };
 
 // torch.optim.SGD: state momentum_buffer only when momentum != 0, no step count in its
@@ -132,6 +137,7 @@ struct SgdAlgo {
   static constexpr size_t kHyperFields = std::size(kHyperFieldNames);
 
   static const char* state_name(int) { return "momentum_buffer"; }
+  static bool state_signed(int) { return true; }
   static bool state_needed(int, const Hyper& h) { return h.momentum != 0; }
   static bool state_required(int) { return false; }
   static bool has_step_count() { return false; }
@@ -151,12 +157,12 @@ struct SgdAlgo {
   static Slot make_slot(const Hyper& h, int64_t, double lr_ratio, bool apply_decay, bool first_step) {
     return make_sgd_slot(h, lr_ratio, apply_decay, first_step);
   }
-  static Plan make_plan(const PlanBase& b, float* const* states, const Hyper& h) {
+  static Plan make_plan(const PlanBase& b, void* const* states, const Hyper& h) {
     return Plan{b.param,      b.grad, b.master,      h.momentum != 0 ? states[0] : nullptr,
                 b.numel,      b.slot, b.param_dtype, b.grad_dtype,
-                b.rng_stream, b.rows, b.row_width};
+                b.rng_stream, b.rows, b.row_width,   b.state};
   }
-  static std::array<const float*, kStates> state_pointers(const Plan& t) { return {t.momentum_buffer}; }
+  static std::array<const void*, kStates> state_pointers(const Plan& t) { return {t.momentum_buffer}; }
 };
 
 }  // namespace fo

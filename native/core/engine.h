@@ -18,6 +18,8 @@
 #include "../common/grad_transform.h"
 #include "../common/metrics.h"
 #include "../common/stochastic_rounding.h"
+#include "../common/state_codec.h"
+#include "../common/state_dtype.h"
 #include "../common/backend.h"
 #include "../cpu/chunk_runner.h"
 #include "../cuda/cuda_backend.h"
@@ -40,6 +42,7 @@ class Engine {
     bool master_weights = true;  // fp32 master for float16/bfloat16 params
     double lr_ratio = 1.0;       // scales the step (AdamWDL), not the decoupled decay
     bool apply_decay = true;     // decoupled weight decay for this param
+    StateFormat state;           // the group's stateDtype (a small param may keep fp32)
   };
 
   // What a step does to the grads first, and how half params are rounded.
@@ -67,10 +70,13 @@ class Engine {
     std::string error;
   };
 
+  // A param's state as a state dict holds it: each buffer in its encoding (`format`, the
+  // bytes of state_buffer_bytes), masters in fp32.
   struct ParamState {
     int64_t step = 0;
     bool has_state = false;
-    std::vector<float> states[kStates];
+    StateFormat format;
+    std::vector<uint8_t> states[kStates];
     std::vector<float> master;
     // Which buffers are given (a param with 0 elements has empty ones that are still there).
     bool present[kStates] = {};
@@ -100,6 +106,10 @@ class Engine {
     if (group < 0) throw RangeError("param group index must be >= 0");
     if (list.size() > size_t(INT32_MAX) - params_.size())
       throw RangeError("an optimizer holds at most 2^31 - 1 params");
+    for (const NewParam& n : list)
+      if (!valid_quant_block(n.options.state.block))
+        throw RangeError("param '" + n.name + "': the 8-bit state block size must be 256 or 2048, got " +
+                         std::to_string(n.options.state.block));
     params_.reserve(params_.size() + list.size());  // the pushes below cannot throw
     for (size_t i = 0; i < list.size(); ++i) {
       try {
@@ -117,6 +127,7 @@ class Engine {
       p.name = std::move(n.name);
       p.options = n.options;
       p.options.master_weights = n.options.master_weights && p.data->dtype != DType::Float32;
+      p.options.state.dtype = effective_state_dtype(p.options.state.dtype, p.data->numel);
       params_.push_back(std::move(p));
     }
     return first;
@@ -137,6 +148,49 @@ class Engine {
            int64_t(params_.capacity() * sizeof(Param) + param_ranges_.size() * 48 +
                    plan_key_.capacity() * sizeof(uint64_t)) +
            table_bytes_;
+  }
+
+  // Bytes of optimizer state (the state buffers in their dtypes; not masters or tables).
+  int64_t state_bytes() const {
+    int64_t total = 0;
+    for (const Param& p : params_)
+      for (const auto& s : p.states)
+        if (s) total += int64_t(s->bytes());
+    return total;
+  }
+
+  int64_t param_numel(int index) const {
+    check_index(index);
+    return params_[size_t(index)].data->numel;
+  }
+
+  // The encoding param `index` keeps its state in (after the small-tensor rule).
+  StateFormat state_format(int index) const {
+    check_index(index);
+    return params_[size_t(index)].options.state;
+  }
+
+  // Changes the encoding of a param's state (its group's stateDtype changed): existing state
+  // buffers are converted through fp32 at once; new ones are created in it.
+  void set_state_format(int index, StateFormat wanted) {
+    check_index(index);
+    if (busy_) throw std::runtime_error("cannot change the state dtype while stepAsync() is running");
+    check_no_checkpoint_io("change the state dtype");
+    Param& p = params_[size_t(index)];
+    if (!valid_quant_block(wanted.block))
+      throw RangeError("param '" + p.name + "': the 8-bit state block size must be 256 or 2048, got " +
+                       std::to_string(wanted.block));
+    wanted.dtype = effective_state_dtype(wanted.dtype, p.data->numel);
+    const StateFormat old = p.options.state;
+    if (old.dtype == wanted.dtype && (old.dtype != StateDType::Uint8 || old.block == wanted.block)) return;
+    if (p.rows && wanted.dtype != StateDType::Float32) throw TypeError(sparse_low_bit_message(p));
+    synchronize();
+    std::shared_ptr<Storage> converted[kStates];
+    for (int k = 0; k < kStates; ++k)
+      if (p.states[k]) converted[k] = convert_buffer(p.states[k], old, wanted, p.data->numel, Algo::state_signed(k));
+    for (int k = 0; k < kStates; ++k)
+      if (converted[k]) p.states[k] = std::move(converted[k]);
+    p.options.state = wanted;
   }
 
   // Frees the state buffers, masters and launch tables and lets go of the tensors: at once,
@@ -213,7 +267,8 @@ class Engine {
     create_state(groups);
     auto prepared = std::make_unique<PreparedStep>();
     std::vector<Plan> plan = build_plan(groups, 1, prepared->slots);
-    for (Slot& s : prepared->slots) apply_control(s, control);
+    const bool rounds = control.stochastic_rounding || steps_bf16_state();
+    for (Slot& s : prepared->slots) apply_control(s, control, rounds);
     bind_plan(plan);
     if (control.needs_prepass()) {
       prepared->use_prepass = true;
@@ -223,7 +278,7 @@ class Engine {
         return prepared;
       }
     }
-    prepared->rounds = control.stochastic_rounding;
+    prepared->rounds = rounds;
     for (size_t i = 0; i < params_.size(); ++i) {
       Param& p = params_[i];
       if (!p.grad) continue;
@@ -355,8 +410,9 @@ class Engine {
     st.has_state = p.step > 0 && p.states[0];
     if (!st.has_state) return st;
     const int64_t n = p.data->numel;
+    st.format = p.options.state;
     for (int k = 0; k < kStates; ++k) {
-      st.states[k] = read_floats(p.states[k], n);
+      st.states[k] = read_bytes(p.states[k]);
       st.present[k] = p.states[k] != nullptr;
     }
     st.master = read_floats(p.master, n);
@@ -377,12 +433,12 @@ class Engine {
     const int64_t n = p.data->numel;
     for (int k = 0; k < kStates; ++k) {
       if (!st.present[k]) continue;
-      if (!p.states[k]) p.states[k] = new_state_buffer(n);
-      write_floats(p.states[k], st.states[k]);
+      if (!p.states[k]) p.states[k] = new_state_buffer(n, p.options.state);
+      write_state(p.states[k], st.states[k], st.format, p.options.state, n, Algo::state_signed(k));
     }
     p.state_written = st.present[0];
     if (p.options.master_weights) {
-      if (!p.master) p.master = new_state_buffer(n);
+      if (!p.master) p.master = new_master_buffer(n);
       if (st.has_master) {
         write_floats(p.master, st.master);
         write_float32(*p.data, st.master.data());  // the param is the master, rounded
@@ -406,6 +462,7 @@ class Engine {
   struct StateBuffers {
     int64_t step = 0;
     bool has_state = false;
+    StateFormat format;  // the encoding of `states`
     std::shared_ptr<Storage> states[kStates];
     std::shared_ptr<Storage> master;
     // stage_load: created for the load (not yet the optimizer's, so they may be filled while
@@ -436,28 +493,38 @@ class Engine {
     b.has_state = p.step > 0 && p.states[0];
     if (!b.has_state) return b;
     if (p.master && p.master_version != p.data->storage->version()) sync_master_from_param(p);
+    b.format = p.options.state;
     for (int k = 0; k < kStates; ++k) b.states[k] = p.states[k];
     b.master = p.master;
     return b;
   }
 
-  // A load in three parts. stage_load returns the buffers to read into: the param's own, or
-  // new zero-filled ones held aside (the optimizer is unchanged until commit_load).
-  StateBuffers stage_load(int index, const bool (&states)[kStates], bool master) {
+  // A load in three parts. stage_load returns the buffers to read into, in the file's
+  // encoding `file_format`: the param's own when it keeps that encoding, or new zero-filled
+  // ones held aside (the optimizer is unchanged until commit_load, which converts them to
+  // the param's encoding when it differs).
+  StateBuffers stage_load(int index, const bool (&states)[kStates], bool master, StateFormat file_format) {
     check_index(index);
     Param& p = params_[size_t(index)];
     if (master && !p.options.master_weights)
       throw RangeError("state of param '" + p.name + "': only half params with master weights have a master");
+    if (!valid_quant_block(file_format.block))
+      throw RangeError("state of param '" + p.name + "': the 8-bit state block size must be 256 or 2048, got " +
+                       std::to_string(file_format.block));
     const int64_t n = p.data->numel;
+    const bool same = same_format(file_format, p.options.state);
     StateBuffers b;
+    b.format = file_format;
+    p.staged_format = file_format;
     for (int k = 0; k < kStates; ++k) {
       if (!states[k]) continue;
-      if (!p.states[k] && !p.staged_states[k]) p.staged_states[k] = new_state_buffer(n);
-      b.states[k] = p.states[k] ? p.states[k] : p.staged_states[k];
-      b.fresh[k] = !p.states[k];
+      const bool own = same && p.states[k];
+      if (!own && !p.staged_states[k]) p.staged_states[k] = new_state_buffer(n, file_format);
+      b.states[k] = own ? p.states[k] : p.staged_states[k];
+      b.fresh[k] = !own;
     }
     if (master) {
-      if (!p.master && !p.staged_master) p.staged_master = new_state_buffer(n);
+      if (!p.master && !p.staged_master) p.staged_master = new_master_buffer(n);
       b.master = p.master ? p.master : p.staged_master;
       b.fresh_master = !p.master;
     }
@@ -473,11 +540,15 @@ class Engine {
     Param& p = params_[size_t(index)];
     if (step < 0) throw RangeError("state of param '" + p.name + "': step must be >= 0");
     for (int k = 0; k < kStates; ++k)
+      if (p.staged_states[k] && !same_format(p.staged_format, p.options.state))
+        p.staged_states[k] = convert_buffer(p.staged_states[k], p.staged_format, p.options.state, p.data->numel,
+                                            Algo::state_signed(k));
+    for (int k = 0; k < kStates; ++k)
       if (p.staged_states[k]) p.states[k] = std::move(p.staged_states[k]);
     p.state_written = p.states[0] != nullptr;
     if (p.staged_master) p.master = std::move(p.staged_master);
     if (p.options.master_weights) {
-      if (!p.master) p.master = new_state_buffer(p.data->numel);
+      if (!p.master) p.master = new_master_buffer(p.data->numel);
       if (!master_loaded) {
         sync_master_from_param(p);
       } else if (!param_loaded) {
@@ -530,6 +601,7 @@ class Engine {
     std::shared_ptr<Storage> rows;  // row-sparse grad: the rows it updates (on the device)
     int64_t row_count = 0, row_width = 0;
     std::shared_ptr<Storage> staged_states[kStates];  // a checkpoint load's new buffers
+    StateFormat staged_format;                        // their encoding (the file's)
     std::shared_ptr<Storage> staged_master;
   };
 
@@ -589,10 +661,11 @@ class Engine {
       throw RangeError("clip value bounds must satisfy min <= max");
   }
 
-  void apply_control(Slot& s, const StepControl& c) const {
+  // rounds: this step draws random bits (bf16 params with stochastic rounding, or bf16 state).
+  void apply_control(Slot& s, const StepControl& c, bool rounds) const {
     s.grad = GradTransform{c.prepass.inv_scale, c.clip_lo, c.clip_hi};
-    if (c.stochastic_rounding) {
-      s.flags |= kStochasticRounding;
+    if (c.stochastic_rounding) s.flags |= kStochasticRounding;
+    if (rounds) {
       // The step's key: the seed mixed with the counter of the step being taken.
       s.rng_key0 = uint32_t(rng_seed_) ^ mix32(uint32_t(rng_seed_ >> 32));
       s.rng_key1 = uint32_t(rng_counter_ + 1) ^ mix32(uint32_t((rng_counter_ + 1) >> 32) + 0x68e31da4u);
@@ -611,6 +684,7 @@ class Engine {
       if (g.storage->disposed()) throw std::runtime_error("param '" + p.name + "' grad has been disposed");
       if (p.rows && !lazy_mode_)
         throw TypeError("param '" + p.name + "' has a row-sparse grad: construct the optimizer with lazyMode: true");
+      if (p.rows && p.options.state.dtype != StateDType::Float32) throw TypeError(sparse_low_bit_message(p));
       if (p.rows && g.numel != p.row_count * p.row_width)
         throw RangeError("param '" + p.name + "': row-sparse grad values have " + std::to_string(g.numel) +
                          " elements, expected " + std::to_string(p.row_count * p.row_width));
@@ -674,11 +748,11 @@ class Engine {
       const int64_t n = p.data->numel;
       for (int k = 0; k < kStates; ++k)
         if (!p.states[k] && Algo::state_needed(k, groups[size_t(p.group)])) {
-          p.states[k] = new_state_buffer(n);
+          p.states[k] = new_state_buffer(n, p.options.state);
           if (k == 0) p.state_written = false;
         }
       if (p.options.master_weights) {
-        if (!p.master) p.master = new_state_buffer(n);
+        if (!p.master) p.master = new_master_buffer(n);
         if (p.master_version != p.data->storage->version() || p.step == 0) sync_master_from_param(p);
       }
     }
@@ -724,15 +798,15 @@ class Engine {
                     p.grad->dtype,
                     uint32_t(i),
                     p.rows ? static_cast<const int32_t*>(p.rows->data_unchecked()) : nullptr,
-                    p.row_width};
-      float* states[kStates];
-      for (int k = 0; k < kStates; ++k)
-        states[k] = p.states[k] ? static_cast<float*>(p.states[k]->data_unchecked()) : nullptr;
+                    p.row_width,
+                    p.options.state};
+      void* states[kStates];
+      for (int k = 0; k < kStates; ++k) states[k] = p.states[k] ? p.states[k]->data_unchecked() : nullptr;
       if (scratch)  // metrics: zero buffers a step would create, not kept in the state
         for (int k = 0; k < kStates; ++k)
           if (!states[k] && Algo::state_needed(k, h)) {
-            scratch->push_back(new_state_buffer(p.data->numel));
-            states[k] = static_cast<float*>(scratch->back()->data_unchecked());
+            scratch->push_back(new_state_buffer(p.data->numel, p.options.state));
+            states[k] = scratch->back()->data_unchecked();
           }
       plan.push_back(Algo::make_plan(base, states, h));
       if (indices) indices->push_back(int(i));
@@ -754,7 +828,8 @@ class Engine {
       key.push_back(uint64_t(uint32_t(t.slot)) | uint64_t(t.param_dtype) << 32 | uint64_t(t.grad_dtype) << 40);
       key.push_back(reinterpret_cast<uintptr_t>(t.rows));
       key.push_back(uint64_t(t.row_width));
-      for (const float* state : Algo::state_pointers(t)) key.push_back(reinterpret_cast<uintptr_t>(state));
+      key.push_back(uint64_t(t.state.dtype) | uint64_t(uint32_t(t.state.block)) << 32);
+      for (const void* state : Algo::state_pointers(t)) key.push_back(reinterpret_cast<uintptr_t>(state));
     }
     return key;
   }
@@ -786,13 +861,18 @@ class Engine {
     const size_t n = size_t(p.data->numel);
     const std::string who = "state of param '" + p.name + "'";
     if (st.step < 0) throw RangeError(who + ": step must be >= 0");
+    if (!valid_quant_block(st.format.block))
+      throw RangeError(who + ": the 8-bit state block size must be 256 or 2048, got " +
+                       std::to_string(st.format.block));
+    const size_t bytes = size_t(state_buffer_bytes(st.format, int64_t(n)));
     for (int k = 0; k < kStates; ++k) {
       const size_t len = st.states[k].size();
       if (!st.present[k] && !Algo::state_required(k)) continue;
       if (!st.present[k]) throw RangeError(who + ": " + Algo::state_name(k) + " is missing");
-      if (len != n)
-        throw RangeError(who + ": " + Algo::state_name(k) + " has " + std::to_string(len) +
-                         " elements; the param has " + std::to_string(n) + " elements");
+      if (len != bytes)
+        throw RangeError(who + ": " + Algo::state_name(k) + " has " + std::to_string(len) + " bytes; a " +
+                         kStateDTypeNames[int(st.format.dtype)] + " state of the param's " + std::to_string(n) +
+                         " elements has " + std::to_string(bytes));
     }
     if (st.has_master && (st.master.size() != n || !p.options.master_weights))
       throw RangeError(who + ": master must have " + std::to_string(n) +
@@ -800,8 +880,59 @@ class Engine {
     p.data->storage->data(("param '" + p.name + "' data").c_str());
   }
 
-  std::shared_ptr<Storage> new_state_buffer(int64_t numel) {
+  std::shared_ptr<Storage> new_state_buffer(int64_t numel, const StateFormat& f) {
+    return counted(Storage::allocate(device_, size_t(state_buffer_bytes(f, numel))));
+  }
+  std::shared_ptr<Storage> new_master_buffer(int64_t numel) {
     return counted(Storage::allocate(device_, size_t(numel) * sizeof(float)));
+  }
+
+  static bool same_format(const StateFormat& a, const StateFormat& b) {
+    return a.dtype == b.dtype && (a.dtype != StateDType::Uint8 || a.block == b.block);
+  }
+
+  // Row-sparse steps update scattered rows; bf16 and 8-bit state are coded in contiguous
+  // blocks (an 8-bit block shares one scale), which such a step would have to rewrite whole.
+  static std::string sparse_low_bit_message(const Param& p) {
+    return "param '" + p.name + "': row-sparse grads (lazyMode) need float32 state, but its group has stateDtype '" +
+           kStateDTypeNames[int(p.options.state.dtype)] + "'";
+  }
+
+  // Whether a param that steps now keeps bfloat16 state (its rounding draws random bits).
+  bool steps_bf16_state() const {
+    for (const Param& p : params_)
+      if (p.grad && p.options.state.dtype == StateDType::BFloat16) return true;
+    return false;
+  }
+
+  // A new buffer holding `from`'s values in encoding `to` (through fp32, on the host).
+  std::shared_ptr<Storage> convert_buffer(const std::shared_ptr<Storage>& from, const StateFormat& from_format,
+                                          const StateFormat& to, int64_t n, bool is_signed) {
+    std::vector<uint8_t> raw = read_bytes(from);
+    auto out = new_state_buffer(n, to);
+    write_state(out, raw, from_format, to, n, is_signed);
+    return out;
+  }
+
+  // Writes raw (a buffer encoded as `given`) into s, encoded as `to`.
+  void write_state(const std::shared_ptr<Storage>& s, const std::vector<uint8_t>& raw, const StateFormat& given,
+                   const StateFormat& to, int64_t n, bool is_signed) {
+    if (same_format(given, to)) {
+      backend_->copy_to_device(s->data_unchecked(), raw.data(), raw.size());
+      return;
+    }
+    std::vector<float> values(static_cast<size_t>(n));
+    decode_state(given, raw.data(), n, is_signed, values.data());
+    std::vector<uint8_t> encoded(static_cast<size_t>(state_buffer_bytes(to, n)));
+    encode_state(to, values.data(), n, is_signed, encoded.data());
+    backend_->copy_to_device(s->data_unchecked(), encoded.data(), encoded.size());
+  }
+
+  std::vector<uint8_t> read_bytes(const std::shared_ptr<Storage>& s) {
+    if (!s) return {};
+    std::vector<uint8_t> out(s->bytes());
+    backend_->copy_to_host(out.data(), s->data_unchecked(), out.size());  // after our own steps only
+    return out;
   }
 
   // The same storage, its bytes counted in owned_bytes_ for as long as anything holds it

@@ -13,6 +13,7 @@
 #include "chunk_runner.h"
 #include "element_io.h"
 #include "grad_ops.h"
+#include "state_blocks.h"
 #include "thread_pool.h"
 
 namespace fo::cpu {
@@ -57,7 +58,13 @@ void ChunkRunner<T, S>::launch(const S* slots, int, bool use_prepass) {
         const Chunk& chunk = chunks_[c];
         const T& t = tensors_[size_t(chunk.tensor)];
         const float coef = use_prepass ? coefs_[size_t(chunk.tensor)] : 1.0f;
-        Kernels<T, S>::update(t, slots[t.slot], chunk.begin, chunk.end, coef);
+        const S& slot = slots[t.slot];
+        if (t.state.dtype == StateDType::Float32) {
+          Kernels<T, S>::update(t, slot, chunk.begin, chunk.end, coef);
+        } else {
+          with_decoded_state(t, slot, chunk.begin, chunk.end, /*write=*/true,
+                             [&](const T& view, int64_t b, int64_t e) { Kernels<T, S>::update(view, slot, b, e, coef); });
+        }
       }
     });
   } catch (const NothingLaunched&) {
@@ -103,7 +110,13 @@ void ChunkRunner<T, S>::metrics(const S* slots, int, MetricSums* out) {
     for (size_t c = first; c < last; ++c) {
       const Chunk& chunk = chunks_[c];
       const T& t = tensors_[size_t(chunk.tensor)];
-      Kernels<T, S>::metrics(t, slots[t.slot], chunk.begin, chunk.end, &partial[c]);
+      if (t.state.dtype == StateDType::Float32) {
+        Kernels<T, S>::metrics(t, slots[t.slot], chunk.begin, chunk.end, &partial[c]);
+      } else {
+        std::vector<float> scratch[3];
+        const T view = decoded_chunk(t, chunk.begin, chunk.end, scratch);
+        Kernels<T, S>::metrics(view, slots[t.slot], chunk.begin, chunk.end, &partial[c]);
+      }
     }
   });
   for (size_t i = 0; i < tensors_.size(); ++i) out[i] = MetricSums{};

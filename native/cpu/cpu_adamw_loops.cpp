@@ -23,9 +23,9 @@ FO_INLINE void update_loop(const AdamWTensor& t, const AdamWSlot& slot, int64_t 
   void* __restrict param = t.param;
   const void* __restrict grad = t.grad;
   float* __restrict master = t.master;
-  float* __restrict m = t.exp_avg;
-  float* __restrict v = t.exp_avg_sq;
-  float* __restrict vmax = t.max_exp_avg_sq;
+  float* __restrict m = fp32_state(t.exp_avg);
+  float* __restrict v = fp32_state(t.exp_avg_sq);
+  float* __restrict vmax = fp32_state(t.max_exp_avg_sq);
   const uint32_t key = Stochastic ? rounding_stream_key(s.rng_key0, s.rng_key1, t.rng_stream) : 0;
   float unused = 0.0f;
   for (int64_t i = begin; i < end; ++i) {
@@ -55,9 +55,9 @@ FO_INLINE void f16_block_loop(const AdamWTensor& t, const AdamWSlot& slot, int64
     if (!Master) half_block_to_float(param + b, wbuf, n);
     const float* __restrict g = GradHalf ? gbuf : static_cast<const float*>(t.grad) + b;
     if (GradHalf) half_block_to_float(static_cast<const uint16_t*>(t.grad) + b, gbuf, n);
-    float* __restrict m = t.exp_avg + b;
-    float* __restrict v = t.exp_avg_sq + b;
-    float* __restrict vmax = Amsgrad ? t.max_exp_avg_sq + b : nullptr;
+    float* __restrict m = fp32_state(t.exp_avg) + b;
+    float* __restrict v = fp32_state(t.exp_avg_sq) + b;
+    float* __restrict vmax = Amsgrad ? fp32_state(t.max_exp_avg_sq) + b : nullptr;
     for (int64_t j = 0; j < n; ++j) {
       float& vm = Amsgrad ? vmax[j] : unused;
       w[j] = adamw_update(w[j], transform_grad(g[j], coef, s.grad), m[j], v[j], vm, s);
@@ -127,7 +127,7 @@ FO_INLINE void metrics_chunk(const AdamWTensor& t, const AdamWSlot& s, int64_t b
       [&](MetricSums& acc, int64_t k) {
         const int64_t i = b + k;
         const float w = t.master ? t.master[i] : Param::load(t.param, i);
-        adamw_metrics(w, Grad::load(t.grad, i), t.exp_avg[i], t.exp_avg_sq[i], amsgrad ? t.max_exp_avg_sq[i] : 0.0f, s,
+        adamw_metrics(w, Grad::load(t.grad, i), fp32_state(t.exp_avg)[i], fp32_state(t.exp_avg_sq)[i], amsgrad ? fp32_state(t.max_exp_avg_sq)[i] : 0.0f, s,
                       acc);
       },
       [](MetricSums& acc, const MetricSums& o) { acc.add(o); });

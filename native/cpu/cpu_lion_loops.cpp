@@ -22,7 +22,7 @@ FO_INLINE void update_loop(const LionTensor& t, const LionSlot& slot, int64_t be
   void* __restrict param = t.param;
   const void* __restrict grad = t.grad;
   float* __restrict master = t.master;
-  float* __restrict m = t.exp_avg;
+  float* __restrict m = fp32_state(t.exp_avg);
   const uint32_t key = Stochastic ? rounding_stream_key(s.rng_key0, s.rng_key1, t.rng_stream) : 0;
   for (int64_t i = begin; i < end; ++i) {
     const int64_t j = Sparse ? sparse_state_index(t.rows, t.row_width, i) : i;
@@ -48,7 +48,7 @@ FO_INLINE void f16_block_loop(const LionTensor& t, const LionSlot& slot, int64_t
     if (!Master) half_block_to_float(param + b, wbuf, n);
     const float* __restrict g = GradHalf ? gbuf : static_cast<const float*>(t.grad) + b;
     if (GradHalf) half_block_to_float(static_cast<const uint16_t*>(t.grad) + b, gbuf, n);
-    float* __restrict m = t.exp_avg + b;
+    float* __restrict m = fp32_state(t.exp_avg) + b;
     for (int64_t j = 0; j < n; ++j) w[j] = lion_update(w[j], transform_grad(g[j], coef, s.grad), m[j], s);
     // With a master the half param is write-only here: stream it past the cache.
     if (Master)
@@ -98,7 +98,7 @@ FO_INLINE void metrics_chunk(const LionTensor& t, const LionSlot& s, int64_t b, 
       [&](MetricSums& acc, int64_t k) {
         const int64_t i = b + k;
         const float w = t.master ? t.master[i] : Param::load(t.param, i);
-        lion_metrics(w, Grad::load(t.grad, i), t.exp_avg[i], s, acc);
+        lion_metrics(w, Grad::load(t.grad, i), fp32_state(t.exp_avg)[i], s, acc);
       },
       [](MetricSums& acc, const MetricSums& o) { acc.add(o); });
 }

@@ -30,7 +30,7 @@ FO_INLINE void update_loop(const SgdTensor& t, const SgdSlot& slot, int64_t begi
   void* __restrict param = t.param;
   const void* __restrict grad = t.grad;
   float* __restrict master = t.master;
-  float* __restrict buf = t.momentum_buffer;
+  float* __restrict buf = fp32_state(t.momentum_buffer);
   const uint32_t key = Stochastic ? rounding_stream_key(s.rng_key0, s.rng_key1, t.rng_stream) : 0;
   for (int64_t i = begin; i < end; ++i) {
     const int64_t j = Sparse ? sparse_state_index(t.rows, t.row_width, i) : i;
@@ -55,7 +55,7 @@ FO_INLINE void f16_block_loop(const SgdTensor& t, const SgdSlot& slot, int64_t b
     if (!Master) half_block_to_float(param + b, wbuf, n);
     const float* __restrict g = GradHalf ? gbuf : static_cast<const float*>(t.grad) + b;
     if (GradHalf) half_block_to_float(static_cast<const uint16_t*>(t.grad) + b, gbuf, n);
-    float* __restrict m = Momentum ? t.momentum_buffer + b : nullptr;
+    float* __restrict m = Momentum ? fp32_state(t.momentum_buffer) + b : nullptr;
     for (int64_t j = 0; j < n; ++j) w[j] = step_element<Momentum>(w[j], transform_grad(g[j], coef, s.grad), m, j, s);
     // With a master the half param is write-only here: stream it past the cache.
     if (Master)
@@ -113,7 +113,7 @@ FO_INLINE void metrics_chunk(const SgdTensor& t, const SgdSlot& s, int64_t b, in
       [&](MetricSums& acc, int64_t k) {
         const int64_t i = b + k;
         const float w = t.master ? t.master[i] : Param::load(t.param, i);
-        sgd_metrics(w, Grad::load(t.grad, i), t.momentum_buffer ? t.momentum_buffer + i : nullptr, s, acc);
+        sgd_metrics(w, Grad::load(t.grad, i), t.momentum_buffer ? fp32_state(t.momentum_buffer) + i : nullptr, s, acc);
       },
       [](MetricSums& acc, const MetricSums& o) { acc.add(o); });
 }

@@ -33,6 +33,10 @@ struct BF16 {
   static void store(void* p, int64_t i, float v) { static_cast<uint16_t*>(p)[i] = float_to_bf16_bits(v); }
 };
 
+// A state buffer as the loops see it: fp32 always (ChunkRunner decodes bf16 and 8-bit state
+// into fp32 blocks around them, state_blocks.h).
+FO_HD float* fp32_state(void* p) { return static_cast<float*>(p); }
+
 // The five (param dtype, grad dtype) layouts, numbered in the order the loop files list
 // their entry points: f32/f32, f16/f16, f16/f32, bf16/bf16, bf16/f32. Grads are fp32 or the
 // param's own half type (checked by the engine).
