@@ -33,6 +33,7 @@
         'native/cpu/cpu_sgd_loops.cpp',
         'native/cpu/grad_ops.cpp',
         'native/cpu/half_blocks.cpp',
+        'native/cpu/state_codecs.cpp',
         'native/cpu/thread_pool.cpp',
       ],
       'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],

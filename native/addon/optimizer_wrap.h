@@ -122,7 +122,8 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       const uint8_t* decay = nullptr;
       StateFormat state;  // addParams(..., stateDtype code?, blockSize?)
       if (!info[6].IsUndefined())
-        state.dtype = StateDType(args::code(info[6], "addParams: state dtype code (0 float32, 1 bfloat16, 2 uint8)", 3));
+        state.dtype =
+            StateDType(args::code(info[6], "addParams: state dtype code (0 float32, 1 bfloat16, 2 uint8)", 3));
       if (!info[7].IsUndefined()) state.block = int32_t(args::integer(info[7], "addParams: block size", 1, 1 << 30));
       if (!info[4].IsUndefined()) {
         auto a = args::typed_array<double>(info[4], napi_float64_array, "Float64Array", "addParams: lrRatios");
@@ -334,7 +335,8 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
       for (int k = 0; k < Algo::kStates; ++k) {
         const char* name = Algo::state_name(k);
         st.present[k] = given(name);
-        if (!st.present[k] && Algo::state_required(k)) throw fo::TypeError(std::string("state.") + name + " is missing");
+        if (!st.present[k] && Algo::state_required(k))
+          throw fo::TypeError(std::string("state.") + name + " is missing");
         if (st.present[k]) st.states[k] = state_buffer_from_js(o, name, st.format);
       }
       st.master = master_from_js(o, "master", false);
@@ -358,9 +360,8 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap<Algo>> {
   }
 
   Napi::Value state_bytes(const Napi::CallbackInfo& info) {
-    return guarded(info.Env(), [&]() -> Napi::Value {
-      return Napi::Number::New(info.Env(), double(engine().state_bytes()));
-    });
+    return guarded(info.Env(),
+                   [&]() -> Napi::Value { return Napi::Number::New(info.Env(), double(engine().state_bytes())); });
   }
 
   // { seed, counter } of stochastic rounding, as numbers (integers below 2^53).

@@ -26,8 +26,7 @@ Array copy_to_js(Napi::Env env, const void* data, size_t count, size_t width) {
 
 // as_float32: every buffer decoded to fp32 (stateDict({ stateDtype: 'float32' })).
 template <class Algo>
-Napi::Object state_to_js(Napi::Env env, const typename Engine<Algo>::ParamState& st, int64_t numel,
-                         bool as_float32) {
+Napi::Object state_to_js(Napi::Env env, const typename Engine<Algo>::ParamState& st, int64_t numel, bool as_float32) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("step", Napi::Number::New(env, double(st.step)));
   const StateFormat f = st.format;
@@ -69,7 +68,8 @@ inline StateFormat state_format_from_js(const Napi::Object& o) {
   }
   const Napi::Value b = o.Get("blockSize");
   if (!b.IsUndefined() && !b.IsNull()) f.block = int32_t(args::integer(b, "state.blockSize", 1, 1 << 30));
-  if (!valid_quant_block(f.block)) throw RangeError("state.blockSize must be 256 or 2048, got " + std::to_string(f.block));
+  if (!valid_quant_block(f.block))
+    throw RangeError("state.blockSize must be 256 or 2048, got " + std::to_string(f.block));
   return f;
 }
 
@@ -89,12 +89,11 @@ inline std::vector<uint8_t> state_buffer_from_js(const Napi::Object& o, const st
     return std::vector<uint8_t>(p, p + a.ElementLength() * 2);
   }
   auto codes = args::typed_array<uint8_t>(v, napi_uint8_array, "Uint8Array (8-bit codes)", what);
-  auto absmax = args::typed_array<float>(o.Get(key + "_absmax"), napi_float32_array, "Float32Array",
-                                         what + "_absmax");
+  auto absmax = args::typed_array<float>(o.Get(key + "_absmax"), napi_float32_array, "Float32Array", what + "_absmax");
   const int64_t n = int64_t(codes.ElementLength());
   if (int64_t(absmax.ElementLength()) != quant_blocks(n, f.block))
-    throw RangeError(what + "_absmax has " + std::to_string(absmax.ElementLength()) + " values; " +
-                     std::to_string(n) + " codes in blocks of " + std::to_string(f.block) + " need " +
+    throw RangeError(what + "_absmax has " + std::to_string(absmax.ElementLength()) + " values; " + std::to_string(n) +
+                     " codes in blocks of " + std::to_string(f.block) + " need " +
                      std::to_string(quant_blocks(n, f.block)));
   std::vector<uint8_t> raw(size_t(state_buffer_bytes(f, n)), 0);
   if (n) std::memcpy(raw.data(), codes.Data(), size_t(n));

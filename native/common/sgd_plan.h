@@ -15,7 +15,7 @@ namespace fo {
 struct SgdTensor {
   void* param;
   const void* grad;
-  float* master;           // fp32 master weights of a half param, or null
+  float* master;          // fp32 master weights of a half param, or null
   void* momentum_buffer;  // null when the group's momentum is 0 (torch keeps none); see AdamWTensor
   int64_t numel;
   int32_t slot;

@@ -77,8 +77,8 @@ struct AdamWAlgo {
     return make_adamw_slot(h, step, lr_ratio, apply_decay);
   }
   static Plan make_plan(const PlanBase& b, void* const* states, const Hyper& h) {
-    return Plan{b.param,    b.grad, b.master,      states[0],    states[1],    h.amsgrad ? states[2] : nullptr,
-                b.numel,    b.slot, b.param_dtype, b.grad_dtype, b.rng_stream, b.rows,
+    return Plan{b.param,     b.grad, b.master,      states[0],    states[1],    h.amsgrad ? states[2] : nullptr,
+                b.numel,     b.slot, b.param_dtype, b.grad_dtype, b.rng_stream, b.rows,
                 b.row_width, b.state};
   }
   // The state pointers of a plan entry (part of the key that decides whether the plan changed).

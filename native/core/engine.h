@@ -541,8 +541,8 @@ class Engine {
     if (step < 0) throw RangeError("state of param '" + p.name + "': step must be >= 0");
     for (int k = 0; k < kStates; ++k)
       if (p.staged_states[k] && !same_format(p.staged_format, p.options.state))
-        p.staged_states[k] = convert_buffer(p.staged_states[k], p.staged_format, p.options.state, p.data->numel,
-                                            Algo::state_signed(k));
+        p.staged_states[k] =
+            convert_buffer(p.staged_states[k], p.staged_format, p.options.state, p.data->numel, Algo::state_signed(k));
     for (int k = 0; k < kStates; ++k)
       if (p.staged_states[k]) p.states[k] = std::move(p.staged_states[k]);
     p.state_written = p.states[0] != nullptr;

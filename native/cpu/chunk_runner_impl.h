@@ -62,8 +62,9 @@ void ChunkRunner<T, S>::launch(const S* slots, int, bool use_prepass) {
         if (t.state.dtype == StateDType::Float32) {
           Kernels<T, S>::update(t, slot, chunk.begin, chunk.end, coef);
         } else {
-          with_decoded_state(t, slot, chunk.begin, chunk.end, /*write=*/true,
-                             [&](const T& view, int64_t b, int64_t e) { Kernels<T, S>::update(view, slot, b, e, coef); });
+          with_decoded_state(t, slot, chunk.begin, chunk.end, /*write=*/true, [&](const T& view, int64_t b, int64_t e) {
+            Kernels<T, S>::update(view, slot, b, e, coef);
+          });
         }
       }
     });

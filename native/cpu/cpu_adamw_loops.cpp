@@ -127,8 +127,8 @@ FO_INLINE void metrics_chunk(const AdamWTensor& t, const AdamWSlot& s, int64_t b
       [&](MetricSums& acc, int64_t k) {
         const int64_t i = b + k;
         const float w = t.master ? t.master[i] : Param::load(t.param, i);
-        adamw_metrics(w, Grad::load(t.grad, i), fp32_state(t.exp_avg)[i], fp32_state(t.exp_avg_sq)[i], amsgrad ? fp32_state(t.max_exp_avg_sq)[i] : 0.0f, s,
-                      acc);
+        adamw_metrics(w, Grad::load(t.grad, i), fp32_state(t.exp_avg)[i], fp32_state(t.exp_avg_sq)[i],
+                      amsgrad ? fp32_state(t.max_exp_avg_sq)[i] : 0.0f, s, acc);
       },
       [](MetricSums& acc, const MetricSums& o) { acc.add(o); });
 }

@@ -13,6 +13,7 @@
 #include "../common/state_codec.h"
 #include "../common/state_dtype.h"
 #include "../common/stochastic_rounding.h"
+#include "state_codecs.h"
 
 namespace fo::cpu {
 
@@ -27,27 +28,20 @@ inline void* rebased(float* buffer, int64_t first) {
 // Elements [b, e) of one state buffer of a tensor of n elements, decoded to out[0, e - b).
 inline void decode_block(const StateFormat& f, const void* buffer, int64_t n, bool is_signed, int64_t b, int64_t e,
                          float* out) {
-  if (f.dtype == StateDType::BFloat16) {
-    const uint16_t* bits = static_cast<const uint16_t*>(buffer) + b;
-    for (int64_t i = 0; i < e - b; ++i) out[i] = bf16_bits_to_float(bits[i]);
-    return;
-  }
-  const uint8_t* codes = static_cast<const uint8_t*>(buffer) + b;
-  const float absmax = state_absmax(buffer, n)[b / f.block];
-  const float* map = host_code_map(is_signed);
-  for (int64_t i = 0; i < e - b; ++i) out[i] = dequantize_code(map, codes[i], absmax);
+  if (f.dtype == StateDType::BFloat16)
+    decode_bf16(static_cast<const uint16_t*>(buffer) + b, out, e - b);
+  else
+    decode_q8(static_cast<const uint8_t*>(buffer) + b, state_absmax(buffer, n)[b / f.block], is_signed, out, e - b);
 }
 
 // The inverse: bf16 rounded stochastically with the state's own stream (key), element j's
 // bits drawn for element index j; 8-bit requantized with the block's new absmax.
 inline void encode_block(const StateFormat& f, void* buffer, int64_t n, bool is_signed, int64_t b, int64_t e,
                          const float* values, uint32_t key) {
-  if (f.dtype == StateDType::BFloat16) {
-    uint16_t* bits = static_cast<uint16_t*>(buffer) + b;
-    for (int64_t i = 0; i < e - b; ++i) bits[i] = float_to_bf16_stochastic(values[i], rounding_bits(key, b + i));
-    return;
-  }
-  quantize_block(values, e - b, is_signed, static_cast<uint8_t*>(buffer) + b, state_absmax(buffer, n) + b / f.block);
+  if (f.dtype == StateDType::BFloat16)
+    encode_bf16_stochastic(values, static_cast<uint16_t*>(buffer) + b, e - b, key, b);
+  else
+    encode_q8(values, e - b, is_signed, static_cast<uint8_t*>(buffer) + b, state_absmax(buffer, n) + b / f.block);
 }
 
 // Runs run(view, sb, se) over [b, e) in state blocks, view being t with its state buffers
