@@ -202,3 +202,32 @@ describe('checkpoint benchmark (bench/checkpoint.mjs --scale 0.0005 --json)', ()
     }
   }, 120_000);
 });
+
+describe.skipIf(emulated)('state-dtype benchmark (bench/state_dtypes.mjs --quick --json)', () => {
+  it('runs every optimizer with every state dtype and reports the model, the state held and the speed-ups', () => {
+    const r = spawnSync(process.execPath, ['bench/state_dtypes.mjs', '--quick', '--json'], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.rows.map((x: { optimizer: string; stateDtype: string }) => `${x.optimizer}/${x.stateDtype}`)).toEqual(
+      ['AdamW', 'AdamWDL', 'Lion', 'SGD'].flatMap((o) => ['float32', 'bfloat16', 'uint8'].map((d) => `${o}/${d}`)),
+    );
+    for (const row of out.rows) {
+      for (const key of ['ms', 'gbPerS', 'fractionOfCopy', 'speedupOverFp32'])
+        expectPositive(row[key], `${row.optimizer} ${row.stateDtype} ${key}`);
+      // The state the optimizer reports holding is what the byte model reads and writes once.
+      const buffers = row.optimizer.startsWith('AdamW') ? 2 : 1;
+      expect((row.bytesPerParam - 12) / 2, `${row.optimizer} ${row.stateDtype} state bytes`).toBeCloseTo(
+        row.stateBytesPerParam,
+        2,
+      );
+      expect(row.stateBytesPerParam / buffers).toBeCloseTo(
+        { float32: 4, bfloat16: 2, uint8: 1 + 4 / 256 }[row.stateDtype as 'float32'],
+        2,
+      );
+    }
+  });
+});
