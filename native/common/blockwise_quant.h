@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "dynamic_code_maps.h"
+#include "half_convert.h"
 #include "fo_macros.h"
 
 namespace fo {
@@ -41,11 +42,15 @@ FO_HD uint8_t quantize_code(const float* midpoints, float y) {
 
 FO_HD float dequantize_code(const float* map, uint8_t code, float absmax) { return map[code] * absmax; }
 
-// The running absmax of a block; a NaN element makes it NaN (fmaxf would drop it).
-FO_HD float absmax_add(float acc, float x) {
-  const float a = fabsf(x);
-  return (a != a || a > acc) ? a : acc;
+// The running absmax of a block, on the bit patterns: for non-negative floats the integer
+// order is the float order, and every NaN orders above +inf, so a NaN element makes the
+// absmax NaN (fmaxf would drop it) and the result does not depend on the order of the
+// elements (the CPU's vector max and CUDA's block reduction agree to the bit).
+FO_HD uint32_t absmax_bits_add(uint32_t acc, float x) {
+  const uint32_t a = float_bits(x) & 0x7fffffffu;
+  return a > acc ? a : acc;
 }
+FO_HD float absmax_add(float acc, float x) { return bits_float(absmax_bits_add(float_bits(acc), x)); }
 
 // The factor a block's values are normalized with before coding: 0 for an all-zero block
 // (every element gets the code of 0.0).
