@@ -5,6 +5,7 @@ import { FUSED_OPTION_KEYS, type FusedOptions, FusedOptimizer, type StateDict } 
 import { declareOptimizerLayout } from './layouts';
 import { checkBetas, checkBoolean, checkNumber, checkOptions } from './checks';
 import type { ParamGroup, ParamsInput } from './optimizer';
+import type { StateBuffers, StateDtypeGroup } from './state_dtype';
 
 export interface AdamWOptions extends FusedOptions {
   lr?: number;
@@ -15,7 +16,7 @@ export interface AdamWOptions extends FusedOptions {
   maximize?: boolean;
 }
 
-export interface AdamWParamGroup extends ParamGroup {
+export interface AdamWParamGroup extends ParamGroup, StateDtypeGroup {
   lr: number;
   betas: [number, number];
   eps: number;
@@ -24,14 +25,12 @@ export interface AdamWParamGroup extends ParamGroup {
   maximize: boolean;
 }
 
-export interface AdamWParamState {
+/** A param's state in a state dict: its buffers in the state's dtype (StateBuffers). */
+export type AdamWParamState = {
   step: number;
-  exp_avg: Float32Array;
-  exp_avg_sq: Float32Array;
-  max_exp_avg_sq?: Float32Array;
   /** fp32 master weights of a float16/bfloat16 param. */
   master?: Float32Array;
-}
+} & StateBuffers<'exp_avg' | 'exp_avg_sq', 'max_exp_avg_sq'>;
 
 export interface AdamWGroupDict {
   lr: number;
@@ -83,7 +82,11 @@ export class AdamW extends FusedOptimizer<AdamWParamGroup, AdamWParamState, Adam
       maximize: o.maximize ?? false,
     };
     super(defaults, o, new.target.name);
-    this.checkGroup({ params: [], ...defaults }, `${this.constructor.name} options`);
+    // The state dtype options are FusedOptimizer's (checked there).
+    this.checkGroup(
+      { params: [], ...defaults, stateDtype: 'float32', stateBlockSize: 256 },
+      `${this.constructor.name} options`,
+    );
     this.initGroups(params);
   }
 

@@ -20,12 +20,27 @@ import {
   checkKeys,
   checkNumber,
   checkObject,
+  checkOptions,
   describe,
   mustBe,
 } from './checks';
 import { Optimizer, type ParamGroup } from './optimizer';
 import type { GradBinding, Parameter } from './parameter';
 import { Tensor } from './tensor';
+import {
+  DEFAULT_STATE_BLOCK_SIZE,
+  DEFAULT_STATE_DTYPE,
+  type StateBlockSize,
+  type StateDtype,
+  type StateDtypeGroup,
+  type StateEncoding,
+  checkStateBits,
+  checkStateBlockSize,
+  checkStateDtype,
+  quantBlocks,
+  stateDtypeCode,
+  stateEncodingOf,
+} from './state_dtype';
 
 /**
  * Gradient clipping inside step(), with Paddle's semantics (no epsilon): by the global L2
@@ -51,15 +66,48 @@ export interface FusedOptions {
   stochasticRounding?: boolean;
   /** Seed of the stochastic rounding stream (an integer below 2^53; default 0). */
   seed?: number;
+  /**
+   * The dtype optimizer state is kept in (default 'float32'): 'bfloat16' (rounded
+   * stochastically after each update) or 'uint8' (8-bit blockwise codes with an fp32 absmax
+   * per block, as bitsandbytes; params under 4096 elements keep fp32 state). The default of
+   * every param group; a group may set its own, and change it between steps (its state is
+   * converted at the next step).
+   */
+  stateDtype?: StateDtype;
+  /** Elements per absmax of 'uint8' state: 256 (default) or 2048. Per group, like stateDtype. */
+  stateBlockSize?: StateBlockSize;
 }
 
 /** The options of FusedOptions, for the constructors' unknown-key checks. */
-export const FUSED_OPTION_KEYS = ['masterWeights', 'gradClip', 'lazyMode', 'stochasticRounding', 'seed'] as const;
+export const FUSED_OPTION_KEYS = [
+  'masterWeights',
+  'gradClip',
+  'lazyMode',
+  'stochasticRounding',
+  'seed',
+  'stateDtype',
+  'stateBlockSize',
+] as const;
+
+/** What a state dict's param groups record beside the hyperparameters: the group's state dtype. */
+export interface StateDtypeGroupDict {
+  state_dtype?: StateDtype;
+  state_block_size?: StateBlockSize;
+}
+
+/** stateDict()'s options. */
+export interface StateDictOptions {
+  /** 'float32': every state buffer decoded to fp32 (default: each param's state in its own dtype). */
+  stateDtype?: 'float32';
+}
 
 export interface StateDict<S, GD> {
   state: Record<number, S>;
-  param_groups: Array<GD & { params: number[] }>;
-  /** Stochastic rounding's stream, present when it is on: restoring it makes a resume exact. */
+  param_groups: Array<GD & StateDtypeGroupDict & { params: number[] }>;
+  /**
+   * The stochastic rounding stream, present when stochasticRounding is on or bfloat16 state
+   * has drawn from it: restoring it makes a resume exact.
+   */
   rng?: { seed: number; counter: number };
   /**
    * Which optimizer wrote the dict ('AdamW', 'AdamWDL', 'Lion'): loading it into another
@@ -85,7 +133,13 @@ export interface CheckpointState {
   steps: Float64Array;
   /** Per param: which buffers it has (bit b: names[b]). */
   masks: Uint8Array;
-  /** Every param's buffers, param by param, by bit order. */
+  /** Per param: the dtype its state is kept in (STATE_DTYPES code) and the 8-bit block size. */
+  stateDtypes: Uint8Array;
+  blockSizes: Int32Array;
+  /**
+   * Every param's buffers, param by param, by bit order: one entry per buffer, two for an
+   * 8-bit one (its codes, then its absmax values).
+   */
   table: NativeTensorTable;
   /** Whether state dicts carry step counts (DecoupledLionW's do not). */
   hasStep: boolean;
@@ -94,7 +148,7 @@ export interface CheckpointState {
 /** @internal what loadCheckpoint reads into an optimizer, and how it commits (checkpointPlanLoad). */
 export interface CheckpointLoadPlan {
   /** Each param with saved state: its index, and its buffers in the order stage() lists them. */
-  readonly targets: ReadonlyArray<{ index: number; slots: BufferSlot[] }>;
+  readonly targets: ReadonlyArray<{ index: number; slots: StagedSlot[] }>;
   /**
    * The buffers to read the targets' state into, in target order: the params' own, or new
    * ones held aside (marked in `fresh`: not yet the optimizer's, so they may be filled
@@ -107,13 +161,22 @@ export interface CheckpointLoadPlan {
   abort(): void;
 }
 
+/**
+ * What a state buffer of a dict holds: fp32 values (a float32 state's buffers, masters;
+ * other float types convert), 8-bit absmax values (fp32), or the bits of a low-bit state.
+ */
+type BufferKind = 'values' | 'absmax' | 'bfloat16' | 'uint8';
+
 /** Checks one state buffer of a dict (`where` names it) and returns what loading it needs. */
-type BufferCheck<B> = (value: unknown, where: string, numel: number) => B;
+type BufferCheck<B> = (value: unknown, where: string, numel: number, kind: BufferKind) => B;
 
 interface CheckedState<B> {
   index: number;
   step: number;
   entry: Record<string, unknown>;
+  /** The state's encoding (its stateDtype and blockSize keys). */
+  encoding: StateEncoding;
+  /** By key: the state buffers, `<buffer>_absmax` and master. */
   buffers: Record<string, B>;
 }
 
@@ -124,14 +187,35 @@ interface CheckedDict<G, B> {
   rng?: { seed: number; counter: number };
 }
 
-// loadStateDict: the param's state dtype is fp32; other float/integer arrays and number[] are converted.
-const hostBuffer: BufferCheck<Float32Array> = (v, where, numel) => float32Buffer(v, numel, where);
+// loadStateDict: fp32 values may come as other float/integer arrays and number[] (converted);
+// low-bit state as its own typed arrays.
+const hostBuffer: BufferCheck<Float32Array | Uint16Array | Uint8Array> = (v, where, numel, kind) =>
+  kind === 'bfloat16' || kind === 'uint8' ? checkStateBits(v, kind, numel, where) : float32Buffer(v, numel, where);
+
+/** A state buffer of a checkpoint to read from the file: raw (its own bytes) or widened to fp32 from its file dtype. */
+export interface StagedSlot {
+  tensor: string;
+  /** The file dtypes it may have (checked by the load, as the file's). */
+  dtypes: readonly string[];
+  /** What it holds, for messages: 'float32 state', 'bfloat16 state', ... */
+  what: string;
+  raw: boolean;
+}
+
+// The file dtypes each kind of buffer may have (fp32 values: any float type, converted).
+const SLOT_DTYPES: Record<BufferKind, readonly string[]> = {
+  values: ['F32', 'BF16', 'F16', 'F64'],
+  absmax: ['F32'],
+  bfloat16: ['BF16'],
+  uint8: ['U8'],
+};
 
 // loadCheckpoint: the buffer stays in the file until the whole file is checked; its size is known.
-const slotBuffer: BufferCheck<BufferSlot> = (v, where, numel) => {
+const slotBuffer: BufferCheck<StagedSlot> = (v, where, numel, kind) => {
   if (!(v instanceof BufferSlot)) throw new TypeError(mustBe(where, 'a tensor', v));
   if (v.numel !== numel) throw new RangeError(`${where} has ${v.numel} elements but the param has ${numel}`);
-  return v;
+  const what = kind === 'values' ? 'optimizer state' : kind === 'absmax' ? '8-bit absmax' : `${kind} state`;
+  return { tensor: v.tensor, dtypes: SLOT_DTYPES[kind], what, raw: kind === 'bfloat16' || kind === 'uint8' };
 };
 
 function checkGradClip(clip: unknown, where: string): NativeStepControl {
@@ -157,8 +241,25 @@ function checkSeed(seed: unknown, what: string): number {
 // The top level of a state dict: torch's two keys and our own two.
 const DICT_KEYS = ['state', 'param_groups', 'rng', 'optimizer'];
 
+// A validated group's state dtype keys (every group of a FusedOptimizer has them: the defaults do).
+function stateDtypeOf(g: ParamGroup): StateDtypeGroup {
+  return g as unknown as StateDtypeGroup;
+}
+
+// The constructor's defaults with the state dtype options, checked.
+function withStateDtype<D extends object>(defaults: D, options: FusedOptions, name: string): D & StateDtypeGroup {
+  const stateDtype = checkStateDtype(options.stateDtype ?? DEFAULT_STATE_DTYPE, `${name} options: stateDtype`);
+  const stateBlockSize = checkStateBlockSize(
+    options.stateBlockSize ?? DEFAULT_STATE_BLOCK_SIZE,
+    `${name} options: stateBlockSize`,
+  );
+  return { ...defaults, stateDtype, stateBlockSize };
+}
+
 export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD extends object> extends Optimizer<G> {
   #handle: NativeOptimizerHandle | undefined;
+  /** Per group: the state dtype its params were last given natively (a change applies at the next step). */
+  #groupStateDtypes: StateDtypeGroup[] = [];
   #hyper = new Float64Array(0);
   #gradClip: GradClip | null = null;
   #control: NativeStepControl = {};
@@ -167,8 +268,8 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
   readonly stochasticRounding: boolean;
   readonly lazyMode: boolean;
 
-  protected constructor(defaults: Omit<G, 'params'>, options: FusedOptions, name: string) {
-    super(defaults);
+  protected constructor(defaults: Omit<G, 'params' | keyof StateDtypeGroup>, options: FusedOptions, name: string) {
+    super(withStateDtype(defaults, options, name) as unknown as Omit<G, 'params'>);
     this.masterWeights = checkBoolean(options.masterWeights ?? true, `${name} options: masterWeights`);
     this.stochasticRounding = checkBoolean(options.stochasticRounding ?? false, `${name} options: stochasticRounding`);
     this.#seed = checkSeed(options.seed ?? 0, `${name} options: seed`);
@@ -309,13 +410,32 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     return out;
   }
 
-  stateDict(): StateDict<S, GD> {
+  /**
+   * Bytes of optimizer state held now (the state buffers in their dtypes, 8-bit absmax
+   * values included; not fp32 masters): 8 per element for AdamW's fp32 state, 4 for bf16,
+   * about 2 + 8 / stateBlockSize for 8-bit. 0 before the first step.
+   */
+  stateBytes(): number {
+    return this.handle('stateBytes').stateBytes;
+  }
+
+  /**
+   * torch's state_dict(): each param's state in its own dtype (float32 buffers as
+   * Float32Array; with stateDtype 'bfloat16', Uint16Array bit patterns; with 'uint8',
+   * Uint8Array codes plus a Float32Array `<buffer>_absmax` per block, and `blockSize`).
+   * `{ stateDtype: 'float32' }` decodes every buffer to fp32 instead.
+   */
+  stateDict(options: StateDictOptions = {}): StateDict<S, GD> {
+    const o = checkOptions(options, 'stateDict: options', ['stateDtype']);
+    const asFloat32 =
+      o.stateDtype !== undefined &&
+      checkChoice(o.stateDtype, 'stateDict: options.stateDtype', ['float32']) === 'float32';
     const handle = this.handle('stateDict');
     // A step that failed part way on the GPU left params and moments out of step: such a
     // state must not be saved (loadStateDict / loadCheckpoint make the optimizer usable again).
     const broken = handle.brokenReason;
     if (broken) throw new Error(`stateDict: ${broken}`);
-    return this.#dictWith((i) => handle.getState(i));
+    return this.#dictWith((i) => handle.getState(i, asFloat32));
   }
 
   /** Restores hyperparameters and state (torch's load_state_dict); checks the whole dict before changing anything. */
@@ -327,7 +447,7 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     const resets: Array<[number, NativeParamState]> = [];
     this.params.forEach((p, index) => {
       if (checked.loaded.has(index)) return;
-      const current = handle.getState(index);
+      const current = handle.getState(index, true);
       if (!current) return;
       const zeros: NativeParamState = { step: 0 };
       for (const [k, v] of Object.entries(current))
@@ -376,12 +496,14 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     const handle = this.handle('saveCheckpoint');
     const broken = handle.brokenReason;
     if (broken) throw new Error(`saveCheckpoint: ${broken}`);
-    const { steps, masks, table } = handle.checkpointStates();
+    const { steps, masks, stateDtypes, blockSizes, table } = handle.checkpointStates();
     return {
       dict: this.#dictWith(() => null),
       names: this.#bufferNames(),
       steps,
       masks,
+      stateDtypes,
+      blockSizes,
       table,
       hasStep: this.layout.hasStepCount,
     };
@@ -403,15 +525,21 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     const masks = Uint8Array.from(checked.updates, (u) =>
       names.reduce((m, name, bit) => (name !== undefined && name in u.buffers ? m | (1 << bit) : m), 0),
     );
+    const stateDtypes = Uint8Array.from(checked.updates, (u) => stateDtypeCode(u.encoding.dtype));
+    const blockSizes = Int32Array.from(checked.updates, (u) => u.encoding.blockSize);
+    // In the order of the staged table: by bit, an 8-bit buffer's codes then its absmax.
+    const slotsOf = (u: CheckedState<StagedSlot>) =>
+      names.flatMap((name) => {
+        if (name === undefined || !(name in u.buffers)) return [];
+        const absmax = u.buffers[`${name}_absmax`];
+        return absmax ? [u.buffers[name], absmax] : [u.buffers[name]];
+      });
     let staged = false;
     return {
-      targets: checked.updates.map((u) => ({
-        index: u.index,
-        slots: names.flatMap((name) => (name !== undefined && name in u.buffers ? [u.buffers[name]] : [])),
-      })),
+      targets: checked.updates.map((u) => ({ index: u.index, slots: slotsOf(u) })),
       stage: () => {
         staged = true;
-        return handle.checkpointStage(indices, masks);
+        return handle.checkpointStage(indices, masks, stateDtypes, blockSizes);
       },
       commit: (paramLoaded) => {
         const steps = Float64Array.from(checked.updates, (u) => u.step);
@@ -435,11 +563,54 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     this.#handle?.dispose();
   }
 
-  protected bindGroup(params: readonly Parameter[], _first: number, groupIndex: number): void {
+  protected bindGroup(params: readonly Parameter[], _first: number, groupIndex: number, group: G): void {
     const o = this.groupOptions(params, groupIndex);
     const handles = params.map((p) => p.data.handle);
     const names = params.map((p) => p.name);
-    this.handle('addParamGroup').addParams(handles, groupIndex, names, o.masterWeights, o.lrRatios, o.applyDecay);
+    const { stateDtype, stateBlockSize } = stateDtypeOf(group);
+    this.handle('addParamGroup').addParams(
+      handles,
+      groupIndex,
+      names,
+      o.masterWeights,
+      o.lrRatios,
+      o.applyDecay,
+      stateDtypeCode(stateDtype),
+      stateBlockSize,
+    );
+    this.#groupStateDtypes[groupIndex] = { stateDtype, stateBlockSize };
+  }
+
+  /** The checks of every group, and of its stateDtype and stateBlockSize. */
+  protected override validateGroup(group: G, where: string): G {
+    const g = super.validateGroup(group, where);
+    checkStateDtype(g.stateDtype, `${where}: stateDtype`);
+    checkStateBlockSize(g.stateBlockSize, `${where}: stateBlockSize`);
+    return g;
+  }
+
+  // A group whose stateDtype or stateBlockSize was changed since its params last got theirs:
+  // their state is converted now (natively, through fp32), before the step that uses it.
+  #applyStateDtypes(): void {
+    let first = 0;
+    this.paramGroups.forEach((g, gi) => {
+      const size = g.params.length;
+      const applied = this.#groupStateDtypes[gi];
+      const index = first;
+      first += size;
+      const { stateDtype, stateBlockSize } = stateDtypeOf(g);
+      if (applied.stateDtype === stateDtype && applied.stateBlockSize === stateBlockSize) return;
+      const handle = this.handle('step');
+      if (stateDtype !== 'float32') {
+        const sparse = g.params.find((p) => p.sparseGrad);
+        if (sparse)
+          throw new TypeError(
+            `paramGroups[${gi}]: stateDtype '${stateDtype}' needs dense grads, but param '${sparse.name}' has a row-sparse grad (lazyMode keeps float32 state)`,
+          );
+      }
+      for (let i = index; i < index + size; i++) handle.setStateDtype(i, stateDtypeCode(stateDtype), stateBlockSize);
+      this.#groupStateDtypes[gi] = { stateDtype, stateBlockSize };
+    });
   }
 
   protected bindGrad(index: number, grad: GradBinding): void {
@@ -473,9 +644,17 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
       state[i] = s as unknown as S;
     });
     let index = 0;
-    const param_groups = this.paramGroups.map((g) => ({ ...this.groupToDict(g), params: g.params.map(() => index++) }));
+    const param_groups = this.paramGroups.map((g) => ({
+      ...this.groupToDict(g),
+      state_dtype: stateDtypeOf(g).stateDtype,
+      state_block_size: stateDtypeOf(g).stateBlockSize,
+      params: g.params.map(() => index++),
+    }));
     const dict: StateDict<S, GD> = { state, param_groups, optimizer: this.optimizerName };
-    if (this.stochasticRounding) dict.rng = handle.getRng();
+    // bfloat16 state is rounded stochastically from the same stream: once it has drawn
+    // (counter > 0), resuming exactly needs the stream too.
+    const rng = handle.getRng();
+    if (this.stochasticRounding || rng.counter > 0) dict.rng = rng;
     return dict;
   }
 
@@ -523,10 +702,13 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
         `loadStateDict: the dict has ${sd.param_groups.length} param groups but the optimizer has ${this.paramGroups.length}`,
       );
     }
-    const known = ['params', 'param_names', 'initial_lr', ...this.groupDictKeys];
+    const known = ['params', 'param_names', 'initial_lr', 'state_dtype', 'state_block_size', ...this.groupDictKeys];
     return sd.param_groups.map((g, i) => {
       const where = `loadStateDict: param_groups[${i}]`;
       checkKeys(checkObject(g, where), where, known);
+      // What the dict's state was kept in; this optimizer keeps its own (its state is converted).
+      if (g.state_dtype !== undefined) checkStateDtype(g.state_dtype, `${where}: state_dtype`);
+      if (g.state_block_size !== undefined) checkStateBlockSize(g.state_block_size, `${where}: state_block_size`);
       const size = this.paramGroups[i].params.length;
       if (!Array.isArray(g.params) || g.params.length !== size) {
         throw new RangeError(
@@ -541,18 +723,40 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     const p = this.params[index];
     const { required, optional } = this.layout.stateBuffers;
     const s = checkObject(value, where);
-    checkKeys(s, where, ['step', 'master', ...required, ...optional]);
+    const names = [...required, ...optional];
+    checkKeys(s, where, ['step', 'master', 'stateDtype', 'blockSize', ...names, ...names.map((k) => `${k}_absmax`)]);
     p.data.checkAlive(`${where}: data`);
     if (s.master !== undefined && (p.data.dtype === 'float32' || !this.masterWeights))
       throw new TypeError(`${where}: the param keeps no master weights, but the dict has one`);
     const step = checkInteger(this.layout.hasStepCount ? s.step : (s.step ?? 1), `${where}: step`, { min: 0 });
+    const encoding = stateEncodingOf(s, where);
+    const numel = p.data.numel;
+    const kind: BufferKind = encoding.dtype === 'float32' ? 'values' : encoding.dtype;
     const buffers: Record<string, B> = {};
-    for (const k of [...required, ...optional, 'master']) {
+    for (const k of names) {
       const v = s[k];
-      if (v === undefined && !required.includes(k)) continue;
-      buffers[k] = buffer(v, `${where}: ${k}`, p.data.numel);
+      const absmax = `${k}_absmax`;
+      if (v === undefined && !required.includes(k)) {
+        if (s[absmax] !== undefined) throw new TypeError(`${where}: ${absmax} is given without ${k}`);
+        continue;
+      }
+      buffers[k] = buffer(v, `${where}: ${k}`, numel, kind);
+      if (encoding.dtype === 'uint8') {
+        const blocks = quantBlocks(numel, encoding.blockSize);
+        const label = `${where}: ${absmax}`;
+        const given = s[absmax];
+        const count =
+          given instanceof BufferSlot ? given.numel : ArrayBuffer.isView(given) ? (given as Float32Array).length : -1;
+        if (count >= 0 && count !== blocks)
+          throw new RangeError(
+            `${label} has ${count} values but ${numel} elements in blocks of ${encoding.blockSize} need ${blocks}`,
+          );
+        buffers[absmax] = buffer(given, label, blocks, 'absmax');
+      } else if (s[absmax] !== undefined)
+        throw new TypeError(`${where}: ${absmax} is only for stateDtype 'uint8', but the state is ${encoding.dtype}`);
     }
-    return { index, step, entry: s, buffers };
+    if (s.master !== undefined) buffers.master = buffer(s.master, `${where}: master`, numel, 'values');
+    return { index, step, entry: s, encoding, buffers };
   }
 
   // What follows the state: the rounding stream and the groups' hyperparameters.
@@ -584,6 +788,7 @@ export abstract class FusedOptimizer<G extends ParamGroup, S extends object, GD 
     if (this.#hyper.length !== n * fields) this.#hyper = new Float64Array(n * fields);
     for (let i = 0; i < n; i++)
       this.writeHyper(this.validateGroup(this.paramGroups[i], `paramGroups[${i}]`), this.#hyper, i * fields);
+    this.#applyStateDtypes(); // every group is valid: nothing changed before here
     return this.#hyper;
   }
 }

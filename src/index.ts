@@ -38,7 +38,15 @@ export { Lion, type LionOptions, type LionParamGroup, type LionParamState, type 
 export { SGD, type SGDOptions, type SGDParamGroup, type SGDParamState, type SGDStateDict } from './sgd';
 export { type MetricsDict, preReduceMetrics, reduceMetrics } from './metrics';
 export { noDecayParamGroups, layerwiseParamGroups, type NoDecayOptions, type LayerwiseOptions } from './param_groups';
-export { FusedOptimizer, type StateDict } from './fused_optimizer';
+export { FusedOptimizer, type StateDict, type StateDictOptions, type StateDtypeGroupDict } from './fused_optimizer';
+export {
+  STATE_DTYPES,
+  MIN_QUANTIZED_NUMEL,
+  type StateDtype,
+  type StateBlockSize,
+  type StateBuffers,
+  type StateDtypeGroup,
+} from './state_dtype';
 export { GradScaler, type GradScalerOptions, type GradScalerStateDict } from './grad_scaler';
 export { clipGradNorm, clipGradValue, type ClipGradNormOptions } from './clip';
 export type { GradClip, FusedOptions } from './fused_optimizer';

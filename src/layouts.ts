@@ -4,6 +4,7 @@
 // not silently at a step. Each optimizer declares its layout (declareOptimizerLayout) when
 // its module is imported.
 import { DEVICES, DTYPES } from './dtype';
+import { STATE_DTYPES } from './state_dtype';
 
 /** What one fused optimizer exchanges with its native handle. */
 export interface OptimizerLayout {
@@ -22,6 +23,7 @@ export interface NativeLayouts {
   metricsRow: string[];
   clipModes: string[];
   dtypes: string[];
+  stateDtypes: string[];
   devices: string[];
   optimizers: Record<
     string,
@@ -67,6 +69,7 @@ export function checkNativeLayouts(n: NativeLayouts | undefined): void {
   expectList(n.metricsRow, METRICS_ROW, 'the metrics row');
   expectList(n.clipModes, CLIP_MODES, 'the clip-mode codes');
   expectList(n.dtypes, DTYPES, 'the dtype codes');
+  expectList(n.stateDtypes, STATE_DTYPES, 'the state dtype codes');
   expectList(n.devices, DEVICES, 'the device codes');
   for (const layout of declared.values()) checkOptimizerLayout(n, layout);
   loadedLayouts = n;

@@ -5,6 +5,7 @@ import { declareOptimizerLayout } from './layouts';
 import { checkBetas, checkNumber, checkOptions } from './checks';
 import type { ParamGroup, ParamsInput } from './optimizer';
 import type { Parameter } from './parameter';
+import type { StateBuffers, StateDtypeGroup } from './state_dtype';
 
 export interface LionOptions extends FusedOptions {
   lr?: number;
@@ -12,16 +13,14 @@ export interface LionOptions extends FusedOptions {
   weightDecay?: number;
 }
 
-export interface LionParamGroup extends ParamGroup {
+export interface LionParamGroup extends ParamGroup, StateDtypeGroup {
   lr: number;
   betas: [number, number];
   weightDecay: number;
 }
 
-export interface LionParamState {
-  exp_avg: Float32Array;
-  master?: Float32Array;
-}
+/** A param's state in a state dict: its buffer in the state's dtype (StateBuffers). */
+export type LionParamState = { master?: Float32Array } & StateBuffers<'exp_avg'>;
 
 export interface LionGroupDict {
   lr: number;
@@ -56,7 +55,11 @@ export class Lion extends FusedOptimizer<LionParamGroup, LionParamState, LionGro
       weightDecay: o.weightDecay ?? 0,
     };
     super(defaults, o, new.target.name);
-    this.checkGroup({ params: [], ...defaults }, `${this.constructor.name} options`);
+    // The state dtype options are FusedOptimizer's (checked there).
+    this.checkGroup(
+      { params: [], ...defaults, stateDtype: 'float32', stateBlockSize: 256 },
+      `${this.constructor.name} options`,
+    );
     this.initGroups(params);
     this.paramGroups.forEach((g) => this.warnIfLargeDecay(g));
   }

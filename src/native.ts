@@ -20,11 +20,17 @@ export interface NativeTensorHandle {
 /** An opaque list of tensors in native memory (an optimizer's state buffers, a snapshot). */
 export type NativeTensorTable = { readonly __brand: 'NativeTensorTable' };
 
-/** A param's state as the addon moves it: step count plus named fp32 buffers. */
+/**
+ * A param's state as the addon moves it (native/addon/state_js.h): step count plus named
+ * buffers in the state's dtype: Float32Array (float32; stateDtype absent), Uint16Array
+ * (bfloat16 bits), or Uint8Array codes with a Float32Array `<buffer>_absmax` (uint8).
+ */
 export interface NativeParamState {
   step: number;
+  stateDtype?: 'float32' | 'bfloat16' | 'uint8';
+  blockSize?: number;
   master?: Float32Array;
-  [buffer: string]: Float32Array | number | undefined;
+  [buffer: string]: Float32Array | Uint16Array | Uint8Array | number | string | undefined;
 }
 
 /** How a group's params are registered (one addParams call per group). */
@@ -58,6 +64,9 @@ export interface NativeOptimizerHandle {
     masterWeights: boolean,
     lrRatios?: Float64Array,
     applyDecay?: Uint8Array,
+    /** STATE_DTYPES code (default 0, float32) and 8-bit block size (default 256). */
+    stateDtype?: number,
+    blockSize?: number,
   ): number;
   setGrad(index: number, grad: NativeTensorHandle | null): void;
   /** The grads of params first, first + 1, ... */
@@ -72,8 +81,14 @@ export interface NativeOptimizerHandle {
   synchronize(): void;
   /** 7 numbers per param with grad and state: index and the six metric sums. */
   metrics(hyper: Float64Array): Float64Array;
-  getState(index: number): NativeParamState | null;
+  /** In the state's own dtype, or every buffer decoded to fp32 (asFloat32). */
+  getState(index: number, asFloat32?: boolean): NativeParamState | null;
+  /** Any dtype; converted to the param's. */
   setState(index: number, state: NativeParamState): void;
+  /** The param's state dtype changed (its group's): existing state is converted. */
+  setStateDtype(index: number, stateDtype: number, blockSize: number): void;
+  /** Bytes of the state buffers held (in their dtypes). */
+  readonly stateBytes: number;
   /** Times the launch plan was rebuilt (a new lr must not cause one). */
   readonly planUploads: number;
   // Checkpoints (native/addon/optimizer_checkpoint.h): steps and state changes are refused
@@ -82,8 +97,21 @@ export interface NativeOptimizerHandle {
   checkpointBegin(): void;
   checkpointEnd(): void;
   checkpointBufferNames(): string[];
-  checkpointStates(): { steps: Float64Array; masks: Uint8Array; table: NativeTensorTable };
-  checkpointStage(indices: Int32Array, masks: Uint8Array): { table: NativeTensorTable; fresh: Uint8Array };
+  /** Per param: step (-1: none), buffer mask, state dtype code, 8-bit block size; the buffers (8-bit: codes, absmax). */
+  checkpointStates(): {
+    steps: Float64Array;
+    masks: Uint8Array;
+    stateDtypes: Uint8Array;
+    blockSizes: Int32Array;
+    table: NativeTensorTable;
+  };
+  /** Buffers to read into, in the file's state dtypes (default: each param's own). */
+  checkpointStage(
+    indices: Int32Array,
+    masks: Uint8Array,
+    stateDtypes?: Uint8Array,
+    blockSizes?: Int32Array,
+  ): { table: NativeTensorTable; fresh: Uint8Array };
   /** flags: 1 master loaded, 2 param loaded. */
   checkpointCommit(indices: Int32Array, steps: Float64Array, flags: Uint8Array): void;
   checkpointAbort(indices: Int32Array): void;

@@ -118,7 +118,7 @@ export abstract class Optimizer<G extends ParamGroup> {
   /** Checks one group's hyperparameters; `where` names it in errors. Returns the group. */
   protected abstract checkGroup(group: G, where: string): G;
   /** Hands a newly registered group's params (indices first, first + 1, ...) to the native side. */
-  protected abstract bindGroup(params: readonly Parameter[], first: number, groupIndex: number): void;
+  protected abstract bindGroup(params: readonly Parameter[], first: number, groupIndex: number, group: G): void;
   /** Tells the native side the grad of param `index` changed. */
   protected abstract bindGrad(index: number, grad: GradBinding): void;
   /** The dense grads of params first, first + 1, ... at once (a new group's grads). */
@@ -198,7 +198,7 @@ export abstract class Optimizer<G extends ParamGroup> {
     this.#device ??= group.params[0].data.device;
     const groupIndex = this.paramGroups.length;
     const first = this.params.length;
-    this.bindGroup(group.params, first, groupIndex); // all or none
+    this.bindGroup(group.params, first, groupIndex, group); // all or none
     this.paramGroups.push(group);
     const dense = group.params.map((p) => p.grad);
     if (dense.some((g) => g !== null)) this.bindGrads(first, dense);

@@ -5,6 +5,7 @@ import { FUSED_OPTION_KEYS, type FusedOptions, FusedOptimizer, type StateDict } 
 import { declareOptimizerLayout } from './layouts';
 import { checkBoolean, checkNumber, checkOptions } from './checks';
 import type { ParamGroup, ParamsInput } from './optimizer';
+import type { StateBuffers, StateDtypeGroup } from './state_dtype';
 
 export interface SGDOptions extends FusedOptions {
   lr?: number;
@@ -15,7 +16,7 @@ export interface SGDOptions extends FusedOptions {
   maximize?: boolean;
 }
 
-export interface SGDParamGroup extends ParamGroup {
+export interface SGDParamGroup extends ParamGroup, StateDtypeGroup {
   lr: number;
   momentum: number;
   dampening: number;
@@ -24,11 +25,11 @@ export interface SGDParamGroup extends ParamGroup {
   maximize: boolean;
 }
 
-export interface SGDParamState {
-  momentum_buffer?: Float32Array;
+/** A param's state in a state dict: its buffer in the state's dtype (StateBuffers). */
+export type SGDParamState = {
   /** fp32 master weights of a float16/bfloat16 param. */
   master?: Float32Array;
-}
+} & StateBuffers<never, 'momentum_buffer'>;
 
 export interface SGDGroupDict {
   lr: number;
@@ -88,7 +89,11 @@ export class SGD extends FusedOptimizer<SGDParamGroup, SGDParamState, SGDGroupDi
       maximize: o.maximize ?? false,
     };
     super(defaults, o, new.target.name);
-    this.checkGroup({ params: [], ...defaults }, `${this.constructor.name} options`);
+    // The state dtype options are FusedOptimizer's (checked there).
+    this.checkGroup(
+      { params: [], ...defaults, stateDtype: 'float32', stateBlockSize: 256 },
+      `${this.constructor.name} options`,
+    );
     this.initGroups(params);
   }
 

@@ -561,9 +561,9 @@ describe('by name, strict, and the checks before anything changes', () => {
   it('a checkpoint format from a newer version, and a file without the manifest', async () => {
     const { file } = await saved();
     const t = tmp();
-    editHeader(file, (h) => (h.__metadata__.format_version = '3'), t);
+    editHeader(file, (h) => (h.__metadata__.format_version = '4'), t);
     expect(
-      (await rejects(t, /format version 3, by a newer fused-optim; this version reads versions 1 to 2/)).code,
+      (await rejects(t, /format version 4, by a newer fused-optim; this version reads versions 1 to 3/)).code,
     ).toBe('UnsupportedVersion');
     const t2 = tmp();
     editHeader(file, (h) => delete h.__metadata__['fused_optim.manifest'], t2);

@@ -9,6 +9,9 @@ import { type ErrorClass, expectThrows } from './support/expect_throws';
 import { type AnyOptimizer, stateBits, tensorBits } from './support/optimizer_setups';
 import { randn, rng } from './support/random';
 
+// What every state dict's param groups record of the (default) state dtype.
+const FP32_STATE = { state_dtype: 'float32', state_block_size: 256 };
+
 function param(name: string, n = 6, dtype: DType = 'float32', seed = 1, scale = 0.5): Parameter {
   return new Parameter(Tensor.from(randn(n, rng(seed), scale), { dtype, device: 'cpu' }), { name });
 }
@@ -280,8 +283,8 @@ describe('Lion: state dict', () => {
     expect(sd.state[2].exp_avg).toBeInstanceOf(Float32Array);
     expect(sd.state[2].exp_avg.length).toBe(70001);
     expect(sd.param_groups).toEqual([
-      { lr: 0.01, betas: [0.9, 0.99], weight_decay: 5e-4, initial_lr: 0.01, params: [0, 1] },
-      { lr: 0.003, betas: [0.95, 0.98], weight_decay: 0, initial_lr: 0.003, params: [2] },
+      { lr: 0.01, betas: [0.9, 0.99], weight_decay: 5e-4, initial_lr: 0.01, ...FP32_STATE, params: [0, 1] },
+      { lr: 0.003, betas: [0.95, 0.98], weight_decay: 0, initial_lr: 0.003, ...FP32_STATE, params: [2] },
     ]);
   });
 

@@ -102,7 +102,15 @@ describe.each(KINDS)('%s', (kind) => {
       }
       const g0 = sd.param_groups[0];
       if (kind === 'Lion')
-        expect(Object.keys(g0).sort()).toEqual(['betas', 'initial_lr', 'lr', 'params', 'weight_decay']);
+        expect(Object.keys(g0).sort()).toEqual([
+          'betas',
+          'initial_lr',
+          'lr',
+          'params',
+          'state_block_size',
+          'state_dtype',
+          'weight_decay',
+        ]);
       else
         expect(Object.keys(g0).sort()).toEqual(
           expect.arrayContaining(['amsgrad', 'betas', 'eps', 'lr', 'maximize', 'params', 'weight_decay']),

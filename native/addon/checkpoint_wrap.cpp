@@ -21,13 +21,13 @@ namespace {
 constexpr napi_type_tag kTensorTableTag = {0x6f1d2c9a5e3b4f70ULL, 0x8a41c3d2b7e6f915ULL};
 
 struct TableHolder {
-  std::vector<std::shared_ptr<Tensor>> tensors;
+  std::vector<TableEntry> entries;
   bool released = false;  // a background save wrote it and freed its memory
   bool pinned = false;    // checkpointPin made it: its storages are pinned until unpin()
 
   void unpin() {
     if (!pinned) return;
-    for (auto& t : tensors) t->storage->unpin();
+    for (auto& e : entries) e.storage->unpin();
     pinned = false;
   }
   ~TableHolder() { unpin(); }
@@ -105,18 +105,19 @@ class Items {
       throw fo::TypeError("tableIndex must be an Int32Array with one entry per item");
     index_ = index.As<Napi::Int32Array>();
     for (size_t i = 0; i < count_; ++i)
-      if (index_[i] >= int32_t(table_->tensors.size()))
+      if (index_[i] >= int32_t(table_->entries.size()))
         throw fo::RangeError("tableIndex[" + std::to_string(i) + "] is past the end of the table");
   }
   size_t size() const { return count_; }
   TableHolder* table() const { return table_; }
   bool in_table(size_t i) const { return table_ && index_[i] >= 0; }
   Napi::Value value(size_t i) const { return list_.Get(uint32_t(i)); }
-  // The live tensor of item i: from the table, or a TensorHandle in the list.
-  std::shared_ptr<Tensor> tensor(size_t i) const {
-    std::shared_ptr<Tensor> t = in_table(i) ? table_->tensors[size_t(index_[i])] : TensorWrap::unwrap(value(i), what_);
-    if (t->storage->disposed()) throw std::runtime_error(name(i) + " has been disposed");
-    return t;
+  // The live bytes of item i: a table entry, or a TensorHandle's data in the list.
+  TableEntry entry(size_t i) const {
+    TableEntry e =
+        in_table(i) ? table_->entries[size_t(index_[i])] : table_entry_of(*TensorWrap::unwrap(value(i), what_));
+    if (e.storage->disposed()) throw std::runtime_error(name(i) + " has been disposed");
+    return e;
   }
   std::string name(size_t i) const { return std::string(what_) + "[" + std::to_string(i) + "]"; }
 
@@ -250,13 +251,13 @@ Napi::Value checkpoint_write(const Napi::CallbackInfo& info) {
           job.items.push_back({copy_of_view(items.value(i)), offsets[i]});
           continue;
         }
-        std::shared_ptr<Tensor> t = items.tensor(i);
-        if (!(release && items.in_table(i))) job.pins.add(t->storage);
-        job.items.push_back({{t->storage, t->byte_size()}, offsets[i]});
+        const TableEntry e = items.entry(i);
+        if (!(release && items.in_table(i))) job.pins.add(e.storage);
+        job.items.push_back({{e.storage, e.bytes, e.from}, offsets[i]});
       }
       if (release && items.table()) {
         items.table()->unpin();
-        items.table()->tensors.clear();
+        items.table()->entries.clear();
         items.table()->released = true;
       }
     });
@@ -298,14 +299,13 @@ ckpt::ReadItem read_item(const Items& items, size_t i, uint64_t offset, uint64_t
   item.file_bytes = file_bytes;
   item.convert = ckpt::Convert(convert);
   if (!items.in_table(i) && items.value(i).IsNull()) return item;
-  std::shared_ptr<Tensor> t = items.tensor(i);
+  const TableEntry e = items.entry(i);
   const bool converted = item.convert != ckpt::Convert::None;
-  if (converted && t->dtype != DType::Float32)
-    throw fo::TypeError(items.name(i) + ": only float32 tensors receive converted values");
-  if (ckpt::file_bytes_for(item.convert, t->byte_size()) != file_bytes || (converted && t->byte_size() % 4 != 0))
+  if (converted && !e.float32) throw fo::TypeError(items.name(i) + ": only float32 tensors receive converted values");
+  if (ckpt::file_bytes_for(item.convert, e.bytes) != file_bytes || (converted && e.bytes % 4 != 0))
     throw fo::RangeError(items.name(i) + ": " + std::to_string(file_bytes) + " file bytes do not fill its " +
-                         std::to_string(t->byte_size()) + " bytes");
-  item.destination = {t->storage, t->byte_size()};
+                         std::to_string(e.bytes) + " bytes");
+  item.destination = {e.storage, e.bytes, e.from};
   return item;
 }
 
@@ -339,22 +339,19 @@ class SnapshotJob : public Job<std::vector<std::shared_ptr<Storage>>> {
  public:
   explicit SnapshotJob(Napi::Env env) : Job(env, "fused-optim:checkpoint-snapshot") {}
   std::vector<ckpt::Source> sources;
-  std::vector<std::shared_ptr<Tensor>> tensors;
+  std::vector<bool> float32;
 
  private:
   std::vector<std::shared_ptr<Storage>> run() override { return ckpt::snapshot(sources); }
   Napi::Value to_js(Napi::Env env, std::vector<std::shared_ptr<Storage>>& copies) override {
-    std::vector<std::shared_ptr<Tensor>> out;
+    std::vector<TableEntry> out;
     out.reserve(copies.size());
     for (size_t i = 0; i < copies.size(); ++i) {
-      auto t = std::make_shared<Tensor>();
-      t->storage = std::move(copies[i]);
-      t->dtype = tensors[i]->dtype;
-      t->numel = tensors[i]->numel;
-      out.push_back(std::move(t));
+      const size_t bytes = copies[i]->bytes();
+      out.push_back({std::move(copies[i]), 0, bytes, float32[i]});
     }
     sources.clear();
-    tensors.clear();
+    float32.clear();
     return tensor_table(env, std::move(out));
   }
 };
@@ -364,10 +361,10 @@ Napi::Value checkpoint_snapshot(const Napi::CallbackInfo& info) {
     Items items(info[0], info[1], info[2], "sources");
     return queue(new SnapshotJob(info.Env()), [&](SnapshotJob& job) {
       for (size_t i = 0; i < items.size(); ++i) {
-        std::shared_ptr<Tensor> t = items.tensor(i);
-        job.pins.add(t->storage);
-        job.sources.push_back({t->storage, t->byte_size()});
-        job.tensors.push_back(std::move(t));
+        const TableEntry e = items.entry(i);
+        job.pins.add(e.storage);
+        job.sources.push_back({e.storage, e.bytes, e.from});
+        job.float32.push_back(e.float32);
       }
     });
   });
@@ -473,15 +470,16 @@ Napi::Value checkpoint_pin(const Napi::CallbackInfo& info) {
     if (!info[0].IsArray()) throw fo::TypeError("checkpointPin: tensors must be an array");
     Napi::Array list = info[0].As<Napi::Array>();
     TableHolder* more = table_arg(info[1]);
-    std::vector<std::shared_ptr<Tensor>> tensors;
-    tensors.reserve(list.Length() + (more ? more->tensors.size() : 0));
-    for (uint32_t i = 0; i < list.Length(); ++i) tensors.push_back(TensorWrap::unwrap(list.Get(i), "tensors[i]"));
-    if (more) tensors.insert(tensors.end(), more->tensors.begin(), more->tensors.end());
-    for (const auto& t : tensors)
-      if (t->storage->disposed()) throw std::runtime_error("a tensor to save has been disposed");
-    Napi::Value table = tensor_table(info.Env(), std::move(tensors));
+    std::vector<TableEntry> entries;
+    entries.reserve(list.Length() + (more ? more->entries.size() : 0));
+    for (uint32_t i = 0; i < list.Length(); ++i)
+      entries.push_back(table_entry_of(*TensorWrap::unwrap(list.Get(i), "tensors[i]")));
+    if (more) entries.insert(entries.end(), more->entries.begin(), more->entries.end());
+    for (const auto& e : entries)
+      if (e.storage->disposed()) throw std::runtime_error("a tensor to save has been disposed");
+    Napi::Value table = tensor_table(info.Env(), std::move(entries));
     TableHolder* h = table.As<Napi::External<TableHolder>>().Data();
-    for (auto& t : h->tensors) t->storage->pin();
+    for (auto& e : h->entries) e.storage->pin();
     h->pinned = true;
     return table;
   });
@@ -523,8 +521,11 @@ Napi::Value crc32_method_js(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-Napi::Value tensor_table(Napi::Env env, std::vector<std::shared_ptr<Tensor>> tensors) {
-  auto table = Napi::External<TableHolder>::New(env, new TableHolder{std::move(tensors)},
+Napi::Value tensor_table(Napi::Env env, std::vector<TableEntry> entries) {
+  for (const TableEntry& e : entries)
+    if (!e.storage || e.from > e.storage->bytes() || e.bytes > e.storage->bytes() - e.from)
+      throw std::logic_error("tensor table: an entry is not within its storage");
+  auto table = Napi::External<TableHolder>::New(env, new TableHolder{std::move(entries)},
                                                 [](Napi::Env, TableHolder* h) { delete h; });
   table.TypeTag(&kTensorTableTag);
   return table;

@@ -11,10 +11,24 @@
 
 namespace fo::addon {
 
-// A list of tensors as one JavaScript value (type-tagged, so no other value passes for one):
-// how the optimizer handles give out their state buffers and snapshots come back. Transfers
-// take a table and, per item, an index into it.
-Napi::Value tensor_table(Napi::Env env, std::vector<std::shared_ptr<Tensor>> tensors);
+// One entry of a tensor table: `bytes` bytes of a storage from byte `from` (a tensor's data,
+// or part of an optimizer state buffer: an 8-bit buffer's codes, or its absmax values), and
+// whether they are fp32 values (only those may receive values widened while read).
+struct TableEntry {
+  std::shared_ptr<Storage> storage;
+  size_t from = 0;
+  size_t bytes = 0;
+  bool float32 = false;
+};
+
+// A tensor's whole data as a table entry.
+inline TableEntry table_entry_of(const Tensor& t) { return {t.storage, 0, t.byte_size(), t.dtype == DType::Float32}; }
+
+// A list of table entries as one JavaScript value (type-tagged, so no other value passes for
+// one): how the optimizer handles give out their state buffers and snapshots come back.
+// Transfers take a table and, per item, an index into it. Throws if an entry is not within
+// its storage, so nothing JavaScript names through a table reaches past a buffer.
+Napi::Value tensor_table(Napi::Env env, std::vector<TableEntry> entries);
 
 // checkpointWrite, checkpointRead, checkpointSnapshot, crc32 and crc32Method on `exports`.
 void register_checkpoint_io(Napi::Env env, Napi::Object exports);

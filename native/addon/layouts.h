@@ -2,7 +2,7 @@
 // The positional layouts that cross the JS/native boundary, defined in native code and
 // exported once as native().layouts: each optimizer's hyperparameter fields (one group's
 // numbers in the Float64Array of a step, in order), state buffers and step count; the metrics
-// row; the clip-mode, dtype and device codes. src/layouts.ts checks them against what the
+// row; the clip-mode, dtype, state dtype and device codes. src/layouts.ts checks them against what the
 // TypeScript classes write when the addon is loaded, so a mismatch fails at load, not at a step.
 #include <napi.h>
 
@@ -11,6 +11,7 @@
 #include "../common/dtype.h"
 #include "../common/grad_transform.h"
 #include "../common/metrics.h"
+#include "../common/state_dtype.h"
 #include "../core/storage.h"
 #include "optimizer_wrap.h"
 
@@ -52,6 +53,7 @@ inline Napi::Object common_layouts(Napi::Env env) {
   o.Set("metricsRow", string_array(env, MetricSums::kRow));
   o.Set("clipModes", string_array(env, kClipModeNames));
   o.Set("dtypes", string_array(env, kDTypeNames));
+  o.Set("stateDtypes", string_array(env, kStateDTypeNames));
   o.Set("devices", string_array(env, kDeviceNames));
   o.Set("optimizers", Napi::Object::New(env));
   return o;

@@ -5,7 +5,9 @@
 // params costs a few calls and a few typed arrays, not 100k objects.
 //
 // A buffer mask is one byte per param: bit k for state buffer k (Algo::state_name(k)),
-// kMasterBit for the fp32 master. Tables list each param's buffers in that order.
+// kMasterBit for the fp32 master. Tables list each param's buffers in that order, each as
+// its format stores it (state_entries): one entry for a float32 or bfloat16 buffer, two for
+// an 8-bit one (its codes, then its absmax values; both parts of one storage).
 #include <napi.h>
 
 #include <cmath>
@@ -13,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/state_dtype.h"
 #include "../core/engine.h"
 #include "checkpoint_wrap.h"
 #include "js_errors.h"
@@ -21,13 +24,25 @@ namespace fo::addon::checkpoint {
 
 constexpr uint8_t kMasterBit = 0x80;
 
-inline std::shared_ptr<Tensor> fp32_tensor(std::shared_ptr<Storage> storage) {
-  auto t = std::make_shared<Tensor>();
-  t->storage = std::move(storage);
-  t->dtype = DType::Float32;
-  t->numel = int64_t(t->storage->bytes() / 4);
-  return t;
+// The table entries of one state buffer of n elements in format f (state_dtype.h's layout).
+inline void state_entries(std::vector<TableEntry>& table, const std::shared_ptr<Storage>& s, const StateFormat& f,
+                          int64_t n) {
+  const size_t count = size_t(n);
+  switch (f.dtype) {
+    case StateDType::Float32:
+      table.push_back({s, 0, 4 * count, true});
+      return;
+    case StateDType::BFloat16:
+      table.push_back({s, 0, 2 * count, false});
+      return;
+    case StateDType::Uint8:
+      table.push_back({s, 0, count, false});
+      table.push_back({s, size_t(absmax_offset(n)), 4 * size_t(quant_blocks(n, f.block)), true});
+      return;
+  }
 }
+
+inline TableEntry master_entry(const std::shared_ptr<Storage>& s, int64_t n) { return {s, 0, 4 * size_t(n), true}; }
 
 inline Napi::Int32Array indices_arg(const Napi::Value& v, int param_count) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
@@ -54,28 +69,35 @@ Napi::Value buffer_names(Napi::Env env) {
   return out;
 }
 
-// checkpointStates() -> { steps: Float64Array (-1: no state), masks: Uint8Array, table }:
-// every param's buffers as a save writes them (Engine::state_buffers).
+// checkpointStates() -> { steps: Float64Array (-1: no state), masks: Uint8Array,
+// stateDtypes: Uint8Array (StateDType codes), blockSizes: Int32Array, table }: every param's
+// buffers as a save writes them (Engine::state_buffers), in their own format.
 template <typename Algo>
 Napi::Value states(Napi::Env env, Engine<Algo>& engine) {
   engine.synchronize();  // the buffers are read after the queued steps
   const int n = engine.param_count();
   auto steps = Napi::Float64Array::New(env, size_t(n));
   auto masks = Napi::Uint8Array::New(env, size_t(n));
-  std::vector<std::shared_ptr<Tensor>> table;
+  auto dtypes = Napi::Uint8Array::New(env, size_t(n));
+  auto blocks = Napi::Int32Array::New(env, size_t(n));
+  std::vector<TableEntry> table;
   for (int i = 0; i < n; ++i) {
     auto b = engine.state_buffers(i);
+    const int64_t numel = engine.param_numel(i);
     steps[size_t(i)] = b.has_state ? double(b.step) : -1.0;
+    const StateFormat f = b.has_state ? b.format : engine.state_format(i);
+    dtypes[size_t(i)] = uint8_t(f.dtype);
+    blocks[size_t(i)] = f.block;
     uint8_t mask = 0;
     if (b.has_state) {
       for (int k = 0; k < Algo::kStates; ++k) {
         if (!b.states[k]) continue;
         mask |= uint8_t(1u << k);
-        table.push_back(fp32_tensor(b.states[k]));
+        state_entries(table, b.states[k], f, numel);
       }
       if (b.master) {
         mask |= kMasterBit;
-        table.push_back(fp32_tensor(b.master));
+        table.push_back(master_entry(b.master, numel));
       }
     }
     masks[size_t(i)] = mask;
@@ -83,30 +105,55 @@ Napi::Value states(Napi::Env env, Engine<Algo>& engine) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("steps", steps);
   out.Set("masks", masks);
+  out.Set("stateDtypes", dtypes);
+  out.Set("blockSizes", blocks);
   out.Set("table", tensor_table(env, std::move(table)));
   return out;
 }
 
-// checkpointStage(indices: Int32Array, masks: Uint8Array) -> { table, fresh: Uint8Array }:
-// the buffers a load reads into (Engine::stage_load), and which were created for it.
+// The file's state format of each staged param: stateDtypes (Uint8Array of StateDType codes)
+// and blockSizes (Int32Array), both optional (then: the param's own).
+inline StateFormat file_format_arg(const Napi::Value& dtypes, const Napi::Value& blocks, size_t i, size_t count,
+                                   StateFormat own) {
+  if (dtypes.IsUndefined()) return own;
+  auto d = typed_arg<Napi::Uint8Array>(dtypes, napi_uint8_array, count, "stateDtypes");
+  auto b = typed_arg<Napi::Int32Array>(blocks, napi_int32_array, count, "blockSizes");
+  StateFormat f;
+  if (!state_dtype_from_int(int32_t(d[i]), &f.dtype))
+    throw fo::RangeError("stateDtypes[" + std::to_string(i) + "] must be 0 (float32), 1 (bfloat16) or 2 (uint8)");
+  f.block = b[i];
+  if (!valid_quant_block(f.block))
+    throw fo::RangeError("blockSizes[" + std::to_string(i) + "] must be 256 or 2048, got " + std::to_string(f.block));
+  return f;
+}
+
+// checkpointStage(indices: Int32Array, masks: Uint8Array, stateDtypes?, blockSizes?) ->
+// { table, fresh: Uint8Array }: the buffers a load reads into (Engine::stage_load), in the
+// file's format (entries as state_entries lists them), and which entries were created for it.
 template <typename Algo>
 Napi::Value stage(const Napi::CallbackInfo& info, Engine<Algo>& engine) {
   Napi::Env env = info.Env();
   auto indices = indices_arg(info[0], engine.param_count());
-  auto masks = typed_arg<Napi::Uint8Array>(info[1], napi_uint8_array, indices.ElementLength(), "masks");
-  std::vector<std::shared_ptr<Tensor>> table;
+  const size_t count = indices.ElementLength();
+  auto masks = typed_arg<Napi::Uint8Array>(info[1], napi_uint8_array, count, "masks");
+  std::vector<StateFormat> formats(count);
+  for (size_t i = 0; i < count; ++i)
+    formats[i] = file_format_arg(info[2], info[3], i, count, engine.state_format(indices[i]));
+  std::vector<TableEntry> table;
   std::vector<uint8_t> fresh;
-  for (size_t i = 0; i < indices.ElementLength(); ++i) {
+  for (size_t i = 0; i < count; ++i) {
     bool want[Algo::kStates] = {};
     for (int k = 0; k < Algo::kStates; ++k) want[k] = (masks[i] >> k) & 1u;
-    auto b = engine.stage_load(indices[i], want, (masks[i] & kMasterBit) != 0, engine.state_format(indices[i]));
+    auto b = engine.stage_load(indices[i], want, (masks[i] & kMasterBit) != 0, formats[i]);
+    const int64_t numel = engine.param_numel(indices[i]);
     for (int k = 0; k < Algo::kStates; ++k) {
       if (!want[k]) continue;
-      table.push_back(fp32_tensor(b.states[k]));
-      fresh.push_back(b.fresh[k]);
+      const size_t before = table.size();
+      state_entries(table, b.states[k], b.format, numel);
+      fresh.insert(fresh.end(), table.size() - before, uint8_t(b.fresh[k]));
     }
     if (masks[i] & kMasterBit) {
-      table.push_back(fp32_tensor(b.master));
+      table.push_back(master_entry(b.master, numel));
       fresh.push_back(b.fresh_master);
     }
   }

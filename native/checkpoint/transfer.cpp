@@ -156,7 +156,7 @@ size_t chunk_capacity(size_t staging_bytes) {
   return staging_bytes / 2 / 64 * 64;
 }
 
-uint8_t* memory_of(const Source& s) { return static_cast<uint8_t*>(s.storage->data_unchecked()); }
+uint8_t* memory_of(const Source& s) { return static_cast<uint8_t*>(s.storage->data_unchecked()) + s.from; }
 
 // ---------------------------------------------------------------------------------------
 // Writing
@@ -375,9 +375,9 @@ std::vector<std::shared_ptr<Storage>> snapshot(const std::vector<Source>& source
     auto copy = Storage::allocate(Device::CPU, s.bytes);
     if (s.bytes > 0) {
       if (s.storage->device() == Device::CPU)
-        std::memcpy(copy->data_unchecked(), s.storage->data_unchecked(), s.bytes);
+        std::memcpy(copy->data_unchecked(), memory_of(s), s.bytes);
       else
-        cuda::copy_device_to_host(copy->data_unchecked(), s.storage->data_unchecked(), s.bytes);
+        cuda::copy_device_to_host(copy->data_unchecked(), memory_of(s), s.bytes);
     }
     out.push_back(std::move(copy));
   }

@@ -26,10 +26,13 @@ constexpr size_t kMinStagingBytes = size_t(1) << 20;
 constexpr size_t kMaxStagingBytes = size_t(1) << 34;
 constexpr size_t kDefaultStagingBytes = size_t(64) << 20;
 
-// The first `bytes` bytes of a storage (host or CUDA), which the item keeps alive.
+// `bytes` bytes of a storage (host or CUDA) from byte `from` (an 8-bit state buffer's
+// codes or its absmax values are two sources in one storage), which the item keeps alive.
+// Whoever builds one checks that from + bytes is within the storage (checkpoint_wrap.cpp).
 struct Source {
   std::shared_ptr<Storage> storage;
   size_t bytes = 0;
+  size_t from = 0;
 };
 
 struct WriteItem {

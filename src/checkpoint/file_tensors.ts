@@ -72,6 +72,10 @@ export class FileTensors {
     return this.#tensors.dtypeAt(index);
   }
 
+  numelOf(name: string): number {
+    return this.#tensors.numelAt(this.indexOf(name));
+  }
+
   dtypeOf(name: string): SafetensorsDType {
     return this.#tensors.dtypeAt(this.indexOf(name));
   }

@@ -1,7 +1,10 @@
 // The manifest of a checkpoint: everything but the tensor bytes, as JSON in the header's
 // __metadata__ (docs/checkpoints.md shows one), and the per-tensor CRC-32s. Reading it checks
 // its structure and, per format version, its integrity:
-// - version 2 (written now): the header's own CRC-32 (layout.ts) covers the whole header,
+// - version 3 (written when an optimizer keeps bfloat16 or 8-bit state): version 2, whose
+//   optimizer state may hold such state (stateDtype, blockSize, BF16 and U8 tensors, and
+//   `<buffer>_absmax` tensors); a release that reads only up to version 2 refuses it clearly;
+// - version 2 (written otherwise): the header's own CRC-32 (layout.ts) covers the whole header,
 //   manifest included; the tensor CRCs are a list in file order;
 // - version 1 (fused-optim 0.1): the manifest has its own CRC-32 and a table of every tensor's
 //   dtype, shape and CRC, which must agree with the header.
@@ -15,8 +18,10 @@ import type { Slicer } from './yielding';
 
 /** The `format` metadata value of a fused-optim checkpoint. */
 export const CHECKPOINT_FORMAT = 'fused-optim/checkpoint';
-/** The format version this code writes (and the newest it reads). */
-export const CHECKPOINT_VERSION = 2;
+/** The newest format version this code reads and writes (3: low-bit optimizer state). */
+export const CHECKPOINT_VERSION = 3;
+/** The version of a file without low-bit optimizer state (readable by releases that read up to 2). */
+export const FLOAT32_STATE_VERSION = 2;
 
 export const MANIFEST_KEY = 'fused_optim.manifest';
 /**

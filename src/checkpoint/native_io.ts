@@ -41,14 +41,16 @@ export class NativeBuffer {
   }
 }
 
-/** A state buffer that a load will read from the file: its element count, for the checks before. */
+/** A state buffer that a load will read from the file: its element count and dtype, for the checks before. */
 export class BufferSlot {
   readonly numel: number;
   /** The file's tensor. */
   readonly tensor: string;
-  constructor(numel: number, tensor: string) {
+  readonly dtype: SafetensorsDType;
+  constructor(numel: number, tensor: string, dtype: SafetensorsDType) {
     this.numel = numel;
     this.tensor = tensor;
+    this.dtype = dtype;
   }
 }
 

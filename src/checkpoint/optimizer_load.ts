@@ -11,7 +11,7 @@ import { fail } from './errors';
 import { type Destination, type FileTensors, stateConvert } from './file_tensors';
 import { bf16BitsToFloat32, f16BitsToFloat32 } from './half';
 import { type OptimizerPart, decodeValue } from './load_checks';
-import { BufferSlot, TableEntry } from './native_io';
+import { BufferSlot, CONVERT, TableEntry } from './native_io';
 import type { TensorData } from './safetensors_header';
 import type { Slicer } from './yielding';
 
@@ -48,9 +48,10 @@ export async function planOptimizerLoad(
   for (const e of part.entries) {
     if (slicer.due()) await slicer.yield();
     const where = `optimizer state of param '${e.param.name}'`;
+    const lowBit = isLowBitState(e.json);
     const value = fused
-      ? decodeValue(e.json, where, (tensor) => new BufferSlot(e.param.data.numel, tensor))
-      : decodeValue(e.json, where, (tensor) => toStateArray(values.get(tensor)!, file.dtypeOf(tensor)));
+      ? decodeValue(e.json, where, (tensor) => new BufferSlot(file.numelOf(tensor), tensor, file.dtypeOf(tensor)))
+      : decodeValue(e.json, where, (tensor) => toStateArray(values.get(tensor)!, file.dtypeOf(tensor), lowBit));
     if (value === null || typeof value !== 'object' || Array.isArray(value))
       fail('InvalidManifest', `the optimizer state of param '${e.param.name}' is not an object`);
     state[e.index] = value;
@@ -76,18 +77,20 @@ async function planFused(
   }
   const fresh = new Map<number, Destination>();
   const inPlace = new Map<number, Destination>();
-  // Each slot's tensor, by index in the file, and how it becomes fp32 (one name lookup per tensor).
+  // Each slot's tensor, by index in the file, and how it becomes fp32 unless it is read raw
+  // (low-bit state; its dtype was checked) (one name lookup per tensor).
   const slots: number[] = [];
   const converts: number[] = [];
   for (const { slots: list } of plan.targets) {
     if (slicer.due()) await slicer.yield();
-    for (const { tensor } of list) {
+    for (const { tensor, raw, dtypes, what } of list) {
       const index = file.indexOf(tensor);
-      const convert = stateConvert(file.dtypeAt(index));
-      if (convert === undefined)
+      const dtype = file.dtypeAt(index);
+      const convert = raw ? CONVERT.none : stateConvert(dtype);
+      if (convert === undefined || !dtypes.includes(dtype))
         fail(
           'OptimizerMismatch',
-          `tensor ${JSON.stringify(tensor)} is ${file.dtypeAt(index)}; optimizer state must be a float type`,
+          `tensor ${JSON.stringify(tensor)} is ${dtype}; ${what} must be ${dtypes.length > 1 ? 'a float type' : dtypes[0]}`,
         );
       slots.push(index);
       converts.push(convert);
@@ -130,8 +133,15 @@ function planDict(dict: object, part: OptimizerPart): OptimizerLoad {
   return { fresh: new Map(), inPlace: new Map(), dict, mastered, commit: () => {}, abort: () => {} };
 }
 
-/** Optimizer state tensors are fp32: other float types are converted, integer ones kept. */
-function toStateArray(data: TensorData, dtype: string): unknown {
+/** Whether a param's saved state is kept in bfloat16 or 8-bit (its buffers are bits, not values). */
+function isLowBitState(json: unknown): boolean {
+  const d = json !== null && typeof json === 'object' ? (json as Record<string, unknown>).stateDtype : undefined;
+  return d === 'bfloat16' || d === 'uint8';
+}
+
+/** fp32 optimizer state: other float types are converted, integer ones kept; low-bit state is kept as it is. */
+function toStateArray(data: TensorData, dtype: string, lowBit: boolean): unknown {
+  if (lowBit) return data;
   if (dtype === 'F64') return Float32Array.from(data as Float64Array);
   if (dtype === 'BF16') return bf16BitsToFloat32(data as Uint16Array);
   if (dtype === 'F16') return f16BitsToFloat32(data as Uint16Array);

@@ -14,6 +14,7 @@ import {
   CHECKPOINT_FORMAT,
   CHECKPOINT_VERSION,
   ChunkTexts,
+  FLOAT32_STATE_VERSION,
   type ManifestGroup,
   type ManifestOptimizer,
   type ManifestStateful,
@@ -28,7 +29,8 @@ import type { Parameter } from '../parameter';
 import { NativeBuffer, TableEntry, type TensorPlace, snapshotTensors, writeTensors } from './native_io';
 import { backgroundWritten, takeTurn, throwUnreportedFailure } from './queue';
 import { Slicer } from './yielding';
-import { fileOrder } from './safetensors_header';
+import { type SafetensorsDType, fileOrder } from './safetensors_header';
+import { STATE_DTYPES, quantBlocks } from '../state_dtype';
 
 const op = 'saveCheckpoint';
 
@@ -115,13 +117,14 @@ async function collect(call: SaveCall): Promise<Collected> {
     const slicer = new Slicer();
     const { tensors, chunks: paramChunks } = await paramTensors(call, c.table, c.encoder, slicer);
     const { scheduler, scaler, extra } = c;
-    const manifest: ManifestToWrite = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, paramChunks };
+    const manifest: ManifestToWrite = { format: CHECKPOINT_FORMAT, version: FLOAT32_STATE_VERSION, paramChunks };
     if (c.optimizer) {
       const { native, state, ...part } = c.optimizer;
       const stateChunks = native
         ? await nativeState(native, call.flat!, c.table, call.params.size, c.encoder, slicer)
         : await stateChunksOf(state, slicer);
       manifest.optimizer = { ...part, stateChunks };
+      if (native && hasLowBitState(native)) manifest.version = CHECKPOINT_VERSION;
     }
     if (scheduler) manifest.scheduler = scheduler;
     if (scaler) manifest.scaler = scaler;
@@ -129,7 +132,7 @@ async function collect(call: SaveCall): Promise<Collected> {
     const ordered = fileOrder(tensors.concat(c.encoder.tensors));
     const layout = await layoutCheckpoint(
       ordered,
-      { format: CHECKPOINT_FORMAT, format_version: String(CHECKPOINT_VERSION), ...manifestMetadata(manifest) },
+      { format: CHECKPOINT_FORMAT, format_version: String(manifest.version), ...manifestMetadata(manifest) },
       slicer,
     );
     const sources = ordered.map((t) => (t.source instanceof NativeBuffer ? t.source.place : t.source));
@@ -332,23 +335,43 @@ async function nativeState(
     if (st.steps[i] < 0) continue;
     const p = flat[i];
     const numel = p.data.numel;
-    const shape = [numel];
     const mask = st.masks[i];
-    let json = st.hasStep ? `"step":${st.steps[i]}` : '';
+    const stateDtype = STATE_DTYPES[st.stateDtypes[i]];
+    const blockSize = st.blockSizes[i];
+    const fields: string[] = st.hasStep ? [`"step":${st.steps[i]}`] : [];
+    if (stateDtype !== 'float32') fields.push(`"stateDtype":"${stateDtype}"`);
+    if (stateDtype === 'uint8') fields.push(`"blockSize":${blockSize}`);
+    // One tensor per table entry, in the table's order (native/addon/optimizer_checkpoint.h).
+    const add = (key: string, dtype: SafetensorsDType, count: number, bytesEach: number) => {
+      const base = `optimizer.state.${p.name}.${key}`;
+      const name = direct ? base : encoder.reserve(base);
+      const source = new TableEntry(table, entry++);
+      tensors.push({ name, dtype, source, byteLength: bytesEach * count, numel: count, shape: [count] });
+      fields.push(`${JSON.stringify(key)}:{"$tensor":${JSON.stringify(name)}}`);
+    };
     for (let bit = 0; bit < keys.length; bit++) {
       if (keys[bit] === undefined || !(mask & (1 << bit))) continue;
-      const base = `optimizer.state.${p.name}.${st.names[bit]}`;
-      const name = direct ? base : encoder.reserve(base);
-      tensors.push({ name, dtype: 'F32', source: new TableEntry(table, entry++), byteLength: 4 * numel, numel, shape });
-      json += `${json === '' ? '' : ','}${keys[bit]}:{"$tensor":${JSON.stringify(name)}}`;
+      const key = st.names[bit]!;
+      if (key === 'master' || stateDtype === 'float32') add(key, 'F32', numel, 4);
+      else if (stateDtype === 'bfloat16') add(key, 'BF16', numel, 2);
+      else {
+        add(key, 'U8', numel, 1);
+        add(`${key}_absmax`, 'F32', quantBlocks(numel, blockSize), 4);
+      }
     }
-    texts.add(`${JSON.stringify(p.name)}:{${json}}`);
+    texts.add(`${JSON.stringify(p.name)}:{${fields.join(',')}}`);
   }
   // In file order where encoding would have put them (no spread: there may be 300k).
   const after = encoder.tensors.splice(st.insertAt ?? encoder.tensors.length);
   for (const t of tensors) encoder.tensors.push(t);
   for (const t of after) encoder.tensors.push(t);
   return texts.done();
+}
+
+/** Whether a param with state keeps it in bfloat16 or 8-bit (the file is then version 3). */
+function hasLowBitState(st: CheckpointState): boolean {
+  for (let i = 0; i < st.steps.length; i++) if (st.steps[i] >= 0 && st.stateDtypes[i] !== 0) return true;
+  return false;
 }
 
 /** Host copies of the native sources (typed arrays too: the caller may change them once we return). */

@@ -1,5 +1,7 @@
 // Assertions that report the first differing element instead of dumping whole arrays.
-export function bitsOf(a: Float32Array): Uint32Array {
+export function bitsOf(a: Float32Array | Uint16Array | Uint8Array): Uint32Array {
+  // A state dict's buffers are typed as any state dtype's; these tests compare fp32 ones.
+  if (!(a instanceof Float32Array)) throw new TypeError(`bitsOf: expected a Float32Array, got a ${a.constructor.name}`);
   return new Uint32Array(a.buffer, a.byteOffset, a.length);
 }
 
