@@ -11,15 +11,16 @@ const IN = 16;
 const HIDDEN = 256;
 const N_TRAIN = 2048;
 const N_TEST = 512;
-const BATCH = 128;
-const STEPS = 300;
+const BATCH = 64;
+const STEPS = 240;
 const SEEDS = [1, 2, 3];
-// Measured on this suite (CPU, 2026-12-02): the fp32-state runs end at test losses of about
-// 0.02-0.04; bf16 and 8-bit state end within 4% of them for every seed and optimizer (the
-// largest gap seen: reported by the test on failure). The margin, 15% of the fp32 loss, is
-// several times the gap seen and still far below the 5-10x loss of an undertrained model
-// (the loss after a tenth of the steps), so the test fails if low-bit state stops training.
-const MARGIN = 0.15;
+// The margin, from a run of this suite (CPU, 2026-12-02): the fp32-state runs ended at test
+// losses of 0.10-0.16 (AdamW) and 0.12-0.21 (Lion), and bf16 and 8-bit state ended within
+// 2.2% of them for every seed (largest: AdamW, 8-bit, seed 3, -2.2%; the test prints every
+// gap). 10% is four to five times the largest gap, so seed-to-seed noise does not fail it,
+// while a low-bit state that trains clearly worse does: an undertrained model (the loss
+// after a tenth of the steps, checked to be over 3x the final one) is far outside it.
+const MARGIN = 0.1;
 
 function makeData(seed: number, n: number) {
   const next = rng(seed);
@@ -52,7 +53,7 @@ function train(optimizer: 'adamw' | 'lion', stateDtype: 'float32' | 'bfloat16' |
   const opt =
     optimizer === 'adamw'
       ? new AdamW(params, { lr: 3e-3, weightDecay: 1e-2, stateDtype })
-      : new Lion(params, { lr: 3e-4, weightDecay: 1e-2, stateDtype });
+      : new Lion(params, { lr: 1e-3, weightDecay: 1e-4, stateDtype });
   const grads = shapes.map((n) => new Float32Array(n));
   const h = new Float32Array(HIDDEN);
   const batchNext = rng(1000 + seed);
