@@ -506,3 +506,31 @@ describe('checkpoints of low-bit state', () => {
     expect(readFileSync(f2).equals(readFileSync(f1))).toBe(true);
   });
 });
+
+describe('the addon checks the state formats a load stages', () => {
+  it('checkpointStage: state dtype codes and block sizes, one per param', () => {
+    const handle = new (native().AdamWHandle)(0);
+    const w = Tensor.from(randn(5000, rng(70)));
+    handle.addParams([w.handle], 0, ['w'], true, undefined, undefined, 2, 256);
+    const [one, mask] = [Int32Array.of(0), Uint8Array.of(3)];
+    expectThrows(() => handle.checkpointStage(one, mask, Uint8Array.of(3), Int32Array.of(256)), RangeError, [
+      /stateDtypes\[0\] must be 0 \(float32\), 1 \(bfloat16\) or 2 \(uint8\)/,
+    ]);
+    expectThrows(() => handle.checkpointStage(one, mask, Uint8Array.of(2), Int32Array.of(100)), RangeError, [
+      /blockSizes\[0\] must be 256 or 2048, got 100/,
+    ]);
+    expectThrows(() => handle.checkpointStage(one, mask, Uint8Array.of(2, 2), Int32Array.of(256)), TypeError, [
+      /stateDtypes must be a typed array with one entry per param index/,
+    ]);
+    expectThrows(
+      () => handle.checkpointStage(one, mask, Uint8Array.of(2), Float64Array.of(256) as unknown as Int32Array),
+      TypeError,
+      [/blockSizes must be a typed array/],
+    );
+    // Staged in another format than the param's: two entries per 8-bit buffer, all fresh.
+    const staged = handle.checkpointStage(one, mask, Uint8Array.of(2), Int32Array.of(2048));
+    expect([...staged.fresh]).toEqual([1, 1, 1, 1]);
+    handle.checkpointAbort(one);
+    handle.dispose();
+  });
+});
