@@ -18,6 +18,7 @@ import {
   STATE_DTYPES,
   type StateDtype,
   Tensor,
+  type CheckpointError,
   loadCheckpoint,
   saveCheckpoint,
 } from '../src/index';
@@ -26,7 +27,7 @@ import type { FusedOptimizer } from '../src/fused_optimizer';
 import type { ParamGroup } from '../src/optimizer';
 import { expectThrows } from './support/expect_throws';
 import { randn, rng } from './support/random';
-import { splitFile, tempDir } from './support/checkpoint_files';
+import { editHeader, resealHeader, splitFile, tempDir } from './support/checkpoint_files';
 
 type Any = FusedOptimizer<ParamGroup, Record<string, unknown>, object>;
 type Kind = 'AdamW' | 'AdamWDL' | 'Lion' | 'SGD';
@@ -495,6 +496,41 @@ describe('checkpoints of low-bit state', () => {
     expect(stateBytesOf(o32.stateDict())).toEqual(stateBytesOf(ob.stateDict({ stateDtype: 'float32' })));
   });
 
+  it('a low-bit state tensor of the wrong dtype, or an absmax of the wrong count, is refused before anything changes', async () => {
+    const a = makeParams(65);
+    const oa = make('AdamW', a, { stateDtype: 'uint8' });
+    run(oa, a, 0, 2);
+    const f = file();
+    await saveCheckpoint(f, { params: a, optimizer: oa });
+    const b = makeParams(66);
+    const ob = make('AdamW', b, { stateDtype: 'uint8' });
+    run(ob, b, 0, 1);
+    const before = stateBytesOf(ob.stateDict());
+    const name = 'optimizer.state.p5.n70001.exp_avg';
+    const t = file();
+    editHeader(f, (h) => (h[name].dtype = 'I8'), t); // same size: a consistent header otherwise
+    resealHeader(t);
+    const e1 = await loadCheckpoint(t, { params: b, optimizer: ob }).catch((e: CheckpointError) => e);
+    expect((e1 as CheckpointError).code).toBe('OptimizerMismatch');
+    expect((e1 as Error).message).toMatch(/is I8; uint8 state must be U8/);
+    // The absmax of another block size: the manifest says 2048, the tensor has 256's count.
+    const t2 = file();
+    editHeader(
+      f,
+      (h) => {
+        const chunk = JSON.parse(h.__metadata__['fused_optim.state.0']);
+        chunk['p5.n70001'].blockSize = 2048;
+        h.__metadata__['fused_optim.state.0'] = JSON.stringify(chunk);
+      },
+      t2,
+    );
+    resealHeader(t2);
+    const e2 = await loadCheckpoint(t2, { params: b, optimizer: ob }).catch((e: CheckpointError) => e);
+    expect((e2 as CheckpointError).code).toBe('Rejected');
+    expect((e2 as Error).message).toMatch(/exp_avg_absmax has 274 values but 70001 elements in blocks of 2048 need 35/);
+    expect(stateBytesOf(ob.stateDict())).toEqual(before);
+  });
+
   it('a background save of 8-bit state writes the same file', async () => {
     const a = makeParams(60);
     const oa = make('AdamW', a, { stateDtype: 'uint8' });
@@ -504,5 +540,33 @@ describe('checkpoints of low-bit state', () => {
     const bg = await saveCheckpoint(f2, { params: a, optimizer: oa }, { background: true });
     await bg.written;
     expect(readFileSync(f2).equals(readFileSync(f1))).toBe(true);
+  });
+});
+
+describe('the addon checks the state formats a load stages', () => {
+  it('checkpointStage: state dtype codes and block sizes, one per param', () => {
+    const handle = new (native().AdamWHandle)(0);
+    const w = Tensor.from(randn(5000, rng(70)));
+    handle.addParams([w.handle], 0, ['w'], true, undefined, undefined, 2, 256);
+    const [one, mask] = [Int32Array.of(0), Uint8Array.of(3)];
+    expectThrows(() => handle.checkpointStage(one, mask, Uint8Array.of(3), Int32Array.of(256)), RangeError, [
+      /stateDtypes\[0\] must be 0 \(float32\), 1 \(bfloat16\) or 2 \(uint8\)/,
+    ]);
+    expectThrows(() => handle.checkpointStage(one, mask, Uint8Array.of(2), Int32Array.of(100)), RangeError, [
+      /blockSizes\[0\] must be 256 or 2048, got 100/,
+    ]);
+    expectThrows(() => handle.checkpointStage(one, mask, Uint8Array.of(2, 2), Int32Array.of(256)), TypeError, [
+      /stateDtypes must be a typed array with one entry per param index/,
+    ]);
+    expectThrows(
+      () => handle.checkpointStage(one, mask, Uint8Array.of(2), Float64Array.of(256) as unknown as Int32Array),
+      TypeError,
+      [/blockSizes must be a typed array/],
+    );
+    // Staged in another format than the param's: two entries per 8-bit buffer, all fresh.
+    const staged = handle.checkpointStage(one, mask, Uint8Array.of(2), Int32Array.of(2048));
+    expect([...staged.fresh]).toEqual([1, 1, 1, 1]);
+    handle.checkpointAbort(one);
+    handle.dispose();
   });
 });

@@ -27,7 +27,12 @@ function shardPayload(zero: ZeroRedundancyOptimizer): { header: Header; data: Fl
   const header: Header = { entries: [], others: {} };
   if (!local) return { header, data: new Float32Array(0) };
   zero.syncLocalHyperparameters();
-  const sd = local.stateDict() as unknown as { state: Record<number, Record<string, unknown>>; [key: string]: unknown };
+  // As fp32 (low-bit state decoded): the payload carries Float32Arrays, and the consolidated
+  // optimizer's loadStateDict converts them to its own state dtype.
+  const sd = local.stateDict({ stateDtype: 'float32' }) as unknown as {
+    state: Record<number, Record<string, unknown>>;
+    [key: string]: unknown;
+  };
   const { state, param_groups: _groups, ...others } = sd;
   header.others = others;
   const flatLocal = local.paramGroups.flatMap((g) => g.params);
