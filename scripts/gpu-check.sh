@@ -98,6 +98,12 @@ if [ $rc = 0 ]; then
 else
   record "benchmark" "FAIL" "rc $rc (bench.err)"
 fi
+# Low-bit optimizer state (issue 17): every optimizer with fp32, bf16 and 8-bit state.
+sd_quick=("${quick[@]}")
+[ "$emulated" = 1 ] && sd_quick=(--quick)
+timeout 150 node bench/state_dtypes.mjs --device cuda "${sd_quick[@]}" > "$out/state_dtypes.txt" 2> "$out/state_dtypes.err"
+rc=$?
+if [ $rc = 0 ]; then record "state dtypes" "pass" "(state_dtypes.txt)"; else record "state dtypes" "FAIL" "rc $rc (state_dtypes.err)"; fi
 if [ "$emulated" = 1 ]; then
   record "torch fused AdamW" "skipped" "(emulated build)"
 elif ! python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
