@@ -35,12 +35,13 @@
 // step_coded_chunk), so the state dtype costs an Op nothing.
 //
 // Row-sparse tensors (Tensor::rows non-null, lazy mode; fp32 state only) get their own
-// instance of the step kernel (step_kernel<..., true>) and their own launches, so the dense
-// kernels are exactly what they were without sparse support.
+// instance of the step kernel (StepPass::Sparse) and their own launches, so the dense
+// kernels are exactly what they were without sparse support; so do tensors with 8-bit state
+// (StepPass::Coded), whose registers would otherwise cost the fp32 path occupancy.
 //
 // The Op also gets from here: the device-resident tensor table and block -> (tensor, chunk)
-// map, one launch per (param dtype, grad dtype) combination (whatever the tensors' state
-// dtypes: each block branches on its own), the step's slots passed inline or through a
+// map, one launch per (param dtype, grad dtype) combination and step pass (fp32 and bf16
+// state share one: each block branches on its own), the step's slots passed inline or through a
 // device buffer, the deterministic reduction of per-block metric partials, and the pre-step
 // grad pass (prepare_grads: found_inf and clip coefficients, left on the device for the next
 // launch).
@@ -332,13 +333,21 @@ __device__ __forceinline__ void step_sparse_chunk(const BlockItem<Op>& b, float 
   }
 }
 
+// 8-bit state is stepped in rounds of kCodedRound elements, the largest quant block: eight per
+// thread, so every thread keeps eight independent loads per array in flight, whichever the
+// block size (a round holds one 2048-block or eight 256-blocks).
+constexpr int kCodedRound = 2048;
+constexpr int kCodedPerThread = kCodedRound / kThreads;
+static_assert(kCodedRound % kThreads == 0 && kChunkElements % kCodedRound == 0, "rounds tile a chunk");
+
 // What a block keeps in shared memory for 8-bit state: the code map and midpoints of each
-// state buffer (S of them: AdamW's three), and the block maxima of three rounds (below).
+// state buffer (S of them: AdamW's three), and the maxima of the round's quant blocks (at
+// most eight) for three rounds (step_coded_chunk).
 template <int S>
 struct CodedShared {
   float map[S][256];
   float mid[S][256];
-  uint32_t max_bits[3][S];
+  uint32_t max_bits[3][kCodedRound / 256][S];
 };
 
 // One per kernel and state count, whichever block size the chunk has: a __shared__ object
@@ -349,27 +358,27 @@ __device__ __forceinline__ CodedShared<S>& coded_shared() {
   return shared;
 }
 
-// A dense chunk with 8-bit state (NOTE(8-bit step), blockwise_quant.h): the block walks the
-// chunk one quant block of E * kThreads elements at a time (a chunk is a whole number of
-// them but for the tensor's last, partial, one). Thread t takes elements t, t + kThreads,
-// ... of the quant block (coalesced; one element for blocks of 256, eight for 2048): it
-// dequantizes their state with the block's stored absmax, runs the rule, stores the param
-// and keeps the new state in registers. The block's new absmax is then the maximum of every
-// thread's absmax_bits, combined with a shared atomicMax; each thread requantizes its own
-// elements with it, and thread 0 writes it. Scalar accesses throughout: a byte of state per
-// buffer per element.
+// A dense chunk with 8-bit state in quant blocks of B elements (NOTE(8-bit step),
+// blockwise_quant.h). Thread t takes elements t + e * kThreads (e < kCodedPerThread) of each
+// round: coalesced, and element e lies in quant block e * kThreads / B of the round. It
+// dequantizes their state with the stored absmax of their block, runs the rule, stores the
+// param and keeps the new state in registers. Each block's new absmax is then the maximum of
+// the absmax_bits of its elements, combined over the threads with a shared atomicMax; each
+// thread requantizes its own elements with it, and thread 0 writes it. Scalar accesses: a
+// byte of state per buffer per element.
 //
-// One barrier per quant block: the maxima live in three shared slots used in turn. Round r
+// One barrier per round: the maxima live in three shared slots used in turn. Round r
 // combines into slot r % 3; after its barrier, every thread reads that slot and thread 0
 // clears slot (r + 2) % 3, last read in round r - 1 (before this barrier) and next combined
 // into in round r + 2 (after round r + 1's barrier, which thread 0 reaches only once it has
-// cleared it). The stored absmax of quant block q is read by every thread before round q's
-// barrier and written by thread 0 after it.
-template <class Op, DType P, DType G, int E>
+// cleared it). The stored absmax of a round's blocks is read by every thread before the
+// round's barrier and written by thread 0 after it; no other round touches those blocks.
+template <class Op, DType P, DType G, int B>
 __device__ __forceinline__ void step_coded_chunk(const BlockItem<Op>& b, float coef, const CodeTables* tables) {
   constexpr int S = Op::kStates;
-  constexpr int kQuantBlock = E * kThreads;
-  static_assert(kChunkElements % kQuantBlock == 0, "quant blocks never straddle chunks");
+  constexpr int E = kCodedPerThread;
+  constexpr int Q = kCodedRound / B;  // quant blocks per round
+  static_assert(kCodedRound % B == 0 && B % kThreads == 0, "a thread's elements of a round tile its quant blocks");
   CodedShared<S>& sh = coded_shared<S>();
   const StateBuffers<Op> buffers = state_buffers<Op>(b.t, b.s);
 #pragma unroll
@@ -380,7 +389,8 @@ __device__ __forceinline__ void step_coded_chunk(const BlockItem<Op>& b, float c
       sh.mid[k][c] = tables->mid[which][c];
     }
   }
-  for (int x = threadIdx.x; x < 3 * S; x += kThreads) sh.max_bits[x / S][x % S] = 0u;
+  constexpr int kMaxima = int(sizeof(sh.max_bits) / sizeof(uint32_t));
+  for (int x = threadIdx.x; x < kMaxima; x += kThreads) (&sh.max_bits[0][0][0])[x] = 0u;
   __syncthreads();
 
   const ParamRef<P> param(b.t, b.s, b.begin);
@@ -391,86 +401,99 @@ __device__ __forceinline__ void step_coded_chunk(const BlockItem<Op>& b, float c
 #pragma unroll
   for (int k = 0; k < S; ++k) {
     codes[k] = buffers.p[k] ? static_cast<uint8_t*>(buffers.p[k]) + b.begin : nullptr;
-    absmax[k] = buffers.p[k] ? state_absmax(buffers.p[k], b.t.numel) + b.begin / kQuantBlock : nullptr;
+    absmax[k] = buffers.p[k] ? state_absmax(buffers.p[k], b.t.numel) + b.begin / B : nullptr;
   }
 
-  int round = 0;
-  for (int q = 0; q * kQuantBlock < b.n; ++q) {
-    const int first = q * kQuantBlock + int(threadIdx.x);
-    float stored[S];
-#pragma unroll
-    for (int k = 0; k < S; ++k) stored[k] = codes[k] ? absmax[k][q] : 0.0f;
-
-    float v[S][E] = {};  // the new state of the thread's elements (0 past the tensor's end)
-    uint32_t mine[S] = {};
+  int slot = 0;
+  for (int base = 0; base < b.n; base += kCodedRound) {
+    const int first_block = base / B;  // the round's first quant block in the chunk
+    float v[S][E] = {};                // the new state of the thread's elements (0 past the end)
 #pragma unroll
     for (int e = 0; e < E; ++e) {
-      const int i = first + e * kThreads;
+      const int i = base + e * kThreads + int(threadIdx.x);
       if (i >= b.n) continue;
+      const int q = first_block + e * kThreads / B;
       float w[1], g[1], x[S] = {};
       param.template load<1>(i, w);
       load<G, 1>(grad + i, g);
 #pragma unroll
       for (int k = 0; k < S; ++k) {
-        if (codes[k]) x[k] = dequantize_code(sh.map[k], codes[k][i], stored[k]);
+        if (codes[k]) x[k] = dequantize_code(sh.map[k], codes[k][i], absmax[k][q]);
       }
       w[0] = rule.update(w[0], transform_grad(g[0], coef, b.s.grad), x);
       param.template store<1>(i, w);
 #pragma unroll
-      for (int k = 0; k < S; ++k) {
-        v[k][e] = x[k];
-        const uint32_t bits = absmax_bits(x[k]);
-        mine[k] = bits > mine[k] ? bits : mine[k];
-      }
+      for (int k = 0; k < S; ++k) v[k][e] = x[k];
     }
 
-    uint32_t* block_max = sh.max_bits[round];
+    // The thread's maximum per quant block first: one atomic per block and buffer.
+    uint32_t(&maxima)[kCodedRound / 256][S] = sh.max_bits[slot];
 #pragma unroll
-    for (int k = 0; k < S; ++k) {
-      if (codes[k]) atomicMax(&block_max[k], mine[k]);
+    for (int q = 0; q < Q; ++q) {
+#pragma unroll
+      for (int k = 0; k < S; ++k) {
+        if (!codes[k]) continue;
+        uint32_t m = 0u;
+#pragma unroll
+        for (int e = q * E / Q; e < (q + 1) * E / Q; ++e) {
+          const uint32_t bits = absmax_bits(v[k][e]);
+          m = bits > m ? bits : m;
+        }
+        atomicMax(&maxima[q][k], m);
+      }
     }
     __syncthreads();
-    float scale[S], new_absmax[S];
-#pragma unroll
-    for (int k = 0; k < S; ++k) {
-      new_absmax[k] = bits_float(block_max[k]);
-      scale[k] = quant_scale(new_absmax[k]);
-    }
-    const int clear = round == 0 ? 2 : round - 1;  // (round + 2) % 3
-    if (threadIdx.x == 0) {
-#pragma unroll
-      for (int k = 0; k < S; ++k) sh.max_bits[clear][k] = 0u;
-    }
 
 #pragma unroll
     for (int e = 0; e < E; ++e) {
-      const int i = first + e * kThreads;
+      const int i = base + e * kThreads + int(threadIdx.x);
       if (i >= b.n) continue;
+      const int q = e * kThreads / B;
 #pragma unroll
       for (int k = 0; k < S; ++k) {
-        if (codes[k]) codes[k][i] = quantize_code(sh.mid[k], v[k][e] * scale[k]);
+        if (codes[k]) codes[k][i] = quantize_code(sh.mid[k], v[k][e] * quant_scale(bits_float(maxima[q][k])));
       }
     }
     if (threadIdx.x == 0) {
+      const int clear = slot == 0 ? 2 : slot - 1;  // (slot + 2) % 3
 #pragma unroll
-      for (int k = 0; k < S; ++k) {
-        if (codes[k]) absmax[k][q] = new_absmax[k];
+      for (int q = 0; q < Q; ++q) {
+#pragma unroll
+        for (int k = 0; k < S; ++k) {
+          sh.max_bits[clear][q][k] = 0u;
+          if (codes[k] && base + q * B < b.n) absmax[k][first_block + q] = bits_float(maxima[q][k]);
+        }
       }
     }
-    round = round == 2 ? 0 : round + 1;
+    slot = slot == 2 ? 0 : slot + 1;
   }
 }
 
-// One optimizer step: one block per chunk of one tensor; all tensors of this dtype pair (and
-// sparsity) in a single launch, whatever their state dtypes (a branch uniform across the
-// block). With the pre-step pass (found_inf and coefs non-null, from prepare_grads): a set
-// found_inf makes every block return before touching anything, and coefs[tensor] is the
-// tensor's clip coefficient; without it the coefficient is 1.
+// The three instances of the step kernel: dense tensors with fp32 or bf16 state, dense tensors
+// with 8-bit state, row-sparse tensors (fp32 state). Each dtype pair's tensors of one kind
+// share a launch. 8-bit state has its own kernel because it needs more registers (the new
+// state of a quant block held between the reduction and the requantization): sharing one
+// would cost the fp32 path a third of its occupancy (about 100 registers per thread instead
+// of about 75 for AdamW on sm_90: two blocks per SM instead of three).
+enum class StepPass : int { Elements = 0, Coded = 1, Sparse = 2 };
+constexpr int kStepPasses = 3;
+
+template <class Tensor>
+StepPass step_pass(const Tensor& t) {
+  if (t.rows) return StepPass::Sparse;
+  return t.state.dtype == StateDType::Uint8 ? StepPass::Coded : StepPass::Elements;
+}
+
+// One optimizer step: one block per chunk of one tensor; all tensors of this dtype pair and
+// pass in a single launch, whatever their state dtypes within the pass (fp32 or bf16: a
+// branch uniform across the block). With the pre-step pass (found_inf and coefs non-null,
+// from prepare_grads): a set found_inf makes every block return before touching anything,
+// and coefs[tensor] is the tensor's clip coefficient; without it the coefficient is 1.
 // Sparse: every tensor of the launch has row-sparse grads (Tensor::rows non-null); grad
 // element i of the chunk updates state element sparse_state_index(rows, row_width, begin + i)
 // of the tensor. Distinct rows (the caller's check) mean no two threads write one element.
 // tables: the code maps (non-null when a tensor of the table has 8-bit state).
-template <class Op, DType P, DType G, bool Sparse>
+template <class Op, DType P, DType G, StepPass Pass>
 __global__ void __launch_bounds__(kThreads)
     step_kernel(const typename Op::Tensor* __restrict__ tensors, const BlockWork* __restrict__ work,
                 const void* const* __restrict__ grads, SlotTable<typename Op::Slot> inline_slots,
@@ -481,26 +504,21 @@ __global__ void __launch_bounds__(kThreads)
   const BlockItem<Op> b = block_item<Op>(tensors, work, grads, inline_slots, slot_buffer);
   const float coef = coefs ? coefs[b.tensor] : 1.0f;
 
-  if constexpr (Sparse) {
+  if constexpr (Pass == StepPass::Sparse) {
     step_sparse_chunk<Op, P, G>(b, coef);
-  } else {
-    switch (b.t.state.dtype) {
-      case StateDType::Uint8:
-        if (b.t.state.block == 2048) {
-          step_coded_chunk<Op, P, G, 2048 / kThreads>(b, coef, tables);
-        } else {
-          step_coded_chunk<Op, P, G, 256 / kThreads>(b, coef, tables);
-        }
-        return;
-      case StateDType::BFloat16:
-        step_dense_chunk<Op, P, G>(b, coef, Bf16State<Op>(state_buffers<Op>(b.t, b.s), b.t, b.s, b.begin));
-        return;
-      default:
-        step_dense_chunk<Op, P, G>(b, coef, Fp32State<Op>(state_buffers<Op>(b.t, b.s), b.t, b.s, b.begin));
-        return;
+  } else if constexpr (Pass == StepPass::Coded) {
+    if (b.t.state.block == 2048) {
+      step_coded_chunk<Op, P, G, 2048>(b, coef, tables);
+    } else {
+      step_coded_chunk<Op, P, G, 256>(b, coef, tables);
     }
+  } else if (b.t.state.dtype == StateDType::BFloat16) {
+    step_dense_chunk<Op, P, G>(b, coef, Bf16State<Op>(state_buffers<Op>(b.t, b.s), b.t, b.s, b.begin));
+  } else {
+    step_dense_chunk<Op, P, G>(b, coef, Fp32State<Op>(state_buffers<Op>(b.t, b.s), b.t, b.s, b.begin));
   }
 }
+
 // The six sums as an array, for the shared-memory tree (a __shared__ array of MetricSums
 // would need its constructor run; plain doubles, one row per sum, also avoid bank conflicts).
 constexpr int kMetricFields = 6;
@@ -752,11 +770,11 @@ class DeviceBuffer {
   size_t capacity_ = 0;
 };
 
-// The blocks of one launch: work[first_block, first_block + blocks). sparse: the tensors
-// have row-sparse grads (only the step kernel differs).
+// The blocks of one launch: work[first_block, first_block + blocks). pass: which step kernel
+// (the others differ only in their dtype pair).
 struct Launch {
   int combo;
-  bool sparse;
+  StepPass pass;
   int32_t first_block;
   int32_t blocks;
 };
@@ -769,9 +787,9 @@ template <class Op>
 using MetricsFn = void (*)(const typename Op::Tensor*, const BlockWork*, const void* const*,
                            SlotTable<typename Op::Slot>, const typename Op::Slot*, const CodeTables*, MetricSums*);
 
-template <class Op, bool Sparse, size_t... I>
+template <class Op, StepPass Pass, size_t... I>
 constexpr std::array<StepFn<Op>, kComboCount> step_kernels(std::index_sequence<I...>) {
-  return {{step_kernel<Op, kCombos[I].param, kCombos[I].grad, Sparse>...}};
+  return {{step_kernel<Op, kCombos[I].param, kCombos[I].grad, Pass>...}};
 }
 template <class Op, size_t... I>
 constexpr std::array<MetricsFn<Op>, kComboCount> metrics_kernels(std::index_sequence<I...>) {
@@ -860,17 +878,17 @@ class Launcher {
       max_slot = std::max(max_slot, t.slot);
     }
 
-    // Blocks grouped by dtype pair and then by dense / row-sparse grads, each group one
-    // launch; within a group tensor order, so neighbouring blocks stream neighbouring
+    // Blocks grouped by dtype pair and then by step pass (fp32 or bf16 state, 8-bit state,
+    // row-sparse grads), each group one launch; within a group tensor order, so neighbouring blocks stream neighbouring
     // memory. This order is also the order in which metrics() adds a tensor's chunk
     // partials: chunk 0, 1, 2, ...
     std::vector<BlockWork> work;
     std::vector<Launch> launches;
     for (int combo = 0; combo < kComboCount; ++combo) {
-      for (const bool sparse : {false, true}) {
+      for (int pass = 0; pass < kStepPasses; ++pass) {
         const size_t first = work.size();
         for (size_t i = 0; i < tensors.size(); ++i) {
-          if (combo_of[i] != combo || (tensors[i].rows != nullptr) != sparse) continue;
+          if (combo_of[i] != combo || int(step_pass(tensors[i])) != pass) continue;
           const int64_t chunks = (tensors[i].numel + kChunkElements - 1) / kChunkElements;
           for (int64_t chunk = 0; chunk < chunks; ++chunk) {
             work.push_back({int32_t(i), int32_t(chunk)});
@@ -880,7 +898,7 @@ class Launcher {
           throw std::runtime_error(fn + ": too many elements in all");
         }
         if (work.size() > first) {
-          launches.push_back({combo, sparse, int32_t(first), int32_t(work.size() - first)});
+          launches.push_back({combo, StepPass(pass), int32_t(first), int32_t(work.size() - first)});
         }
       }
     }
@@ -963,8 +981,10 @@ class Launcher {
     } catch (const std::exception& e) {
       throw NothingLaunched(e.what());
     }
-    static constexpr auto kDense = step_kernels<Op, false>(std::make_index_sequence<kComboCount>());
-    static constexpr auto kSparse = step_kernels<Op, true>(std::make_index_sequence<kComboCount>());
+    static constexpr std::array<std::array<StepFn<Op>, kComboCount>, kStepPasses> kKernels = {
+        step_kernels<Op, StepPass::Elements>(std::make_index_sequence<kComboCount>()),
+        step_kernels<Op, StepPass::Coded>(std::make_index_sequence<kComboCount>()),
+        step_kernels<Op, StepPass::Sparse>(std::make_index_sequence<kComboCount>())};
     const auto* table = static_cast<const Tensor*>(tensors_.get());
     const auto* work = static_cast<const BlockWork*>(work_.get());
     const auto* grads = static_cast<const void* const*>(grads_.get());
@@ -973,7 +993,7 @@ class Launcher {
     (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
     for (size_t k = 0; k < launches_.size(); ++k) {
       const Launch& l = launches_[k];
-      const StepFn<Op> kernel = l.sparse ? kSparse[l.combo] : kDense[l.combo];
+      const StepFn<Op> kernel = kKernels[int(l.pass)][l.combo];
       FO_LAUNCH(kernel, unsigned(l.blocks), kThreads, 0, stream_)
       (table, work + l.first_block, grads, args.inline_slots, args.buffer, found_inf, coefs, code_tables());
       const cudaError_t e = cudaGetLastError();
