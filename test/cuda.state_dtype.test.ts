@@ -19,9 +19,10 @@ const reason = probe.cudaUsable ? '' : ` (skipped: ${probe.cudaError})`;
 if (!probe.cudaUsable) console.warn(`CUDA-vs-CPU tests of low-bit state skipped: no usable GPU: ${probe.cudaError}`);
 
 // 1 and 3 stay fp32 under 'uint8' (below 4096 elements); 4096 is the smallest quantized
-// size; 4097 and 65536 + 300 end in a partial block (of either size); the last spans three
-// chunks and ends in a partial one.
-const SIZES = [1, 3, 4096, 4097, 65536 + 300, 2 * 65536 + 2048 + 77];
+// size; 4097 ends in a partial block of either size; 3 * 2048 + 77 holds several blocks of
+// either size in one chunk; 65536 + 300 spans two chunks, the second holding one and a
+// partial 256-block or a partial 2048-block.
+const SIZES = [1, 3, 4096, 4097, 3 * 2048 + 77, 65536 + 300];
 const NO_GRAD_AT_STEP1 = 3; // this param gets no grad in step 1
 const STEPS = 4;
 
@@ -69,13 +70,13 @@ type State = Record<string, Raw | number | string | undefined>;
 const PARAM_DTYPES: DType[] = ['float32', 'float16', 'bfloat16'];
 
 /**
- * Two groups on each device: group 0 in the format under test, group 1 (the first two sizes
- * again and one more) in fp32 state, so one launch mixes state dtypes. STEPS steps with the
+ * Two groups on each device: group 0 in the format under test, group 1 (size 1 again and
+ * 5003) in fp32 state, so the step's launches mix state dtypes. STEPS steps with the
  * same grads on both devices; the lr of group 0 drops after step 1.
  */
 function runBoth(algo: Algo, format: Format, dtype: DType): { cpu: Side; gpu: Side; hyper: Float64Array } {
   const next = rng(11);
-  const sizes1 = [SIZES[0], 70001];
+  const sizes1 = [SIZES[0], 5003];
   const inits = [...SIZES, ...sizes1].map((n) => randn(n, next, 0.5));
   const gradDtype = dtype; // half grads for half params (fp32 grads: test/cuda.test.ts and others)
   const make = (device: 'cpu' | 'cuda'): Side => {
@@ -220,7 +221,7 @@ describe.skipIf(!probe.cudaUsable)(`low-bit optimizer state: CUDA equals the CPU
     }
   }
 
-  it('two groups in bf16 and 8-bit state and one in fp32 share one launch per dtype pair', () => {
+  it('bf16 and 8-bit state (both block sizes, amsgrad) side by side; one launch each for element and 8-bit state', () => {
     const next = rng(5);
     const sizes = [5000, 65536 + 1, 9000];
     const inits = sizes.map((n) => randn(n, next, 1));
@@ -236,6 +237,8 @@ describe.skipIf(!probe.cudaUsable)(`low-bit optimizer state: CUDA equals the CPU
     const cpu = make('cpu');
     const gpu = make('cuda');
     const hyper = Float64Array.from([0, 1, 2].flatMap(() => [1e-2, 0.9, 0.999, 1e-8, 0.01, 1, 0]));
+    const emulator = (native() as unknown as { cudaEmulator?: { counters(): { launches: number } } }).cudaEmulator;
+    let launches = 0;
     for (let s = 0; s < 3; s++) {
       const grads = inits.map((v) => randn(v.length, next, 0.1));
       for (const [side, device] of [
@@ -246,10 +249,17 @@ describe.skipIf(!probe.cudaUsable)(`low-bit optimizer state: CUDA equals the CPU
           0,
           grads.map((g) => Tensor.from(g, { device }).handle),
         );
+        const before = emulator?.counters().launches ?? 0;
         side.handle.step(hyper);
+        if (device === 'cuda') {
+          side.handle.synchronize(); // the emulator counts kernels when they run
+          launches = (emulator?.counters().launches ?? 0) - before;
+        }
       }
     }
     gpu.handle.synchronize();
+    // fp32 params and grads: the element-state kernel (the bf16 tensor) and the 8-bit one.
+    if (emulator) expect(launches, 'kernels per step').toBe(2);
     expectSameParams(cpu, gpu, 'float32', 'mixed');
     const states = expectSameStates(cpu, gpu, 'mixed');
     expect(states.map((s) => s?.stateDtype)).toEqual(['bfloat16', 'uint8', 'uint8']);
