@@ -37,11 +37,12 @@
 // Row-sparse tensors (Tensor::rows non-null, lazy mode; fp32 state only) get their own
 // instance of the step kernel (StepPass::Sparse) and their own launches, so the dense
 // kernels are exactly what they were without sparse support; so do tensors with 8-bit state
-// (StepPass::Coded), whose registers would otherwise cost the fp32 path occupancy.
+// (StepPass::Coded) and with bf16 state (StepPass::BFloat16), whose registers would
+// otherwise cost the fp32 path occupancy.
 //
 // The Op also gets from here: the device-resident tensor table and block -> (tensor, chunk)
-// map, one launch per (param dtype, grad dtype) combination and step pass (fp32 and bf16
-// state share one: each block branches on its own), the step's slots passed inline or through a
+// map, one launch per (param dtype, grad dtype) combination and kind of tensor (step_pass),
+// the step's slots passed inline or through a
 // device buffer, the deterministic reduction of per-block metric partials, and the pre-step
 // grad pass (prepare_grads: found_inf and clip coefficients, left on the device for the next
 // launch).
@@ -333,6 +334,14 @@ __device__ __forceinline__ void step_sparse_chunk(const BlockItem<Op>& b, float 
   }
 }
 
+// Bytes per element of an fp32 param (grad fp32) that a step moves, and the speed-up over
+// fp32 state they predict if every kind stays at the memory-bandwidth limit (not measured on
+// a GPU yet; the 8-bit kernel is scalar and runs two blocks per SM, so it may fall short):
+//   AdamW  fp32 state 28, bf16 20 (1.4x), 8-bit 16 + 2 absmax of 8 bytes per block
+//          (16.06 with blocks of 256: 1.74x);
+//   Lion   20, 16 (1.25x), 14.03 (1.43x);    SGD with momentum: the same as Lion.
+// The absmax of a block is read by every thread (a broadcast, from L1) and written once.
+//
 // 8-bit state is stepped in rounds of kCodedRound elements, the largest quant block: eight per
 // thread, so every thread keeps eight independent loads per array in flight, whichever the
 // block size (a round holds one 2048-block or eight 256-blocks).
@@ -469,24 +478,32 @@ __device__ __forceinline__ void step_coded_chunk(const BlockItem<Op>& b, float c
   }
 }
 
-// The three instances of the step kernel: dense tensors with fp32 or bf16 state, dense tensors
-// with 8-bit state, row-sparse tensors (fp32 state). Each dtype pair's tensors of one kind
-// share a launch. 8-bit state has its own kernel because it needs more registers (the new
-// state of a quant block held between the reduction and the requantization): sharing one
-// would cost the fp32 path a third of its occupancy (about 100 registers per thread instead
-// of about 75 for AdamW on sm_90: two blocks per SM instead of three).
-enum class StepPass : int { Elements = 0, Coded = 1, Sparse = 2 };
-constexpr int kStepPasses = 3;
+// The instances of the step kernel, one per kind of tensor: dense with fp32 state, with bf16
+// state, with 8-bit state, and row-sparse (fp32 state). Each dtype pair's tensors of one kind
+// share a launch, so an optimizer whose groups all keep one state dtype launches as many
+// kernels as with fp32 state (but 8-bit state: its tensors below kMinQuantizedNumel keep fp32
+// state, one more launch). A kernel per kind keeps each path's register count its own: 8-bit
+// state needs about 90-128 registers per thread for AdamW on sm_90 (a round's new state held
+// between the reduction and the requantization), where fp32 state needs 64-78 as before
+// (three blocks per SM); bf16 state would have cost SGD's fp32 path (29-32) about 50.
+enum class StepPass : int { Float32 = 0, BFloat16 = 1, Coded = 2, Sparse = 3 };
+constexpr int kStepPasses = 4;
 
 template <class Tensor>
 StepPass step_pass(const Tensor& t) {
   if (t.rows) return StepPass::Sparse;
-  return t.state.dtype == StateDType::Uint8 ? StepPass::Coded : StepPass::Elements;
+  switch (t.state.dtype) {
+    case StateDType::BFloat16:
+      return StepPass::BFloat16;
+    case StateDType::Uint8:
+      return StepPass::Coded;
+    default:
+      return StepPass::Float32;
+  }
 }
 
 // One optimizer step: one block per chunk of one tensor; all tensors of this dtype pair and
-// pass in a single launch, whatever their state dtypes within the pass (fp32 or bf16: a
-// branch uniform across the block). With the pre-step pass (found_inf and coefs non-null,
+// kind (step_pass) in a single launch. With the pre-step pass (found_inf and coefs non-null,
 // from prepare_grads): a set found_inf makes every block return before touching anything,
 // and coefs[tensor] is the tensor's clip coefficient; without it the coefficient is 1.
 // Sparse: every tensor of the launch has row-sparse grads (Tensor::rows non-null); grad
@@ -512,7 +529,7 @@ __global__ void __launch_bounds__(kThreads)
     } else {
       step_coded_chunk<Op, P, G, 256>(b, coef, tables);
     }
-  } else if (b.t.state.dtype == StateDType::BFloat16) {
+  } else if constexpr (Pass == StepPass::BFloat16) {
     step_dense_chunk<Op, P, G>(b, coef, Bf16State<Op>(state_buffers<Op>(b.t, b.s), b.t, b.s, b.begin));
   } else {
     step_dense_chunk<Op, P, G>(b, coef, Fp32State<Op>(state_buffers<Op>(b.t, b.s), b.t, b.s, b.begin));
@@ -878,7 +895,7 @@ class Launcher {
       max_slot = std::max(max_slot, t.slot);
     }
 
-    // Blocks grouped by dtype pair and then by step pass (fp32 or bf16 state, 8-bit state,
+    // Blocks grouped by dtype pair and then by kind (step_pass: fp32, bf16 or 8-bit state,
     // row-sparse grads), each group one launch; within a group tensor order, so neighbouring blocks stream neighbouring
     // memory. This order is also the order in which metrics() adds a tensor's chunk
     // partials: chunk 0, 1, 2, ...
@@ -982,7 +999,8 @@ class Launcher {
       throw NothingLaunched(e.what());
     }
     static constexpr std::array<std::array<StepFn<Op>, kComboCount>, kStepPasses> kKernels = {
-        step_kernels<Op, StepPass::Elements>(std::make_index_sequence<kComboCount>()),
+        step_kernels<Op, StepPass::Float32>(std::make_index_sequence<kComboCount>()),
+        step_kernels<Op, StepPass::BFloat16>(std::make_index_sequence<kComboCount>()),
         step_kernels<Op, StepPass::Coded>(std::make_index_sequence<kComboCount>()),
         step_kernels<Op, StepPass::Sparse>(std::make_index_sequence<kComboCount>())};
     const auto* table = static_cast<const Tensor*>(tensors_.get());
