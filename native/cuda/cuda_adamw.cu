@@ -22,75 +22,23 @@ struct AdamWOp {
   using Slot = AdamWSlot;
   static constexpr const char* kLauncher = "AdamWLauncher";
   static constexpr const char* kArrays = "param, grad or moment";
+  static constexpr int kStates = 3;  // exp_avg, exp_avg_sq, max_exp_avg_sq
   // max_exp_avg_sq is checked per step (AdamWLauncher::Impl::check_slots): only the slot
   // decides whether it is used.
   static bool has_arrays(const AdamWTensor& t) { return t.param && t.grad && t.exp_avg && t.exp_avg_sq; }
+  // max_exp_avg_sq may be left over from an earlier amsgrad setting: only the slot decides.
+  __device__ static bool uses_state(int k, const AdamWSlot& s) { return k < 2 || (s.flags & kAdamWAmsgrad) != 0; }
 
-  // The arrays of one chunk: the grad offset to the chunk's first element, param and state
-  // to state_begin (the same for dense grads; 0 for row-sparse ones, indexed by the absolute
-  // state index).
-  template <DType P, DType G>
-  struct Chunk {
-    mt::ParamRef<P> param;
-    const storage_t<G>* grad;
-    float* exp_avg;
-    float* exp_avg_sq;
-    float* max_exp_avg_sq;  // null unless this step's slot asks for amsgrad
-
-    __device__ Chunk(const AdamWTensor& t, const AdamWSlot& s, int64_t grad_begin, int64_t state_begin)
-        : param(t, s, state_begin),
-          grad(static_cast<const storage_t<G>*>(t.grad) + grad_begin),
-          exp_avg(t.exp_avg + state_begin),
-          exp_avg_sq(t.exp_avg_sq + state_begin),
-          // max_exp_avg_sq may be left over from an earlier amsgrad setting: only the slot
-          // decides.
-          max_exp_avg_sq((s.flags & kAdamWAmsgrad) ? t.max_exp_avg_sq + state_begin : nullptr) {}
-
-    __device__ bool aligned() const {
-      return param.aligned() && mt::vec_aligned(grad) && mt::vec_aligned(exp_avg) && mt::vec_aligned(exp_avg_sq) &&
-             mt::vec_aligned(max_exp_avg_sq);
+  // Per element of an fp32 param a step reads p, g, m, v and writes p, m, v: 28 bytes with
+  // fp32 state, 20 with bf16 state, 16 with 8-bit state (and 16 bytes of absmax per block).
+  struct Rule {
+    const AdamWSlot& s;
+    __device__ Rule(const AdamWTensor&, const AdamWSlot& slot) : s(slot) {}
+    __device__ __forceinline__ float update(float w, float g, float (&st)[kStates]) const {
+      return adamw_update(w, g, st[0], st[1], st[2], s);
     }
-
-    // Grad elements [i, i + N) into g, state elements [j, j + N) into w, m, v, vmax (0
-    // without amsgrad). Every load is issued before the math, so the N-wide path keeps 4-6
-    // vector loads in flight per thread: the kernels are bound by memory latency, not
-    // arithmetic.
-    template <int N, typename J>
-    __device__ __forceinline__ void load_all(int i, J j, float (&w)[N], float (&g)[N], float (&m)[N], float (&v)[N],
-                                             float (&vmax)[N]) const {
-      param.template load<N>(j, w);
-      load<G, N>(grad + i, g);
-      load<DType::Float32, N>(exp_avg + j, m);
-      load<DType::Float32, N>(exp_avg_sq + j, v);
-      if (max_exp_avg_sq) load<DType::Float32, N>(max_exp_avg_sq + j, vmax);
-    }
-
-    // Updates state elements [j, j + N) from grad elements [i, i + N) of the chunk (j == i
-    // for dense grads); every grad goes through the slot's GradTransform (unscale, clip
-    // coefficient `coef`, clip by value) first.
-    template <int N, typename J>
-    __device__ __forceinline__ void update(int i, J j, const AdamWSlot& s, float coef) const {
-      float w[N], g[N], m[N], v[N], vmax[N] = {};
-      load_all<N>(i, j, w, g, m, v, vmax);
-#pragma unroll
-      for (int k = 0; k < N; ++k) {
-        const float grad = transform_grad(g[k], coef, s.grad);
-        w[k] = adamw_update(w[k], grad, m[k], v[k], vmax[k], s);
-      }
-      param.template store<N>(j, w);
-      store<DType::Float32, N>(exp_avg + j, m);
-      store<DType::Float32, N>(exp_avg_sq + j, v);
-      if (max_exp_avg_sq) store<DType::Float32, N>(max_exp_avg_sq + j, vmax);
-    }
-
-    // Adds the metrics of elements [i, i + N), in index order, to acc; writes nothing. The
-    // raw grad: a metrics slot carries the identity transform and no coefficient applies.
-    template <int N>
-    __device__ __forceinline__ void metrics(int i, const AdamWSlot& s, MetricSums& acc) const {
-      float w[N], g[N], m[N], v[N], vmax[N] = {};
-      load_all<N>(i, i, w, g, m, v, vmax);
-#pragma unroll
-      for (int k = 0; k < N; ++k) adamw_metrics(w[k], g[k], m[k], v[k], vmax[k], s, acc);
+    __device__ __forceinline__ void metrics(float w, float g, const float (&st)[kStates], MetricSums& acc) const {
+      adamw_metrics(w, g, st[0], st[1], st[2], s, acc);
     }
   };
 };

@@ -2,43 +2,50 @@
 // The multi-tensor machinery shared by the CUDA optimizers (after PyTorch's
 // MultiTensorApply.cuh and llm.c's adamw.cuh); internal to the CUDA backend.
 //
-// An optimizer plugs in an Op describing its tensors and one chunk's element work:
+// An optimizer plugs in an Op describing its tensors and the math of one element:
 //
 //   struct Op {
-//     using Tensor = ...;                       // AdamWTensor, LionTensor: has param, grad,
-//     using Slot = ...;                         //   master, numel, slot, param/grad dtypes,
-//                                               //   rng_stream, rows, row_width; the slot
-//                                               //   has flags, grad (GradTransform),
+//     using Tensor = ...;                       // AdamWTensor, LionTensor, SgdTensor: has
+//     using Slot = ...;                         //   param, grad, master, numel, slot, param/grad
+//                                               //   dtypes, rng_stream, rows, row_width, state
+//                                               //   (StateFormat) and for_each_state; the
+//                                               //   slot has flags, grad (GradTransform),
 //                                               //   rng_key0/1
 //     static constexpr const char* kLauncher;   // "AdamWLauncher", for error messages
 //     static constexpr const char* kArrays;     // "param, grad or moment"
+//     static constexpr int kStates;             // state buffers per tensor (for_each_state)
 //     static bool has_arrays(const Tensor&);    // the arrays a non-empty tensor needs
-//     template <DType P, DType G> struct Chunk {    // device side, one chunk of one tensor
-//       // The grad is offset by grad_begin (the chunk's first grad element), the param,
-//       // master and state arrays by state_begin: the same for a dense tensor, 0 for a
-//       // row-sparse one (whose state index j is then absolute in the tensor).
-//       __device__ Chunk(const Tensor&, const Slot&, int64_t grad_begin, int64_t state_begin);
-//       __device__ bool aligned() const;            // every array it touches fits kVec
-//       // Grad elements [i, i + N) of the chunk update state elements [j, j + N) (j == i for
-//       // dense tensors). coef: the tensor's clip-by-norm coefficient; update passes every
-//       // grad through transform_grad(g, coef, slot.grad) before the rule (metrics use the
-//       // raw grad; dense tensors only, so one index).
-//       template <int N, typename J>
-//       __device__ void update(int i, J j, const Slot&, float coef) const;
-//       template <int N> __device__ void metrics(int i, const Slot&, MetricSums&) const;
+//     // Whether this step reads and writes state buffer k (AdamW: max_exp_avg_sq only with
+//     // amsgrad); a buffer the tensor lacks is skipped anyway.
+//     __device__ static bool uses_state(int k, const Slot&);
+//     struct Rule {                             // device side, built once per block
+//       __device__ Rule(const Tensor&, const Slot&);
+//       // One element: the param's fp32 value w, the transformed grad g and the fp32 values
+//       // of its state (0 for a buffer not used) in, the new param out, st updated in place.
+//       __device__ float update(float w, float g, float (&st)[kStates]) const;
+//       // The raw grad; adds to acc, changes nothing.
+//       __device__ void metrics(float w, float g, const float (&st)[kStates], MetricSums&) const;
 //     };
 //   };
 //
-// Row-sparse tensors (Tensor::rows non-null, lazy mode) get their own instance of the step
-// kernel (step_kernel<..., true>) and their own launches, so the dense kernels are exactly
-// what they were without sparse support.
+// Everything else is written here once for every algorithm: reading and writing the param
+// (ParamRef: fp32 masters, bf16 stochastic rounding), the grad and the state in each of its
+// dtypes (state_access.cuh: fp32 and bf16 elements, vector accesses on aligned chunks;
+// 8-bit codes, requantized a whole quant block at a time by the block's threads together,
+// step_coded_chunk), so the state dtype costs an Op nothing.
 //
-// and gets from here: the generic step and metrics kernels, the device-resident tensor table
-// and block -> (tensor, chunk) map, one launch per (param dtype, grad dtype) combination,
-// the step's slots passed inline or through a device buffer, the deterministic reduction of
-// per-block metric partials, the pre-step grad pass (prepare_grads: found_inf and clip
-// coefficients, left on the device for the next launch) and ParamRef, which stores bf16
-// params with stochastic rounding when the slot asks for it.
+// Row-sparse tensors (Tensor::rows non-null, lazy mode; fp32 state only) get their own
+// instance of the step kernel (StepPass::Sparse) and their own launches, so the dense
+// kernels are exactly what they were without sparse support; so do tensors with 8-bit state
+// (StepPass::Coded) and with bf16 state (StepPass::BFloat16), whose registers would
+// otherwise cost the fp32 path occupancy.
+//
+// The Op also gets from here: the device-resident tensor table and block -> (tensor, chunk)
+// map, one launch per (param dtype, grad dtype) combination and kind of tensor (step_pass),
+// the step's slots passed inline or through a
+// device buffer, the deterministic reduction of per-block metric partials, and the pre-step
+// grad pass (prepare_grads: found_inf and clip coefficients, left on the device for the next
+// launch).
 //
 // Unlike PyTorch, the table of tensors lives in device memory and is uploaded only when the
 // optimizer's tensors change, so a step costs one launch per dtype combination plus, for
@@ -61,11 +68,14 @@
 #include "../common/dtype.h"
 #include "../common/grad_transform.h"
 #include "../common/metrics.h"
+#include "../common/state_codec.h"  // host_code_map, host_code_midpoints
+#include "../common/state_dtype.h"
 #include "../common/stochastic_rounding.h"
 #include "cuda_backend.h"
 #include "cuda_check.h"
 #include "element_access.cuh"
 #include "pinned_uploads.cuh"
+#include "state_access.cuh"
 
 namespace fo::cuda::mt {
 
@@ -243,65 +253,286 @@ struct RowCursor {
   }
 };
 
-// One optimizer step: one block per chunk of one tensor; all tensors of this dtype pair (and
-// sparsity) in a single launch. With the pre-step pass (found_inf and coefs non-null, from
-// prepare_grads): a set found_inf makes every block return before touching anything, and
-// coefs[tensor] is the tensor's clip coefficient; without it the coefficient is 1.
+// Elements [i, i + N) of the chunk's grad update param and state elements [j, j + N) (j == i
+// for dense grads): every load is issued before the math, so the N-wide path keeps a vector
+// load per array in flight per thread (the kernels are bound by memory latency, not
+// arithmetic); the Op's rule then runs on fp32 values in registers, and every grad goes
+// through the slot's GradTransform (unscale, clip coefficient `coef`, clip by value) first.
+template <int N, class Op, DType P, DType G, class State, typename J>
+__device__ __forceinline__ void update_group(const ParamRef<P>& param, const storage_t<G>* grad, const State& state,
+                                             const typename Op::Rule& rule, const typename Op::Slot& s, float coef,
+                                             int i, J j) {
+  constexpr int S = Op::kStates;
+  float w[N], g[N], v[S][N] = {};
+  param.template load<N>(j, w);
+  load<G, N>(grad + i, g);
+  state.template load<N>(j, v);
+#pragma unroll
+  for (int e = 0; e < N; ++e) {
+    float x[S];
+#pragma unroll
+    for (int k = 0; k < S; ++k) x[k] = v[k][e];
+    w[e] = rule.update(w[e], transform_grad(g[e], coef, s.grad), x);
+#pragma unroll
+    for (int k = 0; k < S; ++k) v[k][e] = x[k];
+  }
+  param.template store<N>(j, w);
+  state.template store<N>(j, v);
+}
+
+// A dense chunk with fp32 or bf16 state (State: Fp32State, Bf16State).
+template <class Op, DType P, DType G, class State>
+__device__ __forceinline__ void step_dense_chunk(const BlockItem<Op>& b, float coef, const State& state) {
+  const ParamRef<P> param(b.t, b.s, b.begin);
+  const storage_t<G>* grad = static_cast<const storage_t<G>*>(b.t.grad) + b.begin;
+  const typename Op::Rule rule(b.t, b.s);
+
+  // Uniform across the block, so the branch costs no divergence.
+  int tail_begin = 0;
+  if (param.aligned() && vec_aligned(grad) && state.aligned()) {
+    tail_begin = b.n - b.n % kVec;
+    for (int i = threadIdx.x * kVec; i < tail_begin; i += kThreads * kVec) {
+      update_group<kVec, Op, P, G>(param, grad, state, rule, b.s, coef, i, i);
+    }
+  }
+  // Misaligned tensors, and the last n % kVec elements of an aligned one. Elements are
+  // independent, so the scalar path may visit them in the most coalesced order.
+  for (int i = tail_begin + threadIdx.x; i < b.n; i += kThreads) {
+    update_group<1, Op, P, G>(param, grad, state, rule, b.s, coef, i, i);
+  }
+}
+
+// A row-sparse chunk (fp32 state only: set_tensors refuses others). The grad from the
+// chunk's first element, as for dense tensors; param, master and state from the tensor's
+// first, indexed by the absolute state index j = sparse_state_index(rows, width, begin + i).
+template <class Op, DType P, DType G>
+__device__ __forceinline__ void step_sparse_chunk(const BlockItem<Op>& b, float coef) {
+  const ParamRef<P> param(b.t, b.s, 0);
+  const storage_t<G>* grad = static_cast<const storage_t<G>*>(b.t.grad) + b.begin;
+  const Fp32State<Op> state(state_buffers<Op>(b.t, b.s), b.t, b.s, 0);
+  const typename Op::Rule rule(b.t, b.s);
+  const int32_t* rows = b.t.rows;
+  const int64_t width = b.t.row_width;
+
+  // Uniform across the block. With rows a multiple of kVec wide, a group of kVec grad
+  // elements starting at a multiple of kVec (begin is one) lies in one row, so it updates
+  // kVec consecutive state elements from a j that is itself a multiple of kVec: vector
+  // accesses stay aligned when every array's start is.
+  int tail_begin = 0;
+  if (width % kVec == 0 && param.aligned() && vec_aligned(grad) && state.aligned()) {
+    tail_begin = b.n - b.n % kVec;  // b.n is a multiple of kVec here: no tail
+    RowCursor r(b.begin + threadIdx.x * kVec, kThreads * kVec, width);
+    for (int i = threadIdx.x * kVec; i < tail_begin; i += kThreads * kVec) {
+      update_group<kVec, Op, P, G>(param, grad, state, rule, b.s, coef, i, r.state_index(rows));
+      r.advance();
+    }
+  }
+  RowCursor r(b.begin + tail_begin + threadIdx.x, kThreads, width);
+  for (int i = tail_begin + threadIdx.x; i < b.n; i += kThreads) {
+    update_group<1, Op, P, G>(param, grad, state, rule, b.s, coef, i, r.state_index(rows));
+    r.advance();
+  }
+}
+
+// Bytes per element of an fp32 param (grad fp32) that a step moves, and the speed-up over
+// fp32 state they predict if every kind stays at the memory-bandwidth limit (not measured on
+// a GPU yet; the 8-bit kernel is scalar and runs two blocks per SM, so it may fall short):
+//   AdamW  fp32 state 28, bf16 20 (1.4x), 8-bit 16 + 2 absmax of 8 bytes per block
+//          (16.06 with blocks of 256: 1.74x);
+//   Lion   20, 16 (1.25x), 14.03 (1.43x);    SGD with momentum: the same as Lion.
+// The absmax of a block is read by every thread (a broadcast, from L1) and written once.
+//
+// 8-bit state is stepped in rounds of kCodedRound elements, the largest quant block: eight per
+// thread, so every thread keeps eight independent loads per array in flight, whichever the
+// block size (a round holds one 2048-block or eight 256-blocks).
+constexpr int kCodedRound = 2048;
+constexpr int kCodedPerThread = kCodedRound / kThreads;
+static_assert(kCodedRound % kThreads == 0 && kChunkElements % kCodedRound == 0, "rounds tile a chunk");
+
+// What a block keeps in shared memory for 8-bit state: the code map and midpoints of each
+// state buffer (S of them: AdamW's three), and the maxima of the round's quant blocks (at
+// most eight) for three rounds (step_coded_chunk).
+template <int S>
+struct CodedShared {
+  float map[S][256];
+  float mid[S][256];
+  uint32_t max_bits[3][kCodedRound / 256][S];
+};
+
+// One per kernel and state count, whichever block size the chunk has: a __shared__ object
+// in each step_coded_chunk instance would reserve it twice.
+template <int S>
+__device__ __forceinline__ CodedShared<S>& coded_shared() {
+  __shared__ CodedShared<S> shared;
+  return shared;
+}
+
+// A dense chunk with 8-bit state in quant blocks of B elements (NOTE(8-bit step),
+// blockwise_quant.h). Thread t takes elements t + e * kThreads (e < kCodedPerThread) of each
+// round: coalesced, and element e lies in quant block e * kThreads / B of the round. It
+// dequantizes their state with the stored absmax of their block, runs the rule, stores the
+// param and keeps the new state in registers. Each block's new absmax is then the maximum of
+// the absmax_bits of its elements, combined over the threads with a shared atomicMax; each
+// thread requantizes its own elements with it, and thread 0 writes it. Scalar accesses: a
+// byte of state per buffer per element.
+//
+// One barrier per round: the maxima live in three shared slots used in turn. Round r
+// combines into slot r % 3; after its barrier, every thread reads that slot and thread 0
+// clears slot (r + 2) % 3, last read in round r - 1 (before this barrier) and next combined
+// into in round r + 2 (after round r + 1's barrier, which thread 0 reaches only once it has
+// cleared it). The stored absmax of a round's blocks is read by every thread before the
+// round's barrier and written by thread 0 after it; no other round touches those blocks.
+template <class Op, DType P, DType G, int B>
+__device__ __forceinline__ void step_coded_chunk(const BlockItem<Op>& b, float coef, const CodeTables* tables) {
+  constexpr int S = Op::kStates;
+  constexpr int E = kCodedPerThread;
+  constexpr int Q = kCodedRound / B;  // quant blocks per round
+  static_assert(kCodedRound % B == 0 && B % kThreads == 0, "a thread's elements of a round tile its quant blocks");
+  CodedShared<S>& sh = coded_shared<S>();
+  const StateBuffers<Op> buffers = state_buffers<Op>(b.t, b.s);
+#pragma unroll
+  for (int k = 0; k < S; ++k) {
+    const int which = code_table(buffers.is_signed[k]);
+    for (int c = threadIdx.x; c < 256; c += kThreads) {
+      sh.map[k][c] = tables->map[which][c];
+      sh.mid[k][c] = tables->mid[which][c];
+    }
+  }
+  constexpr int kMaxima = int(sizeof(sh.max_bits) / sizeof(uint32_t));
+  for (int x = threadIdx.x; x < kMaxima; x += kThreads) (&sh.max_bits[0][0][0])[x] = 0u;
+  __syncthreads();
+
+  const ParamRef<P> param(b.t, b.s, b.begin);
+  const storage_t<G>* grad = static_cast<const storage_t<G>*>(b.t.grad) + b.begin;
+  const typename Op::Rule rule(b.t, b.s);
+  uint8_t* codes[S];
+  float* absmax[S];  // from the chunk's first quant block
+#pragma unroll
+  for (int k = 0; k < S; ++k) {
+    codes[k] = buffers.p[k] ? static_cast<uint8_t*>(buffers.p[k]) + b.begin : nullptr;
+    absmax[k] = buffers.p[k] ? state_absmax(buffers.p[k], b.t.numel) + b.begin / B : nullptr;
+  }
+
+  int slot = 0;
+  for (int base = 0; base < b.n; base += kCodedRound) {
+    const int first_block = base / B;  // the round's first quant block in the chunk
+    float v[S][E] = {};                // the new state of the thread's elements (0 past the end)
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      const int i = base + e * kThreads + int(threadIdx.x);
+      if (i >= b.n) continue;
+      const int q = first_block + e * kThreads / B;
+      float w[1], g[1], x[S] = {};
+      param.template load<1>(i, w);
+      load<G, 1>(grad + i, g);
+#pragma unroll
+      for (int k = 0; k < S; ++k) {
+        if (codes[k]) x[k] = dequantize_code(sh.map[k], codes[k][i], absmax[k][q]);
+      }
+      w[0] = rule.update(w[0], transform_grad(g[0], coef, b.s.grad), x);
+      param.template store<1>(i, w);
+#pragma unroll
+      for (int k = 0; k < S; ++k) v[k][e] = x[k];
+    }
+
+    // The thread's maximum per quant block first: one atomic per block and buffer.
+    uint32_t(&maxima)[kCodedRound / 256][S] = sh.max_bits[slot];
+#pragma unroll
+    for (int q = 0; q < Q; ++q) {
+#pragma unroll
+      for (int k = 0; k < S; ++k) {
+        if (!codes[k]) continue;
+        uint32_t m = 0u;
+#pragma unroll
+        for (int e = q * E / Q; e < (q + 1) * E / Q; ++e) {
+          const uint32_t bits = absmax_bits(v[k][e]);
+          m = bits > m ? bits : m;
+        }
+        atomicMax(&maxima[q][k], m);
+      }
+    }
+    __syncthreads();
+
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      const int i = base + e * kThreads + int(threadIdx.x);
+      if (i >= b.n) continue;
+      const int q = e * kThreads / B;
+#pragma unroll
+      for (int k = 0; k < S; ++k) {
+        if (codes[k]) codes[k][i] = quantize_code(sh.mid[k], v[k][e] * quant_scale(bits_float(maxima[q][k])));
+      }
+    }
+    if (threadIdx.x == 0) {
+      const int clear = slot == 0 ? 2 : slot - 1;  // (slot + 2) % 3
+#pragma unroll
+      for (int q = 0; q < Q; ++q) {
+#pragma unroll
+        for (int k = 0; k < S; ++k) {
+          sh.max_bits[clear][q][k] = 0u;
+          if (codes[k] && base + q * B < b.n) absmax[k][first_block + q] = bits_float(maxima[q][k]);
+        }
+      }
+    }
+    slot = slot == 2 ? 0 : slot + 1;
+  }
+}
+
+// The instances of the step kernel, one per kind of tensor: dense with fp32 state, with bf16
+// state, with 8-bit state, and row-sparse (fp32 state). Each dtype pair's tensors of one kind
+// share a launch, so an optimizer whose groups all keep one state dtype launches as many
+// kernels as with fp32 state (but 8-bit state: its tensors below kMinQuantizedNumel keep fp32
+// state, one more launch). A kernel per kind keeps each path's register count its own: 8-bit
+// state needs about 90-128 registers per thread for AdamW on sm_90 (a round's new state held
+// between the reduction and the requantization), where fp32 state needs 64-78 as before
+// (three blocks per SM); bf16 state would have cost SGD's fp32 path (29-32) about 50.
+enum class StepPass : int { Float32 = 0, BFloat16 = 1, Coded = 2, Sparse = 3 };
+constexpr int kStepPasses = 4;
+
+template <class Tensor>
+StepPass step_pass(const Tensor& t) {
+  if (t.rows) return StepPass::Sparse;
+  switch (t.state.dtype) {
+    case StateDType::BFloat16:
+      return StepPass::BFloat16;
+    case StateDType::Uint8:
+      return StepPass::Coded;
+    default:
+      return StepPass::Float32;
+  }
+}
+
+// One optimizer step: one block per chunk of one tensor; all tensors of this dtype pair and
+// kind (step_pass) in a single launch. With the pre-step pass (found_inf and coefs non-null,
+// from prepare_grads): a set found_inf makes every block return before touching anything,
+// and coefs[tensor] is the tensor's clip coefficient; without it the coefficient is 1.
 // Sparse: every tensor of the launch has row-sparse grads (Tensor::rows non-null); grad
 // element i of the chunk updates state element sparse_state_index(rows, row_width, begin + i)
 // of the tensor. Distinct rows (the caller's check) mean no two threads write one element.
-template <class Op, DType P, DType G, bool Sparse>
+// tables: the code maps (non-null when a tensor of the table has 8-bit state).
+template <class Op, DType P, DType G, StepPass Pass>
 __global__ void __launch_bounds__(kThreads)
     step_kernel(const typename Op::Tensor* __restrict__ tensors, const BlockWork* __restrict__ work,
                 const void* const* __restrict__ grads, SlotTable<typename Op::Slot> inline_slots,
                 const typename Op::Slot* __restrict__ slot_buffer, const int32_t* __restrict__ found_inf,
-                const float* __restrict__ coefs) {
+                const float* __restrict__ coefs, const CodeTables* __restrict__ tables) {
   // Uniform across the block (and the grid): the step changes nothing.
   if (found_inf && *found_inf != 0) return;
   const BlockItem<Op> b = block_item<Op>(tensors, work, grads, inline_slots, slot_buffer);
   const float coef = coefs ? coefs[b.tensor] : 1.0f;
 
-  if constexpr (!Sparse) {
-    const typename Op::template Chunk<P, G> c(b.t, b.s, b.begin, b.begin);
-
-    // Uniform across the block, so the branch costs no divergence.
-    int tail_begin = 0;
-    if (c.aligned()) {
-      tail_begin = b.n - b.n % kVec;
-      for (int i = threadIdx.x * kVec; i < tail_begin; i += kThreads * kVec) {
-        c.template update<kVec>(i, i, b.s, coef);
-      }
+  if constexpr (Pass == StepPass::Sparse) {
+    step_sparse_chunk<Op, P, G>(b, coef);
+  } else if constexpr (Pass == StepPass::Coded) {
+    if (b.t.state.block == 2048) {
+      step_coded_chunk<Op, P, G, 2048>(b, coef, tables);
+    } else {
+      step_coded_chunk<Op, P, G, 256>(b, coef, tables);
     }
-    // Misaligned tensors, and the last n % kVec elements of an aligned one. Elements are
-    // independent, so the scalar path may visit them in the most coalesced order.
-    for (int i = tail_begin + threadIdx.x; i < b.n; i += kThreads) {
-      c.template update<1>(i, i, b.s, coef);
-    }
+  } else if constexpr (Pass == StepPass::BFloat16) {
+    step_dense_chunk<Op, P, G>(b, coef, Bf16State<Op>(state_buffers<Op>(b.t, b.s), b.t, b.s, b.begin));
   } else {
-    // The grad from the chunk's first element, as for dense tensors; param, master and state
-    // from the tensor's first, indexed by the absolute state index j.
-    const typename Op::template Chunk<P, G> c(b.t, b.s, b.begin, 0);
-    const int32_t* rows = b.t.rows;
-    const int64_t width = b.t.row_width;
-
-    // Uniform across the block. With rows a multiple of kVec wide, a group of kVec grad
-    // elements starting at a multiple of kVec (begin is one) lies in one row, so it updates
-    // kVec consecutive state elements from a j that is itself a multiple of kVec: vector
-    // accesses stay aligned when every array's start is.
-    int tail_begin = 0;
-    if (width % kVec == 0 && c.aligned()) {
-      tail_begin = b.n - b.n % kVec;  // b.n is a multiple of kVec here: no tail
-      RowCursor r(b.begin + threadIdx.x * kVec, kThreads * kVec, width);
-      for (int i = threadIdx.x * kVec; i < tail_begin; i += kThreads * kVec) {
-        c.template update<kVec>(i, r.state_index(rows), b.s, coef);
-        r.advance();
-      }
-    }
-    RowCursor r(b.begin + tail_begin + threadIdx.x, kThreads, width);
-    for (int i = tail_begin + threadIdx.x; i < b.n; i += kThreads) {
-      c.template update<1>(i, r.state_index(rows), b.s, coef);
-      r.advance();
-    }
+    step_dense_chunk<Op, P, G>(b, coef, Fp32State<Op>(state_buffers<Op>(b.t, b.s), b.t, b.s, b.begin));
   }
 }
 
@@ -358,32 +589,72 @@ __device__ __forceinline__ void store_block_sum(const MetricSums& mine, MetricSu
   }
 }
 
-// The metric sums of one chunk per block into partials[blockIdx.x]; nothing else is written.
-template <class Op, DType P, DType G>
-__global__ void __launch_bounds__(kThreads)
-    metrics_kernel(const typename Op::Tensor* __restrict__ tensors, const BlockWork* __restrict__ work,
-                   const void* const* __restrict__ grads, SlotTable<typename Op::Slot> inline_slots,
-                   const typename Op::Slot* __restrict__ slot_buffer, MetricSums* __restrict__ partials) {
-  const BlockItem<Op> b = block_item<Op>(tensors, work, grads, inline_slots, slot_buffer);
-  // Dense tensors only (the engine asks no metrics of row-sparse ones): one index.
-  const typename Op::template Chunk<P, G> c(b.t, b.s, b.begin, b.begin);
+// Adds the metrics of elements [i, i + N) of the chunk, in index order, to acc; writes
+// nothing. The raw grad: a metrics slot carries the identity transform and no coefficient
+// applies.
+template <int N, class Op, DType P, DType G, class State>
+__device__ __forceinline__ void metrics_group(const ParamRef<P>& param, const storage_t<G>* grad, const State& state,
+                                              const typename Op::Rule& rule, int i, MetricSums& acc) {
+  constexpr int S = Op::kStates;
+  float w[N], g[N], v[S][N] = {};
+  param.template load<N>(i, w);
+  load<G, N>(grad + i, g);
+  state.template load<N>(i, v);
+#pragma unroll
+  for (int e = 0; e < N; ++e) {
+    float x[S];
+#pragma unroll
+    for (int k = 0; k < S; ++k) x[k] = v[k][e];
+    rule.metrics(w[e], g[e], x, acc);
+  }
+}
 
-  // Thread t is lane t of NOTE(deterministic reductions) (block_reduce.h), step 1: vector
-  // loads when the chunk is aligned, one element at a time when not (or for the last,
-  // partial group), the same elements in the same order either way.
-  const bool aligned = c.aligned();
+// Thread t is lane t of NOTE(deterministic reductions) (block_reduce.h), step 1: vector
+// loads when the chunk is aligned, one element at a time when not (or for the last,
+// partial group), the same elements in the same order either way.
+template <class Op, DType P, DType G, class State>
+__device__ __forceinline__ MetricSums chunk_metrics(const BlockItem<Op>& b, const State& state) {
+  const ParamRef<P> param(b.t, b.s, b.begin);
+  const storage_t<G>* grad = static_cast<const storage_t<G>*>(b.t.grad) + b.begin;
+  const typename Op::Rule rule(b.t, b.s);
+  const bool aligned = param.aligned() && vec_aligned(grad) && state.aligned();
   const int full_end = b.n - b.n % kVec;
   MetricSums acc;
   for (int i = threadIdx.x * kVec; i < b.n; i += kThreads * kVec) {
     if (aligned && i < full_end) {
-      c.template metrics<kVec>(i, b.s, acc);
+      metrics_group<kVec, Op, P, G>(param, grad, state, rule, i, acc);
     } else {
-      for (int k = i; k < i + kVec && k < b.n; ++k) c.template metrics<1>(k, b.s, acc);
+      for (int k = i; k < i + kVec && k < b.n; ++k) metrics_group<1, Op, P, G>(param, grad, state, rule, k, acc);
     }
+  }
+  return acc;
+}
+
+// The metric sums of one chunk per block into partials[blockIdx.x]; nothing else is written.
+// Dense tensors only (the engine asks no metrics of row-sparse ones). State of any dtype is
+// decoded as a step decodes it.
+template <class Op, DType P, DType G>
+__global__ void __launch_bounds__(kThreads)
+    metrics_kernel(const typename Op::Tensor* __restrict__ tensors, const BlockWork* __restrict__ work,
+                   const void* const* __restrict__ grads, SlotTable<typename Op::Slot> inline_slots,
+                   const typename Op::Slot* __restrict__ slot_buffer, const CodeTables* __restrict__ tables,
+                   MetricSums* __restrict__ partials) {
+  const BlockItem<Op> b = block_item<Op>(tensors, work, grads, inline_slots, slot_buffer);
+  const StateBuffers<Op> buffers = state_buffers<Op>(b.t, b.s);
+  MetricSums acc;
+  switch (b.t.state.dtype) {
+    case StateDType::Uint8:
+      acc = chunk_metrics<Op, P, G>(b, CodedState<Op>(buffers, b.t, tables, b.begin));
+      break;
+    case StateDType::BFloat16:
+      acc = chunk_metrics<Op, P, G>(b, Bf16State<Op>(buffers, b.t, b.s, b.begin));
+      break;
+    default:
+      acc = chunk_metrics<Op, P, G>(b, Fp32State<Op>(buffers, b.t, b.s, b.begin));
+      break;
   }
   store_block_sum(acc, partials + blockIdx.x);
 }
-
 // The pre-step grad pass (prepare_grads), kernel 1: the GradPartial of one chunk per block
 // into partials[blockIdx.x], over the unscaled grads g * inv_scale (the fp32 product, as
 // transform_grad's first step computes it), added as metrics_kernel adds its sums: steps 1
@@ -516,11 +787,11 @@ class DeviceBuffer {
   size_t capacity_ = 0;
 };
 
-// The blocks of one launch: work[first_block, first_block + blocks). sparse: the tensors
-// have row-sparse grads (only the step kernel differs).
+// The blocks of one launch: work[first_block, first_block + blocks). pass: which step kernel
+// (the others differ only in their dtype pair).
 struct Launch {
   int combo;
-  bool sparse;
+  StepPass pass;
   int32_t first_block;
   int32_t blocks;
 };
@@ -528,14 +799,14 @@ struct Launch {
 // One kernel per dtype combination, in kCombos order.
 template <class Op>
 using StepFn = void (*)(const typename Op::Tensor*, const BlockWork*, const void* const*, SlotTable<typename Op::Slot>,
-                        const typename Op::Slot*, const int32_t*, const float*);
+                        const typename Op::Slot*, const int32_t*, const float*, const CodeTables*);
 template <class Op>
 using MetricsFn = void (*)(const typename Op::Tensor*, const BlockWork*, const void* const*,
-                           SlotTable<typename Op::Slot>, const typename Op::Slot*, MetricSums*);
+                           SlotTable<typename Op::Slot>, const typename Op::Slot*, const CodeTables*, MetricSums*);
 
-template <class Op, bool Sparse, size_t... I>
+template <class Op, StepPass Pass, size_t... I>
 constexpr std::array<StepFn<Op>, kComboCount> step_kernels(std::index_sequence<I...>) {
-  return {{step_kernel<Op, kCombos[I].param, kCombos[I].grad, Sparse>...}};
+  return {{step_kernel<Op, kCombos[I].param, kCombos[I].grad, Pass>...}};
 }
 template <class Op, size_t... I>
 constexpr std::array<MetricsFn<Op>, kComboCount> metrics_kernels(std::index_sequence<I...>) {
@@ -560,7 +831,7 @@ class Launcher {
   using Slot = typename Op::Slot;
 
   // Kernel parameters are limited to 4 KiB on every driver we support.
-  static_assert(sizeof(SlotTable<Slot>) + 7 * sizeof(void*) <= 4096, "kernel parameters too large");
+  static_assert(sizeof(SlotTable<Slot>) + 8 * sizeof(void*) <= 4096, "kernel parameters too large");
 
   Launcher() {
     // A blocking stream (not cudaStreamNonBlocking): the synchronous cudaMemcpy of tensor
@@ -596,6 +867,7 @@ class Launcher {
 
     std::vector<int> combo_of(tensors.size());
     int32_t max_slot = -1;
+    bool any_coded = false;  // a tensor with 8-bit state: the kernels need the code tables
     for (size_t i = 0; i < tensors.size(); ++i) {
       const Tensor& t = tensors[i];
       const std::string where = fn + ": tensor " + std::to_string(i);
@@ -618,20 +890,22 @@ class Launcher {
       if (t.rows && (t.row_width <= 0 || t.numel % t.row_width != 0)) {
         throw std::runtime_error(where + ": row-sparse grad with invalid row width");
       }
+      check_state_format(t, where);
+      any_coded = any_coded || t.state.dtype == StateDType::Uint8;
       max_slot = std::max(max_slot, t.slot);
     }
 
-    // Blocks grouped by dtype pair and then by dense / row-sparse grads, each group one
-    // launch; within a group tensor order, so neighbouring blocks stream neighbouring
+    // Blocks grouped by dtype pair and then by kind (step_pass: fp32, bf16 or 8-bit state,
+    // row-sparse grads), each group one launch; within a group tensor order, so neighbouring blocks stream neighbouring
     // memory. This order is also the order in which metrics() adds a tensor's chunk
     // partials: chunk 0, 1, 2, ...
     std::vector<BlockWork> work;
     std::vector<Launch> launches;
     for (int combo = 0; combo < kComboCount; ++combo) {
-      for (const bool sparse : {false, true}) {
+      for (int pass = 0; pass < kStepPasses; ++pass) {
         const size_t first = work.size();
         for (size_t i = 0; i < tensors.size(); ++i) {
-          if (combo_of[i] != combo || (tensors[i].rows != nullptr) != sparse) continue;
+          if (combo_of[i] != combo || int(step_pass(tensors[i])) != pass) continue;
           const int64_t chunks = (tensors[i].numel + kChunkElements - 1) / kChunkElements;
           for (int64_t chunk = 0; chunk < chunks; ++chunk) {
             work.push_back({int32_t(i), int32_t(chunk)});
@@ -641,7 +915,7 @@ class Launcher {
           throw std::runtime_error(fn + ": too many elements in all");
         }
         if (work.size() > first) {
-          launches.push_back({combo, sparse, int32_t(first), int32_t(work.size() - first)});
+          launches.push_back({combo, StepPass(pass), int32_t(first), int32_t(work.size() - first)});
         }
       }
     }
@@ -664,6 +938,10 @@ class Launcher {
     const size_t ranges_bytes = ranges.size() * sizeof(TensorBlocks);
     // An optimizer that uses the pre-step pass gets its buffers grown here, not per step.
     if (found_inf_.get()) reserve_prepass();
+    if (any_coded && !code_tables_ready_) {
+      upload(code_tables_, &host_code_tables(), sizeof(CodeTables), "code tables");
+      code_tables_ready_ = true;  // never changes: uploaded once per launcher
+    }
     upload(tensors_, tensor_staging_.data(), tensor_bytes, "tensor table");
     upload(work_, work_staging_.data(), work_bytes, "block table");
     upload(ranges_, ranges.data(), ranges_bytes, "tensor block ranges");
@@ -720,8 +998,11 @@ class Launcher {
     } catch (const std::exception& e) {
       throw NothingLaunched(e.what());
     }
-    static constexpr auto kDense = step_kernels<Op, false>(std::make_index_sequence<kComboCount>());
-    static constexpr auto kSparse = step_kernels<Op, true>(std::make_index_sequence<kComboCount>());
+    static constexpr std::array<std::array<StepFn<Op>, kComboCount>, kStepPasses> kKernels = {
+        step_kernels<Op, StepPass::Float32>(std::make_index_sequence<kComboCount>()),
+        step_kernels<Op, StepPass::BFloat16>(std::make_index_sequence<kComboCount>()),
+        step_kernels<Op, StepPass::Coded>(std::make_index_sequence<kComboCount>()),
+        step_kernels<Op, StepPass::Sparse>(std::make_index_sequence<kComboCount>())};
     const auto* table = static_cast<const Tensor*>(tensors_.get());
     const auto* work = static_cast<const BlockWork*>(work_.get());
     const auto* grads = static_cast<const void* const*>(grads_.get());
@@ -730,9 +1011,9 @@ class Launcher {
     (void)cudaGetLastError();  // a stale error from elsewhere must not be blamed on our launch
     for (size_t k = 0; k < launches_.size(); ++k) {
       const Launch& l = launches_[k];
-      const StepFn<Op> kernel = l.sparse ? kSparse[l.combo] : kDense[l.combo];
+      const StepFn<Op> kernel = kKernels[int(l.pass)][l.combo];
       FO_LAUNCH(kernel, unsigned(l.blocks), kThreads, 0, stream_)
-      (table, work + l.first_block, grads, args.inline_slots, args.buffer, found_inf, coefs);
+      (table, work + l.first_block, grads, args.inline_slots, args.buffer, found_inf, coefs, code_tables());
       const cudaError_t e = cudaGetLastError();
       if (e == cudaSuccess) continue;
       const std::string message = "CUDA error " + error_text(e) + " (in " + what("kernel launch", "step") + ")";
@@ -822,7 +1103,7 @@ class Launcher {
     for (const Launch& l : launches_) {
       // Block b of the whole map writes partials[b], whichever launch runs it.
       FO_LAUNCH(kKernels[l.combo], unsigned(l.blocks), kThreads, 0, stream_)
-      (table, work + l.first_block, grads, args.inline_slots, args.buffer, partials + l.first_block);
+      (table, work + l.first_block, grads, args.inline_slots, args.buffer, code_tables(), partials + l.first_block);
       check(cudaGetLastError(), what("kernel launch", "metrics").c_str());
     }
 
@@ -875,6 +1156,45 @@ class Launcher {
     if (coef_bytes > 0) coefs_.reserve(coef_bytes, what("cudaMalloc", "clip coefficients"));
   }
 
+  // The state format of a non-empty tensor: one the kernels know (set_tensors).
+  static void check_state_format(const Tensor& t, const std::string& where) {
+    switch (t.state.dtype) {
+      case StateDType::Float32:
+        return;
+      case StateDType::BFloat16:
+      case StateDType::Uint8:
+        break;
+      default:
+        throw std::runtime_error(where + ": unknown state dtype " + std::to_string(int(t.state.dtype)));
+    }
+    if (t.state.dtype == StateDType::Uint8 && !valid_quant_block(t.state.block)) {
+      throw std::runtime_error(where + ": 8-bit state with block size " + std::to_string(t.state.block) +
+                               " (256 or 2048)");
+    }
+    // The engine keeps fp32 state for lazy (row-sparse) steps: a block's absmax would need
+    // every element of the block, not only the rows of the grad.
+    if (t.rows)
+      throw std::runtime_error(where + ": row-sparse grad with " + kStateDTypeNames[int(t.state.dtype)] + " state");
+  }
+
+  // The code maps and midpoints, built on the host once per process (they are constants).
+  static const CodeTables& host_code_tables() {
+    static const CodeTables tables = [] {
+      CodeTables t{};
+      for (const bool is_signed : {true, false}) {
+        std::memcpy(t.map[code_table(is_signed)], host_code_map(is_signed), sizeof(t.map[0]));
+        std::memcpy(t.mid[code_table(is_signed)], host_code_midpoints(is_signed), sizeof(t.mid[0]));
+      }
+      return t;
+    }();
+    return tables;
+  }
+
+  // The device copy, once a table with 8-bit state has been set (else null: no kernel reads it).
+  const CodeTables* code_tables() const {
+    return code_tables_ready_ ? static_cast<const CodeTables*>(code_tables_.get()) : nullptr;
+  }
+
   // "cudaMalloc (AdamWLauncher tensor table)"
   static std::string what(const char* call, const char* object) {
     return std::string(call) + " (" + Op::kLauncher + " " + object + ")";
@@ -909,6 +1229,11 @@ class Launcher {
   // (allocated by the first prepare_grads; non-null means the pass has been used).
   DeviceBuffer grad_partials_, tensor_sums_, coefs_, found_inf_;
   bool prepass_ready_ = false;  // prepare_grads ran since the last set_tensors
+
+  // The code maps of 8-bit state (CodeTables, state_access.cuh), uploaded by the first
+  // set_tensors that has a tensor with 8-bit state.
+  DeviceBuffer code_tables_;
+  bool code_tables_ready_ = false;
 };
 
 }  // namespace fo::cuda::mt

@@ -1,5 +1,6 @@
 // The real CUDA backend's kernels with barriers and shared memory (the norm tree of
-// cuda_grad_ops.cu, the pre-step grad pass and the metric reductions of multi_tensor.cuh),
+// cuda_grad_ops.cu, the pre-step grad pass, the metric reductions and the 8-bit state step of
+// multi_tensor.cuh),
 // driven without Node, for ThreadSanitizer in the emulator's threads=os mode: every thread of
 // a block is a real thread, so a missing __syncthreads is a data race TSan reports. Also
 // checks that the results do not depend on how the threads were scheduled (bit-identical
@@ -106,6 +107,39 @@ int main() {
     expect(std::fabs(first[k].grad_sq - want) <= 1e-9 * want, "metric grad_sq agrees with the host sum");
   }
   launcher.synchronize();
+
+  // bf16 and 8-bit state (native/cuda/state_access.cuh, step_coded_chunk in multi_tensor.cuh):
+  // the 8-bit step combines each quant block's absmax in shared memory between barriers.
+  // Two steps of the largest tensor, twice over from the same start: the same bytes.
+  for (const StateFormat f : {StateFormat{StateDType::Uint8, 256}, StateFormat{StateDType::Uint8, 2048},
+                              StateFormat{StateDType::BFloat16, 256}}) {
+    const int64_t n = int64_t(sizes.back());
+    const size_t bytes = size_t(state_buffer_bytes(f, n));
+    std::vector<uint8_t> out[2];
+    for (auto& result : out) {
+      void* p = upload(values(size_t(n), 21));
+      void* state[2] = {cuda::device_alloc(bytes), cuda::device_alloc(bytes)};
+      for (void* s : state) cuda::zero(s, bytes);
+      AdamWTensor t = tensors.back();
+      t.param = p;
+      t.exp_avg = state[0];
+      t.exp_avg_sq = state[1];
+      t.state = f;
+      cuda::AdamWLauncher low_bit;
+      low_bit.set_tensors({t});
+      low_bit.launch(&slot, 1, false);
+      low_bit.launch(&slot, 1, false);
+      low_bit.synchronize();
+      result.resize(2 * bytes + size_t(n) * 4);
+      cuda::copy_device_to_host(result.data(), state[0], bytes);
+      cuda::copy_device_to_host(result.data() + bytes, state[1], bytes);
+      cuda::copy_device_to_host(result.data() + 2 * bytes, p, size_t(n) * 4);
+      for (void* s : state) cuda::device_free(s);
+      cuda::device_free(p);
+    }
+    expect(out[0] == out[1], "bf16 and 8-bit state steps are deterministic");
+  }
+
   for (size_t k = 0; k < sizes.size(); ++k) {
     cuda::device_free(grads[k]);
     cuda::device_free(params[k]);
