@@ -546,7 +546,7 @@ describe('checkpoints of low-bit state', () => {
 describe('the addon checks the state formats a load stages', () => {
   it('checkpointStage: state dtype codes and block sizes, one per param', () => {
     const handle = new (native().AdamWHandle)(0);
-    const w = Tensor.from(randn(5000, rng(70)));
+    const w = Tensor.from(randn(5000, rng(70)), { device: 'cpu' });
     handle.addParams([w.handle], 0, ['w'], true, undefined, undefined, 2, 256);
     const [one, mask] = [Int32Array.of(0), Uint8Array.of(3)];
     expectThrows(() => handle.checkpointStage(one, mask, Uint8Array.of(3), Int32Array.of(256)), RangeError, [
