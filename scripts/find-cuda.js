@@ -48,9 +48,10 @@ function findLibDir(nvcc) {
   return '';
 }
 
-// Turing to Hopper and Blackwell (sm_100 data centre, sm_120 consumer), plus compute_90 PTX
-// that newer GPUs JIT-compile; the same list as CMakeLists.txt.
-const ALL_ARCHS = ['75', '80', '86', '89', '90', '100', '120'];
+// Turing to Hopper and Blackwell (sm_100 data centre, sm_120 consumer; sm_80's cubin also
+// runs on sm_86 and sm_89), plus compute_90 PTX that newer GPUs JIT-compile; the same list as
+// CMakeLists.txt.
+const ALL_ARCHS = ['75', '80', '90', '100', '120'];
 const PTX_ARCH = '90';
 
 function archList() {

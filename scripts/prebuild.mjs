@@ -14,7 +14,7 @@
 // headers, and the binary works on every Node version from 20 on.
 //
 // The CUDA backend is compiled in when binding.gyp finds nvcc (scripts/find-cuda.js):
-// device code for sm_75..sm_90, sm_100 and sm_120 plus compute_90 PTX, with the CUDA runtime linked
+// device code for sm_75, sm_80 (run by sm_86 and sm_89), sm_90, sm_100 and sm_120 plus compute_90 PTX, with the CUDA runtime linked
 // statically, so the binary needs only the NVIDIA driver. FUSED_OPTIM_CUDA=ON makes a
 // missing nvcc an error (for release builds), OFF builds a CPU-only binary.
 //
@@ -202,7 +202,7 @@ if (info.cudaCompiled) {
   const containers = listFatbins(readFileSync(binary));
   const archs = [...new Set(containers.flat().map((e) => e.arch))].sort();
   console.log(`prebuild: CUDA code: ${containers.length} fat binaries with ${archs.join(', ')}`);
-  for (const want of ['sm_75', 'sm_80', 'sm_86', 'sm_89', 'sm_90', 'sm_100', 'sm_120', 'compute_90']) {
+  for (const want of ['sm_75', 'sm_80', 'sm_90', 'sm_100', 'sm_120', 'compute_90']) {
     if (!containers.length || !containers.every((entries) => entries.some((e) => e.arch === want)))
       fail(`the binary lacks ${want} code`);
   }
