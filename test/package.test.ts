@@ -166,8 +166,7 @@ describe.skipIf(!run)(title, () => {
           .flat()
           .map((e) => e.arch),
       );
-      for (const a of ['sm_75', 'sm_80', 'sm_90', 'sm_100', 'sm_120', 'compute_90'])
-        expect(archs).toContain(a);
+      for (const a of ['sm_75', 'sm_80', 'sm_90', 'sm_100', 'sm_120', 'compute_90']) expect(archs).toContain(a);
     }
   });
 
