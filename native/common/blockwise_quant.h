@@ -12,9 +12,10 @@
 //
 // The code of a normalized value y is defined as the number of code midpoints below it,
 // count(mid[c] < y) with mid[c] the fp32 midpoint of map[c] and map[c + 1]: the nearest
-// entry, a tie going to the lower one. A NaN gets code 0 (its block's absmax is NaN, so it dequantizes to
-// NaN again). Values are normalized by multiplying with 1 / absmax (one division per block;
-// bitsandbytes divides each element, which can differ in the last bit of y).
+// entry, a tie going to the lower one. A NaN gets code 0 (its block's absmax is NaN, so it
+// dequantizes to NaN again). Values are normalized by multiplying with 1 / absmax (one
+// division per block; bitsandbytes divides each element, which can differ in the last bit
+// of y).
 #include <math.h>
 
 #include <cstdint>
