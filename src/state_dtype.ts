@@ -36,11 +36,6 @@ export function stateDtypeCode(d: StateDtype): number {
   return STATE_DTYPES.indexOf(d);
 }
 
-/** The dtype a param of `numel` elements keeps its state in when its group asks for `wanted`. */
-export function effectiveStateDtype(wanted: StateDtype, numel: number): StateDtype {
-  return wanted === 'uint8' && numel < MIN_QUANTIZED_NUMEL ? 'float32' : wanted;
-}
-
 /** The absmax values of an 8-bit buffer of `numel` codes. */
 export function quantBlocks(numel: number, blockSize: number): number {
   return Math.ceil(numel / blockSize);

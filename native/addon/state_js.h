@@ -39,9 +39,9 @@ Napi::Object state_to_js(Napi::Env env, const typename Engine<Algo>::ParamState&
     const std::vector<uint8_t>& raw = st.states[k];
     const std::string name = Algo::state_name(k);
     if (f.dtype == StateDType::Float32 || as_float32) {
-      std::vector<float> values(static_cast<size_t>(numel));
-      decode_state(f, raw.data(), numel, Algo::state_signed(k), values.data());
-      o.Set(name, copy_to_js<Napi::Float32Array>(env, values.data(), values.size(), 4));
+      auto values = Napi::Float32Array::New(env, size_t(numel));  // decoded straight into it
+      if (numel) decode_state(f, raw.data(), numel, Algo::state_signed(k), values.Data());
+      o.Set(name, values);
     } else if (f.dtype == StateDType::BFloat16) {
       o.Set(name, copy_to_js<Napi::Uint16Array>(env, raw.data(), size_t(numel), 2));
     } else {
